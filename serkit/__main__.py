@@ -1,0 +1,3 @@
+from serkit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""Audio in: decode anything libsndfile reads into 16 kHz mono float32, pad or crop, cache.
+
+Constants follow Whisper's style: the derived values are spelled out beside them.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+SAMPLE_RATE = 16000          # Hz: every model in serkit sees 16 kHz mono
+CLIP_SECONDS = 3.0           # default model window
+CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)  # 48000 samples in a 3 s window
+MAX_SECONDS = 3600.0         # load_audio refuses longer inputs (an hour is 230 MB of float32);
+                             # long recordings go through the streaming timeline instead
+
+AudioSource = str | os.PathLike | bytes | bytearray | BinaryIO
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used: undecodable, empty, non-finite or too long. Names the source."""
+
+
+def _describe(source: AudioSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    return getattr(source, "name", None) or "<file object>"
+
+
+def load_audio(
+    source: AudioSource,
+    sample_rate: int = SAMPLE_RATE,
+    max_seconds: float | None = MAX_SECONDS,
+) -> np.ndarray:
+    """Decode ``source`` (a path, raw bytes or a binary file object) to mono float32 at ``sample_rate``.
+
+    Any channel count is averaged to mono; any rate is resampled with soxr (high quality).
+    Returns a 1-D array of samples in [-1, 1] (float inputs are kept as they are).
+    Raises :class:`AudioError` for undecodable, zero-length, NaN/inf-filled input and for input
+    longer than ``max_seconds`` (checked from the header, before decoding); ``None`` disables the cap.
+    """
+    name = _describe(source)
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise AudioError(f"{name}: empty input (0 bytes)")
+        source = io.BytesIO(source)
+    elif isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
+        raise AudioError(f"{name}: file not found")
+    try:
+        with sf.SoundFile(source) as f:
+            rate, frames = f.samplerate, f.frames
+            if max_seconds is not None and frames > max_seconds * rate:
+                raise AudioError(
+                    f"{name}: {frames / rate:.0f} s is longer than the {max_seconds:.0f} s limit; "
+                    "split it, or score it as a timeline (serkit predict --timeline)")
+            data = f.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, EOFError) as exc:
+        raise AudioError(f"{name}: cannot decode audio ({exc})") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"{name}: contains no samples")
+    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.isfinite(wave).all():
+        raise AudioError(f"{name}: contains NaN or infinite samples")
+    if rate != sample_rate:
+        wave = soxr.resample(wave, rate, sample_rate, quality="HQ")
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def pad_or_trim(wave: np.ndarray, length: int, crop: str = "center",
+                rng: np.random.Generator | None = None) -> np.ndarray:
+    """Zero-pad (at the end) or crop ``wave`` to exactly ``length`` samples.
+
+    ``crop`` says which part of a longer clip to keep: ``"center"`` (evaluation: deterministic),
+    ``"start"``, or ``"random"`` (training: a new window each epoch, drawn from ``rng``).
+    """
+    n = wave.shape[-1]
+    if n == length:
+        return wave
+    if n < length:
+        return np.pad(wave, [(0, 0)] * (wave.ndim - 1) + [(0, length - n)])
+    if crop == "center":
+        start = (n - length) // 2
+    elif crop == "start":
+        start = 0
+    elif crop == "random":
+        start = int((rng or np.random.default_rng()).integers(0, n - length + 1))
+    else:
+        raise ValueError(f"unknown crop policy {crop!r}; choose center, start or random")
+    return wave[..., start:start + length]
+
+
+class WaveformCache:
+    """Decoded waveforms on disk, so a training run (and the next one) decodes each file once.
+
+    A file's entry is keyed by its absolute path, size, modification time and the target sample
+    rate, so a changed file or a new rate is decoded again. Entries are ``.npy`` files read with
+    ``allow_pickle=False``.
+    """
+
+    def __init__(self, folder: str | os.PathLike, sample_rate: int = SAMPLE_RATE):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.sample_rate = sample_rate
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, path: str | os.PathLike) -> str:
+        p = Path(path).resolve()
+        st = p.stat()
+        ident = f"{p}|{st.st_size}|{st.st_mtime_ns}|{self.sample_rate}"
+        return hashlib.sha1(ident.encode()).hexdigest()
+
+    def load(self, path: str | os.PathLike) -> np.ndarray:
+        """The waveform of ``path``, from the cache when it is fresh; raises AudioError like load_audio."""
+        entry = self.folder / f"{self.key(path)}.npy"
+        if entry.is_file():
+            self.hits += 1
+            return np.load(entry, allow_pickle=False)
+        self.misses += 1
+        wave = load_audio(path, self.sample_rate)
+        tmp = entry.with_name(f"{entry.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, wave, allow_pickle=False)
+        os.replace(tmp, entry)
+        return wave

@@ -1,0 +1,112 @@
+"""What every corpus reader shares: the parsed-name record, the generic scan and the header read.
+
+A corpus module declares its naming scheme (a label table and a ``parse(path)`` function);
+:func:`scan_with` walks a folder, parses every name once, reads every audio header, and counts
+each file it does not keep in a :class:`~serkit.manifest.SkipReport` under a named reason.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+
+from serkit.emotions import ALL_EMOTIONS
+from serkit.manifest import SkipReport, Utterance
+
+#: File endings that are tried as audio; anything else in a corpus folder is a counted stray.
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
+
+# Skip reasons, spelled once.
+NOT_AUDIO = "not audio"
+UNPARSED = "name does not parse"
+UNKNOWN_LABEL = "unknown label"
+NOT_SELECTED = "emotion not selected"
+UNREADABLE = "unreadable audio"
+EMPTY = "empty audio"
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What a file name (and its folders) says about a clip."""
+
+    speaker: str
+    label: str  # the corpus's own emotion code, a key of the module's LABELS table
+    gender: str = "unknown"
+
+
+class SkipFile(Exception):
+    """Raised by a ``parse`` function for a well-named file the corpus itself excludes."""
+
+
+def audio_files(root: Path) -> list[Path]:
+    """Every file under ``root`` (sorted), audio or not: strays are counted, not ignored."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        out.extend(Path(dirpath) / f for f in sorted(filenames))
+    return out
+
+
+def is_audio_name(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
+
+
+def read_header(path: Path) -> tuple[float, int]:
+    """(duration in seconds, sample rate) from the file header; raises RuntimeError/sf errors."""
+    info = sf.info(str(path))
+    return info.frames / info.samplerate, int(info.samplerate)
+
+
+def scan_with(
+    name: str,
+    labels: dict[str, str],
+    parse: Callable[[Path], Parsed | None],
+    files: Iterable[Path],
+    emotions: Iterable[str] = ALL_EMOTIONS,
+    report: SkipReport | None = None,
+    genders: dict[str, str] | None = None,
+) -> list[Utterance]:
+    """Turn ``files`` into utterances of corpus ``name``, counting every file not kept.
+
+    ``labels`` maps the corpus's codes to canonical emotions; ``genders`` (speaker -> gender)
+    overrides what ``parse`` says where a side table knows better.
+    """
+    report = report if report is not None else SkipReport()
+    keep = set(emotions)
+    out: list[Utterance] = []
+    for path in files:
+        if not is_audio_name(path):
+            report.add(name, NOT_AUDIO, path)
+            continue
+        try:
+            parsed = parse(path)
+        except SkipFile as exc:
+            report.add(name, str(exc), path)
+            continue
+        if parsed is None:
+            report.add(name, UNPARSED, path)
+            continue
+        emotion = labels.get(parsed.label)
+        if emotion is None:
+            report.add(name, UNKNOWN_LABEL, path)
+            continue
+        if emotion not in keep:
+            report.add(name, NOT_SELECTED, path)
+            continue
+        try:
+            duration, rate = read_header(path)
+        except (RuntimeError, sf.LibsndfileError, OSError, ValueError):
+            report.add(name, UNREADABLE, path)
+            continue
+        if duration <= 0:
+            report.add(name, EMPTY, path)
+            continue
+        gender = (genders or {}).get(parsed.speaker, parsed.gender)
+        out.append(Utterance(
+            corpus=name, speaker=parsed.speaker, emotion=emotion, path=path.resolve(),
+            label=parsed.label, gender=gender, duration=duration, sample_rate=rate,
+        ))
+    return out

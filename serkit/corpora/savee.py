@@ -1,0 +1,45 @@
+"""SAVEE: Surrey Audio-Visual Expressed Emotion (Haq & Jackson, 2009). Free for research.
+
+Four male speakers (DC, JE, JK, KL), 120 clips each, 480 in all. Two layouts exist:
+``DC_a01.wav`` (one folder, the speaker as a prefix) and ``DC/a01.wav`` (a folder per speaker,
+as in the original ``AudioData/``). The emotion prefix is one of:
+
+    a anger, d disgust, f fear, h happiness, n neutral, sa sadness, su surprise
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from serkit.corpora.base import Parsed, audio_files, scan_with
+from serkit.emotions import ALL_EMOTIONS
+from serkit.manifest import SkipReport, Utterance
+
+NAME = "savee"
+
+LABELS = {
+    "a": "angry", "d": "disgust", "f": "fearful", "h": "happy",
+    "n": "neutral", "sa": "sad", "su": "surprised",
+}
+
+SPEAKERS = ("DC", "JE", "JK", "KL")
+
+_PREFIXED = re.compile(r"^(DC|JE|JK|KL)_(sa|su|a|d|f|h|n)(\d\d)$")
+_BARE = re.compile(r"^(sa|su|a|d|f|h|n)(\d\d)$")
+
+
+def parse(path: Path) -> Parsed | None:
+    m = _PREFIXED.match(path.stem)
+    if m is not None:
+        return Parsed(speaker=m.group(1), label=m.group(2), gender="male")
+    m = _BARE.match(path.stem)
+    if m is not None and path.parent.name in SPEAKERS:
+        return Parsed(speaker=path.parent.name, label=m.group(1), gender="male")
+    return None
+
+
+def scan(root: str | Path, emotions: Iterable[str] = ALL_EMOTIONS,
+         report: SkipReport | None = None) -> list[Utterance]:
+    """Every SAVEE clip under ``root``, in either layout."""
+    return scan_with(NAME, LABELS, parse, audio_files(Path(root)), emotions, report)

@@ -1,0 +1,128 @@
+"""Utterances and the manifest CSV that carries them between steps.
+
+The CSV keeps the original project's three columns (``Dataset``, ``Emotion``, ``File``) first
+and adds the rest. Paths are written relative to the manifest's folder when they lie under it
+(or can be reached with ``..``), so a manifest moves with its data.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+COLUMNS = ("Dataset", "Emotion", "File", "Speaker", "Gender", "Label", "Duration", "SampleRate", "Split")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One labelled clip.
+
+    ``emotion`` is canonical (see :mod:`serkit.emotions`); ``label`` is the corpus's own code
+    for it; ``duration`` is in seconds and ``sample_rate`` in Hz as read from the file header.
+    ``split`` is empty unless a manifest fixes the split itself (``train``/``val``/``test``).
+    """
+
+    corpus: str
+    speaker: str
+    emotion: str
+    path: Path
+    label: str = ""
+    gender: str = "unknown"
+    duration: float | None = None
+    sample_rate: int | None = None
+    split: str = ""
+
+    @property
+    def group(self) -> str:
+        """The speaker's identity across corpora (speaker ids repeat between corpora)."""
+        return f"{self.corpus}/{self.speaker}"
+
+
+@dataclass
+class SkipReport:
+    """Files that were looked at and not kept, counted per (corpus, reason), with their paths."""
+
+    items: list[tuple[str, str, Path]] = field(default_factory=list)  # (corpus, reason, path)
+
+    def add(self, corpus: str, reason: str, path: Path) -> None:
+        self.items.append((corpus, reason, Path(path)))
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        return Counter((c, r) for c, r, _ in self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def write_csv(self, path: str | os.PathLike) -> None:
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["Dataset", "Reason", "File"])
+            for corpus, reason, p in self.items:
+                w.writerow([corpus, reason, str(p)])
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:  # another drive on Windows
+        return str(path)
+
+
+def write_manifest(utterances: list[Utterance], path: str | os.PathLike) -> Path:
+    """Write utterances to a CSV at ``path`` (atomically: a temporary file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = path.parent.resolve()
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(COLUMNS)
+        for u in utterances:
+            w.writerow([
+                u.corpus, u.emotion, _rel(Path(u.path).resolve(), base), u.speaker, u.gender,
+                u.label, "" if u.duration is None else f"{u.duration:.4f}",
+                "" if u.sample_rate is None else u.sample_rate, u.split,
+            ])
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(path: str | os.PathLike) -> list[Utterance]:
+    """Read a manifest written by :func:`write_manifest` (or any CSV with its columns).
+
+    Only ``Emotion`` and ``File`` are required; relative paths resolve against the CSV's folder.
+    Raises ValueError naming the file and the missing column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    base = path.parent
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"Emotion", "File"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+                             f"expected {', '.join(COLUMNS)}")
+        out = []
+        for row in reader:
+            duration = row.get("Duration") or ""
+            rate = row.get("SampleRate") or ""
+            out.append(Utterance(
+                corpus=row.get("Dataset") or "csv",
+                speaker=row.get("Speaker") or "unknown",
+                emotion=row["Emotion"].strip().lower(),
+                path=(base / row["File"]).resolve() if not os.path.isabs(row["File"]) else Path(row["File"]),
+                label=row.get("Label") or "",
+                gender=row.get("Gender") or "unknown",
+                duration=float(duration) if duration else None,
+                sample_rate=int(rate) if rate else None,
+                split=(row.get("Split") or "").strip().lower(),
+            ))
+    return out
+
+
+def with_split(utterances: list[Utterance], parts: list[str]) -> list[Utterance]:
+    """Return copies of ``utterances`` with their ``split`` field set from ``parts``."""
+    return [replace(u, split=p) for u, p in zip(utterances, parts, strict=True)]
