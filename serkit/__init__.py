@@ -1,4 +1,24 @@
-"""serkit: speech emotion recognition, from corpus folders to a served model."""
+"""serkit: speech emotion recognition, from corpus folders to a served model.
+
+    import serkit
+    model = serkit.load_model()                 # the shipped default model
+    model.predict_file("clip.wav").emotion      # 'angry'
+"""
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+
+def load_model(path=None):
+    """A Predictor for the bundle folder at ``path`` (the shipped default model when None)."""
+    from serkit.inference import load_model as _load
+    return _load(path)
+
+
+def default_model_path():
+    """The folder of the default model that ships inside the package."""
+    from serkit.inference import default_model_path as _path
+    return _path()
+
+
+__all__ = ["__version__", "load_model", "default_model_path"]

@@ -28,6 +28,126 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from serkit.training import TrainConfig, train
+
+    options = json.loads(args.model_options) if args.model_options else {}
+    cfg = TrainConfig(
+        model=args.model, split=args.split, test_corpus=args.test_corpus, seed=args.seed,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+        monitor=args.monitor, augment=not args.no_augment, model_options=options,
+        emotions=resolve_list(args.emotions), accelerator=args.accelerator, devices=args.devices,
+        num_nodes=args.num_nodes, strategy=args.strategy, num_workers=args.num_workers,
+        test_size=args.test_size, val_size=args.val_size,
+    )
+    report = train(args.manifest, args.out, cfg, resume=args.resume)
+    if report:
+        console.print(f"test: accuracy {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f}  "
+                      f"UAR {report['uar']:.3f}  ({report['n']} clips)")
+    console.print(f"bundle: {args.out}/bundle   report: {args.out}/eval/report.md", highlight=False)
+    return 0
+
+
+def resolve_list(spec: str | None) -> list[str] | None:
+    from serkit.emotions import resolve_emotions
+
+    return None if spec in (None, "manifest") else list(resolve_emotions(spec))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from serkit.evaluate_cmd import evaluate_bundle
+    from serkit.inference import load_model
+
+    if len(args.paths) > 2:
+        raise ValueError("evaluate takes [BUNDLE] MANIFEST")
+    bundle, manifest = (args.paths if len(args.paths) == 2 else (args.model, args.paths[0]))
+    predictor = load_model(bundle)
+    r = evaluate_bundle(predictor, manifest, args.split, args.out)
+    console.print(f"{predictor.name} on {args.split} ({r['n']} clips): accuracy {r['accuracy']:.3f}  "
+                  f"macro-F1 {r['macro_f1']:.3f}  UAR {r['uar']:.3f}  ECE {r['calibration']['ece_after']:.3f}",
+                  highlight=False)
+    for corpus, m in r["per_corpus"].items():
+        console.print(f"  {corpus}: accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  ({m['n']} clips)")
+    if args.out:
+        console.print(f"report: {args.out}/report.md", highlight=False)
+    return 0
+
+
+def expand_paths(items: Sequence[str]) -> list[str]:
+    """Files, folders (searched recursively for audio) and glob patterns, in a stable order."""
+    import glob
+    from pathlib import Path
+
+    from serkit.corpora.base import audio_files, is_audio_name
+
+    out: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out += [str(f) for f in audio_files(p) if is_audio_name(f)]
+        elif any(ch in item for ch in "*?["):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"no file matches {item}")
+            out += matches
+        else:
+            out.append(item)  # a missing file is reported in its row, not here
+    return out
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+    import json
+
+    from rich.table import Table
+
+    from serkit.inference import load_model
+
+    predictor = load_model(args.model)
+    files = expand_paths(args.paths)
+    if not files:
+        raise FileNotFoundError("no audio files found in " + ", ".join(args.paths))
+    results = predictor.predict_files(files, batch_size=args.batch_size)
+    if args.format == "json":
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    elif args.format == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(["file", "emotion", "confidence", *predictor.labels, "duration_s", "error"])
+        for r in results:
+            w.writerow([r.file, r.emotion or "", f"{r.confidence:.4f}" if r.confidence is not None else "",
+                        *[f"{r.probabilities[l]:.4f}" if r.probabilities else "" for l in predictor.labels],
+                        f"{r.duration_s:.2f}" if r.duration_s is not None else "", r.error or ""])
+    else:
+        table = Table(title=f"Predictions ({predictor.name})")
+        for col in ("file", "emotion", "confidence", "top 3"):
+            table.add_column(col)
+        for r in results:
+            if r.error:
+                table.add_row(r.file, "[red]error[/]", "", r.error)
+                continue
+            top = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[:3]
+            table.add_row(r.file, r.emotion, f"{r.confidence:.2f}", "  ".join(f"{k} {v:.2f}" for k, v in top))
+        console.print(table)
+    failed = sum(1 for r in results if r.error)
+    if failed:
+        err_console.print(f"{failed} of {len(results)} file(s) could not be scored")
+    return 1 if failed else 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from serkit.model_card import model_card
+
+    console.print(model_card(args.bundle), highlight=False)
+    return 0
+
+
+def add_model_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", metavar="BUNDLE", default=None,
+                   help="model bundle folder (default: the shipped default model)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from serkit.corpora import READERS
 
@@ -43,6 +163,57 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'default' (angry,happy,sad,fearful,disgust,neutral), 'all', or a comma list")
     p.add_argument("-v", "--verbose", action="store_true", help="list every skipped file")
     p.set_defaults(func=cmd_prepare)
+
+    from serkit.splits import SPLITS
+    from serkit.training import MONITORS, TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a model on a manifest into a run folder")
+    p.add_argument("manifest", help="manifest CSV from serkit prepare")
+    p.add_argument("--out", "-o", required=True, help="run folder (bundle, reports, checkpoints)")
+    p.add_argument("--model", default=d.model, choices=["cnn_lstm", "pretrained"], help="model family")
+    p.add_argument("--split", default=d.split, choices=SPLITS,
+                   help="speaker: no speaker in two parts (default); random: LEAKY utterance split; corpus: leave one corpus out")
+    p.add_argument("--test-corpus", help="held-out corpus for --split corpus")
+    p.add_argument("--test-size", type=float, default=d.test_size, help="share of speakers for test")
+    p.add_argument("--val-size", type=float, default=d.val_size, help="share of speakers for validation")
+    p.add_argument("--emotions", default="manifest",
+                   help="labels: 'manifest' (every emotion it holds), 'default', 'all' or a comma list")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs")
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
+    p.add_argument("--monitor", default=d.monitor, choices=MONITORS, help="validation metric that picks the epoch")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    p.add_argument("--no-augment", action="store_true", help="turn off training-time augmentation")
+    p.add_argument("--model-options", help='JSON of architecture settings, e.g. \'{"pooling": "mean"}\'')
+    p.add_argument("--accelerator", default=d.accelerator, help="Lightning accelerator (cpu, gpu, auto)")
+    p.add_argument("--devices", default=d.devices, type=lambda v: int(v) if v.isdigit() else v,
+                   help="devices per node (an int, or 'auto')")
+    p.add_argument("--num-nodes", type=int, default=d.num_nodes)
+    p.add_argument("--strategy", default=d.strategy, help="Lightning strategy, e.g. ddp")
+    p.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader workers")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a bundle on a manifest split (metrics, plots, reports)")
+    p.add_argument("paths", nargs="+", metavar="[BUNDLE] MANIFEST",
+                   help="a bundle folder (optional; default model otherwise) and a manifest")
+    add_model_option(p)
+    p.add_argument("--split", default="test", help="train, val, test (default) or all")
+    p.add_argument("--out", "-o", help="folder for report.json, report.md and plots")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict the emotion of audio files")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files, folders or glob patterns")
+    add_model_option(p)
+    p.add_argument("--format", "-f", choices=["table", "json", "csv"], default="table")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("info", help="print a bundle's model card")
+    p.add_argument("bundle", nargs="?", default=None, help="bundle folder (default: the shipped model)")
+    p.set_defaults(func=cmd_info)
     return parser
 
 

@@ -1,0 +1,138 @@
+"""A model bundle: a folder with ``model.safetensors`` and ``config.json``. Never unpickles.
+
+``config.json`` holds everything needed to rebuild and use the model::
+
+    {"format": "serkit-bundle", "format_version": 1, "serkit_version": "...",
+     "model_type": "cnn_lstm", "model_config": {...}, "labels": [...],
+     "audio": {"sample_rate": 16000, "clip_seconds": 3.0}, "temperature": 1.3,
+     "training": {...}, "metrics": {...}}
+
+Bundles are written to a temporary folder and renamed into place, so a killed run never leaves
+a half-written bundle behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from serkit import __version__
+
+FORMAT = "serkit-bundle"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+class BundleError(ValueError):
+    """A folder that is not a usable serkit bundle; the message names the folder and the problem."""
+
+
+def _registry() -> dict[str, tuple[type, type]]:
+    """model_type -> (config dataclass, module class). Imported lazily to keep start-up light."""
+    from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
+    registry: dict[str, tuple[type, type]] = {"cnn_lstm": (CNNLSTMConfig, CNNLSTM)}
+    try:
+        from serkit.models.pretrained import PretrainedConfig, PretrainedSER
+        registry["pretrained"] = (PretrainedConfig, PretrainedSER)
+    except ImportError:
+        pass
+    return registry
+
+
+def model_type_of(model: nn.Module) -> str:
+    for name, (_, cls) in _registry().items():
+        if isinstance(model, cls):
+            return name
+    raise BundleError(f"no bundle model type for {type(model).__name__}")
+
+
+def build_model(model_type: str, model_config: dict[str, Any]) -> nn.Module:
+    registry = _registry()
+    if model_type not in registry:
+        raise BundleError(f"unknown model type {model_type!r}; this serkit knows {', '.join(registry)}")
+    config_cls, model_cls = registry[model_type]
+    known = {f.name for f in fields(config_cls)}
+    return model_cls(config_cls(**{k: v for k, v in model_config.items() if k in known}))
+
+
+def save_bundle(folder: str | os.PathLike, model: nn.Module, labels: list[str],
+                audio: dict[str, Any], temperature: float = 1.0, **extra: Any) -> Path:
+    """Write ``model`` and its metadata to ``folder`` atomically; returns the folder.
+
+    ``extra`` keys (``training``, ``metrics``, …) are stored in config.json as they are.
+    A model may leave tensors out of the bundle (e.g. a frozen pretrained encoder referenced by
+    name) through a ``bundle_state_dict()`` method.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    model_config = asdict(model.config)
+    config = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "serkit_version": __version__,
+        "model_type": model_type_of(model), "model_config": model_config, "labels": list(labels),
+        "audio": audio, "temperature": float(temperature), **extra,
+    }
+    state = model.bundle_state_dict() if hasattr(model, "bundle_state_dict") else model.state_dict()
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> dict[str, Any]:
+    """The bundle's config.json, checked for format and version."""
+    folder = Path(folder)
+    path = folder / CONFIG
+    if not path.is_file():
+        raise BundleError(f"{folder}: not a serkit bundle (no {CONFIG})")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path}: invalid JSON ({exc})") from None
+    if config.get("format") != FORMAT:
+        raise BundleError(f"{folder}: not a serkit bundle (format {config.get('format')!r})")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise BundleError(f"{folder}: bundle format {version} is newer than this serkit reads "
+                          f"({FORMAT_VERSION}); upgrade serkit")
+    return config
+
+
+def load_bundle(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a bundle (in eval mode) and return it with its config."""
+    folder = Path(folder)
+    config = read_config(folder)
+    model = build_model(config["model_type"], config["model_config"])
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise BundleError(f"{folder}: missing {WEIGHTS}")
+    state = load_file(str(weights))
+    if hasattr(model, "load_bundle_state_dict"):
+        model.load_bundle_state_dict(state)
+    else:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise BundleError(f"{folder}: weights do not fit the model "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval(), config
+

@@ -1,0 +1,100 @@
+"""Log-mel spectrograms in pure torch, so a model's first layer is its front-end.
+
+Matches ``librosa.feature.melspectrogram(..., center=True, pad_mode="constant")`` followed by
+``librosa.power_to_db(ref=1.0, amin=1e-10, top_db=80)`` (checked in the tests). The mel
+filterbank (Slaney scale and area normalisation, librosa's default) is computed once and kept
+as a buffer, so it travels with the weights and cannot drift.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+N_FFT = 512        # 32 ms at 16 kHz
+WIN_LENGTH = 400   # 25 ms analysis window
+HOP_LENGTH = 160   # 10 ms: 100 frames per second, 301 frames for a 3 s clip
+N_MELS = 64
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
+    f = np.asarray(f, dtype=np.float64)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    mels = f / f_sp
+    log_region = f >= min_log_hz
+    mels = np.where(log_region, min_log_hz / f_sp + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mels)
+    return mels
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0,
+                   f_max: float | None = None) -> np.ndarray:
+    """Triangular mel filters, shape (n_mels, n_fft // 2 + 1), Slaney-normalised (as librosa)."""
+    f_max = sample_rate / 2 if f_max is None else f_max
+    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+class LogMel(nn.Module):
+    """Waveforms (batch, samples) -> log-mel in dB (batch, n_mels, frames).
+
+    ``normalize="utterance"`` then standardises each utterance over its valid frames (mean 0,
+    std 1 over all its mel bins and frames); ``"none"`` leaves decibels.
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_fft: int = N_FFT, win_length: int = WIN_LENGTH,
+                 hop_length: int = HOP_LENGTH, n_mels: int = N_MELS, top_db: float | None = 80.0,
+                 normalize: str = "utterance"):
+        super().__init__()
+        if normalize not in ("utterance", "none"):
+            raise ValueError(f"unknown normalize {normalize!r}; choose utterance or none")
+        self.n_fft, self.win_length, self.hop_length = n_fft, win_length, hop_length
+        self.top_db, self.normalize = top_db, normalize
+        self.register_buffer("window", torch.hann_window(win_length, periodic=True), persistent=False)
+        self.register_buffer("mel_fb", torch.from_numpy(mel_filterbank(sample_rate, n_fft, n_mels)),
+                             persistent=False)
+
+    def frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Number of frames that carry signal for waveforms of ``lengths`` samples."""
+        return lengths // self.hop_length + 1
+
+    def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(wave, self.n_fft, self.hop_length, self.win_length, self.window,
+                          center=True, pad_mode="constant", return_complex=True)
+        power = spec.real.square() + spec.imag.square()        # (batch, freqs, frames)
+        return torch.matmul(self.mel_fb, power)                # (batch, mels, frames)
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        mel = self.power_mel(wave)
+        db = 10.0 * torch.log10(mel.clamp_min(1e-10))
+        if self.top_db is not None:
+            peak = db.amax(dim=(-2, -1), keepdim=True)
+            db = torch.maximum(db, peak - self.top_db)
+        if self.normalize == "none":
+            return db
+        n_frames = db.shape[-1]
+        if lengths is None:
+            mask = torch.ones(db.shape[0], 1, n_frames, dtype=db.dtype, device=db.device)
+        else:
+            valid = self.frames(lengths).clamp(max=n_frames)
+            mask = (torch.arange(n_frames, device=db.device)[None, :] < valid[:, None]).to(db.dtype)[:, None, :]
+        count = mask.sum(dim=(-2, -1), keepdim=True) * db.shape[-2]
+        mean = (db * mask).sum(dim=(-2, -1), keepdim=True) / count
+        var = ((db - mean).square() * mask).sum(dim=(-2, -1), keepdim=True) / count
+        return (db - mean) / (var.sqrt() + 1e-5) * mask        # padding frames are exactly 0

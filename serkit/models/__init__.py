@@ -1,0 +1,1 @@
+"""Model families. Each maps WAVEFORMS (batch, samples) and their lengths to logits (batch, classes)."""

@@ -1,0 +1,100 @@
+"""A compact CNN-LSTM over log-mel spectrograms, reading top to bottom.
+
+waveform -> LogMel (+ SpecAugment while training) -> 3 conv blocks -> BiLSTM over time ->
+pooling over valid frames (attention or mean) -> linear head.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from serkit.features import HOP_LENGTH, N_FFT, N_MELS, WIN_LENGTH, LogMel
+
+
+@dataclass
+class CNNLSTMConfig:
+    """Architecture settings; saved in the bundle's config.json and used to rebuild the model."""
+
+    n_classes: int = 6
+    sample_rate: int = 16000
+    n_fft: int = N_FFT
+    win_length: int = WIN_LENGTH
+    hop_length: int = HOP_LENGTH
+    n_mels: int = N_MELS
+    normalize: str = "utterance"
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    lstm_hidden: int = 96
+    pooling: str = "attention"     # "attention" or "mean", both over valid frames only
+    dropout: float = 0.3
+    # SpecAugment (training only): masks per example and their maximum widths
+    freq_masks: int = 2
+    freq_mask_width: int = 8
+    time_masks: int = 2
+    time_mask_width: int = 25
+
+
+def spec_augment(x: torch.Tensor, n_masks: int, width: int, dim: int) -> torch.Tensor:
+    """Zero ``n_masks`` random bands of up to ``width`` bins along ``dim`` of (batch, mels, frames)."""
+    size = x.shape[dim]
+    if n_masks == 0 or width == 0 or size <= width:
+        return x
+    batch = x.shape[0]
+    w = torch.randint(0, width + 1, (batch, n_masks, 1), device=x.device)
+    start = (torch.rand(batch, n_masks, 1, device=x.device) * (size - w)).long()
+    pos = torch.arange(size, device=x.device)[None, None, :]
+    masked = ((pos >= start) & (pos < start + w)).any(dim=1)     # (batch, size)
+    shape = [batch, 1, 1]
+    shape[dim] = size
+    return x.masked_fill(masked.view(shape), 0.0)
+
+
+class CNNLSTM(nn.Module):
+    def __init__(self, config: CNNLSTMConfig):
+        super().__init__()
+        if config.pooling not in ("attention", "mean"):
+            raise ValueError(f"unknown pooling {config.pooling!r}; choose attention or mean")
+        self.config = c = config
+        self.frontend = LogMel(c.sample_rate, c.n_fft, c.win_length, c.hop_length, c.n_mels,
+                               normalize=c.normalize)
+        # The first block halves time and frequency with a strided convolution, the others with
+        # max-pooling: half the cost of pooling after a full-resolution first convolution.
+        blocks, cin = [], 1
+        for i, cout in enumerate(c.channels):
+            blocks += [nn.Conv2d(cin, cout, 3, stride=2 if i == 0 else 1, padding=1, bias=False),
+                       nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            if i > 0:
+                blocks.append(nn.MaxPool2d(2))
+            cin = cout
+        self.conv = nn.Sequential(*blocks)
+        self.time_stride = 2 ** len(c.channels)
+        lstm_in = cin * (c.n_mels // self.time_stride)
+        self.lstm = nn.LSTM(lstm_in, c.lstm_hidden, batch_first=True, bidirectional=True)
+        self.attention = nn.Linear(2 * c.lstm_hidden, 1) if c.pooling == "attention" else None
+        self.dropout = nn.Dropout(c.dropout)
+        self.head = nn.Linear(2 * c.lstm_hidden, c.n_classes)
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.config
+        x = self.frontend(wave, lengths)                          # (batch, mels, frames)
+        if self.training:
+            x = spec_augment(x, c.freq_masks, c.freq_mask_width, dim=1)
+            x = spec_augment(x, c.time_masks, c.time_mask_width, dim=2)
+        x = x.unsqueeze(1).contiguous(memory_format=torch.channels_last)   # faster convs on CPU
+        x = self.conv(x)                                          # (batch, channels, mels', frames')
+        b, ch, m, t = x.shape
+        x = x.permute(0, 3, 1, 2).reshape(b, t, ch * m)           # (batch, frames', features)
+        x, _ = self.lstm(x)                                       # (batch, frames', 2*hidden)
+        if lengths is None:
+            mask = torch.ones(b, t, dtype=torch.bool, device=x.device)
+        else:
+            valid = (self.frontend.frames(lengths) // self.time_stride).clamp(1, t)
+            mask = torch.arange(t, device=x.device)[None, :] < valid[:, None]   # (batch, frames')
+        if self.attention is not None:
+            scores = self.attention(x).squeeze(-1).masked_fill(~mask, float("-inf"))
+            weights = scores.softmax(dim=1)                        # (batch, frames')
+        else:
+            weights = mask.float() / mask.sum(dim=1, keepdim=True)
+        pooled = torch.bmm(weights.unsqueeze(1), x).squeeze(1)    # (batch, 2*hidden)
+        return self.head(self.dropout(pooled))                    # (batch, classes)

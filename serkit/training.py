@@ -1,0 +1,348 @@
+"""Training with PyTorch Lightning: split, decode once, fit, pick the best epoch on VALIDATION,
+calibrate, evaluate on test, write the bundle.
+
+The test split never influences training: early stopping and the best-epoch choice watch the
+validation split's UAR (or macro-F1), and the temperature is fitted on validation too.
+
+A run folder holds::
+
+    config.json        the resolved TrainConfig
+    split.csv          the manifest with each clip's part (train/val/test)
+    metrics.csv        per-epoch metrics;  curves.png  the training curves
+    checkpoints/       last.ckpt (for --resume) and best.safetensors (the best epoch so far)
+    bundle/            the model (model.safetensors + config.json)
+    eval/              report.json, report.md, confusion matrices, reliability plot
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+
+from serkit.audio import SAMPLE_RATE
+from serkit.data import DEFAULT_CACHE, Augment, ClipDataset, decode_all
+from serkit.evaluation import evaluate_logits, fit_temperature, metrics
+from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
+from serkit.splits import split, summarize
+
+MONITORS = ("val_uar", "val_macro_f1", "val_accuracy")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; written to the run folder and the bundle."""
+
+    model: str = field(default="cnn_lstm", metadata={"help": "model family: cnn_lstm or pretrained"})
+    emotions: list[str] | None = field(default=None, metadata={
+        "help": "labels to train on (default: every emotion in the manifest, in canonical order)"})
+    split: str = field(default="speaker", metadata={"help": "speaker (default), random (leaky), corpus"})
+    test_corpus: str | None = field(default=None, metadata={"help": "held-out corpus for --split corpus"})
+    test_size: float = field(default=0.2, metadata={"help": "share of clips (speakers) for test"})
+    val_size: float = field(default=0.15, metadata={"help": "share of clips (speakers) for validation"})
+    seed: int = field(default=0, metadata={"help": "seed for the split, initialisation and augmentation"})
+    epochs: int = field(default=60, metadata={"help": "maximum epochs"})
+    patience: int = field(default=15, metadata={"help": "epochs without validation gain before stopping"})
+    monitor: str = field(default="val_uar", metadata={"help": "validation metric for early stopping: " + ", ".join(MONITORS)})
+    batch_size: int = field(default=32, metadata={"help": "clips per batch"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate (one-cycle schedule)"})
+    weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
+    label_smoothing: float = field(default=0.05, metadata={"help": "cross-entropy label smoothing"})
+    class_weights: bool = field(default=True, metadata={"help": "weight the loss by inverse class frequency"})
+    augment: bool = field(default=True, metadata={"help": "gain/noise/crop and SpecAugment while training"})
+    clip_seconds: float = field(default=3.0, metadata={"help": "model window in seconds"})
+    model_options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "architecture overrides (fields of the model's config dataclass)"})
+    accelerator: str = field(default="cpu", metadata={"help": "Lightning accelerator: cpu, gpu, auto"})
+    devices: int | str = field(default=1, metadata={"help": "Lightning devices per node"})
+    num_nodes: int = field(default=1, metadata={"help": "Lightning nodes"})
+    strategy: str = field(default="auto", metadata={"help": "Lightning strategy (ddp for several devices)"})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader workers (audio is decoded up front)"})
+    cache_dir: str | None = field(default=str(DEFAULT_CACHE), metadata={"help": "decoded-audio cache ('' for none)"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self) -> None:
+        if self.monitor not in MONITORS:
+            raise ValueError(f"unknown monitor {self.monitor!r}; choose one of: {', '.join(MONITORS)}")
+        if self.model not in ("cnn_lstm", "pretrained"):
+            raise ValueError(f"unknown model {self.model!r}; choose cnn_lstm or pretrained")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def build_model(cfg: TrainConfig, n_classes: int) -> torch.nn.Module:
+    if cfg.model == "cnn_lstm":
+        from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
+        return CNNLSTM(CNNLSTMConfig(n_classes=n_classes, sample_rate=SAMPLE_RATE, **cfg.model_options))
+    from serkit.models.pretrained import PretrainedConfig, PretrainedSER
+    return PretrainedSER(PretrainedConfig(n_classes=n_classes, **cfg.model_options))
+
+
+class SERModule(L.LightningModule):
+    """Cross-entropy training of any serkit model; validation metrics from scikit-learn."""
+
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, class_weights: torch.Tensor | None):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(0))
+        self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model(wave, lengths)
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        weight = self.class_weights if self.class_weights.numel() else None
+        return F.cross_entropy(logits, y, weight=weight, label_smoothing=self.cfg.label_smoothing)
+
+    def training_step(self, batch, batch_idx):
+        wave, lengths, y = batch
+        loss = self._loss(self(wave, lengths), y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        wave, lengths, y = batch
+        logits = self(wave, lengths)
+        self.log("val_loss", self._loss(logits, y), on_epoch=True, prog_bar=False, batch_size=len(y), sync_dist=True)
+        self._val.append((logits.detach(), y))
+
+    def on_validation_epoch_end(self):
+        if not self._val:
+            return
+        logits = torch.cat([l for l, _ in self._val])
+        y = torch.cat([t for _, t in self._val])
+        self._val.clear()
+        if self.trainer.world_size > 1:  # every process scores the whole validation set
+            logits = self.all_gather(logits).flatten(0, 1)
+            y = self.all_gather(y).flatten(0, 1)
+        m = metrics(y.cpu().numpy(), logits.argmax(1).cpu().numpy())
+        self.log("val_uar", m["uar"], prog_bar=True)
+        self.log("val_macro_f1", m["macro_f1"])
+        self.log("val_accuracy", m["accuracy"], prog_bar=True)
+
+    def configure_optimizers(self):
+        params = getattr(self.model, "param_groups", None)
+        groups = params(self.cfg.lr) if callable(params) else [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+        opt = torch.optim.AdamW(groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        max_lr = [g.get("lr", self.cfg.lr) for g in groups]
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=max_lr, total_steps=max(1, int(self.trainer.estimated_stepping_batches)), pct_start=0.15)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class BestWeights(Callback):
+    """Keeps the best epoch's weights (by the monitored validation metric) in memory and in
+    ``best.safetensors``, so the bundle is the best epoch, restored without unpickling anything."""
+
+    def __init__(self, path: Path, monitor: str):
+        self.path, self.monitor = path, monitor
+        self.best_score = -float("inf")
+        self.best_epoch = -1
+        self.state: dict[str, torch.Tensor] | None = None
+        if path.is_file():  # resumed run: the best so far survives the restart
+            self.state = load_file(str(path))
+            meta = json.loads((path.with_suffix(".json")).read_text())
+            self.best_score, self.best_epoch = meta["score"], meta["epoch"]
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        score = float(trainer.callback_metrics[self.monitor])
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, trainer.current_epoch
+            self.state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
+            if trainer.is_global_zero:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                save_file(self.state, str(self.path))
+                self.path.with_suffix(".json").write_text(json.dumps({"score": score, "epoch": self.best_epoch}))
+
+
+def plot_curves(metrics_csv: Path, out: Path) -> None:
+    """Training curves (loss, validation UAR/accuracy per epoch) from Lightning's metrics.csv."""
+    import csv
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(metrics_csv, encoding="utf-8")))
+    series: dict[str, dict[int, float]] = {}
+    for r in rows:
+        for k, v in r.items():
+            if v not in ("", None) and k not in ("epoch", "step"):
+                series.setdefault(k, {})[int(r["epoch"])] = float(v)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for k in ("train_loss", "val_loss"):
+        if k in series:
+            a1.plot(list(series[k]), list(series[k].values()), label=k)
+    for k in ("val_uar", "val_accuracy", "val_macro_f1"):
+        if k in series:
+            a2.plot(list(series[k]), list(series[k].values()), label=k)
+    a1.set(xlabel="epoch", title="loss")
+    a2.set(xlabel="epoch", title="validation", ylim=(0, 1))
+    a1.legend()
+    a2.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def data_summary(utts: list[Utterance], parts: list[str]) -> dict[str, Any]:
+    return {
+        "corpora": sorted({u.corpus for u in utts}),
+        "clips": len(utts),
+        "speakers": len({u.group for u in utts}),
+        "hours": round(sum(u.duration or 0 for u in utts) / 3600, 3),
+        "emotions": dict(sorted(Counter(u.emotion for u in utts).items())),
+        "parts": summarize(utts, parts),
+        "test_speakers": sorted({u.group for u, p in zip(utts, parts) if p == "test"}),
+        "val_speakers": sorted({u.group for u, p in zip(utts, parts) if p == "val"}),
+    }
+
+
+def select_labels(utts: list[Utterance], emotions: list[str] | None) -> tuple[list[Utterance], list[str]]:
+    from serkit.emotions import ALL_EMOTIONS
+    present = {u.emotion for u in utts}
+    labels = [e for e in ALL_EMOTIONS if e in present] if emotions is None else list(emotions)
+    missing = [e for e in labels if e not in present]
+    if missing:
+        raise ValueError(f"emotion(s) {', '.join(missing)} have no clips in the manifest")
+    if len(labels) < 2:
+        raise ValueError(f"need at least two emotions to train, the manifest has {', '.join(labels) or 'none'}")
+    return [u for u in utts if u.emotion in labels], labels
+
+
+def split_for(utts: list[Utterance], cfg: TrainConfig) -> list[str]:
+    return split(utts, cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed,
+                 test_corpus=cfg.test_corpus)
+
+
+def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
+          cfg: TrainConfig | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train a model on ``manifest`` into the run folder ``out``; returns the test report.
+
+    With ``resume``, an interrupted run in ``out`` continues from its last checkpoint (its saved
+    config is used, so the split and model are the same).
+    """
+    out = Path(out)
+    if resume:
+        if not (out / "config.json").is_file():
+            raise FileNotFoundError(f"--resume: no run to resume in {out} (no config.json)")
+        cfg = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+    cfg = cfg or TrainConfig()
+    utts = read_manifest(manifest) if not isinstance(manifest, list) else manifest
+    utts, labels = select_labels(utts, cfg.emotions)
+    cfg.emotions = labels
+    parts = split_for(utts, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    write_manifest(with_split(utts, parts), out / "split.csv")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    index = {l: i for i, l in enumerate(labels)}
+    waves = decode_all(utts, SAMPLE_RATE, cfg.cache_dir or None, progress=cfg.progress)
+    y = [index[u.emotion] for u in utts]
+    sel = {p: [i for i, q in enumerate(parts) if q == p] for p in ("train", "val", "test")}
+    for p in ("train", "val"):
+        if not sel[p]:
+            raise ValueError(f"the {p} part of the split is empty; add speakers or change --val-size/--test-size")
+    clip_samples = int(round(cfg.clip_seconds * SAMPLE_RATE))
+
+    def loader(part: str, train_: bool) -> DataLoader:
+        ds = ClipDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]], clip_samples,
+                         train=train_, augment=Augment() if (train_ and cfg.augment) else None, seed=cfg.seed)
+        return DataLoader(ds, batch_size=cfg.batch_size, shuffle=train_, num_workers=cfg.num_workers,
+                          drop_last=train_ and len(ds) > cfg.batch_size, persistent_workers=cfg.num_workers > 0)
+
+    counts = np.bincount([y[i] for i in sel["train"]], minlength=len(labels)).astype(np.float32)
+    weights = torch.tensor(counts.sum() / (len(labels) * np.maximum(counts, 1))) if cfg.class_weights else None
+    model = build_model(cfg, len(labels))
+    if not cfg.augment and hasattr(model.config, "freq_masks"):
+        model.config.freq_masks = model.config.time_masks = 0
+    module = SERModule(model, cfg, weights)
+
+    best = BestWeights(out / "checkpoints" / "best.safetensors", cfg.monitor)
+    last_ckpt = out / "checkpoints" / "last.ckpt"
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy, logger=CSVLogger(out, name="", version="logs"), default_root_dir=out,
+        callbacks=[best, EarlyStopping(cfg.monitor, mode="max", patience=cfg.patience),
+                   ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)],
+        enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=10,
+        deterministic=False, num_sanity_val_steps=0,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        trainer.fit(module, loader("train", True), loader("val", False),
+                    ckpt_path=str(last_ckpt) if resume and last_ckpt.is_file() else None)
+    if not trainer.is_global_zero:
+        return {}
+    if best.state is None:
+        raise RuntimeError("training produced no validation score; nothing to save")
+    model.load_state_dict(best.state)
+    model.eval()
+    metrics_csv = out / "logs" / "metrics.csv"
+    if metrics_csv.is_file():
+        os.replace(metrics_csv, out / "metrics.csv")
+        plot_curves(out / "metrics.csv", out / "curves.png")
+    return finish(model, cfg, labels, utts, parts, waves, out, best_epoch=best.best_epoch,
+                  best_score=best.best_score, epochs_run=trainer.current_epoch)
+
+
+def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: list[Utterance],
+           parts: list[str], waves: list[np.ndarray], out: Path, **train_info: Any) -> dict[str, Any]:
+    """Calibrate on validation, evaluate on test, write the bundle and the report."""
+    from serkit.bundle import save_bundle
+    from serkit.inference import Predictor
+
+    audio = {"sample_rate": SAMPLE_RATE, "clip_seconds": cfg.clip_seconds}
+    predictor = Predictor(model, {"labels": labels, "audio": audio})
+    val = [i for i, p in enumerate(parts) if p == "val"]
+    test = [i for i, p in enumerate(parts) if p == "test"]
+    val_logits = predictor.logits([waves[i] for i in val])
+    temperature = fit_temperature(val_logits, np.array([labels.index(utts[i].emotion) for i in val]))
+    val_report = evaluate_logits([utts[i] for i in val], val_logits, labels, temperature, title="validation")
+    report = None
+    if test:
+        report = evaluate_logits([utts[i] for i in test], predictor.logits([waves[i] for i in test]),
+                                 labels, temperature, out / "eval", title="test")
+    summary = {k: report[k] for k in ("accuracy", "macro_f1", "weighted_f1", "uar", "n")} if report else {}
+    if report:
+        summary["ece"] = report["calibration"]["ece_after"]
+        summary["per_corpus"] = {c: {k: round(v, 4) for k, v in m.items()} for c, m in report["per_corpus"].items()}
+    save_bundle(out / "bundle", model, labels, audio, temperature,
+                training={"config": asdict(cfg), "data": data_summary(utts, parts), **train_info,
+                          "validation": {k: val_report[k] for k in ("accuracy", "macro_f1", "uar", "n")}},
+                metrics={"test": summary},
+                licence=licence_note(sorted({u.corpus for u in utts})))
+    return report or {}
+
+
+#: Licences of the corpora serkit reads; a model trained on them inherits these terms.
+CORPUS_LICENCES = {
+    "ravdess": "RAVDESS: CC BY-NC-SA 4.0 (Livingstone & Russo, 2018)",
+    "emodb": "EmoDB: free for research use (Burkhardt et al., 2005)",
+    "cremad": "CREMA-D: Open Database License (Cao et al., 2014)",
+    "tess": "TESS: CC BY-NC-ND 4.0 (Dupuis & Pichora-Fuller, 2010)",
+    "savee": "SAVEE: free for research use (Haq & Jackson, 2009)",
+}
+
+
+def licence_note(corpora: list[str]) -> str:
+    terms = [CORPUS_LICENCES.get(c, f"{c}: see the data's own licence") for c in corpora]
+    return "Trained on data under these terms, which the weights inherit: " + "; ".join(terms) + "."
