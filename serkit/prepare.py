@@ -79,8 +79,10 @@ def print_summary(result: PrepareResult, console: Console, verbose: bool = False
         console.print(skip_table(result.skipped))
         if verbose:
             for corpus, reason, path in result.skipped.items:
-                console.print(f"  skipped [{corpus}] {reason}: {path}", highlight=False)
+                console.print(f"  skipped [{corpus}] {reason}: {path}", highlight=False,
+                              markup=False, soft_wrap=True)
     if result.manifest:
         console.print(f"wrote {len(result.utterances)} clips to {result.manifest}"
                       + (f"; {len(result.skipped)} skipped files listed in {result.skipped_csv}"
-                         if len(result.skipped) else ""), highlight=False)
+                         if len(result.skipped) else ""), highlight=False, markup=False,
+                      soft_wrap=True)

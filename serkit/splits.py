@@ -61,7 +61,10 @@ def _group_holdout(idx: np.ndarray, utts: list[Utterance], fraction: float,
         raise SplitError(f"only {n_groups} speaker(s) left to split; a speaker-independent split "
                          "needs at least 3 speakers in all (or use --split random)")
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    rest, held = next(cv.split(np.zeros(len(sub)), _strata(sub), groups))
+    folds = list(cv.split(np.zeros(len(sub)), _strata(sub), groups))
+    # The shuffle only breaks ties between equally mixed speakers, so with uneven speakers every
+    # seed gives the same folds: the seed also picks which fold is held out.
+    rest, held = folds[int(np.random.default_rng(seed).integers(n_splits))]
     return idx[rest], idx[held]
 
 

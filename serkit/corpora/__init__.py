@@ -85,7 +85,7 @@ def find_corpora(root: str | Path, report: SkipReport | None = None) -> list[tup
             return
         # Emotion-named folders directly below: the generic reader takes this folder.
         if children and _best_reader(files, [folder]) is folder and all(
-                c.name.lower() in folder.LABELS or not any(is_audio_name(f) for f in fs)
+                folder.folder_label(c.name) in folder.LABELS or not any(is_audio_name(f) for f in fs)
                 for c, fs in children.items()):
             found.append((folder.NAME, folder_))
             return
@@ -106,6 +106,8 @@ def scan(root: str | Path, corpus: str | None = None, emotions: Iterable[str] = 
     if corpus is not None:
         if corpus not in READERS:
             raise ValueError(f"unknown corpus {corpus!r}; choose one of: {', '.join(READERS)}")
+        if not Path(root).exists():
+            raise FileNotFoundError(f"corpus folder not found: {root}")
         return READERS[corpus].scan(root, emotions=emotions, report=report)
     out: list[Utterance] = []
     for name, folder_ in find_corpora(root, report):

@@ -56,6 +56,8 @@ def is_audio_name(path: Path) -> bool:
 
 def read_header(path: Path) -> tuple[float, int]:
     """(duration in seconds, sample rate) from the file header; raises RuntimeError/sf errors."""
+    if path.stat().st_size == 0:
+        return 0.0, 0  # a 0-byte file is empty audio, not a decoding failure
     info = sf.info(str(path))
     return info.frames / info.samplerate, int(info.samplerate)
 

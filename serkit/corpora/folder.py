@@ -32,8 +32,13 @@ LABELS = {
 }
 
 
+def folder_label(name: str) -> str:
+    """A folder name as a key of :data:`LABELS`: lower case, spaces and hyphens as ``_``."""
+    return name.lower().replace(" ", "_").replace("-", "_")
+
+
 def parse(path: Path) -> Parsed | None:
-    label = path.parent.name.lower().replace(" ", "_").replace("-", "_")
+    label = folder_label(path.parent.name)
     if label not in LABELS:
         return None
     return Parsed(speaker="unknown", label=label)
