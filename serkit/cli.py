@@ -31,7 +31,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import json
 
-    from serkit.training import TrainConfig, train
+    from serkit.config import TrainConfig
+    from serkit.training import train
 
     options = json.loads(args.model_options) if args.model_options else {}
     cfg = TrainConfig(
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare)
 
     from serkit.splits import SPLITS
-    from serkit.training import MONITORS, TrainConfig
+    from serkit.config import MONITORS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model on a manifest into a run folder")

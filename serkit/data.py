@@ -15,9 +15,9 @@ from rich.progress import track
 from torch.utils.data import Dataset
 
 from serkit.audio import SAMPLE_RATE, WaveformCache, load_audio, pad_or_trim
+from serkit.config import DEFAULT_CACHE
 from serkit.manifest import Utterance
 
-DEFAULT_CACHE = Path(os.environ.get("SERKIT_CACHE", Path.home() / ".cache" / "serkit"))
 
 
 def decode_all(utts: list[Utterance], sample_rate: int = SAMPLE_RATE,

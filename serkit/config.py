@@ -1,0 +1,55 @@
+"""Training configuration, kept free of heavy imports so the CLI starts fast."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CACHE = Path(os.environ.get("SERKIT_CACHE", Path.home() / ".cache" / "serkit"))
+
+MONITORS = ("val_uar", "val_macro_f1", "val_accuracy")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; written to the run folder and the bundle."""
+
+    model: str = field(default="cnn_lstm", metadata={"help": "model family: cnn_lstm or pretrained"})
+    emotions: list[str] | None = field(default=None, metadata={
+        "help": "labels to train on (default: every emotion in the manifest, in canonical order)"})
+    split: str = field(default="speaker", metadata={"help": "speaker (default), random (leaky), corpus"})
+    test_corpus: str | None = field(default=None, metadata={"help": "held-out corpus for --split corpus"})
+    test_size: float = field(default=0.2, metadata={"help": "share of clips (speakers) for test"})
+    val_size: float = field(default=0.15, metadata={"help": "share of clips (speakers) for validation"})
+    seed: int = field(default=0, metadata={"help": "seed for the split, initialisation and augmentation"})
+    epochs: int = field(default=60, metadata={"help": "maximum epochs"})
+    patience: int = field(default=15, metadata={"help": "epochs without validation gain before stopping"})
+    monitor: str = field(default="val_uar", metadata={"help": "validation metric for early stopping: " + ", ".join(MONITORS)})
+    batch_size: int = field(default=32, metadata={"help": "clips per batch"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate (one-cycle schedule)"})
+    weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
+    label_smoothing: float = field(default=0.05, metadata={"help": "cross-entropy label smoothing"})
+    class_weights: bool = field(default=True, metadata={"help": "weight the loss by inverse class frequency"})
+    augment: bool = field(default=True, metadata={"help": "gain/noise/crop and SpecAugment while training"})
+    clip_seconds: float = field(default=3.0, metadata={"help": "model window in seconds"})
+    model_options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "architecture overrides (fields of the model's config dataclass)"})
+    accelerator: str = field(default="cpu", metadata={"help": "Lightning accelerator: cpu, gpu, auto"})
+    devices: int | str = field(default=1, metadata={"help": "Lightning devices per node"})
+    num_nodes: int = field(default=1, metadata={"help": "Lightning nodes"})
+    strategy: str = field(default="auto", metadata={"help": "Lightning strategy (ddp for several devices)"})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader workers (audio is decoded up front)"})
+    cache_dir: str | None = field(default=str(DEFAULT_CACHE), metadata={"help": "decoded-audio cache ('' for none)"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self) -> None:
+        if self.monitor not in MONITORS:
+            raise ValueError(f"unknown monitor {self.monitor!r}; choose one of: {', '.join(MONITORS)}")
+        if self.model not in ("cnn_lstm", "pretrained"):
+            raise ValueError(f"unknown model {self.model!r}; choose cnn_lstm or pretrained")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
