@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soxr
 import torch
 from rich.progress import track
 from torch.utils.data import Dataset
@@ -36,13 +37,19 @@ def decode_all(utts: list[Utterance], sample_rate: int = SAMPLE_RATE,
 
 @dataclass
 class Augment:
-    """Waveform augmentation for training: random gain and additive noise (random crop is in the dataset)."""
+    """Waveform augmentation for training: speed perturbation, random gain and additive noise
+    (the random crop of long clips is in the dataset)."""
 
+    speed: tuple[float, float] = (0.9, 1.1)   # resampling factor (tempo and pitch together)
+    speed_prob: float = 0.5
     gain_db: float = 6.0            # uniform in [-gain_db, +gain_db]
     noise_prob: float = 0.5         # chance of adding white noise
     snr_db: tuple[float, float] = (15.0, 40.0)
 
     def __call__(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() < self.speed_prob:
+            factor = rng.uniform(*self.speed)
+            wave = soxr.resample(wave, SAMPLE_RATE * factor, SAMPLE_RATE, quality="LQ").astype(np.float32)
         wave = wave * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
         if rng.random() < self.noise_prob:
             power = float(np.mean(wave ** 2)) + 1e-10
@@ -70,9 +77,8 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i: int):
         wave = self.waves[i]
-        wave = pad_or_trim(wave, self.clip_samples, crop="random" if self.train else "center", rng=self.rng)
-        length = min(self.waves[i].shape[0], self.clip_samples)
         if self.train and self.augment is not None:
             wave = self.augment(wave, self.rng)
-            wave[length:] = 0.0
+        length = min(wave.shape[0], self.clip_samples)
+        wave = pad_or_trim(wave, self.clip_samples, crop="random" if self.train else "center", rng=self.rng)
         return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), length, self.labels[i]

@@ -55,15 +55,17 @@ class LogMel(nn.Module):
     """Waveforms (batch, samples) -> log-mel in dB (batch, n_mels, frames).
 
     ``normalize="utterance"`` then standardises each utterance over its valid frames (mean 0,
-    std 1 over all its mel bins and frames); ``"none"`` leaves decibels.
+    std 1 over all its mel bins and frames); ``"band"`` standardises each mel band of each
+    utterance separately over its valid frames (cepstral mean and variance normalisation, which
+    removes a speaker's or channel's spectral tilt); ``"none"`` leaves decibels.
     """
 
     def __init__(self, sample_rate: int = 16000, n_fft: int = N_FFT, win_length: int = WIN_LENGTH,
                  hop_length: int = HOP_LENGTH, n_mels: int = N_MELS, top_db: float | None = 80.0,
                  normalize: str = "utterance"):
         super().__init__()
-        if normalize not in ("utterance", "none"):
-            raise ValueError(f"unknown normalize {normalize!r}; choose utterance or none")
+        if normalize not in ("utterance", "band", "none"):
+            raise ValueError(f"unknown normalize {normalize!r}; choose utterance, band or none")
         self.n_fft, self.win_length, self.hop_length = n_fft, win_length, hop_length
         self.top_db, self.normalize = top_db, normalize
         self.register_buffer("window", torch.hann_window(win_length, periodic=True), persistent=False)
@@ -94,7 +96,8 @@ class LogMel(nn.Module):
         else:
             valid = self.frames(lengths).clamp(max=n_frames)
             mask = (torch.arange(n_frames, device=db.device)[None, :] < valid[:, None]).to(db.dtype)[:, None, :]
-        count = mask.sum(dim=(-2, -1), keepdim=True) * db.shape[-2]
-        mean = (db * mask).sum(dim=(-2, -1), keepdim=True) / count
-        var = ((db - mean).square() * mask).sum(dim=(-2, -1), keepdim=True) / count
+        dims = (-1,) if self.normalize == "band" else (-2, -1)
+        count = mask.sum(dim=-1, keepdim=True) * (1 if self.normalize == "band" else db.shape[-2])
+        mean = (db * mask).sum(dim=dims, keepdim=True) / count
+        var = ((db - mean).square() * mask).sum(dim=dims, keepdim=True) / count
         return (db - mean) / (var.sqrt() + 1e-5) * mask        # padding frames are exactly 0
