@@ -130,7 +130,10 @@ def load_bundle(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     if hasattr(model, "load_bundle_state_dict"):
         model.load_bundle_state_dict(state)
     else:
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches raise even with strict=False
+            raise BundleError(f"{folder}: weights do not fit the model ({exc})") from None
         if missing or unexpected:
             raise BundleError(f"{folder}: weights do not fit the model "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,7 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
     """
     index = {l: i for i, l in enumerate(labels)}
     keep = np.array([u.emotion in index for u in utts], dtype=bool)
-    unknown = sorted({u.emotion for u in utts if u.emotion not in index})
+    unknown = dict(sorted(Counter(u.emotion for u in utts if u.emotion not in index).items()))
     utts = [u for u, k in zip(utts, keep) if k]
     logits = logits[keep]
     if not utts:
@@ -145,7 +146,7 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
                         "ece_after": expected_calibration_error(probs, y)},
         "per_corpus": _breakdown([u.corpus for u in utts], y, pred),
         "per_speaker": _breakdown([u.group for u in utts], y, pred),
-        "unknown_emotions": {e: sum(1 for u in utts if u.emotion == e) for e in unknown},
+        "unknown_emotions": unknown,  # counted before the filter above
     }
     if out_dir is not None:
         out = Path(out_dir)

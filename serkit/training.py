@@ -126,6 +126,24 @@ class BestWeights(Callback):
                 self.path.with_suffix(".json").write_text(json.dumps({"score": score, "epoch": self.best_epoch}))
 
 
+def _prepend_metrics(earlier: str, path: Path) -> None:
+    """Put the rows of an interrupted run's metrics.csv (text ``earlier``) before those of its
+    resumed run in ``path``, keeping only the epochs the resumed run did not log again."""
+    import csv
+    import io
+
+    old = list(csv.DictReader(io.StringIO(earlier)))
+    new = list(csv.DictReader(open(path, encoding="utf-8"))) if path.is_file() else []
+    first = min((int(r["epoch"]) for r in new), default=None)
+    rows = [r for r in old if first is None or int(r["epoch"]) < first] + new
+    keys = sorted({k for r in rows for k in r})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
 def plot_curves(metrics_csv: Path, out: Path) -> None:
     """Training curves (loss, validation UAR/accuracy per epoch) from Lightning's metrics.csv."""
     import csv
@@ -236,14 +254,22 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, logger=CSVLogger(out, name="", version="logs"), default_root_dir=out,
         callbacks=[best, EarlyStopping(cfg.monitor, mode="max", patience=cfg.patience),
-                   ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)],
+                   # last.ckpt rewritten after every epoch, for --resume (save_last with
+                   # save_top_k=0 only writes it when training ends, too late for a crash)
+                   ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
+                                   enable_version_counter=False)],
         enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=10,
         deterministic=False, num_sanity_val_steps=0,
     )
+    # Lightning's CSV logger deletes logs/metrics.csv when it starts: keep the interrupted run's rows
+    log_csv = out / "logs" / "metrics.csv"
+    earlier = log_csv.read_text(encoding="utf-8") if resume and log_csv.is_file() else None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         trainer.fit(module, loader("train", True), loader("val", False),
                     ckpt_path=str(last_ckpt) if resume and last_ckpt.is_file() else None)
+    if earlier is not None and trainer.is_global_zero:
+        _prepend_metrics(earlier, log_csv)
     if not trainer.is_global_zero:
         return {}
     if best.state is None:
