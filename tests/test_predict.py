@@ -1,0 +1,246 @@
+"""Predictor (windows, files, errors) and the ``serkit predict`` command."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from serkit.bundle import save_bundle
+from serkit.cli import main
+from serkit.inference import Predictor, load_model, softmax, window_starts
+from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
+from synth import EMOTIONS, SR, tone_clip, write_clip, write_corrupt
+
+CLIP_SECONDS = 0.5
+WINDOW = int(CLIP_SECONDS * SR)
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    torch.manual_seed(0)
+    model = CNNLSTM(CNNLSTMConfig(n_classes=3, channels=[4, 8, 8], lstm_hidden=16)).eval()
+    return save_bundle(tmp_path / "bundle", model, list(EMOTIONS),
+                       {"sample_rate": SR, "clip_seconds": CLIP_SECONDS}, temperature=1.5)
+
+
+@pytest.fixture
+def audio_dir(tmp_path):
+    """Three good clips (one longer than the window) in a folder tree, plus a stray text file."""
+    rng = np.random.default_rng(0)
+    d = tmp_path / "audio"
+    files = [write_clip(d / "a_angry.wav", tone_clip("angry", 0.4, rng)),
+             write_clip(d / "b_happy.wav", tone_clip("happy", 1.3, rng)),
+             write_clip(d / "sub" / "c_sad.wav", tone_clip("sad", 0.5, rng))]
+    (d / "notes.txt").write_text("not audio")
+    return d, files
+
+
+# ------------------------------------------------------------------------------------ windows
+
+@pytest.mark.parametrize("n", [1, WINDOW - 1, WINDOW, WINDOW + 1, int(1.3 * SR), 3 * WINDOW, 7 * WINDOW + 123])
+def test_window_starts_cover_the_clip(n):
+    hop = WINDOW // 2
+    starts = window_starts(n, WINDOW, hop)
+    assert starts[0] == 0
+    assert starts == sorted(set(starts))
+    if n <= WINDOW:
+        assert starts == [0]
+        return
+    assert starts[-1] + WINDOW == n                                  # last window ends at the end
+    assert all(s + WINDOW <= n for s in starts)                      # no window runs past the end
+    assert all(b - a <= hop for a, b in zip(starts, starts[1:]))     # no gaps, >= 50 % overlap
+    covered = np.zeros(n, bool)
+    for s in starts:
+        covered[s:s + WINDOW] = True
+    assert covered.all()
+
+
+def test_long_clip_averages_its_windows(bundle):
+    predictor = load_model(bundle)
+    wave = tone_clip("happy", 1.3, np.random.default_rng(1))
+    starts = window_starts(len(wave), WINDOW, WINDOW // 2)
+    assert starts == [0, 4000, 8000, 12000, 12800]                   # the last one ends at 20800
+
+    windows = np.stack([wave[s:s + WINDOW] for s in starts])
+    per_window = predictor.logits_windows(windows, np.full(len(starts), WINDOW))
+    expected = softmax(per_window / predictor.temperature).mean(0)
+    np.testing.assert_allclose(predictor.predict_proba([wave])[0], expected, atol=1e-6)
+    np.testing.assert_allclose(predictor.logits([wave])[0], per_window.mean(0), atol=1e-5)
+    # the windows disagree, so the average is not just one of them
+    assert np.abs(per_window - per_window[0]).max() > 1e-4
+
+
+def test_short_clip_is_padded_and_masked(bundle):
+    predictor = load_model(bundle)
+    wave = tone_clip("sad", 0.3, np.random.default_rng(2))
+    padded = np.pad(wave, (0, WINDOW - len(wave)))[None]
+    expected = softmax(predictor.logits_windows(padded, np.array([len(wave)])) / predictor.temperature)[0]
+    np.testing.assert_allclose(predictor.predict_proba([wave])[0], expected, atol=1e-6)
+
+
+def test_batch_results_match_single_results(bundle):
+    predictor = load_model(bundle)
+    rng = np.random.default_rng(3)
+    waves = [tone_clip(e, s, rng) for e, s in (("angry", 0.3), ("happy", 1.3), ("sad", 0.5), ("sad", 0.9))]
+    together = predictor.predict_proba(waves, batch_size=3)         # windows split over batches
+    for w, row in zip(waves, together):
+        np.testing.assert_allclose(predictor.predict_proba([w])[0], row, atol=1e-5)
+    assert predictor.predict_proba([]).shape == (0, 3)
+
+
+def test_predict_waveform(bundle):
+    predictor = load_model(bundle)
+    wave = tone_clip("angry", 0.8, np.random.default_rng(4))
+    p = predictor.predict_waveform(wave, "x")
+    assert p.file == "x" and p.error is None
+    assert p.duration_s == pytest.approx(0.8)
+    assert list(p.probabilities) == list(EMOTIONS)
+    assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+    assert p.emotion == max(p.probabilities, key=p.probabilities.get)
+    assert p.confidence == p.probabilities[p.emotion]
+
+
+# -------------------------------------------------------------------------------------- files
+
+def test_predict_files_reports_bad_files_and_scores_the_rest(bundle, audio_dir, tmp_path):
+    predictor = load_model(bundle)
+    _, files = audio_dir
+    corrupt = write_corrupt(tmp_path / "broken.wav")
+    missing = tmp_path / "missing.wav"
+    paths = [files[0], corrupt, files[1], missing, files[2]]
+    results = predictor.predict_files(paths, batch_size=2)
+    assert [r.file for r in results] == [str(p) for p in paths]      # one row per path, in order
+    bad = {r.file: r.error for r in results if r.error}
+    assert set(bad) == {str(corrupt), str(missing)}
+    assert "cannot decode" in bad[str(corrupt)]
+    assert "not found" in bad[str(missing)]
+    for r in (results[1], results[3]):
+        assert r.emotion is None and r.probabilities == {}
+    good = [results[0], results[2], results[4]]
+    for r, path in zip(good, files):
+        assert r.error is None and r.emotion in EMOTIONS
+        assert sum(r.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+        # same numbers as scoring that file alone
+        alone = predictor.predict_file(path)
+        assert alone.probabilities == pytest.approx(r.probabilities, abs=1e-5)
+    assert results[2].duration_s == pytest.approx(1.3)
+
+
+# ---------------------------------------------------------------------------------------- CLI
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_predict_json(bundle, audio_dir, capsys):
+    d, files = audio_dir
+    code, out, err = run_cli(capsys, "predict", "--model", str(bundle), "--format", "json", *map(str, files))
+    assert code == 0, err
+    rows = json.loads(out)
+    assert isinstance(rows, list) and [r["file"] for r in rows] == [str(f) for f in files]
+    for r in rows:
+        assert {"file", "emotion", "probabilities"} <= set(r)
+        assert set(r["probabilities"]) == set(EMOTIONS)
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert r["emotion"] == max(r["probabilities"], key=r["probabilities"].get)
+        assert r["error"] is None
+    # the same numbers as the Python API
+    api = load_model(bundle).predict_files(files)
+    for r, p in zip(rows, api):
+        assert r["probabilities"] == pytest.approx(p.probabilities, abs=1e-6)
+
+
+def test_cli_predict_csv(bundle, audio_dir, capsys):
+    _, files = audio_dir
+    code, out, err = run_cli(capsys, "predict", "-m", str(bundle), "-f", "csv", *map(str, files))
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == ["file", "emotion", "confidence", *EMOTIONS, "duration_s", "error"]
+    assert [r["file"] for r in rows] == [str(f) for f in files]
+    for r in rows:
+        probs = [float(r[e]) for e in EMOTIONS]
+        assert sum(probs) == pytest.approx(1.0, abs=2e-3)
+        assert r["emotion"] == EMOTIONS[int(np.argmax(probs))]
+        assert float(r["confidence"]) == pytest.approx(max(probs), abs=1e-4)
+        assert r["error"] == ""
+    assert float(rows[1]["duration_s"]) == pytest.approx(1.3)
+
+
+def test_cli_predict_table(bundle, audio_dir, capsys):
+    _, files = audio_dir
+    code, out, err = run_cli(capsys, "predict", "--model", str(bundle), *map(str, files))
+    assert code == 0, err
+    assert "Predictions (bundle)" in out
+    api = load_model(bundle).predict_files(files)
+    for p in api:
+        assert p.emotion in out
+    assert sum(out.count(e) for e in EMOTIONS) >= len(files)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_cli_predict_exit_code_1_when_a_file_fails(bundle, audio_dir, tmp_path, capsys, fmt):
+    _, files = audio_dir
+    corrupt = write_corrupt(tmp_path / "broken.wav")
+    missing = tmp_path / "missing.wav"
+    code, out, err = run_cli(capsys, "predict", "-m", str(bundle), "-f", fmt,
+                             str(files[0]), str(corrupt), str(missing))
+    assert code == 1
+    assert "2 of 3 file(s) could not be scored" in err
+    if fmt == "json":
+        rows = json.loads(out)
+        assert rows[0]["error"] is None and rows[0]["emotion"] in EMOTIONS
+        assert "cannot decode" in rows[1]["error"] and rows[1]["emotion"] is None
+        assert "not found" in rows[2]["error"]
+    elif fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(out)))
+        assert rows[0]["error"] == "" and rows[0]["emotion"] in EMOTIONS
+        assert rows[1]["error"] and rows[1]["emotion"] == "" and rows[1][EMOTIONS[0]] == ""
+        assert "not found" in rows[2]["error"]
+    else:
+        assert "error" in out
+
+
+def test_cli_predict_folder_expansion(bundle, audio_dir, capsys):
+    d, files = audio_dir
+    code, out, err = run_cli(capsys, "predict", "-m", str(bundle), "-f", "json", str(d))
+    assert code == 0, err
+    got = [r["file"] for r in json.loads(out)]
+    assert sorted(got) == sorted(str(f) for f in files)              # recursive, notes.txt skipped
+    assert not any(g.endswith(".txt") for g in got)
+
+
+def test_cli_predict_glob_expansion(bundle, audio_dir, capsys):
+    d, files = audio_dir
+    code, out, err = run_cli(capsys, "predict", "-m", str(bundle), "-f", "json", str(d / "*.wav"))
+    assert code == 0, err
+    assert [r["file"] for r in json.loads(out)] == [str(files[0]), str(files[1])]   # sorted, not sub/
+    code, out, err = run_cli(capsys, "predict", "-m", str(bundle), "-f", "json", str(d / "**" / "*.wav"))
+    assert code == 0, err
+    assert sorted(r["file"] for r in json.loads(out)) == sorted(str(f) for f in files)
+
+
+def test_cli_predict_glob_without_match_is_an_error(bundle, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "predict", "-m", str(bundle), str(tmp_path / "*.flac"))
+    assert code == 2
+    assert "no file matches" in err
+
+
+def test_cli_predict_empty_folder_is_an_error(bundle, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code, out, err = run_cli(capsys, "predict", "-m", str(bundle), str(tmp_path / "empty"))
+    assert code == 2
+    assert "no audio files found" in err
+
+
+def test_cli_predict_bad_bundle_is_an_error(tmp_path, audio_dir, capsys):
+    _, files = audio_dir
+    (tmp_path / "notabundle").mkdir()
+    code, out, err = run_cli(capsys, "predict", "-m", str(tmp_path / "notabundle"), str(files[0]))
+    assert code == 2
+    assert "not a serkit bundle" in err

@@ -1,0 +1,296 @@
+"""Calibration, reports, the training run folder, resume, and the CLI end to end."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import serkit.training as training
+from serkit.cli import main
+from serkit.evaluation import evaluate_logits, expected_calibration_error, fit_temperature
+from serkit.inference import softmax
+from serkit.manifest import Utterance, read_manifest
+from synth import EMOTIONS, tiny_config, trained_run, write_ravdess_tree, write_tone_corpus
+
+
+# ------------------------------------------------------------------------------- calibration
+
+def calibrated_at(temperature: float, n: int = 6000, classes: int = 4, seed: int = 0):
+    """Logits and labels drawn so that softmax(logits / temperature) is exactly calibrated."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 4.0, (n, classes))
+    p = softmax(logits / temperature)
+    y = np.array([rng.choice(classes, p=row) for row in p])
+    return logits, y
+
+
+@pytest.mark.parametrize("true_t", [2.0, 0.5])
+def test_fit_temperature_recovers_a_known_temperature(true_t):
+    logits, y = calibrated_at(true_t)
+    t = fit_temperature(logits, y)
+    assert t == pytest.approx(true_t, rel=0.15)
+    before = expected_calibration_error(softmax(logits), y)
+    after = expected_calibration_error(softmax(logits / t), y)
+    assert after < before
+    assert after < 0.03
+
+
+def test_temperature_never_changes_predictions():
+    logits, y = calibrated_at(2.0, n=500)
+    t = fit_temperature(logits, y)
+    np.testing.assert_array_equal(softmax(logits / t).argmax(1), logits.argmax(1))
+
+
+def test_ece_of_a_hand_made_example():
+    # two clips at confidence 0.9, one right; two at 0.6, both right
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    y = np.array([0, 1, 0, 1])
+    # bin 0.9: |0.5 - 0.9| * 2/4; bin 0.6: |1.0 - 0.6| * 2/4
+    assert expected_calibration_error(probs, y) == pytest.approx(0.2 + 0.2)
+
+
+# ------------------------------------------------------------------------------------ reports
+
+def hand_made(tmp_path):
+    """Six clips of three emotions (plus one the model does not know) and logits that get one wrong."""
+    rows = [("c1", "s1", "angry", 0), ("c1", "s1", "angry", 0), ("c1", "s2", "angry", 1),
+            ("c1", "s2", "happy", 1), ("c2", "s3", "happy", 1), ("c2", "s3", "sad", 2),
+            ("c2", "s3", "neutral", 2)]
+    utts = [Utterance(corpus=c, speaker=s, emotion=e, path=tmp_path / f"{i}.wav")
+            for i, (c, s, e, _) in enumerate(rows)]
+    logits = np.full((len(rows), 3), -1.0)
+    for i, (*_, pred) in enumerate(rows):
+        logits[i, pred] = 2.0
+    return utts, logits
+
+
+def test_evaluate_logits_metrics_and_files(tmp_path):
+    utts, logits = hand_made(tmp_path)
+    out = tmp_path / "eval"
+    r = evaluate_logits(utts, logits, list(EMOTIONS), temperature=2.0, out_dir=out, title="test")
+
+    # by hand: truth a a a h h s, predicted a a h h h s
+    assert r["n"] == 6                                               # the neutral clip is left out
+    assert r["accuracy"] == pytest.approx(5 / 6)
+    assert r["uar"] == pytest.approx((2 / 3 + 1 + 1) / 3)            # mean of per-class recalls
+    f1 = {"angry": 2 * 1 * (2 / 3) / (1 + 2 / 3), "happy": 2 * (2 / 3) * 1 / (2 / 3 + 1), "sad": 1.0}
+    assert r["macro_f1"] == pytest.approx(np.mean(list(f1.values())))
+    assert r["weighted_f1"] == pytest.approx((3 * f1["angry"] + 2 * f1["happy"] + f1["sad"]) / 6)
+    assert r["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [0, 0, 1]]
+    assert r["labels"] == list(EMOTIONS)
+    assert r["classification_report"]["angry"]["recall"] == pytest.approx(2 / 3)
+    assert r["classification_report"]["happy"]["precision"] == pytest.approx(2 / 3)
+    assert set(r["per_corpus"]) == {"c1", "c2"}
+    assert r["per_corpus"]["c1"]["accuracy"] == pytest.approx(3 / 4)
+    assert r["per_corpus"]["c2"]["accuracy"] == pytest.approx(1.0)
+    assert r["per_speaker"]["c1/s2"]["n"] == 2 and r["per_speaker"]["c1/s2"]["accuracy"] == pytest.approx(0.5)
+    assert r["calibration"]["temperature"] == 2.0
+    # confidences: softmax of (2, -1, -1) at T=1 and T=2
+    conf1, conf2 = softmax(np.array([2.0, -1, -1]))[0], softmax(np.array([1.0, -0.5, -0.5]))[0]
+    assert r["calibration"]["ece_before"] == pytest.approx(abs(5 / 6 - conf1))
+    assert r["calibration"]["ece_after"] == pytest.approx(abs(5 / 6 - conf2))
+    assert r["unknown_emotions"] == {"neutral": 1}
+
+    for name in ("report.json", "report.md", "confusion_counts.png", "confusion_normalized.png",
+                 "reliability.png", "predictions.csv"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["accuracy"] == pytest.approx(5 / 6) and saved["confusion_matrix"] == r["confusion_matrix"]
+    md = (out / "report.md").read_text()
+    assert "| 0.833 | " in md and "Evaluation: test (6 clips)" in md
+    assert "| angry | 1.000 | 0.667 | 0.800 | 3 |" in md
+    preds = list(csv.DictReader(open(out / "predictions.csv")))
+    assert len(preds) == 6
+    assert [p["Predicted"] for p in preds] == ["angry", "angry", "happy", "happy", "happy", "sad"]
+    assert float(preds[0]["Confidence"]) == pytest.approx(conf2, abs=1e-4)
+
+
+def test_evaluate_logits_without_known_emotions_is_an_error(tmp_path):
+    utts = [Utterance(corpus="c", speaker="s", emotion="neutral", path=tmp_path / "x.wav")]
+    with pytest.raises(ValueError, match="no clip has an emotion the model knows"):
+        evaluate_logits(utts, np.zeros((1, 3)), list(EMOTIONS))
+
+
+# ---------------------------------------------------------------------------- the run folder
+
+def test_run_folder_contents(tmp_path_factory):
+    corpus, run, report = trained_run(tmp_path_factory)
+    for name in ("config.json", "split.csv", "metrics.csv", "curves.png", "bundle/model.safetensors",
+                 "bundle/config.json", "eval/report.json", "eval/report.md", "eval/reliability.png",
+                 "checkpoints/best.safetensors"):
+        assert (run / name).is_file(), name
+
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["epochs"] == 5 and cfg["emotions"] == list(EMOTIONS)
+    assert cfg["model_options"] == {"channels": [4, 8, 8], "lstm_hidden": 16}
+
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert sorted({int(r["epoch"]) for r in rows}) == [0, 1, 2, 3, 4]
+    assert {"train_loss", "val_loss", "val_uar", "val_accuracy"} <= set(rows[0])
+
+    saved = json.loads((run / "eval" / "report.json").read_text())
+    assert saved["accuracy"] == pytest.approx(report["accuracy"]) and saved["split"] == "test"
+
+    bundle = json.loads((run / "bundle" / "config.json").read_text())
+    assert bundle["labels"] == list(EMOTIONS)
+    assert bundle["metrics"]["test"]["accuracy"] == pytest.approx(report["accuracy"])
+    assert bundle["temperature"] == pytest.approx(saved["calibration"]["temperature"])
+    assert bundle["training"]["epochs_run"] == 5
+    assert 0 <= bundle["training"]["best_epoch"] < 5
+    assert "synth: see the data's own licence" in bundle["licence"]
+
+
+def test_split_keeps_test_speakers_out_of_training(tmp_path_factory):
+    corpus, run, report = trained_run(tmp_path_factory)
+    split = read_manifest(run / "split.csv")
+    assert len(split) == len(corpus.utterances)
+    assert {u.split for u in split} == {"train", "val", "test"}
+    speakers = {p: {u.group for u in split if u.split == p} for p in ("train", "val", "test")}
+    assert not speakers["test"] & (speakers["train"] | speakers["val"])
+    assert not speakers["val"] & speakers["train"]
+
+    data = json.loads((run / "bundle" / "config.json").read_text())["training"]["data"]
+    assert data["test_speakers"] == sorted(speakers["test"])
+    assert data["val_speakers"] == sorted(speakers["val"])
+    assert report["n"] == sum(u.split == "test" for u in split)
+    assert set(report["per_speaker"]) == speakers["test"]
+
+
+def test_evaluate_bundle_rebuilds_the_training_split(tmp_path_factory, tmp_path, monkeypatch):
+    import serkit.evaluate_cmd as ev
+    from serkit.inference import load_model
+
+    monkeypatch.setattr(ev, "DEFAULT_CACHE", tmp_path / "cache")
+    corpus, run, report = trained_run(tmp_path_factory)
+    predictor = load_model(run / "bundle")
+    again = ev.evaluate_bundle(predictor, corpus.manifest, "test", tmp_path / "eval", progress=False)
+    assert again["n"] == report["n"]
+    assert again["accuracy"] == pytest.approx(report["accuracy"])
+    assert again["confusion_matrix"] == report["confusion_matrix"]
+    assert (tmp_path / "eval" / "report.json").is_file()
+
+    # a different manifest (other speakers held out) is refused rather than silently scored
+    other = write_tone_corpus(tmp_path / "other", speakers=7, per_emotion=2, seed=5)
+    with pytest.raises(ValueError, match="not the ones the model was trained with"):
+        ev.evaluate_bundle(predictor, other.manifest, "test", progress=False)
+    everything = ev.evaluate_bundle(predictor, other.manifest, "all", progress=False)
+    assert everything["n"] == len(other.utterances)
+
+
+def test_too_few_emotions_or_missing_emotion_is_refused(tmp_path):
+    corpus = write_tone_corpus(tmp_path / "c", speakers=3, per_emotion=1, emotions=("sad",))
+    with pytest.raises(ValueError, match="at least two emotions"):
+        training.train(corpus.manifest, tmp_path / "run", tiny_config())
+    with pytest.raises(ValueError, match="angry have no clips"):
+        training.train(corpus.manifest, tmp_path / "run", tiny_config(emotions=["angry", "sad"]))
+
+
+# ------------------------------------------------------------------------------------- resume
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
+    corpus = write_tone_corpus(tmp_path / "c", speakers=7, per_emotion=3, seed=3)
+    run = tmp_path / "run"
+
+    class CrashAtEpoch2(training.BestWeights):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 2:
+                raise Crash("power cut")
+
+    with monkeypatch.context() as m:
+        m.setattr(training, "BestWeights", CrashAtEpoch2)
+        with pytest.raises(Crash):
+            training.train(corpus.manifest, run, tiny_config(epochs=4))
+    assert not (run / "bundle").exists()
+    assert (run / "checkpoints" / "last.ckpt").is_file(), "no checkpoint to resume from"
+    first = list(csv.DictReader(open(run / "logs" / "metrics.csv")))
+    assert sorted({int(r["epoch"]) for r in first}) == [0, 1]
+
+    # the resumed run starts at epoch 2 (it does not train epochs 0 and 1 again)
+    started = []
+
+    class Watch(training.BestWeights):
+        def on_train_epoch_start(self, trainer, pl_module):
+            started.append(trainer.current_epoch)
+
+    monkeypatch.setattr(training, "BestWeights", Watch)
+    report = training.train(corpus.manifest, run, resume=True)           # config comes from the run
+    assert started == [2, 3]
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert sorted({int(r["epoch"]) for r in rows}) == [0, 1, 2, 3]       # the history is kept
+    # the first two epochs' rows are the interrupted run's, unchanged
+    assert [r for r in rows if int(r["epoch"]) < 2] == first
+    bundle = json.loads((run / "bundle" / "config.json").read_text())
+    assert bundle["training"]["epochs_run"] == 4
+    assert bundle["training"]["config"]["epochs"] == 4
+    assert (run / "curves.png").is_file() and report["n"] > 0
+
+
+def test_resume_without_a_run_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run to resume"):
+        training.train(tmp_path / "manifest.csv", tmp_path / "run", resume=True)
+
+
+# ---------------------------------------------------------------------------------- CLI flow
+
+def test_cli_prepare_train_evaluate_predict_info(tmp_path, capsys, monkeypatch):
+    import serkit.evaluate_cmd as ev
+
+    # keep every decoded-audio cache inside tmp_path (the CLI has no option for it)
+    cache = tmp_path / "cache"
+    real_decode = training.decode_all
+    monkeypatch.setattr(training, "decode_all",
+                        lambda utts, sr, cache_dir, progress=True: real_decode(utts, sr, cache, progress=False))
+    monkeypatch.setattr(ev, "DEFAULT_CACHE", cache)
+
+    tree = tmp_path / "ravdess"
+    clips = write_ravdess_tree(tree, actors=6, seconds=0.5)
+    manifest = tmp_path / "manifest.csv"
+
+    assert main(["prepare", str(tree), "-o", str(manifest)]) == 0
+    out = capsys.readouterr().out
+    assert "ravdess" in out and f"wrote {len(clips)} clips" in out
+    utts = read_manifest(manifest)
+    assert len(utts) == len(clips) and {u.corpus for u in utts} == {"ravdess"}
+    assert len({u.speaker for u in utts}) == 6 and {u.emotion for u in utts} == set(EMOTIONS)
+
+    run = tmp_path / "run"
+    options = json.dumps({"channels": [4, 8, 8], "lstm_hidden": 16})
+    assert main(["train", str(manifest), "--out", str(run), "--epochs", "2", "--batch-size", "16",
+                 "--lr", "0.01", "--model-options", options]) == 0
+    out = capsys.readouterr().out
+    assert "test: accuracy" in out and "UAR" in out and str(run / "bundle") in out
+    bundle = run / "bundle"
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["labels"] == list(EMOTIONS)
+    assert config["model_config"]["channels"] == [4, 8, 8]
+    assert config["training"]["config"]["epochs"] == 2
+
+    eval_dir = tmp_path / "eval"
+    assert main(["evaluate", str(bundle), str(manifest), "--out", str(eval_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "macro-F1" in out and "UAR" in out and "ECE" in out
+    report = json.loads((eval_dir / "report.json").read_text())
+    trained = json.loads((run / "eval" / "report.json").read_text())
+    assert report["n"] == trained["n"] and report["accuracy"] == pytest.approx(trained["accuracy"])
+    assert f"accuracy {report['accuracy']:.3f}" in out
+
+    assert main(["predict", "--model", str(bundle), "--format", "json", str(tree)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == len(clips)
+    assert all(r["emotion"] in EMOTIONS and r["error"] is None for r in rows)
+
+    assert main(["info", str(bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "labels         angry, happy, sad" in out
+    assert "cnn_lstm" in out and "test metrics" in out
+    assert f"accuracy {config['metrics']['test']['accuracy']:.3f}" in out
+    assert "RAVDESS: CC BY-NC-SA 4.0" in out
