@@ -144,6 +144,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from serkit.web.serve import serve
+
+    serve(args.model, host=args.host, port=args.port, threads=args.threads,
+          max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
+          torch_threads=args.torch_threads, announce=lambda line: console.print(line, highlight=False))
+    return 0
+
+
 def add_model_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", metavar="BUNDLE", default=None,
                    help="model bundle folder (default: the shipped default model)")
@@ -215,6 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print a bundle's model card")
     p.add_argument("bundle", nargs="?", default=None, help="bundle folder (default: the shipped model)")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("serve", help="serve the web page and JSON API (waitress)")
+    p.add_argument("--model", "-m", metavar="[NAME=]BUNDLE", action="append", default=[],
+                   help="bundle folder to serve; repeat for several (default: the shipped default model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; "
+                   "0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=5000, help="default: %(default)s")
+    p.add_argument("--threads", type=int, default=4, help="request threads (default: %(default)s)")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="threads one prediction may use (default: %(default)s; requests run in parallel instead)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default: %(default)s MB)")
+    p.add_argument("--max-seconds", type=float, default=120.0, help="longest audio (default: %(default)s s)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

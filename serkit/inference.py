@@ -111,6 +111,17 @@ class Predictor:
         np.add.at(sums, owner, probs)
         return (sums / np.bincount(owner, minlength=len(waves))[:, None]).astype(np.float32)
 
+    def window_proba(self, wave: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probabilities of each window of one clip, for a timeline.
+
+        Returns ``(bounds, probs)``: ``bounds`` (windows, 2) int64 [start, end) sample offsets and
+        ``probs`` (windows, classes). Their mean over windows is ``predict_proba([wave])[0]``.
+        """
+        windows, lengths, _ = self._windows([wave])
+        starts = np.asarray(window_starts(len(wave), self.clip_samples, self.clip_samples // 2), np.int64)
+        probs = softmax(self.logits_windows(windows, lengths, batch_size) / self.temperature)
+        return np.stack([starts, starts + lengths], axis=1), probs.astype(np.float32)
+
     # -- files ---------------------------------------------------------------------------------
     def result(self, file: str, probs: np.ndarray, duration_s: float | None) -> Prediction:
         best = int(np.argmax(probs))
@@ -147,9 +158,19 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def load_model(path: str | os.PathLike | None = None) -> Predictor:
-    """A Predictor for the bundle at ``path``, or the shipped default model when ``path`` is None."""
+def load_model(path: str | os.PathLike | None = None, runtime: str = "auto") -> Predictor:
+    """A Predictor for the bundle at ``path``, or the shipped default model when ``path`` is None.
+
+    ``runtime``: ``"torch"`` (a bundle), ``"onnx"`` (a folder from ``serkit export --onnx``, or
+    one of its ``.onnx`` files) or ``"auto"`` (ONNX when ``path`` is such an export).
+    """
     folder = Path(path) if path is not None else default_model_path()
+    if runtime not in ("auto", "torch", "onnx"):
+        raise ValueError(f"unknown runtime {runtime!r}; choose auto, torch or onnx")
+    if runtime == "onnx" or (runtime == "auto" and folder.suffix == ".onnx") or (
+            runtime == "auto" and not (folder / "model.safetensors").is_file() and (folder / "model.onnx").is_file()):
+        from serkit.onnx_runtime import load_onnx_model
+        return load_onnx_model(folder)
     model, config = load_bundle(folder)
     if config["model_type"] == "cnn_lstm":
         model = model.to(memory_format=torch.channels_last)

@@ -1,0 +1,177 @@
+"""The web service: one page and a JSON API over one or more model bundles.
+
+    from serkit.web import create_app
+    app = create_app({"SERKIT_MODELS": {"cnn": "runs/cnn/bundle"}})
+
+Every bundle is loaded once, when the app is built (so once per server process), never per
+request. Configuration keys (all optional):
+
+``SERKIT_MODELS``         mapping name -> bundle folder (or an already loaded Predictor);
+                          default ``{"default": serkit.default_model_path()}``
+``SERKIT_DEFAULT_MODEL``  the name used when a request names none (default: the first)
+``MAX_CONTENT_LENGTH``    largest request body in bytes (default 20 MiB) -> 413
+``SERKIT_MAX_SECONDS``    longest audio accepted (default 120 s) -> 413
+``SERKIT_MIN_SECONDS``    shortest audio accepted (default 0.25 s) -> 422
+``SERKIT_SILENCE_DBFS``   RMS level at or below which audio counts as silent (default -60) -> 422
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from flask import Flask, Request, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from serkit.inference import Predictor, default_model_path, load_model
+from serkit.web.uploads import ApiError, Limits
+
+DEFAULTS: dict[str, Any] = {
+    "SERKIT_MODELS": None,
+    "SERKIT_DEFAULT_MODEL": None,
+    "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,
+    "SERKIT_MAX_SECONDS": Limits.max_seconds,
+    "SERKIT_MIN_SECONDS": Limits.min_seconds,
+    "SERKIT_SILENCE_DBFS": Limits.silence_dbfs,
+}
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+
+log = logging.getLogger("serkit.web")
+
+
+class MemoryRequest(Request):
+    """Multipart file parts stay in memory (the body is capped by MAX_CONTENT_LENGTH), so an
+    upload never touches the disk, not even as an anonymous temporary file."""
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
+        return io.BytesIO()
+
+
+@dataclass
+class ServedModel:
+    name: str
+    source: str
+    predictor: Predictor
+
+    def info(self) -> dict[str, Any]:
+        c = self.predictor.config
+        return {
+            "name": self.name,
+            "model_type": c.get("model_type"),
+            "labels": self.predictor.labels,
+            "audio": {"sample_rate": self.predictor.sample_rate,
+                      "clip_seconds": self.predictor.clip_samples / self.predictor.sample_rate},
+            "temperature": self.predictor.temperature,
+            "serkit_version": c.get("serkit_version"),
+            "metrics": c.get("metrics", {}),
+        }
+
+
+@dataclass
+class Service:
+    """What the views need, built once per app: the loaded models and the limits."""
+
+    models: dict[str, ServedModel]
+    default: str
+    limits: Limits
+
+    def model(self, name: str | None) -> ServedModel:
+        name = name or self.default
+        if name not in self.models:
+            raise ApiError(404, "unknown_model", f"No model called {name!r}; this server has "
+                           f"{', '.join(sorted(self.models))}.", models=sorted(self.models))
+        return self.models[name]
+
+
+def service() -> Service:
+    return current_app.extensions["serkit"]
+
+
+def load_models(spec: Mapping[str, str | os.PathLike | Predictor] | None) -> dict[str, ServedModel]:
+    """Load every bundle of ``spec`` (name -> folder or Predictor); the default model when None."""
+    if spec is None:
+        spec = {"default": default_model_path()}
+    if not spec:
+        raise ValueError("no models to serve; give at least one bundle")
+    models = {}
+    for name, source in spec.items():
+        if not name or "/" in name:
+            raise ValueError(f"bad model name {name!r}: use letters, digits, '-', '_' or '.'")
+        if isinstance(source, Predictor):
+            models[name] = ServedModel(name, f"<{source.name}>", source)
+        else:
+            models[name] = ServedModel(name, str(Path(source)), load_model(source))
+        warm_up(models[name].predictor)
+    return models
+
+
+def warm_up(predictor: Predictor) -> None:
+    """One prediction at start-up, so the first client does not pay for torch's lazy set-up."""
+    t = np.arange(predictor.clip_samples, dtype=np.float32) / predictor.sample_rate
+    predictor.predict_proba([0.1 * np.sin(2 * np.pi * 220 * t)])
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: load the models, register the page and API blueprints and the error handlers."""
+    from serkit.web import api, page
+
+    app = Flask(__name__)
+    app.request_class = MemoryRequest
+    app.config.from_mapping(DEFAULTS)
+    if config:
+        app.config.from_mapping(config)
+    app.json.sort_keys = False          # probabilities keep the model's label order
+    models = load_models(app.config["SERKIT_MODELS"])
+    default = app.config["SERKIT_DEFAULT_MODEL"] or next(iter(models))
+    if default not in models:
+        raise ValueError(f"default model {default!r} is not among the served models ({', '.join(models)})")
+    limits = Limits(max_seconds=float(app.config["SERKIT_MAX_SECONDS"]),
+                    min_seconds=float(app.config["SERKIT_MIN_SECONDS"]),
+                    silence_dbfs=float(app.config["SERKIT_SILENCE_DBFS"]))
+    app.extensions["serkit"] = Service(models, default, limits)
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(page.bp)
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        return jsonify(exc.to_dict()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if request.path.startswith("/api/") or request.path == "/healthz" or exc.code == 413:
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            message = (f"The upload is larger than this server's {limit / 1048576:g} MiB limit."
+                       if exc.code == 413 and limit else exc.description)
+            code = "too_large" if exc.code == 413 else (exc.name or "error").lower().replace(" ", "_")
+            return jsonify({"status": exc.code, "error": code, "message": message}), exc.code
+        return exc
+
+    @app.errorhandler(Exception)
+    def server_error(exc: Exception):   # a bug on our side, never a client's input: log it
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return jsonify({"status": 500, "error": "internal_error",
+                        "message": "The server failed; this is a bug, please report it."}), 500
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Permissions-Policy", "microphone=(self)")
+        return response
+
+    return app
+
+
+__all__ = ["create_app", "DEFAULTS", "ApiError", "Limits", "ServedModel", "Service"]

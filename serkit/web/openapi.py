@@ -1,0 +1,111 @@
+"""The OpenAPI 3.1 description of the JSON API, served at /api/openapi.json with the live limits."""
+from __future__ import annotations
+
+from typing import Any
+
+from serkit import __version__
+
+ERROR_CODES = {
+    "400": "Undecodable audio: an audio signature but corrupt or truncated data, an empty upload, "
+           "no `file` field, an unsupported sample rate or channel count.",
+    "404": "Unknown model name.",
+    "413": "Too large: the body exceeds the upload limit, or the audio exceeds the duration limit "
+           "(checked from the header, before decoding).",
+    "415": "Not audio (text, images, random bytes), or an audio container the server does not read "
+           "(WebM, MP4/M4A, AAC, AMR, WMA).",
+    "422": "Decodable but unusable audio: shorter than the minimum duration, or silent.",
+}
+
+
+def _error() -> dict[str, Any]:
+    return {"$ref": "#/components/schemas/Error"}
+
+
+def openapi_spec(models: list[str], default: str, limits: dict[str, Any]) -> dict[str, Any]:
+    probs = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+             "description": "Calibrated probability of every class, in the model's label order."}
+    json_of = lambda schema: {"application/json": {"schema": schema}}  # noqa: E731
+    model_param = {"type": "string", "enum": models, "default": default}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "serkit speech emotion recognition API",
+            "version": __version__,
+            "description": (
+                "Send a clip, get the emotion. Limits on this server: "
+                f"{limits['max_upload_bytes']} bytes per request, "
+                f"{limits['min_seconds']:g} to {limits['max_seconds']:g} s of audio. Uploads are "
+                "decoded in memory; the file name is ignored. Errors are JSON with the same status."),
+        },
+        "paths": {
+            "/api/predict": {"post": {
+                "summary": "Predict the emotion of one clip",
+                "description": "WAV, FLAC, OGG (Vorbis/Opus), MP3, AIFF, at any rate from 4 to 192 kHz "
+                               "and any channel count up to 8 (mixed to mono, resampled to the model's "
+                               "rate). Clips longer than the model's window are scored in 50 % "
+                               "overlapping windows whose probabilities are averaged; `timeline` "
+                               "lists every window.",
+                "parameters": [{"name": "model", "in": "query", "required": False, "schema": model_param,
+                                "description": "Model to use (also accepted as a multipart field)."}],
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                        "file": {"type": "string", "format": "binary"}, "model": model_param}}},
+                    "audio/*": {"schema": {"type": "string", "format": "binary"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                }},
+                "responses": {
+                    "200": {"description": "The prediction", "content": json_of({"$ref": "#/components/schemas/Prediction"})},
+                    **{code: {"description": text, "content": json_of(_error())} for code, text in ERROR_CODES.items()},
+                },
+            }},
+            "/api/models": {"get": {
+                "summary": "The served models: labels, audio settings and test metrics from each bundle",
+                "responses": {"200": {"description": "Models and limits", "content": json_of({
+                    "type": "object", "properties": {
+                        "default": {"type": "string"},
+                        "models": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
+                        "limits": {"$ref": "#/components/schemas/Limits"}}})}},
+            }},
+            "/api/openapi.json": {"get": {"summary": "This document",
+                                          "responses": {"200": {"description": "OpenAPI 3.1 JSON"}}}},
+            "/healthz": {"get": {"summary": "Liveness: the models are loaded and the server answers",
+                                 "responses": {"200": {"description": "OK", "content": json_of({
+                                     "type": "object", "properties": {
+                                         "status": {"const": "ok"}, "version": {"type": "string"},
+                                         "models": {"type": "array", "items": {"type": "string"}}}})}}}},
+        },
+        "components": {"schemas": {
+            "Prediction": {"type": "object", "required": [
+                "emotion", "confidence", "probabilities", "model", "duration_s", "elapsed_ms", "timeline"],
+                "properties": {
+                    "emotion": {"type": "string", "description": "The most probable class"},
+                    "confidence": {"type": "number", "description": "Its probability"},
+                    "probabilities": probs,
+                    "model": {"type": "string"},
+                    "duration_s": {"type": "number", "description": "Length of the decoded audio"},
+                    "window_s": {"type": "number", "description": "The model's window length"},
+                    "elapsed_ms": {"type": "number", "description": "Server time: parse, decode, predict"},
+                    "timeline": {"type": "array", "description": "One entry per window for clips longer "
+                                 "than one window (50 % overlap); empty otherwise", "items": {
+                        "type": "object", "properties": {
+                            "start": {"type": "number"}, "end": {"type": "number"},
+                            "emotion": {"type": "string"}, "probabilities": probs}}},
+                }},
+            "Model": {"type": "object", "properties": {
+                "name": {"type": "string"}, "model_type": {"type": "string"},
+                "labels": {"type": "array", "items": {"type": "string"}},
+                "audio": {"type": "object", "properties": {"sample_rate": {"type": "integer"},
+                                                           "clip_seconds": {"type": "number"}}},
+                "temperature": {"type": "number"}, "serkit_version": {"type": "string"},
+                "metrics": {"type": "object", "description": "As stored in the bundle (held-out test metrics)"}}},
+            "Limits": {"type": "object", "properties": {
+                "max_upload_bytes": {"type": "integer"}, "max_seconds": {"type": "number"},
+                "min_seconds": {"type": "number"}}},
+            "Error": {"type": "object", "required": ["status", "error", "message"], "properties": {
+                "status": {"type": "integer"},
+                "error": {"type": "string", "description": "Machine-readable code: empty, no_file, "
+                          "bad_request, undecodable, not_audio, unsupported_format, too_large, too_long, "
+                          "too_short, silent, unknown_model, not_found, method_not_allowed"},
+                "message": {"type": "string", "description": "What went wrong, in words"}}},
+        }},
+    }

@@ -1,0 +1,24 @@
+"""The page blueprint: one HTML page; the browser does the rest through the JSON API."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template
+
+from serkit import __version__
+from serkit.web import service
+
+bp = Blueprint("page", __name__)
+
+
+@bp.get("/")
+def index():
+    s = service()
+    settings = {
+        "default": s.default,
+        "models": [{"name": m.name, "labels": m.predictor.labels,
+                    "window_s": m.predictor.clip_samples / m.predictor.sample_rate}
+                   for m in s.models.values()],
+        "max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
+        "max_seconds": s.limits.max_seconds,
+        "min_seconds": s.limits.min_seconds,
+    }
+    return render_template("index.html", settings=settings, version=__version__)

@@ -1,0 +1,69 @@
+"""``serkit serve``: the app on waitress, a production WSGI server (never Flask's debug server)."""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def model_name(folder: Path) -> str:
+    """A served name from a bundle folder: its own name, or its run's name for ``<run>/bundle``."""
+    folder = folder.resolve()
+    return folder.parent.name if folder.name == "bundle" and folder.parent.name else folder.name
+
+
+def parse_model_specs(specs: Sequence[str]) -> dict[str, Path] | None:
+    """``PATH`` or ``NAME=PATH`` items -> {name: folder}; None (the default model) when empty."""
+    if not specs:
+        return None
+    models: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not NAME.match(name):   # a plain path (which may itself contain '=')
+            name, path = "", spec
+        folder = Path(path)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--model {spec}: no bundle folder at {folder}")
+        name = name or model_name(folder)
+        if not NAME.match(name):
+            raise ValueError(f"--model {spec}: {name!r} is not a usable name; give one as NAME=PATH")
+        if name in models:
+            raise ValueError(f"--model {spec}: two models are called {name!r}; name them with NAME=PATH")
+        models[name] = folder
+    return models
+
+
+def serve(specs: Sequence[str] = (), host: str = "127.0.0.1", port: int = 5000, threads: int = 4,
+          max_upload_mb: float = 20.0, max_seconds: float = 120.0, torch_threads: int | None = 1,
+          announce: Any = print) -> None:
+    """Load the models once, then serve until interrupted.
+
+    ``torch_threads`` is per prediction: with several request threads, one torch thread each uses
+    the cores better than every request fighting for all of them (None keeps torch's default).
+    """
+    import logging
+
+    import torch
+    from waitress import serve as waitress_serve
+
+    from serkit.web import create_app
+
+    if threads < 1:
+        raise ValueError(f"--threads {threads}: give at least 1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)   # busy threads under load are normal
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+    app = create_app({"SERKIT_MODELS": parse_model_specs(specs), "MAX_CONTENT_LENGTH": max_bytes,
+                      "SERKIT_MAX_SECONDS": max_seconds})
+    names = ", ".join(app.extensions["serkit"].models)
+    shown = f"[{host}]" if ":" in host else host
+    announce(f"serving {names} on http://{shown}:{port}/  (waitress, {threads} threads, "
+             f"torch {torch.get_num_threads()} threads; Ctrl-C stops)")
+    # waitress refuses bodies a little over the app's limit itself, before buffering them.
+    waitress_serve(app, host=host, port=port, threads=threads, ident="serkit",
+                   max_request_body_size=max_bytes + 65536, clear_untrusted_proxy_headers=True)

@@ -1,0 +1,151 @@
+"""Uploaded bytes -> a 16 kHz mono waveform, or an :class:`ApiError` with the right HTTP status.
+
+Everything happens in memory: the bytes are never written to disk, and the client's file name
+is never used. The header is read first (cheap), so an upload whose header claims hours of
+audio is refused before a single sample is decoded.
+
+Status rules (decided by the content, never by the file name or the declared type):
+
+- 413 ``too_large``     the audio is longer than the duration limit, or holds more raw samples
+                         than that duration at 48 kHz stereo (the byte limit is Flask's
+                         ``MAX_CONTENT_LENGTH``);
+- 415 ``not_audio``     no audio signature (text, images, random bytes), or an audio container
+                         libsndfile does not read (WebM, MP4/M4A, AAC, AMR, WMA);
+- 400 ``undecodable``   an audio signature, but the data cannot be decoded (corrupt, truncated,
+                         an unsupported codec inside the container, a silly sample rate); also an
+                         empty upload;
+- 422 ``too_short`` / ``silent``  decodable audio that is too short or has no signal.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+
+from serkit.audio import AudioError, load_audio
+
+MIN_RATE, MAX_RATE = 4000, 192000     # Hz: input sample rates accepted
+MAX_CHANNELS = 8
+BUDGET_RATE, BUDGET_CHANNELS = 48000, 2  # raw-sample budget: max_seconds of 48 kHz stereo
+
+#: Leading bytes of formats libsndfile reads (an upload that starts so but fails is corrupt: 400).
+SNDFILE_SIGNATURES: dict[bytes, str] = {
+    b"RIFF": "WAV", b"RIFX": "WAV", b"RF64": "RF64", b"BW64": "WAV", b"riff": "W64",
+    b"FORM": "AIFF", b"fLaC": "FLAC", b"OggS": "OGG", b"ID3": "MP3", b".snd": "AU",
+    b"dns.": "AU", b"caff": "CAF", b"NIST_1A": "NIST", b"Creative Voice File": "VOC",
+    b"2BIT": "AVR",
+}
+#: Audio containers libsndfile does not read: 415 with a hint to convert.
+OTHER_AUDIO_SIGNATURES: dict[bytes, str] = {
+    b"\x1a\x45\xdf\xa3": "WebM/Matroska", b"#!AMR": "AMR",
+    b"\x30\x26\xb2\x75\x8e\x66\xcf\x11": "WMA/ASF",
+}
+SUPPORTED = "WAV, FLAC, OGG (Vorbis or Opus), MP3 or AIFF"
+
+
+class ApiError(Exception):
+    """An error a client caused; becomes ``{"status", "error", "message"}`` JSON with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: object):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, object]:
+        return {"status": self.status, "error": self.code, "message": self.message, **self.extra}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an upload may be. Bytes are limited separately by Flask's ``MAX_CONTENT_LENGTH``."""
+
+    max_seconds: float = 120.0
+    min_seconds: float = 0.25
+    silence_dbfs: float = -60.0   # RMS (DC removed) below this is silence
+
+
+class _Bytes(io.BytesIO):
+    """BytesIO whose impossible seeks (before the start, from a corrupt header) fail quietly.
+
+    libsndfile reports a failed seek as a position other than the one it asked for; a plain
+    BytesIO raises inside soundfile's C callback instead, which only prints a traceback.
+    """
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        try:
+            return super().seek(offset, whence)
+        except (ValueError, OverflowError):
+            return self.tell()
+
+
+def sniff(data: bytes) -> tuple[str, bool] | None:
+    """``(format name, libsndfile reads it)`` from the leading bytes, or None when not audio."""
+    for sig, name in SNDFILE_SIGNATURES.items():
+        if data.startswith(sig):
+            return name, True
+    if len(data) >= 2 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0:
+        layer = (data[1] >> 1) & 3
+        return ("MP3", True) if layer else ("AAC", False)   # ADTS AAC has layer bits 00
+    for sig, name in OTHER_AUDIO_SIGNATURES.items():
+        if data.startswith(sig):
+            return name, False
+    if data[4:8] == b"ftyp":
+        return "MP4/M4A", False
+    return None
+
+
+def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> np.ndarray:
+    """Decode uploaded bytes to mono float32 at ``sample_rate``; raises :class:`ApiError`."""
+    if not data:
+        raise ApiError(400, "empty", "The upload is empty (0 bytes); send an audio file.")
+    kind = sniff(data)
+    try:
+        with sf.SoundFile(_Bytes(data)) as f:               # reads the header only
+            rate, frames, channels = f.samplerate, f.frames, f.channels
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError):
+        raise not_decodable(kind) from None
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise ApiError(400, "undecodable", f"Unsupported sample rate {rate} Hz; "
+                       f"send audio between {MIN_RATE} and {MAX_RATE} Hz.")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise ApiError(400, "undecodable", f"Unsupported channel count {channels}; "
+                       f"send 1 to {MAX_CHANNELS} channels.")
+    seconds = frames / rate
+    if seconds > limits.max_seconds:
+        raise ApiError(413, "too_long", f"The audio is {seconds:,.1f} s long; this server takes at most "
+                       f"{limits.max_seconds:g} s. Send a shorter clip.", duration_s=round(seconds, 3))
+    if frames * channels > limits.max_seconds * BUDGET_RATE * BUDGET_CHANNELS:
+        raise ApiError(413, "too_large", f"The audio holds too many samples ({channels} channels at "
+                       f"{rate} Hz); send at most {limits.max_seconds:g} s of 48 kHz stereo.")
+    if seconds < limits.min_seconds:
+        raise ApiError(422, "too_short", f"The audio is {seconds:.2f} s long; send at least "
+                       f"{limits.min_seconds:g} s.", duration_s=round(seconds, 3))
+    try:
+        wave = load_audio(_Bytes(data), sample_rate, max_seconds=None)
+    except AudioError as exc:
+        detail = str(exc).split(": ", 1)[-1]
+        raise ApiError(400, "undecodable", f"The audio cannot be decoded ({detail}).") from None
+    if len(wave) < limits.min_seconds * sample_rate:   # the decoder found fewer samples than the header said
+        raise ApiError(422, "too_short", f"The audio is {len(wave) / sample_rate:.2f} s long; send at "
+                       f"least {limits.min_seconds:g} s.", duration_s=round(len(wave) / sample_rate, 3))
+    rms = float(np.sqrt(np.mean(np.square(wave - wave.mean(), dtype=np.float64))))
+    if rms <= 10 ** (limits.silence_dbfs / 20):
+        level = 20 * np.log10(rms) if rms > 0 else float("-inf")
+        raise ApiError(422, "silent", f"The audio is silent (level {level:.0f} dBFS); "
+                       "check the microphone or the file.")
+    return wave
+
+
+def not_decodable(kind: tuple[str, bool] | None) -> ApiError:
+    if kind is None:
+        return ApiError(415, "not_audio", f"The upload is not an audio file; send {SUPPORTED}.")
+    name, readable = kind
+    if not readable:
+        return ApiError(415, "unsupported_format", f"{name} audio is not supported; convert it to "
+                        f"{SUPPORTED} (the page does this for you in most browsers).")
+    return ApiError(400, "undecodable", f"The upload looks like {name} but cannot be decoded; "
+                    "it may be corrupt or truncated.")

@@ -1,0 +1,418 @@
+"""The web app through Flask's test client: every endpoint, every error status, hostile uploads.
+
+The app serves a tiny untrained CNN-LSTM bundle built here, so the tests check the service (status
+codes, JSON shape, limits, decoding), not the model's accuracy.
+"""
+from __future__ import annotations
+
+import io
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from serkit.bundle import BundleError, save_bundle
+from serkit.inference import load_model
+from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
+from serkit.web import create_app
+from serkit.web.serve import parse_model_specs
+from serkit.web.uploads import sniff
+
+LABELS = ["angry", "happy", "sad"]
+SR = 16000
+
+
+def make_bundle(folder: Path, seed: int = 0, labels: list[str] = LABELS) -> Path:
+    torch.manual_seed(seed)
+    model = CNNLSTM(CNNLSTMConfig(n_classes=len(labels), channels=[4, 8, 8], lstm_hidden=8))
+    return save_bundle(folder, model, labels, {"sample_rate": SR, "clip_seconds": 3.0},
+                       metrics={"test": {"accuracy": 0.5, "n": 10}})
+
+
+def audio_bytes(seconds: float = 1.0, sr: int = SR, channels: int = 1, fmt: str = "WAV",
+                subtype: str | None = None, amplitude: float = 0.3, seed: int = 0) -> bytes:
+    """A chirp with a little noise, encoded in memory."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * sr))) / sr
+    x = amplitude * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.01 * rng.standard_normal(len(t))
+    if channels > 1:
+        x = np.stack([x * (c + 1) / channels for c in range(channels)], axis=1)
+    buf = io.BytesIO()
+    sf.write(buf, x.astype(np.float32), sr, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def wav_header(data_bytes: int, rate: int = SR, channels: int = 1, bits: int = 16) -> bytes:
+    """A canonical 44-byte PCM WAV header that claims ``data_bytes`` of samples."""
+    align = channels * bits // 8
+    return (b"RIFF" + struct.pack("<I", min(36 + data_bytes, 0xFFFFFFFF)) + b"WAVE"
+            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * align, align, bits)
+            + b"data" + struct.pack("<I", data_bytes))
+
+
+def flac_claiming(seconds: float, sr: int = SR, channels: int = 1) -> bytes:
+    """A valid short FLAC whose STREAMINFO says it is ``seconds`` long."""
+    data = bytearray(audio_bytes(0.5, sr=sr, channels=channels, fmt="FLAC"))
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0        # first block is STREAMINFO
+    at = 8 + 13                                               # byte holding bits-per-sample low bits + total samples
+    total = int(seconds * sr)
+    packed = int.from_bytes(data[at:at + 5], "big")
+    packed = (packed & ~((1 << 36) - 1)) | total
+    data[at:at + 5] = packed.to_bytes(5, "big")
+    return bytes(data)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Like ``serkit serve`` (one torch thread per request): steady timings on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("web") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def app(bundle):
+    return create_app({"SERKIT_MODELS": {"tiny": bundle}, "TESTING": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def post_file(client, data: bytes, filename: str = "clip.wav", **form):
+    return client.post("/api/predict", data={"file": (io.BytesIO(data), filename), **form},
+                       content_type="multipart/form-data")
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    body = response.get_json()
+    assert body["status"] == status and body["message"]
+    if code:
+        assert body["error"] == code
+    return body
+
+
+# -- endpoints ---------------------------------------------------------------------------------
+
+def test_healthz(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.get_json() == {"status": "ok", "version": r.get_json()["version"],
+                                                     "models": ["tiny"]}
+
+
+def test_models_lists_labels_audio_settings_metrics_and_limits(client):
+    body = client.get("/api/models").get_json()
+    assert body["default"] == "tiny"
+    (m,) = body["models"]
+    assert m["name"] == "tiny" and m["labels"] == LABELS and m["model_type"] == "cnn_lstm"
+    assert m["audio"] == {"sample_rate": SR, "clip_seconds": 3.0}
+    assert m["metrics"]["test"]["accuracy"] == 0.5
+    assert body["limits"] == {"max_upload_bytes": 20 * 1024 * 1024, "max_seconds": 120.0, "min_seconds": 0.25}
+
+
+def test_openapi_documents_every_api_route_and_error_status(app, client):
+    spec = client.get("/api/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    routes = {r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/api/") or r.rule == "/healthz"}
+    assert routes == set(spec["paths"])
+    responses = spec["paths"]["/api/predict"]["post"]["responses"]
+    assert {"200", "400", "404", "413", "415", "422"} <= set(responses)
+    assert spec["paths"]["/api/predict"]["post"]["parameters"][0]["schema"]["enum"] == ["tiny"]
+
+
+def test_page_has_model_choice_upload_record_and_strict_csp(client):
+    r = client.get("/")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    assert '<label for="model">' in html and '<label for="file"' in html and 'id="record"' in html
+    assert '"labels": ["angry", "happy", "sad"]' in html or '"labels":["angry","happy","sad"]' in html
+    assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # no CDN
+    for name in ("app.js", "style.css", "favicon.svg"):
+        s = client.get(f"/static/{name}")
+        assert s.status_code == 200 and len(s.data) > 100
+        s.close()
+
+
+# -- predictions -------------------------------------------------------------------------------
+
+def test_predict_multipart_matches_the_predictor(client, bundle):
+    data = audio_bytes(2.0)
+    r = post_file(client, data)
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    assert list(body["probabilities"]) == LABELS                     # label order kept
+    assert abs(sum(body["probabilities"].values()) - 1) < 1e-3
+    assert body["emotion"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert body["confidence"] == body["probabilities"][body["emotion"]]
+    assert body["model"] == "tiny" and body["duration_s"] == 2.0 and body["window_s"] == 3.0
+    assert body["elapsed_ms"] > 0 and body["timeline"] == []
+    expected = load_model(bundle).predict_waveform(sf.read(io.BytesIO(data), dtype="float32")[0])
+    for label in LABELS:
+        assert body["probabilities"][label] == pytest.approx(expected.probabilities[label], abs=1e-4)
+
+
+def test_predict_raw_body_and_model_in_query(client):
+    r = client.post("/api/predict?model=tiny", data=audio_bytes(1.0), content_type="audio/wav")
+    assert r.status_code == 200 and r.get_json()["model"] == "tiny"
+    r = client.post("/api/predict", data=audio_bytes(1.0, fmt="FLAC"),
+                    content_type="application/x-www-form-urlencoded")   # what curl --data-binary sends
+    assert r.status_code == 200
+
+
+def test_long_clip_has_a_timeline_of_overlapping_windows(client):
+    body = post_file(client, audio_bytes(7.0)).get_json()
+    timeline = body["timeline"]
+    assert [(w["start"], w["end"]) for w in timeline] == [(0.0, 3.0), (1.5, 4.5), (3.0, 6.0), (4.0, 7.0)]
+    for w in timeline:
+        assert w["emotion"] in LABELS and list(w["probabilities"]) == LABELS
+    mean = np.mean([list(w["probabilities"].values()) for w in timeline], axis=0)
+    assert mean == pytest.approx(list(body["probabilities"].values()), abs=2e-4)
+
+
+def test_window_proba_averages_to_predict_proba(bundle):
+    predictor = load_model(bundle)
+    wave = np.random.default_rng(1).standard_normal(SR * 5).astype(np.float32) * 0.1
+    bounds, probs = predictor.window_proba(wave)
+    assert bounds.tolist() == [[0, 48000], [24000, 72000], [32000, 80000]]
+    assert probs.mean(axis=0) == pytest.approx(predictor.predict_proba([wave])[0], abs=1e-6)
+
+
+@pytest.mark.parametrize("kind, data, duration", [
+    ("stereo 48 kHz WAV", audio_bytes(1.5, sr=48000, channels=2), 1.5),
+    ("24-bit 44.1 kHz WAV", audio_bytes(1.0, sr=44100, subtype="PCM_24"), 1.0),
+    ("FLAC", audio_bytes(1.0, sr=22050, fmt="FLAC"), 1.0),
+    ("OGG Vorbis", audio_bytes(1.0, sr=44100, fmt="OGG", subtype="VORBIS"), 1.0),
+    ("OGG Opus", audio_bytes(1.0, sr=48000, fmt="OGG", subtype="OPUS"), 1.0),
+    ("MP3", audio_bytes(1.0, sr=44100, fmt="MP3", subtype="MPEG_LAYER_III"), None),
+    ("AIFF", audio_bytes(1.0, fmt="AIFF"), 1.0),
+    ("8 kHz WAV", audio_bytes(1.0, sr=8000), 1.0),
+])
+def test_audio_formats_are_accepted(client, kind, data, duration):
+    r = post_file(client, data, filename="clip.bin")
+    assert r.status_code == 200, (kind, r.get_json())
+    if duration is not None:
+        assert r.get_json()["duration_s"] == pytest.approx(duration, abs=0.01)
+
+
+def test_traversal_file_name_is_ignored_and_nothing_is_written(client, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    def no_disk(*args, **kwargs):
+        raise AssertionError("an upload must not be spooled to a temporary file")
+    for name in ("TemporaryFile", "NamedTemporaryFile", "SpooledTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, no_disk)
+    big = audio_bytes(9.0, subtype="FLOAT")           # 576 kB: past werkzeug's 500 kB spool size
+    for filename in ("../../etc/passwd.wav", "/etc/passwd", "..\\..\\x.wav", "a\x00b.wav", ""):
+        r = post_file(client, big if filename.startswith("../") else audio_bytes(0.5), filename=filename)
+        assert r.status_code == 200, (filename, r.get_json())
+        assert "passwd" not in r.get_data(as_text=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+def test_empty_upload_is_400(client):
+    assert_error(post_file(client, b""), 400, "empty")
+    assert_error(client.post("/api/predict", data=b""), 400, "empty")
+
+
+def test_missing_file_field_is_400(client):
+    assert_error(client.post("/api/predict", data={"other": (io.BytesIO(b"x"), "a.wav")},
+                             content_type="multipart/form-data"), 400, "no_file")
+
+
+def test_random_bytes_are_415(client):
+    data = np.random.default_rng(0).bytes(50_000)
+    assert sniff(data) is None
+    assert_error(post_file(client, data, "noise.wav"), 415, "not_audio")
+
+
+def test_text_file_called_wav_is_415(client):
+    assert_error(post_file(client, b"hello, I am not audio\n" * 100, ".wav"), 415, "not_audio")
+    assert_error(client.post("/api/predict", data="<html></html>", content_type="audio/wav"), 415)
+
+
+def test_other_audio_containers_are_415_with_a_hint(client):
+    webm = b"\x1a\x45\xdf\xa3" + bytes(2000)
+    m4a = b"\x00\x00\x00\x20ftypM4A " + bytes(2000)
+    for data in (webm, m4a):
+        body = assert_error(post_file(client, data, "clip.webm"), 415, "unsupported_format")
+        assert "convert" in body["message"]
+
+
+def test_corrupt_and_truncated_audio_is_400(client):
+    wav = audio_bytes(1.0)
+    assert_error(post_file(client, wav[:40]), 400, "undecodable")          # header cut short
+    assert_error(post_file(client, b"RIFF" + bytes(4) + b"WAVEjunkjunk" + bytes(500)), 400, "undecodable")
+    assert_error(post_file(client, b"fLaC" + np.random.default_rng(0).bytes(3000)), 400, "undecodable")
+    assert_error(post_file(client, b"OggS" + np.random.default_rng(1).bytes(3000)), 400, "undecodable")
+
+
+def test_unsupported_rate_or_channels_is_400(client):
+    assert_error(post_file(client, audio_bytes(1.0, sr=2000)), 400, "undecodable")
+    assert_error(post_file(client, wav_header(32 * 2 * SR, channels=32) + bytes(32 * 2 * SR)), 400, "undecodable")
+
+
+def test_huge_header_only_wav_is_refused_fast(client):
+    for seconds in (3 * 3600, 12 * 3600):
+        data = wav_header(min(seconds * SR * 2, 0xFFFFFFFF - 36)) + bytes(64)
+        started = time.perf_counter()
+        r = post_file(client, data, "huge.wav")
+        assert time.perf_counter() - started < 1.0
+        assert_error(r, r.status_code)
+        assert r.status_code in (413, 422)
+
+
+def test_flac_claiming_hours_is_413_before_decoding(client):
+    started = time.perf_counter()
+    body = assert_error(post_file(client, flac_claiming(5 * 3600), "liar.flac"), 413, "too_long")
+    assert time.perf_counter() - started < 1.0 and body["duration_s"] == 5 * 3600
+
+
+def test_too_long_audio_is_413(client):
+    body = assert_error(post_file(client, audio_bytes(121.0, sr=8000)), 413, "too_long")
+    assert "120 s" in body["message"]
+
+
+def test_too_many_samples_is_413(client):
+    data = flac_claiming(60, sr=192000, channels=8)      # 60 s, but 92 M samples to decode
+    assert len(data) < 2_000_000
+    assert_error(post_file(client, data), 413, "too_large")
+
+
+def test_upload_over_byte_limit_is_413(bundle):
+    app = create_app({"SERKIT_MODELS": {"tiny": bundle}, "MAX_CONTENT_LENGTH": 100_000})
+    client = app.test_client()
+    data = audio_bytes(5.0)                                 # 160 kB
+    assert_error(post_file(client, data), 413, "too_large")
+    assert_error(client.post("/api/predict", data=data, content_type="audio/wav"), 413, "too_large")
+    assert post_file(client, audio_bytes(1.0)).status_code == 200
+
+
+def test_too_short_audio_is_422(client):
+    assert_error(post_file(client, audio_bytes(0.1)), 422, "too_short")
+    assert_error(post_file(client, wav_header(0)), 422, "too_short")        # a header, no samples
+
+
+@pytest.mark.parametrize("wave", [
+    np.zeros(SR * 2, np.float32),                                  # digital silence
+    np.full(SR * 2, 0.5, np.float32),                              # a DC offset is no signal either
+    (10 ** (-75 / 20) * np.random.default_rng(0).standard_normal(SR * 2)).astype(np.float32),
+])
+def test_silence_is_422(client, wave):
+    buf = io.BytesIO()
+    sf.write(buf, wave, SR, format="WAV", subtype="FLOAT")
+    assert_error(post_file(client, buf.getvalue()), 422, "silent")
+
+
+def test_quiet_speech_level_audio_is_accepted(client):
+    assert post_file(client, audio_bytes(1.0, amplitude=0.01)).status_code == 200   # about -43 dBFS
+
+
+def test_unknown_model_is_404(client):
+    body = assert_error(post_file(client, audio_bytes(1.0), model="nope"), 404, "unknown_model")
+    assert body["models"] == ["tiny"]
+    assert_error(client.post("/api/predict?model=nope", data=audio_bytes(1.0)), 404, "unknown_model")
+
+
+def test_unknown_route_and_wrong_method_are_json(client):
+    assert_error(client.get("/api/nothing"), 404, "not_found")
+    assert_error(client.get("/api/predict"), 405)
+    assert client.get("/nothing").status_code == 404
+
+
+def test_malformed_multipart_is_a_client_error(client):
+    r = client.post("/api/predict", data=b"--xx\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc",
+                    content_type="multipart/form-data; boundary=xx")
+    assert 400 <= r.status_code < 500 and r.is_json
+    r = client.post("/api/predict", data=b"garbage", content_type="multipart/form-data")   # no boundary
+    assert 400 <= r.status_code < 500 and r.is_json
+
+
+def test_mutated_uploads_never_give_5xx(client):
+    """A small in-process fuzz run (the long one is in benchmarks/load.py)."""
+    rng = np.random.default_rng(0)
+    seeds = [audio_bytes(0.5), audio_bytes(0.5, fmt="FLAC"), audio_bytes(0.5, fmt="OGG", subtype="VORBIS"),
+             audio_bytes(0.5, sr=48000, channels=2), wav_header(0xFFFFFF00)]
+    statuses = []
+    for i in range(150):
+        data = bytearray(seeds[i % len(seeds)])
+        for _ in range(int(rng.integers(1, 12))):
+            at = int(rng.integers(0, len(data)))
+            data[at] = int(rng.integers(0, 256))
+        if i % 7 == 0:
+            data = data[: int(rng.integers(0, len(data)))]
+        r = post_file(client, bytes(data))
+        statuses.append(r.status_code)
+        assert r.status_code < 500, (i, r.get_json())
+    assert 200 in statuses and any(s >= 400 for s in statuses)
+
+
+# -- app construction and serving -----------------------------------------------------------------
+
+def test_models_are_loaded_once_per_app_not_per_request(bundle, monkeypatch):
+    import serkit.web as web
+
+    calls = []
+    real = web.load_model
+    monkeypatch.setattr(web, "load_model", lambda path: calls.append(path) or real(path))
+    app = create_app({"SERKIT_MODELS": {"a": bundle, "b": bundle}})
+    client = app.test_client()
+    for name in ("a", "b", "a", "b"):
+        assert post_file(client, audio_bytes(0.5), model=name).get_json()["model"] == name
+    assert len(calls) == 2
+
+
+def test_several_models_and_default_choice(tmp_path, bundle):
+    other = make_bundle(tmp_path / "other", seed=1, labels=["neutral", "sad"])
+    app = create_app({"SERKIT_MODELS": {"tiny": bundle, "other": other}, "SERKIT_DEFAULT_MODEL": "other"})
+    client = app.test_client()
+    assert [m["name"] for m in client.get("/api/models").get_json()["models"]] == ["tiny", "other"]
+    assert list(post_file(client, audio_bytes(0.5)).get_json()["probabilities"]) == ["neutral", "sad"]
+    assert post_file(client, audio_bytes(0.5), model="tiny").get_json()["model"] == "tiny"
+
+
+def test_bad_configuration_fails_at_start(tmp_path, bundle):
+    with pytest.raises(ValueError, match="default model"):
+        create_app({"SERKIT_MODELS": {"tiny": bundle}, "SERKIT_DEFAULT_MODEL": "x"})
+    with pytest.raises(ValueError, match="no models"):
+        create_app({"SERKIT_MODELS": {}})
+    with pytest.raises(BundleError):
+        create_app({"SERKIT_MODELS": {"x": tmp_path}})
+
+
+def test_model_specs_for_serve(tmp_path, bundle):
+    run = make_bundle(tmp_path / "run7" / "bundle")
+    specs = parse_model_specs([str(bundle), str(run), f"cnn={bundle}"])
+    assert specs == {"tiny": bundle, "run7": run, "cnn": bundle}
+    assert parse_model_specs([]) is None
+    with pytest.raises(ValueError, match="two models"):
+        parse_model_specs([str(bundle), f"tiny={run}"])
+    with pytest.raises(FileNotFoundError):
+        parse_model_specs([str(tmp_path / "missing")])
+
+
+def test_serve_subcommand_parses(monkeypatch):
+    import serkit.web.serve as serve_mod
+    from serkit.cli import main
+
+    seen = {}
+    monkeypatch.setattr(serve_mod, "serve", lambda specs, **kw: seen.update(specs=specs, **kw))
+    assert main(["serve", "-m", "a", "--model", "b=c", "--port", "8123", "--threads", "2"]) == 0
+    assert seen["specs"] == ["a", "b=c"] and seen["port"] == 8123 and seen["threads"] == 2
+    assert seen["host"] == "127.0.0.1"
