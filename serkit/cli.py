@@ -106,7 +106,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from serkit.inference import load_model
 
-    predictor = load_model(args.model)
+    predictor = load_model(args.model, runtime=args.runtime)
     files = expand_paths(args.paths)
     if not files:
         raise FileNotFoundError("no audio files found in " + ", ".join(args.paths))
@@ -135,6 +135,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         err_console.print(f"{failed} of {len(results)} file(s) could not be scored")
     return 1 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from serkit.export import export_onnx
+
+    if not args.onnx:
+        raise ValueError("name a format to export to: --onnx (the only one so far)")
+    r = export_onnx(args.bundle, args.output, int8=args.int8, exporter=args.exporter, opset=args.opset)
+    for precision, name in r.files.items():
+        p = r.parity[precision]
+        size = (r.folder / name).stat().st_size / 1e6
+        console.print(f"{r.folder / name}  {precision}  {size:.2f} MB  max |p - p_torch| "
+                      f"{p['max_abs_prob_diff']:.1e}  top-1 agreement {p['top1_agreement']:.0%}",
+                      highlight=False, soft_wrap=True)
+    console.print(f"use it: serkit predict --model {r.folder} FILES", highlight=False, soft_wrap=True)
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -219,7 +235,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_option(p)
     p.add_argument("--format", "-f", choices=["table", "json", "csv"], default="table")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                   help="torch (a bundle) or onnx (a folder from serkit export --onnx); auto: by the folder")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a bundle to ONNX (fp32, optionally int8)")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder")
+    p.add_argument("--onnx", action="store_true", help="export to ONNX (waveforms in, logits out)")
+    p.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 model")
+    p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write")
+    p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
+                   help="torch.onnx exporter: dynamo (default, ~30 s) or the legacy torchscript (~1 s)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 18 dynamo, 17 torchscript)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", help="print a bundle's model card")
     p.add_argument("bundle", nargs="?", default=None, help="bundle folder (default: the shipped model)")

@@ -158,9 +158,19 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def load_model(path: str | os.PathLike | None = None) -> Predictor:
-    """A Predictor for the bundle at ``path``, or the shipped default model when ``path`` is None."""
+def load_model(path: str | os.PathLike | None = None, runtime: str = "auto") -> Predictor:
+    """A Predictor for the bundle at ``path``, or the shipped default model when ``path`` is None.
+
+    ``runtime``: ``"torch"`` (a bundle), ``"onnx"`` (a folder from ``serkit export --onnx``, or
+    one of its ``.onnx`` files) or ``"auto"`` (ONNX when ``path`` is such an export).
+    """
     folder = Path(path) if path is not None else default_model_path()
+    if runtime not in ("auto", "torch", "onnx"):
+        raise ValueError(f"unknown runtime {runtime!r}; choose auto, torch or onnx")
+    if runtime == "onnx" or (runtime == "auto" and folder.suffix == ".onnx") or (
+            runtime == "auto" and not (folder / "model.safetensors").is_file() and (folder / "model.onnx").is_file()):
+        from serkit.onnx_runtime import load_onnx_model
+        return load_onnx_model(folder)
     model, config = load_bundle(folder)
     if config["model_type"] == "cnn_lstm":
         model = model.to(memory_format=torch.channels_last)
