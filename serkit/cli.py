@@ -88,6 +88,9 @@ def expand_paths(items: Sequence[str]) -> list[str]:
         p = Path(item)
         if p.is_dir():
             out += [str(f) for f in audio_files(p) if is_audio_name(f)]
+        elif p.suffix.lower() == ".csv" and p.is_file():   # a manifest: its path column
+            from serkit.batch import manifest_paths
+            out += manifest_paths(p)
         elif any(ch in item for ch in "*?["):
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
@@ -110,6 +113,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = expand_paths(args.paths)
     if not files:
         raise FileNotFoundError("no audio files found in " + ", ".join(args.paths))
+    if args.output:
+        return predict_batch(args, predictor, files)
+    if args.resume:
+        raise ValueError("--resume continues a batch job: add --output FILE")
     results = predictor.predict_files(files, batch_size=args.batch_size)
     if args.format == "json":
         print(json.dumps([r.to_dict() for r in results], indent=2))
@@ -135,6 +142,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         err_console.print(f"{failed} of {len(results)} file(s) could not be scored")
     return 1 if failed else 0
+
+
+def predict_batch(args: argparse.Namespace, predictor, files: list[str]) -> int:
+    """serkit predict --output FILE: a resumable batch job (see serkit.batch)."""
+    from serkit.batch import run_batch
+
+    summary = run_batch(predictor, files, args.output, batch_size=args.batch_size, workers=args.workers,
+                        resume=args.resume, progress=not args.no_progress)
+    err_console.print(summary.line(), highlight=False, soft_wrap=True)
+    return 1 if summary.failed else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -237,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
                    help="torch (a bundle) or onnx (a folder from serkit export --onnx); auto: by the folder")
+    g = p.add_argument_group("batch jobs (PATH may also be a manifest CSV with a File/path column)")
+    g.add_argument("--output", "-o", metavar="FILE", help="write rows to FILE (.csv or .jsonl) as the job "
+                   "runs, flushed per batch; progress on stderr")
+    g.add_argument("--resume", action="store_true", help="continue a job: skip files already in --output")
+    g.add_argument("--workers", type=int, default=0, help="processes decoding audio (default: 0, in-process)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export a bundle to ONNX (fp32, optionally int8)")

@@ -1,0 +1,282 @@
+"""Batch jobs: score many files into a CSV or JSONL file that grows as the job runs.
+
+    serkit predict FOLDER/ 'more/**/*.wav' manifest.csv --output results.csv --workers 2 [--resume]
+
+- Files are decoded in DataLoader worker processes (``workers``) while the model scores the
+  previous batch; the model sees ``batch_size`` files' windows per call.
+- Each batch's rows are appended and flushed (and fsync'ed) before the next batch starts, so a
+  job killed at any point keeps every row written before the kill.
+- ``resume`` reads the output first, drops a half-written last line (the kill may have cut one),
+  and skips every file that already has a row, so a resumed job ends with each file exactly once.
+  A file recorded with an error counts as done: start a new output to retry those.
+- A file that cannot be decoded gets a row with its error and the job goes on.
+
+Rows have the columns of ``serkit predict --format csv``: ``file, emotion, confidence, <one
+column per label>, duration_s, error``; JSONL rows are :meth:`Prediction.to_dict` objects.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serkit.audio import AudioError, load_audio
+from serkit.inference import Prediction, Predictor
+
+OUTPUT_SUFFIXES = (".csv", ".jsonl")
+#: Column names a manifest CSV may use for the audio path (matched case-insensitively).
+PATH_COLUMNS = ("file", "path", "filepath", "file_path", "audio", "audio_path", "filename")
+
+
+# ------------------------------------------------------------------------------------- inputs
+
+def manifest_paths(manifest: str | os.PathLike) -> list[str]:
+    """The audio paths listed in a CSV (a serkit manifest or any CSV with a path column).
+
+    Relative paths resolve against the CSV's folder, as in :func:`serkit.manifest.read_manifest`.
+    """
+    manifest = Path(manifest)
+    with open(manifest, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames or []
+        column = next((f for f in fields if f.strip().lower() in PATH_COLUMNS), None)
+        if column is None:
+            raise ValueError(f"{manifest}: no column of audio paths (looked for "
+                             f"{', '.join(PATH_COLUMNS)}; it has {', '.join(fields) or 'no header'})")
+        base = manifest.parent
+        return [str(base / row[column]) if not os.path.isabs(row[column]) else row[column]
+                for row in reader if (row.get(column) or "").strip()]
+
+
+# ------------------------------------------------------------------------------------- output
+
+def csv_columns(labels: Sequence[str]) -> list[str]:
+    return ["file", "emotion", "confidence", *labels, "duration_s", "error"]
+
+
+def csv_row(r: Prediction, labels: Sequence[str]) -> list[str]:
+    return [r.file, r.emotion or "", f"{r.confidence:.4f}" if r.confidence is not None else "",
+            *[f"{r.probabilities[l]:.4f}" if r.probabilities else "" for l in labels],
+            f"{r.duration_s:.2f}" if r.duration_s is not None else "", r.error or ""]
+
+
+def _drop_partial_last_line(path: Path) -> int:
+    """Truncate a last line that has no newline (a write cut by a kill); returns bytes dropped."""
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return 0
+        # walk back to the previous newline in chunks
+        pos, keep = size, 0
+        while pos > 0:
+            step = min(65536, pos)
+            fh.seek(pos - step)
+            chunk = fh.read(step)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                keep = pos - step + nl + 1
+                break
+            pos -= step
+        fh.truncate(keep)
+        return size - keep
+
+
+def read_done(path: str | os.PathLike, labels: Sequence[str]) -> set[str]:
+    """Files that already have a row in the output at ``path`` (repairing a cut last line).
+
+    Raises ValueError when the output was written for other labels (another model).
+    """
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return set()
+    _drop_partial_last_line(path)
+    done: set[str] = set()
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is not None and header != csv_columns(labels):
+                raise ValueError(f"{path}: its columns ({', '.join(header)}) are not this model's "
+                                 f"({', '.join(csv_columns(labels))}); write to a new file")
+            done.update(row[0] for row in reader if row)
+    else:
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    raise ValueError(f"{path}:{n}: not a JSON line; is this a serkit output?") from None
+                if row.get("probabilities") and sorted(row["probabilities"]) != sorted(labels):
+                    raise ValueError(f"{path}:{n}: rows of other labels ({', '.join(row['probabilities'])}); "
+                                     "write to a new file")
+                done.add(row["file"])
+    return done
+
+
+class ResultWriter:
+    """Appends rows to a ``.csv`` or ``.jsonl`` file, flushed to disk after every :meth:`write`."""
+
+    def __init__(self, path: str | os.PathLike, labels: Sequence[str], resume: bool = False):
+        self.path = Path(path)
+        if self.path.suffix not in OUTPUT_SUFFIXES:
+            raise ValueError(f"--output {self.path}: use a .csv or .jsonl file")
+        self.labels = list(labels)
+        exists = self.path.is_file() and self.path.stat().st_size > 0
+        if exists and not resume:
+            raise ValueError(f"--output {self.path} exists; pass --resume to continue that job, "
+                             "or remove the file")
+        self.done = read_done(self.path, self.labels) if exists else set()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a", newline="", encoding="utf-8")
+        if self.path.suffix == ".csv" and self.fh.tell() == 0:
+            self.fh.write(self._csv_line(csv_columns(self.labels)))
+            self._sync()
+
+    @staticmethod
+    def _csv_line(values: list[str]) -> str:
+        buf = io.StringIO()
+        csv.writer(buf).writerow(values)
+        return buf.getvalue()
+
+    def _sync(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
+    def write(self, results: Iterable[Prediction]) -> None:
+        """Append ``results`` in one write, then flush: a kill leaves whole rows (and at most one
+        cut line, which :func:`read_done` drops)."""
+        if self.path.suffix == ".csv":
+            text = "".join(self._csv_line(csv_row(r, self.labels)) for r in results)
+        else:
+            text = "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in results)
+        self.fh.write(text)
+        self._sync()
+
+    def close(self) -> None:
+        if not self.fh.closed:
+            self.fh.close()
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------------------------ the job
+
+class DecodeDataset:
+    """``files[i] -> (file, wave or None, error or None)``; decoding errors become values."""
+
+    def __init__(self, files: Sequence[str], sample_rate: int):
+        self.files, self.sample_rate = list(files), sample_rate
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray | None, str | None]:
+        try:
+            return self.files[i], load_audio(self.files[i], self.sample_rate), None
+        except AudioError as exc:
+            return self.files[i], None, str(exc)
+
+
+def _as_list(batch: list) -> list:
+    return batch
+
+
+@dataclass
+class BatchSummary:
+    output: Path
+    total: int          # distinct input files
+    skipped: int        # already in the output (resume)
+    scored: int
+    failed: int
+    duplicates: int     # repeated input paths, scored once
+
+    def line(self) -> str:
+        parts = [f"{self.scored} scored", f"{self.failed} failed"]
+        if self.skipped:
+            parts.append(f"{self.skipped} already done")
+        if self.duplicates:
+            parts.append(f"{self.duplicates} duplicate paths ignored")
+        return f"{self.output}: {self.total} files: " + ", ".join(parts)
+
+
+def score_batch(predictor: Predictor, items: list[tuple[str, np.ndarray | None, str | None]],
+                batch_size: int = 64) -> list[Prediction]:
+    """Predictions for decoded ``items`` in order; an item with an error gets an error row."""
+    ok = [i for i, (_, wave, _) in enumerate(items) if wave is not None]
+    probs = predictor.predict_proba([items[i][1] for i in ok], batch_size) if ok else []
+    out: list[Prediction] = [Prediction(file=f, error=e) for f, _, e in items]
+    for i, p in zip(ok, probs):
+        file, wave, _ = items[i]
+        out[i] = predictor.result(file, p, len(wave) / predictor.sample_rate)
+    return out
+
+
+def unique(files: Iterable[str]) -> tuple[list[str], int]:
+    seen: dict[str, None] = {}
+    n = 0
+    for f in files:
+        n += 1
+        seen.setdefault(str(f), None)
+    return list(seen), n - len(seen)
+
+
+def progress_bar(enabled: bool = True):
+    """A rich progress bar on stderr (files done, rate, time left); disabled: a no-op one."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), disable=not enabled)
+
+
+def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: str | os.PathLike, *,
+              batch_size: int = 32, workers: int = 0, resume: bool = False, progress: bool = True,
+              on_batch: Callable[[list[Prediction]], None] | None = None) -> BatchSummary:
+    """Score ``files`` into ``output`` (.csv or .jsonl), appending and flushing per batch.
+
+    ``on_batch`` is called with each batch's predictions after they are on disk.
+    """
+    import time
+
+    from torch.utils.data import DataLoader
+
+    if batch_size < 1 or workers < 0:
+        raise ValueError("--batch-size must be at least 1 and --workers at least 0")
+    files, duplicates = unique(str(f) for f in files)
+    with ResultWriter(output, predictor.labels, resume=resume) as writer:
+        todo = [f for f in files if f not in writer.done]
+        skipped = len(files) - len(todo)
+        scored = failed = 0
+        loader = DataLoader(DecodeDataset(todo, predictor.sample_rate), batch_size=batch_size,
+                            num_workers=workers, collate_fn=_as_list, shuffle=False)
+        start = time.perf_counter()
+        with progress_bar(progress) as bar:
+            task = bar.add_task("scoring", total=len(files), completed=skipped, rate="")
+            for items in (loader if todo else []):
+                results = score_batch(predictor, items, batch_size)
+                writer.write(results)
+                bad = sum(1 for r in results if r.error)
+                failed += bad
+                scored += len(results) - bad
+                rate = (scored + failed) / max(time.perf_counter() - start, 1e-9)
+                bar.update(task, advance=len(results), rate=f"{rate:.1f} files/s")
+                if on_batch is not None:
+                    on_batch(results)
+    return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates)
