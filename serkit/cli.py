@@ -182,7 +182,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.model, host=args.host, port=args.port, threads=args.threads,
           max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
-          torch_threads=args.torch_threads, announce=lambda line: console.print(line, highlight=False))
+          torch_threads=args.torch_threads,
+          announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
     return 0
 
 
