@@ -56,11 +56,13 @@ class SkipReport:
         return len(self.items)
 
     def write_csv(self, path: str | os.PathLike) -> None:
+        """One row per skipped file; paths relative to the CSV's folder, as in the manifest."""
+        base = Path(path).parent.resolve()
         with open(path, "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
             w.writerow(["Dataset", "Reason", "File"])
             for corpus, reason, p in self.items:
-                w.writerow([corpus, reason, str(p)])
+                w.writerow([corpus, reason, _rel(Path(p).resolve(), base)])
 
 
 def _rel(path: Path, base: Path) -> str:
