@@ -113,6 +113,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = expand_paths(args.paths)
     if not files:
         raise FileNotFoundError("no audio files found in " + ", ".join(args.paths))
+    if args.timeline:
+        return predict_timelines(args, predictor, files)
     if args.output:
         return predict_batch(args, predictor, files)
     if args.resume:
@@ -152,6 +154,55 @@ def predict_batch(args: argparse.Namespace, predictor, files: list[str]) -> int:
                         resume=args.resume, progress=not args.no_progress)
     err_console.print(summary.line(), highlight=False, soft_wrap=True)
     return 1 if summary.failed else 0
+
+
+def predict_timelines(args: argparse.Namespace, predictor, files: list[str]) -> int:
+    """serkit predict --timeline: emotions over time of long recordings (see serkit.timeline)."""
+    import json
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from serkit.audio import AudioError
+    from serkit.timeline import timelines_csv, write_timelines
+
+    if args.resume:
+        raise ValueError("--resume is for batch jobs, not --timeline")
+    if args.output and Path(args.output).suffix not in (".json", ".csv"):
+        raise ValueError(f"--output {args.output}: a timeline is written to .json or .csv")
+    plot_folder = args.plot and (len(files) > 1 or not args.plot.lower().endswith(".png"))
+    timelines, failed = [], 0
+    for file in files:
+        try:
+            tl = predictor.predict_timeline(file, vad=args.vad, max_segment_s=args.max_segment,
+                                            segment_s=args.segment_seconds, batch_size=args.batch_size,
+                                            progress=not args.no_progress)
+        except AudioError as exc:
+            err_console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+            failed += 1
+            continue
+        timelines.append(tl)
+        if args.plot:
+            png = Path(args.plot) / f"{Path(file).stem}.png" if plot_folder else Path(args.plot)
+            err_console.print(f"plot: {tl.plot(png)}", highlight=False, soft_wrap=True)
+    if args.output:
+        err_console.print(f"timeline: {write_timelines(timelines, args.output)}", highlight=False, soft_wrap=True)
+    elif args.format == "json":
+        print(json.dumps([t.to_dict() for t in timelines] if len(files) > 1 else
+                         (timelines[0].to_dict() if timelines else {}), indent=2))
+    elif args.format == "csv":
+        print(timelines_csv(timelines), end="")
+    else:
+        for tl in timelines:
+            table = Table(title=f"{tl.file}: {tl.duration_s:.1f} s, {len(tl.segments)} segments (vad {tl.vad})")
+            for col in ("start", "end", "emotion", "confidence", "top 3"):
+                table.add_column(col)
+            for seg in tl.segments:
+                top = sorted(seg.probabilities.items(), key=lambda kv: -kv[1])[:3]
+                table.add_row(f"{seg.start:.2f}", f"{seg.end:.2f}", seg.emotion, f"{seg.confidence:.2f}",
+                              "  ".join(f"{k} {v:.2f}" for k, v in top))
+            console.print(table)
+    return 1 if failed else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -261,6 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="continue a job: skip files already in --output")
     g.add_argument("--workers", type=int, default=0, help="processes decoding audio (default: 0, in-process)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("long recordings (--timeline; --output FILE.json|.csv)")
+    g.add_argument("--timeline", action="store_true",
+                   help="emotions over time: speech segments, each with an emotion and probabilities")
+    g.add_argument("--vad", choices=["auto", "silero", "energy", "none"], default="auto",
+                   help="speech detector: silero (needs serkit[timeline]), energy (level above the noise "
+                        "floor), none (fixed segments); auto: silero when installed, else energy")
+    g.add_argument("--max-segment", type=float, default=10.0, metavar="SECONDS",
+                   help="split longer speech segments into equal parts (default: %(default)s)")
+    g.add_argument("--segment-seconds", type=float, default=None, metavar="SECONDS",
+                   help="segment length with --vad none (default: the model's window)")
+    g.add_argument("--plot", metavar="PNG", help="plot emotion probabilities over time to PNG "
+                   "(a folder when there are several files)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export a bundle to ONNX (fp32, optionally int8)")

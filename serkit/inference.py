@@ -152,6 +152,14 @@ class Predictor:
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         return self.predict_files([path])[0]
 
+    def predict_timeline(self, source: str | os.PathLike | np.ndarray, **options: Any):
+        """Emotions over time of a long recording (a path, or a 1-D waveform at ``sample_rate``),
+        streamed in bounded memory: speech segments, each with an emotion and probabilities.
+        Returns a :class:`serkit.timeline.Timeline`; ``options`` are those of
+        :func:`serkit.timeline.predict_timeline` (``vad``, ``max_segment_s``, ``progress``, …)."""
+        from serkit.timeline import predict_timeline
+        return predict_timeline(self, source, **options)
+
 
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))

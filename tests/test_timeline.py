@@ -1,0 +1,263 @@
+"""Long-audio timelines: speech detection, segment scoring, streaming, the CLI.
+
+Stated tolerances:
+- energy detector on tones separated by near-silence: every segment boundary within 0.15 s of
+  the truth (100 ms padding + one 32 ms frame);
+- Silero VAD on synthetic babble: each speech stretch is found, starting within 0.25 s of its
+  true start, ending at most 0.8 s after its true end (Silero hangs on after speech), covering
+  at least 75 % of it, and nothing is found in the silences;
+- memory: a 20-minute 44.1 kHz recording (212 MB as float32) is scored with a peak of under
+  40 MB of traced allocations.
+"""
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from serkit.audio import load_audio
+from serkit.cli import main
+from serkit.inference import load_model
+from serkit.timeline import (FRAME, AudioStream, EnergyVAD, frames_of, make_vad, speech_segments,
+                             split_long, write_timelines)
+from synth import SR, trained_run, write_clip, write_corrupt
+from synth_long import babble, quiet, tone_recording, write_long_recording
+
+BOUNDARY_TOL = 0.15
+PLAN = [(None, 1.0), ("angry", 2.0), (None, 1.5), ("happy", 3.0), (None, 1.0), ("sad", 1.2), (None, 1.0),
+        ("happy", 0.6), (None, 0.8)]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    _, run, _ = trained_run(tmp_path_factory)
+    return run / "bundle"
+
+
+@pytest.fixture(scope="module")
+def predictor(bundle):
+    return load_model(bundle)
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    wave, truth = tone_recording(PLAN)
+    path = write_clip(tmp_path_factory.mktemp("timeline") / "rec.wav", wave)
+    return path, wave, truth
+
+
+# ------------------------------------------------------------------------------ segmentation
+
+def test_speech_segments_hysteresis_bridging_minimum_and_padding():
+    sr, frame = 16000, 512                      # 32 ms frames
+    p = np.zeros(200, np.float32)
+    p[10:20] = 0.9                              # speech...
+    p[20:23] = 0.4                              # ...held above the 0.35 release threshold
+    p[23:26] = 0.1                              # a 96 ms pause: bridged (< 300 ms)
+    p[26:40] = 0.8
+    p[60:64] = 0.9                              # 128 ms: shorter than 250 ms, dropped
+    p[100:150] = 0.7
+    segs = speech_segments(p, 200 * frame, sr, frame, min_speech_ms=250, min_silence_ms=300, speech_pad_ms=0)
+    assert segs == [(10 * frame, 40 * frame), (100 * frame, 150 * frame)]
+    padded = speech_segments(p, 200 * frame, sr, frame, speech_pad_ms=100)
+    assert padded == [(10 * frame - 1600, 40 * frame + 1600), (100 * frame - 1600, 150 * frame + 1600)]
+    # padding never runs past the recording
+    q = np.ones(20, np.float32)
+    assert speech_segments(q, 20 * frame - 100, sr, frame) == [(0, 20 * frame - 100)]
+
+
+def test_split_long_makes_equal_parts():
+    assert split_long([(0, 100), (200, 230)], 40) == [(0, 33), (33, 67), (67, 100), (200, 230)]
+
+
+def test_frames_of_recuts_blocks_and_pads_the_tail():
+    wave = np.arange(2000, dtype=np.float32)
+    blocks = [wave[:700], wave[700:701], wave[701:1600], wave[1600:]]
+    frames = np.concatenate(list(frames_of(iter(blocks), 512)))
+    assert frames.shape == (4, 512)
+    np.testing.assert_array_equal(frames.reshape(-1)[:2000], wave)
+    assert not frames.reshape(-1)[2000:].any()
+
+
+# ----------------------------------------------------------------------------- the timeline
+
+def test_energy_timeline_follows_the_tones(predictor, recording):
+    path, _, truth = recording
+    tl = predictor.predict_timeline(path, vad="energy")
+    assert tl.vad == "energy" and tl.duration_s == pytest.approx(sum(s for _, s in PLAN), abs=1e-3)
+    assert len(tl.segments) == len(truth)
+    for seg, (start, end, emotion) in zip(tl.segments, truth):
+        assert abs(seg.start - start) <= BOUNDARY_TOL and abs(seg.end - end) <= BOUNDARY_TOL, (seg, start, end)
+        assert seg.emotion == emotion and seg.confidence > 0.5
+        assert sum(seg.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_segments_are_scored_like_clips_and_a_file_like_its_waveform(predictor, recording, tmp_path):
+    _, wave16, _ = recording
+    # the same recording at 44.1 kHz stereo: the timeline streams and resamples it
+    wave44 = soxr.resample(wave16, SR, 44100).astype(np.float32)
+    path = tmp_path / "rec44.wav"
+    sf.write(path, np.stack([wave44, wave44], axis=1), 44100, subtype="FLOAT")
+    from_file = predictor.predict_timeline(path, vad="energy", block_seconds=1.3)
+    wave = load_audio(path)
+    from_wave = predictor.predict_timeline(wave, vad="energy")
+    assert [(s.start, s.end, s.emotion, s.windows) for s in from_file.segments] == \
+           [(s.start, s.end, s.emotion, s.windows) for s in from_wave.segments]
+    for a, b in zip(from_file.segments, from_wave.segments):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+        seg = wave[int(round(a.start * SR)):int(round(a.end * SR))]
+        expected = predictor.predict_proba([seg])[0]
+        assert [a.probabilities[l] for l in predictor.labels] == pytest.approx(expected.tolist(), abs=1e-5)
+        hop = predictor.clip_samples // 2
+        assert a.windows == max(1, -(-(len(seg) - predictor.clip_samples) // hop) + 1)
+
+
+def test_fixed_segments_without_a_detector(predictor, recording):
+    path, wave, truth = recording
+    tl = predictor.predict_timeline(path, vad="none", segment_s=1.0)
+    assert tl.vad == "none"
+    assert len(tl.segments) == int(np.ceil(len(wave) / SR))
+    assert tl.segments[0].start == 0 and tl.segments[-1].end == pytest.approx(len(wave) / SR, abs=1e-3)
+    assert all(a.end == b.start for a, b in zip(tl.segments, tl.segments[1:]))
+    # a second wholly inside a tone carries that tone's emotion
+    for seg in tl.segments:
+        inside = [e for s, t, e in truth if s <= seg.start and seg.end <= t]
+        if inside:
+            assert seg.emotion == inside[0]
+
+
+def test_long_speech_is_split(predictor):
+    rng = np.random.default_rng(4)
+    from synth import tone_clip
+    wave = np.concatenate([quiet(1, rng), tone_clip("sad", 25.0, rng), quiet(1, rng)])
+    tl = predictor.predict_timeline(wave, vad="energy", max_segment_s=10)
+    assert len(tl.segments) == 3
+    lengths = [s.end - s.start for s in tl.segments]
+    assert max(lengths) <= 10 and max(lengths) - min(lengths) < 0.01
+    assert {s.emotion for s in tl.segments} == {"sad"}
+
+
+def test_bad_input_errors(predictor, tmp_path):
+    from serkit.audio import AudioError
+    with pytest.raises(AudioError, match="cannot decode"):
+        predictor.predict_timeline(write_corrupt(tmp_path / "x.wav"))
+    with pytest.raises(AudioError, match="not found"):
+        predictor.predict_timeline(tmp_path / "missing.wav")
+    with pytest.raises(ValueError, match="unknown --vad"):
+        predictor.predict_timeline(np.zeros(16000, np.float32), vad="webrtc")
+    with pytest.raises(ValueError, match=".json or .csv"):
+        write_timelines([], tmp_path / "t.txt")
+
+
+# ------------------------------------------------------------------------------------ silero
+
+def babble_recording(seed: int) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    rng = np.random.default_rng(seed)
+    parts, truth, t = [quiet(1.5, rng)], [], 1.5
+    for f0, seconds in [(100, 3.0), (240, 3.0), (170, 2.0)]:
+        parts += [babble(seconds, f0, rng), quiet(2.0, rng)]
+        truth.append((t, t + seconds))
+        t += seconds + 2.0
+    return np.concatenate(parts), truth
+
+
+def test_silero_streaming_equals_silero_on_the_whole_array():
+    silero = pytest.importorskip("silero_vad")
+    pytest.importorskip("onnxruntime")
+    wave, _ = babble_recording(0)
+    vad = make_vad("silero")
+    vad.reset()
+    blocks = [wave[i:i + 7777] for i in range(0, len(wave), 7777)]     # blocks that cut frames
+    ours = np.concatenate([vad(f) for f in frames_of(iter(blocks), FRAME)])
+    theirs = silero.load_silero_vad(sequence=True).audio_forward(wave)
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_silero_finds_speech_like_sound_and_not_silence(seed):
+    pytest.importorskip("silero_vad")
+    pytest.importorskip("onnxruntime")
+    wave, truth = babble_recording(seed)
+    vad = make_vad("auto")
+    assert vad.name == "silero"
+    vad.reset()
+    probs = np.concatenate([vad(f) for f in frames_of(iter([wave]), FRAME)])
+    found = [(a / SR, b / SR) for a, b in speech_segments(probs, len(wave), SR)]
+    for start, end in truth:
+        mine = [(a, b) for a, b in found if b > start and a < end]
+        assert mine and abs(mine[0][0] - start) <= 0.25, (found, truth)
+        covered = sum(min(b, end) - max(a, start) for a, b in mine)
+        assert covered >= 0.75 * (end - start), (found, truth)
+    for a, b in found:   # nothing in the silences
+        assert any(start - 0.25 <= a and b <= end + 0.8 for start, end in truth), (found, truth)
+
+
+def test_tones_are_not_speech_to_silero_but_are_to_the_energy_detector(predictor, recording):
+    pytest.importorskip("silero_vad")
+    pytest.importorskip("onnxruntime")
+    path, _, truth = recording
+    assert predictor.predict_timeline(path, vad="silero").segments == []
+    assert len(predictor.predict_timeline(path, vad="energy").segments) == len(truth)
+
+
+# ------------------------------------------------------------------------------------ memory
+
+def test_a_20_minute_recording_streams_in_bounded_memory(predictor, tmp_path):
+    path, tones = write_long_recording(tmp_path / "long.wav", minutes=20, rate=44100)
+    decoded_mb = sf.info(str(path)).frames * 4 / 1e6                     # float32 at 44.1 kHz
+    assert decoded_mb > 200
+    stream = AudioStream(path, SR)
+    assert stream.duration_s == pytest.approx(1200, abs=0.01)
+    tracemalloc.start()
+    try:
+        tl = predictor.predict_timeline(path, vad="energy")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak / 1e6 < 40, f"peak {peak / 1e6:.1f} MB"
+    assert len(tl.segments) == tones
+    assert tl.duration_s == pytest.approx(1200, abs=0.01)
+    assert len(tl.speech_prob) == int(np.ceil(1200 * SR / FRAME))
+
+
+# ------------------------------------------------------------------------------------ the CLI
+
+def test_cli_timeline_outputs_and_plot(predictor, bundle, recording, tmp_path, capsys):
+    path, _, truth = recording
+    model = str(bundle)
+    out, png = tmp_path / "tl.json", tmp_path / "tl.png"
+    assert main(["predict", "--timeline", str(path), "--model", model, "--vad", "energy", "-o", str(out),
+                 "--plot", str(png), "--no-progress"]) == 0
+    data = json.loads(out.read_text())
+    assert data["vad"] == "energy" and data["labels"] == predictor.labels
+    assert [s["emotion"] for s in data["segments"]] == [e for _, _, e in truth]
+    assert set(data["segments"][0]) == {"start", "end", "emotion", "confidence", "probabilities", "windows"}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    capsys.readouterr()
+
+    assert main(["predict", "--timeline", str(path), "--model", model, "--vad", "energy", "-f", "csv",
+                 "--no-progress"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == ",".join(["file", "start", "end", "emotion", "confidence", *predictor.labels, "windows"])
+    assert len(lines) == 1 + len(truth)
+
+    bad = write_corrupt(tmp_path / "bad.wav")
+    assert main(["predict", "--timeline", str(path), str(bad), "--model", model, "--vad", "energy",
+                 "-o", str(tmp_path / "two.csv"), "--plot", str(tmp_path / "plots"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "bad.wav: cannot decode" in err
+    assert (tmp_path / "plots" / "rec.png").is_file()
+    assert main(["predict", "--timeline", str(path), "--model", model, "-o", str(tmp_path / "t.txt")]) == 2
+
+
+def test_energy_vad_threshold_adapts_to_the_noise_floor():
+    vad = EnergyVAD()
+    rng = np.random.default_rng(0)
+    noisy = np.concatenate([0.05 * rng.standard_normal(16000 * 4), 0.5 * rng.standard_normal(16000)]).astype(np.float32)
+    scores = np.concatenate([vad(f) for f in frames_of(iter([noisy]))])
+    speech = vad.finish(scores)
+    assert speech[:120].mean() < 0.05 and speech[-30:-1].mean() == 1.0    # a loud noise floor is not speech
