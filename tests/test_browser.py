@@ -154,7 +154,7 @@ def test_drag_and_drop(page):
 def test_recording_is_encoded_to_wav_in_the_page(page):
     page.click("#record")
     page.wait_for_selector("#record[aria-pressed=true]")
-    page.wait_for_timeout(1500)                      # Chromium's fake microphone beeps
+    page.wait_for_timeout(2500)                      # Chromium's fake microphone beeps about once a second
     page.click("#record")
     r = read_result(page)
     assert r["emotion"] in LABELS

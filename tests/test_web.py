@@ -55,9 +55,10 @@ def wav_header(data_bytes: int, rate: int = SR, channels: int = 1, bits: int = 1
             + b"data" + struct.pack("<I", data_bytes))
 
 
-def flac_claiming(seconds: float, sr: int = SR, channels: int = 1) -> bytes:
-    """A valid short FLAC whose STREAMINFO says it is ``seconds`` long."""
-    data = bytearray(audio_bytes(0.5, sr=sr, channels=channels, fmt="FLAC"))
+def flac_claiming(seconds: float, sr: int = SR, channels: int = 1, actual: float = 0.5) -> bytes:
+    """A valid FLAC of ``actual`` seconds whose STREAMINFO says it is ``seconds`` long (0: unknown,
+    as a streaming encoder writes it)."""
+    data = bytearray(audio_bytes(actual, sr=sr, channels=channels, fmt="FLAC"))
     assert data[:4] == b"fLaC" and data[4] & 0x7F == 0        # first block is STREAMINFO
     at = 8 + 13                                               # byte holding bits-per-sample low bits + total samples
     total = int(seconds * sr)
@@ -282,6 +283,12 @@ def test_flac_claiming_hours_is_413_before_decoding(client):
     started = time.perf_counter()
     body = assert_error(post_file(client, flac_claiming(5 * 3600), "liar.flac"), 413, "too_long")
     assert time.perf_counter() - started < 1.0 and body["duration_s"] == 5 * 3600
+
+
+def test_streamed_flac_without_a_length_is_400_not_a_huge_allocation(client):
+    # libsndfile reports 2**63-1 frames; reading "everything" would allocate exabytes
+    body = assert_error(post_file(client, flac_claiming(0, actual=1.5), "stream.flac"), 400, "undecodable")
+    assert "how long" in body["message"]
 
 
 def test_too_long_audio_is_413(client):

@@ -12,8 +12,8 @@ Status rules (decided by the content, never by the file name or the declared typ
 - 415 ``not_audio``     no audio signature (text, images, random bytes), or an audio container
                          libsndfile does not read (WebM, MP4/M4A, AAC, AMR, WMA);
 - 400 ``undecodable``   an audio signature, but the data cannot be decoded (corrupt, truncated,
-                         an unsupported codec inside the container, a silly sample rate); also an
-                         empty upload;
+                         an unsupported codec inside the container, a silly sample rate, a
+                         header that leaves the length open); also an empty upload;
 - 422 ``too_short`` / ``silent``  decodable audio that is too short or has no signal.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ from serkit.audio import AudioError, load_audio
 
 MIN_RATE, MAX_RATE = 4000, 192000     # Hz: input sample rates accepted
 MAX_CHANNELS = 8
+OPEN_LENGTH = 2 ** 62                  # libsndfile's frame count when the header leaves the length open
 BUDGET_RATE, BUDGET_CHANNELS = 48000, 2  # raw-sample budget: max_seconds of 48 kHz stereo
 
 #: Leading bytes of formats libsndfile reads (an upload that starts so but fails is corrupt: 400).
@@ -114,16 +115,10 @@ def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> np.ndarray:
     if not 1 <= channels <= MAX_CHANNELS:
         raise ApiError(400, "undecodable", f"Unsupported channel count {channels}; "
                        f"send 1 to {MAX_CHANNELS} channels.")
-    seconds = frames / rate
-    if seconds > limits.max_seconds:
-        raise ApiError(413, "too_long", f"The audio is {seconds:,.1f} s long; this server takes at most "
-                       f"{limits.max_seconds:g} s. Send a shorter clip.", duration_s=round(seconds, 3))
-    if frames * channels > limits.max_seconds * BUDGET_RATE * BUDGET_CHANNELS:
-        raise ApiError(413, "too_large", f"The audio holds too many samples ({channels} channels at "
-                       f"{rate} Hz); send at most {limits.max_seconds:g} s of 48 kHz stereo.")
-    if seconds < limits.min_seconds:
-        raise ApiError(422, "too_short", f"The audio is {seconds:.2f} s long; send at least "
-                       f"{limits.min_seconds:g} s.", duration_s=round(seconds, 3))
+    if frames >= OPEN_LENGTH:   # libsndfile cannot read such a stream to its end from memory
+        raise ApiError(400, "undecodable", "The file does not say how long it is (a streamed FLAC?); "
+                       "re-encode it with its length, e.g. ffmpeg -i in.flac out.wav.")
+    check_length(frames, rate, channels, limits)
     try:
         wave = load_audio(_Bytes(data), sample_rate, max_seconds=None)
     except AudioError as exc:
@@ -138,6 +133,20 @@ def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> np.ndarray:
         raise ApiError(422, "silent", f"The audio is silent (level {level:.0f} dBFS); "
                        "check the microphone or the file.")
     return wave
+
+
+def check_length(frames: int, rate: int, channels: int, limits: Limits) -> None:
+    """413 for too long or too many samples, 422 for too short: from the header, before decoding."""
+    seconds = frames / rate
+    if seconds > limits.max_seconds:
+        raise ApiError(413, "too_long", f"The audio is {seconds:,.1f} s long; this server takes at most "
+                       f"{limits.max_seconds:g} s. Send a shorter clip.", duration_s=round(seconds, 3))
+    if frames * channels > limits.max_seconds * BUDGET_RATE * BUDGET_CHANNELS:
+        raise ApiError(413, "too_large", f"The audio holds too many samples ({channels} channels at "
+                       f"{rate} Hz); send at most {limits.max_seconds:g} s of 48 kHz stereo.")
+    if seconds < limits.min_seconds:
+        raise ApiError(422, "too_short", f"The audio is {seconds:.2f} s long; send at least "
+                       f"{limits.min_seconds:g} s.", duration_s=round(seconds, 3))
 
 
 def not_decodable(kind: tuple[str, bool] | None) -> ApiError:

@@ -267,7 +267,14 @@
         : "No microphone could be opened.");
       return;
     }
-    const recorder = new MediaRecorder(stream);
+    let recorder;
+    try {
+      recorder = new MediaRecorder(stream);
+    } catch (e) {
+      stream.getTracks().forEach((t) => t.stop());
+      showError("This browser cannot record from the microphone.");
+      return;
+    }
     const rec = { recorder, stream, chunks: [], started: performance.now(), timer: 0 };
     recorder.addEventListener("dataavailable", (e) => { if (e.data.size) rec.chunks.push(e.data); });
     recorder.addEventListener("stop", () => finishRecording(rec));
