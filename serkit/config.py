@@ -8,6 +8,9 @@ from typing import Any
 
 DEFAULT_CACHE = Path(os.environ.get("SERKIT_CACHE", Path.home() / ".cache" / "serkit"))
 
+#: Split protocols (see serkit.splits).
+SPLITS = ("speaker", "random", "corpus")
+
 MONITORS = ("val_uar", "val_macro_f1", "val_accuracy")
 
 

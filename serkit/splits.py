@@ -26,9 +26,9 @@ from collections.abc import Iterator
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+from serkit.config import SPLITS  # one list, shared with the CLI
 from serkit.manifest import Utterance
 
-SPLITS = ("speaker", "random", "corpus")
 PARTS = ("train", "val", "test")
 
 
