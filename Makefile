@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CORPORA ?= ../shared/corpora
 DATA   ?= data
 
-.PHONY: install run test test-all default-model benchmark-accuracy benchmark-speed clean
+.PHONY: install run serve test default-model benchmark-accuracy benchmark-speed benchmark-load clean
 
 # Install everything (torch pinned to the 2.13.0 CPU wheel; the rest pinned in constraints.txt).
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -22,6 +22,10 @@ run: install
 	$(BIN)/serkit info
 	$(BIN)/serkit evaluate --split test $(DATA)/manifest.csv --out $(DATA)/default-model-eval
 
+# The web app and JSON API on http://127.0.0.1:5000 (waitress), with the default model.
+serve: install
+	$(BIN)/serkit serve --host 127.0.0.1 --port 5000
+
 # The test suite (tests that need ../shared/corpora skip when it is absent).
 test: install
 	$(BIN)/python -m pytest -q
@@ -37,6 +41,9 @@ benchmark-accuracy: install
 
 benchmark-speed: install
 	$(BIN)/python benchmarks/speed.py
+
+benchmark-load: install
+	$(BIN)/python benchmarks/load.py
 
 clean:
 	rm -rf $(VENV) $(DATA) runs .pytest_cache
