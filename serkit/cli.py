@@ -119,6 +119,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return predict_batch(args, predictor, files)
     if args.resume:
         raise ValueError("--resume continues a batch job: add --output FILE")
+    if args.engine != "local":
+        raise ValueError(f"--engine {args.engine} runs batch jobs: add --output FILE")
     results = predictor.predict_files(files, batch_size=args.batch_size)
     if args.format == "json":
         print(json.dumps([r.to_dict() for r in results], indent=2))
@@ -150,8 +152,14 @@ def predict_batch(args: argparse.Namespace, predictor, files: list[str]) -> int:
     """serkit predict --output FILE: a resumable batch job (see serkit.batch)."""
     from serkit.batch import run_batch
 
-    summary = run_batch(predictor, files, args.output, batch_size=args.batch_size, workers=args.workers,
-                        resume=args.resume, progress=not args.no_progress)
+    if args.engine == "ray":
+        from serkit.ray_engine import run_ray
+        summary = run_ray(args.model, files, args.output, labels=predictor.labels, runtime=args.runtime,
+                          batch_size=args.batch_size, actors=args.actors, address=args.ray_address,
+                          resume=args.resume, progress=not args.no_progress)
+    else:
+        summary = run_batch(predictor, files, args.output, batch_size=args.batch_size, workers=args.workers,
+                            resume=args.resume, progress=not args.no_progress)
     err_console.print(summary.line(), highlight=False, soft_wrap=True)
     return 1 if summary.failed else 0
 
@@ -312,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="continue a job: skip files already in --output")
     g.add_argument("--workers", type=int, default=0, help="processes decoding audio (default: 0, in-process)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local (default) or ray: Ray Data with model actors (pip install 'serkit[ray]')")
+    g.add_argument("--actors", type=int, default=2, help="--engine ray: model actors (default: %(default)s)")
+    g.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="--engine ray: a cluster to join (auto, ray://HOST:10001); default: a local Ray")
     g = p.add_argument_group("long recordings (--timeline; --output FILE.json|.csv)")
     g.add_argument("--timeline", action="store_true",
                    help="emotions over time: speech segments, each with an emotion and probabilities")

@@ -1,0 +1,68 @@
+"""Training on several processes: Lightning DDP with two CPU processes over gloo.
+
+Lightning's ``ddp`` strategy starts the other ranks by running the same script again, so the
+run goes through a small script in a subprocess (as a user's ``serkit train --strategy ddp
+--devices 2`` would), not inside the pytest process.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serkit.inference import load_model
+from synth import EMOTIONS, tone_clip
+
+TESTS = Path(__file__).parent
+
+SCRIPT = """
+import json, os, sys
+sys.path.insert(0, {tests!r})
+from synth import tiny_config, write_tone_corpus
+from serkit.training import train
+
+base = {base!r}
+corpus = write_tone_corpus(os.path.join(base, "corpus"), speakers=8, per_emotion=4, seed=0)
+report = train(corpus.manifest, os.path.join(base, "run"),
+               tiny_config(epochs=3, strategy="ddp", devices=2, accelerator="cpu"))
+print("RESULT", json.dumps({{"rank": int(os.environ.get("LOCAL_RANK", 0)),
+                            "accuracy": report.get("accuracy")}}), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_trains_one_bundle(tmp_path):
+    script = tmp_path / "train_ddp.py"
+    script.write_text(SCRIPT.format(tests=str(TESTS), base=str(tmp_path)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "distributed_backend=gloo" in log and "Starting with 2 processes" in log
+    results = sorted((json.loads(line.split("RESULT ", 1)[1]) for line in proc.stdout.splitlines()
+                      if line.startswith("RESULT ")), key=lambda r: r["rank"])
+    # both ranks trained; only rank 0 evaluates and writes the bundle
+    assert [r["rank"] for r in results] == [0, 1]
+    assert results[0]["accuracy"] is not None and results[0]["accuracy"] >= 0.8
+    assert results[1]["accuracy"] is None
+
+    run = tmp_path / "run"
+    config = json.loads((run / "bundle" / "config.json").read_text())
+    assert config["training"]["config"]["strategy"] == "ddp" and config["training"]["config"]["devices"] == 2
+    best = json.loads((run / "checkpoints" / "best.json").read_text())
+    assert config["training"]["best_epoch"] == best["epoch"]
+    # each rank saw half of the training clips: half as many optimizer steps per epoch
+    train_clips = sum(1 for row in csv.DictReader(open(run / "split.csv")) if row["Split"] == "train")
+    steps = [int(r["step"]) for r in csv.DictReader(open(run / "metrics.csv")) if r["train_loss"]]
+    per_epoch = steps[1] - steps[0]
+    assert per_epoch <= -(-train_clips // (2 * 16))          # ceil(clips / (2 ranks x batch 16))
+
+    predictor = load_model(run / "bundle")
+    rng = np.random.default_rng(5)
+    probs = predictor.predict_proba([tone_clip(e, 0.5, rng) for e in EMOTIONS])
+    assert [predictor.labels[i] for i in probs.argmax(1)] == list(EMOTIONS)
