@@ -31,6 +31,7 @@ PyTorch's by more than ``tolerance``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -130,10 +131,16 @@ def _export_graph(model: nn.Module, path: Path, clip_samples: int, exporter: str
         opset = opset or 18
         batch = torch.export.Dim("batch", min=1)
         samples = torch.export.Dim("samples", min=1024)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(wrapped, args, dynamo=True, opset_version=opset, verbose=False,
-                                        dynamic_shapes=({0: batch, 1: samples}, {0: batch}), **names)
+        quiet = logging.getLogger("torch.onnx")        # "torchvision is not installed. Skipping ..."
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                program = torch.onnx.export(wrapped, args, dynamo=True, opset_version=opset, verbose=False,
+                                            dynamic_shapes=({0: batch, 1: samples}, {0: batch}), **names)
+        finally:
+            quiet.setLevel(level)
         if program is None:
             raise ExportError("torch.onnx.export returned no program")
         program.save(str(path), external_data=False)
@@ -176,13 +183,14 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def parity_inputs(clip_samples: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Three rows of 1.5 windows' length (not the traced shape) with different valid lengths."""
+    """Three windows (a batch size other than the traced one) with different valid lengths:
+    what the Predictor feeds the model."""
     rng = np.random.default_rng(seed)
-    n = clip_samples + clip_samples // 2
+    n = clip_samples
     t = np.arange(n) / 16000
     wave = np.stack([0.2 * np.sin(2 * np.pi * f * t) for f in (220.0, 1000.0, 3000.0)])
     wave = (wave + 0.02 * rng.standard_normal(wave.shape)).astype(np.float32)
-    lengths = np.array([n, clip_samples, clip_samples // 3], np.int64)
+    lengths = np.array([n, 2 * n // 3, n // 3], np.int64)
     for row, length in zip(wave, lengths):
         row[length:] = 0.0
     return wave, lengths
@@ -225,14 +233,18 @@ def export_onnx(bundle: str | os.PathLike, out: str | os.PathLike, int8: bool = 
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)        # mkdtemp's 0700 would hide the export from other users
     try:
         try:
             used_opset = _export_graph(model, tmp / ONNX_FP32, clip_samples, exporter, opset)
         except ExportError:
             raise
         except Exception as exc:  # the exporters raise many kinds; name the model and exporter
+            hint = " (the dynamo exporter may manage: --exporter dynamo)" if exporter == "torchscript" else ""
             raise ExportError(f"{bundle}: the {exporter} exporter failed for model type "
-                              f"{config['model_type']!r}: {type(exc).__name__}: {exc}") from exc
+                              f"{config['model_type']!r}{hint}: {type(exc).__name__}: {exc}") from exc
         wave, lengths = parity_inputs(clip_samples)
         files = {"fp32": ONNX_FP32}
         parity = {"fp32": compare(model, tmp / ONNX_FP32, wave, lengths, temperature)}
