@@ -85,6 +85,7 @@ def save_bundle(folder: str | os.PathLike, model: nn.Module, labels: list[str],
     try:
         save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
+        _default_permissions(tmp)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -97,6 +98,15 @@ def save_bundle(folder: str | os.PathLike, model: nn.Module, labels: list[str],
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _default_permissions(folder: Path) -> None:
+    """mkdtemp makes a private (0700) folder; a bundle gets the usual umask-based modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for f in folder.iterdir():
+        os.chmod(f, 0o666 & ~umask)
 
 
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:

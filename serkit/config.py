@@ -35,6 +35,8 @@ class TrainConfig:
     label_smoothing: float = field(default=0.05, metadata={"help": "cross-entropy label smoothing"})
     class_weights: bool = field(default=True, metadata={"help": "weight the loss by inverse class frequency"})
     augment: bool = field(default=True, metadata={"help": "gain/noise/crop and SpecAugment while training"})
+    speed_perturb: bool = field(default=True, metadata={"help": "speed perturbation (0.9-1.1) among the augmentations"})
+    mixup: float = field(default=0.0, metadata={"help": "mixup Beta(alpha, alpha) on waveforms; 0 turns it off"})
     clip_seconds: float = field(default=3.0, metadata={"help": "model window in seconds"})
     model_options: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "architecture overrides (fields of the model's config dataclass)"})
