@@ -361,8 +361,10 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
     sr = predictor.sample_rate
     stream = AudioStream(source, sr, block_seconds)
     detector = None if vad == "none" else make_vad(vad)
-    if vad == "none" and (segment_s is not None and segment_s <= 0):
-        raise ValueError("--segment-seconds must be positive")
+    if segment_s is not None and segment_s <= 0:
+        raise ValueError(f"--segment-seconds must be positive, not {segment_s}")
+    if max_segment_s <= 0:
+        raise ValueError(f"--max-segment must be positive, not {max_segment_s}")
     with progress_bar(progress) as bar:
         # pass 1: score frames for speech (or only count the samples)
         reader = _Counted(stream, bar, "speech detection (s)" if detector else "reading (s)")
