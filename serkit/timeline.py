@@ -302,7 +302,7 @@ class Timeline:
             top.axvspan(s.start / scale, s.end / scale, color=colors(self.labels.index(s.emotion) % 10),
                         alpha=0.08, lw=0)
         for s in self.segments:
-            if (s.end - s.start) > 0.04 * self.duration_s:
+            if (s.end - s.start) > 0.03 * self.duration_s:
                 top.text((s.start + s.end) / 2 / scale, 1.04, s.emotion, ha="center", va="bottom", fontsize=8,
                          color=colors(self.labels.index(s.emotion) % 10), clip_on=False)
         top.set(ylim=(-0.02, 1.02), ylabel="probability")
