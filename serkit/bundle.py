@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -81,11 +83,25 @@ def save_bundle(folder: str | os.PathLike, model: nn.Module, labels: list[str],
     }
     state = model.bundle_state_dict() if hasattr(model, "bundle_state_dict") else model.state_dict()
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
-        _default_permissions(tmp)
+    return folder
+
+
+@contextmanager
+def atomic_folder(folder: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``folder`` to fill; when the block succeeds it replaces
+    ``folder`` whole (a rename), and when it fails it is removed and ``folder`` is untouched."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)     # mkdtemp's 0700 would hide the folder from other users
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~umask)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -97,16 +113,6 @@ def save_bundle(folder: str | os.PathLike, model: nn.Module, labels: list[str],
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return folder
-
-
-def _default_permissions(folder: Path) -> None:
-    """mkdtemp makes a private (0700) folder; a bundle gets the usual umask-based modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for f in folder.iterdir():
-        os.chmod(f, 0o666 & ~umask)
 
 
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 import types
 import warnings
@@ -46,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from serkit.bundle import CONFIG, load_bundle
+from serkit.bundle import CONFIG, atomic_folder, load_bundle
 
 ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
@@ -231,12 +230,7 @@ def export_onnx(bundle: str | os.PathLike, out: str | os.PathLike, int8: bool = 
     clip_samples = int(round(config["audio"]["clip_seconds"] * sample_rate))
     temperature = float(config.get("temperature", 1.0))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)        # mkdtemp's 0700 would hide the export from other users
-    try:
+    with atomic_folder(out) as tmp:
         try:
             used_opset = _export_graph(model, tmp / ONNX_FP32, clip_samples, exporter, opset)
         except ExportError:
@@ -266,15 +260,4 @@ def export_onnx(bundle: str | os.PathLike, out: str | os.PathLike, int8: bool = 
         }
         (tmp / CONFIG).write_text(json.dumps({**config, "onnx": info}, indent=2, default=str) + "\n",
                                   encoding="utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExportResult(out, files, parity, info)
