@@ -44,7 +44,8 @@ def build_model(cfg: TrainConfig, n_classes: int) -> torch.nn.Module:
         from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
         return CNNLSTM(CNNLSTMConfig(n_classes=n_classes, sample_rate=SAMPLE_RATE, **cfg.model_options))
     from serkit.models.pretrained import PretrainedConfig, PretrainedSER
-    return PretrainedSER(PretrainedConfig(n_classes=n_classes, **cfg.model_options))
+    return PretrainedSER(PretrainedConfig(n_classes=n_classes, **{"clip_seconds": cfg.clip_seconds,
+                                                                  **cfg.model_options}))
 
 
 class SERModule(L.LightningModule):
@@ -226,6 +227,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     write_manifest(with_split(utts, parts), out / "split.csv")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
+    model = build_model(cfg, len(labels))  # before decoding: a bad backbone fails fast
     index = {l: i for i, l in enumerate(labels)}
     waves = decode_all(utts, SAMPLE_RATE, cfg.cache_dir or None, progress=cfg.progress)
     y = [index[u.emotion] for u in utts]
@@ -243,10 +245,15 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
 
     counts = np.bincount([y[i] for i in sel["train"]], minlength=len(labels)).astype(np.float32)
     weights = torch.tensor(counts.sum() / (len(labels) * np.maximum(counts, 1))) if cfg.class_weights else None
-    model = build_model(cfg, len(labels))
     if not cfg.augment and hasattr(model.config, "freq_masks"):
         model.config.freq_masks = model.config.time_masks = 0
-    module = SERModule(model, cfg, weights)
+    net, extra = model, {}
+    if getattr(model, "cacheable", False):
+        # Frozen pretrained encoder: only its head trains, on cached pooled embeddings
+        # (serkit.embeddings); the bundle below is still the whole waveform model.
+        from serkit.embeddings import embedding_loaders
+        net, loader, extra = embedding_loaders(model, utts, waves, y, sel, cfg, clip_samples)
+    module = SERModule(net, cfg, weights)
 
     best = BestWeights(out / "checkpoints" / "best.safetensors", cfg.monitor)
     last_ckpt = out / "checkpoints" / "last.ckpt"
@@ -274,14 +281,14 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         return {}
     if best.state is None:
         raise RuntimeError("training produced no validation score; nothing to save")
-    model.load_state_dict(best.state)
+    net.load_state_dict(best.state)
     model.eval()
     metrics_csv = out / "logs" / "metrics.csv"
     if metrics_csv.is_file():
         os.replace(metrics_csv, out / "metrics.csv")
         plot_curves(out / "metrics.csv", out / "curves.png")
     return finish(model, cfg, labels, utts, parts, waves, out, best_epoch=best.best_epoch,
-                  best_score=best.best_score, epochs_run=trainer.current_epoch)
+                  best_score=best.best_score, epochs_run=trainer.current_epoch, **extra)
 
 
 def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: list[Utterance],

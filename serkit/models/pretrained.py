@@ -1,0 +1,615 @@
+"""Pretrained speech transformers (any Hugging Face audio encoder) as emotion classifiers.
+
+waveform -> the backbone's own front-end (wav2vec2-style: per-clip normalisation as its
+feature extractor does it; Whisper: log-mel in torch) -> Hugging Face encoder (all hidden
+layers) -> per-layer normalisation -> pooling over REAL frames only (mean, mean+std, or
+attention) -> learned softmax-weighted sum over layers (SUPERB) or one chosen layer -> MLP head.
+
+Backbones load through transformers' own classes: ``AutoConfig``, ``AutoFeatureExtractor``,
+``AutoModel`` (wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech, SEW…) and, for Whisper,
+the encoder of ``WhisperForAudioClassification``. Only ``.safetensors`` weights are read; a
+hub name is resolved to a snapshot in the Hugging Face cache (downloaded only when the hub
+answers), a local folder is used as it is.
+
+Padding never changes a clip's output:
+
+- wav2vec2-style encoders whose convolutional feature encoder normalises per frame
+  (``feat_extract_norm == "layer"``: wav2vec2-large-lv60, HuBERT-large, data2vec-audio) run
+  batched with an attention mask; those that normalise each channel over the whole sequence
+  (``"group"``: wav2vec2-base, HuBERT-base, WavLM) cannot ignore padding, so clips of equal
+  length run together and every group is unpadded. Frame counts come from the model's own
+  ``_get_feat_extract_output_lengths``.
+- Whisper has no attention mask: every clip is zero-padded to one fixed window
+  (``clip_seconds``), so a clip's input never depends on its batch. The encoder's position
+  table (1500 positions = 30 s) is CROPPED to that window, so a 3 s window costs 3 s of compute
+  instead of 30 s: Whisper pads its input with silence to 30 s and attends over it, which
+  this replaces by 3 s (or ``clip_seconds``) of silence padding.
+
+Freezing (``freeze``): ``head`` trains only the head (the encoder is frozen and kept in eval
+mode, so its output is deterministic and can be cached, see :mod:`serkit.embeddings`);
+``top:N`` also trains the top N transformer layers (and a layer norm after them);
+``none`` fine-tunes everything except the convolutional front-end (wav2vec2's feature
+encoder, Whisper's two convolutions and its fixed position table), which stays frozen as is
+standard. ``param_groups`` gives the encoder its own learning rate (``encoder_lr``, default a
+tenth of the head's).
+
+Bundles: with ``freeze="head"`` a bundle stores the head only and references the backbone
+(name or absolute folder, revision, and a sha256 of its safetensors files, checked when the
+bundle loads); otherwise it stores every weight and the backbone's configuration, so it loads
+without the backbone folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import inspect
+import math
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DEFAULT_BACKBONE = "facebook/wav2vec2-base"
+POOLINGS = ("mean", "stats", "attention")
+WHISPER_HOP = 160            # samples per Whisper mel frame (10 ms at 16 kHz)
+WHISPER_STRIDE = 2           # the second convolution halves time: one position per 20 ms
+WHISPER_SAMPLES_PER_POSITION = WHISPER_HOP * WHISPER_STRIDE   # 320 samples per encoder frame
+
+
+class BackboneError(ValueError):
+    """A backbone that cannot be found, reached, trusted or used; names the backbone and the fix."""
+
+
+@dataclass
+class PretrainedConfig:
+    """Architecture settings; saved in the bundle's config.json and used to rebuild the model.
+
+    ``checksum`` is filled when the backbone loads and verified when a frozen-encoder bundle
+    loads the backbone again; ``backbone_config`` and ``feature_config`` (the Hugging Face model
+    and feature-extractor settings) are filled when the encoder trains, so that a fine-tuned
+    bundle rebuilds the model without the backbone folder.
+    """
+
+    n_classes: int = 6
+    backbone: str = DEFAULT_BACKBONE   # hub name or local folder (stored as an absolute path)
+    revision: str | None = None        # hub revision (branch, tag or commit) for hub names
+    checksum: str | None = None        # "sha256:..." of the backbone's .safetensors files
+    freeze: str = "head"               # "head" | "top:N" | "none"
+    pooling: str = "mean"              # "mean" | "stats" (mean and std) | "attention"
+    layer_weights: bool = True         # learned softmax-weighted sum over all hidden layers
+    layer: int = -1                    # the hidden layer used without layer_weights (0 = embeddings)
+    concat_layers: bool = False        # concatenate every layer's features instead (overrides the two above)
+    max_layers: int | None = None      # keep only the first N transformer layers (less compute)
+    layer_norm: bool = True            # normalise each layer's frames (no parameters) before pooling
+    head_hidden: int = 256             # hidden units of the MLP head (0: a linear head)
+    dropout: float = 0.2
+    encoder_lr: float | None = None    # learning rate of trainable encoder layers (None: lr / 10)
+    clip_seconds: float = 3.0          # the model window; Whisper's position table is cropped to it
+    sample_rate: int = 16000
+    backbone_config: dict[str, Any] | None = None
+    feature_config: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
+        self.top_layers()  # validates freeze
+        if self.clip_seconds <= 0:
+            raise ValueError(f"clip_seconds must be positive, got {self.clip_seconds}")
+
+    def top_layers(self) -> int | None:
+        """N for ``freeze="top:N"``, 0 for ``head``, None for ``none`` (everything trains)."""
+        f = str(self.freeze)
+        if f == "head":
+            return 0
+        if f == "none":
+            return None
+        if f.startswith("top:") and f[4:].isdigit() and int(f[4:]) >= 1:
+            return int(f[4:])
+        raise ValueError(f"unknown --freeze {self.freeze!r}; choose head, top:N (N >= 1 layers) or none")
+
+
+# ----------------------------------------------------------------------------- backbones
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Hide transformers' load reports and progress bars (serkit checks the loading info itself)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return env or bool(constants.HF_HUB_OFFLINE)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check of the hub endpoint, so an offline machine fails in a second, not after retries."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_backbone(spec: str, revision: str | None = None) -> Path:
+    """The local folder holding backbone ``spec``: the folder itself, or the hub snapshot in the
+    Hugging Face cache (downloaded, config and safetensors only, when the hub can be reached).
+
+    Raises :class:`BackboneError` with what to do when it cannot.
+    """
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.exists():
+        raise BackboneError(f"--backbone {spec}: is a file; pass the model's folder (config.json + model.safetensors)")
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec:
+        raise BackboneError(f"--backbone {spec}: no such folder")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    patterns = ["*.json", "*.safetensors"]
+    try:
+        return Path(snapshot_download(spec, revision=revision, local_files_only=True, allow_patterns=patterns))
+    except HFValidationError as exc:
+        raise BackboneError(f"--backbone {spec!r} is neither a folder nor a valid model name ({exc})") from None
+    except (OSError, ValueError):
+        pass  # not in the local cache
+    if _offline() or not _hub_reachable():
+        raise BackboneError(f"cannot reach the model hub for {spec!r} and it is not in the local "
+                            "Hugging Face cache; pass a local folder with --backbone PATH")
+    try:
+        return Path(snapshot_download(spec, revision=revision, allow_patterns=patterns))
+    except (OSError, ValueError) as exc:
+        raise BackboneError(f"cannot download {spec!r} from the model hub ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0]}); pass a local folder with --backbone PATH") from None
+
+
+_CHECKSUMS: dict[tuple, str] = {}
+
+
+def weights_checksum(folder: Path) -> str:
+    """``sha256:<hex>`` over the folder's .safetensors files (sorted by name); memoised per process."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise BackboneError(f"{folder}: no .safetensors weights; serkit does not unpickle .bin files "
+                            "(re-save the model with save_pretrained(..., safe_serialization=True))")
+    ident = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if ident not in _CHECKSUMS:
+        h = hashlib.sha256()
+        for f in files:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+        _CHECKSUMS[ident] = "sha256:" + h.hexdigest()
+    return _CHECKSUMS[ident]
+
+
+def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    out = {}
+    for k, v in d.items():
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError):
+            continue
+        out[k] = v
+    return out
+
+
+def _feature_settings(folder: Path | None, model_type: str, hf_config: Any) -> dict[str, Any]:
+    """The feature extractor's settings from ``preprocessor_config.json`` (defaults when absent)."""
+    from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
+
+    fe = None
+    if folder is not None and (folder / "preprocessor_config.json").is_file():
+        fe = AutoFeatureExtractor.from_pretrained(str(folder), local_files_only=True)
+    elif model_type == "whisper":
+        fe = WhisperFeatureExtractor(feature_size=hf_config.num_mel_bins)
+    else:
+        fe = Wav2Vec2FeatureExtractor()
+    return _json_safe(fe.to_dict())
+
+
+def _is_wav2vec2_style(encoder: nn.Module) -> bool:
+    return (hasattr(encoder, "_get_feat_extract_output_lengths")
+            and "input_values" in inspect.signature(encoder.forward).parameters
+            and hasattr(getattr(encoder, "encoder", None), "layers"))
+
+
+def _load_encoder(folder: Path | None, hf_config: Any) -> nn.Module:
+    """The encoder module: from ``folder``'s safetensors, or randomly initialised from ``hf_config``
+    (a fine-tuned bundle then overwrites every weight)."""
+    from transformers import AutoModel, WhisperForAudioClassification
+
+    whisper = hf_config.model_type == "whisper"
+    if folder is None:
+        model = WhisperForAudioClassification(hf_config) if whisper else AutoModel.from_config(hf_config)
+        return model.encoder if whisper else model
+    cls = WhisperForAudioClassification if whisper else AutoModel
+    try:
+        with _quiet_transformers():
+            model, info = cls.from_pretrained(str(folder), config=hf_config, local_files_only=True,
+                                              use_safetensors=True, dtype=torch.float32,
+                                              output_loading_info=True)
+    except (OSError, ValueError) as exc:
+        raise BackboneError(f"{folder}: cannot load the backbone's weights ({str(exc).splitlines()[0]})") from None
+    missing = [k for k in info.get("missing_keys", [])
+               if (k.startswith("encoder.") if whisper else "masked_spec_embed" not in k)]
+    mismatched = list(info.get("mismatched_keys", []))
+    if missing or mismatched:
+        raise BackboneError(f"{folder}: the weights do not cover the encoder (missing {sorted(missing)[:4]}, "
+                            f"mismatched {mismatched[:4]})")
+    return model.encoder if whisper else model
+
+
+# ----------------------------------------------------------------------------- front-ends
+
+class WhisperLogMel(nn.Module):
+    """Waveforms (batch, samples) -> Whisper log-mel (batch, n_mels, samples // hop).
+
+    The computation of ``WhisperFeatureExtractor`` (its torch path: periodic Hann window,
+    centred reflect-padded STFT, the last frame dropped, its Slaney mel filterbank, log10,
+    clamp to 8 below each clip's maximum, then (x + 4) / 4), on a window of our choosing
+    instead of 30 s. The filterbank is taken from the feature extractor itself.
+    """
+
+    def __init__(self, feature_config: dict[str, Any]):
+        super().__init__()
+        from transformers import WhisperFeatureExtractor
+
+        keys = ("feature_size", "sampling_rate", "hop_length", "n_fft")
+        fe = WhisperFeatureExtractor(**{k: feature_config[k] for k in keys if k in feature_config})
+        self.n_fft, self.hop_length = fe.n_fft, fe.hop_length
+        self.register_buffer("window", torch.hann_window(fe.n_fft), persistent=False)
+        self.register_buffer("mel_filters", torch.from_numpy(fe.mel_filters.T.copy()).float(),
+                             persistent=False)  # (mels, freqs)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        stft = torch.stft(wave, self.n_fft, self.hop_length, window=self.window, return_complex=True)
+        power = (stft[..., :-1].abs() ** 2).contiguous()          # (batch, freqs, frames)
+        log_spec = (self.mel_filters @ power).clamp(min=1e-10).log10()   # (batch, mels, frames)
+        peak = log_spec.amax(dim=(1, 2), keepdim=True)
+        return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
+
+
+# ----------------------------------------------------------------------------- head
+
+class PooledHead(nn.Module):
+    """Everything that trains on top of a frozen encoder: layer weights, attention, MLP.
+
+    ``forward(pooled)`` takes per-layer pooled features (batch, layers, features) as
+    :meth:`PretrainedSER.pooled_layers` (or the embedding cache) gives them. The ``lengths``
+    argument is ignored; it lets the head stand in for a waveform model in training.
+    """
+
+    def __init__(self, n_layers: int, dim: int, config: PretrainedConfig):
+        super().__init__()
+        c = config
+        if not -n_layers <= c.layer < n_layers:
+            raise ValueError(f"layer {c.layer} does not exist: the backbone has hidden layers 0..{n_layers - 1}")
+        self.layer = c.layer % n_layers
+        self.concat = c.concat_layers
+        self.layer_logits = nn.Parameter(torch.zeros(n_layers)) if c.layer_weights and not self.concat else None
+        frame_dim = n_layers * dim if self.concat else dim
+        self.attention = nn.Linear(frame_dim, 1) if c.pooling == "attention" else None
+        in_dim = 2 * frame_dim if c.pooling == "stats" else frame_dim
+        if c.head_hidden > 0:
+            self.mlp = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(in_dim, c.head_hidden), nn.ReLU(),
+                                     nn.Dropout(c.dropout), nn.Linear(c.head_hidden, c.n_classes))
+        else:
+            self.mlp = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(in_dim, c.n_classes))
+
+    def layer_weights(self) -> torch.Tensor | None:
+        return None if self.layer_logits is None else self.layer_logits.softmax(0)
+
+    def combine(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, layers, ..., dim) -> (batch, ..., features): the layers concatenated, their
+        weighted sum, or the chosen layer."""
+        if self.concat:
+            return x.movedim(1, -2).flatten(-2)                # (batch, ..., layers * dim)
+        if self.layer_logits is None:
+            return x[:, self.layer]
+        w = self.layer_logits.softmax(0).view(1, -1, *([1] * (x.dim() - 2)))
+        return (w * x).sum(dim=1)
+
+    def attend(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Attention pooling of frames (batch, frames, dim) over the valid ``mask`` -> logits."""
+        scores = self.attention(frames).squeeze(-1).masked_fill(~mask, float("-inf"))   # (batch, frames)
+        pooled = torch.bmm(scores.softmax(dim=1).unsqueeze(1), frames).squeeze(1)         # (batch, dim)
+        return self.mlp(pooled)
+
+    def forward(self, pooled: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.mlp(self.combine(pooled))                                            # (batch, classes)
+
+
+# ----------------------------------------------------------------------------- model
+
+class PretrainedSER(nn.Module):
+    """Waveforms (batch, samples) float32 at 16 kHz + valid lengths (batch,) -> logits (batch, classes)."""
+
+    def __init__(self, config: PretrainedConfig):
+        super().__init__()
+        from transformers import AutoConfig
+
+        self.config = c = config
+        local = Path(c.backbone).expanduser()
+        if local.is_dir():
+            c.backbone = str(local.resolve())
+        in_bundle = c.top_layers() != 0 and c.backbone_config is not None
+        if in_bundle:
+            # A fine-tuned bundle: the architecture comes from the stored config, every weight
+            # from the bundle (load_bundle_state_dict); the backbone folder is not needed.
+            stored = dict(c.backbone_config)
+            hf_config = AutoConfig.for_model(stored.pop("model_type"), **stored)
+            folder = None
+        else:
+            folder = resolve_backbone(c.backbone, c.revision)
+            checksum = weights_checksum(folder)
+            if c.checksum and c.checksum != checksum:
+                raise BackboneError(
+                    f"backbone {c.backbone}: its weights changed since this model was trained "
+                    f"({checksum[:19]}… now, {c.checksum[:19]}… then); pass the original backbone")
+            c.checksum = checksum
+            try:
+                hf_config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise BackboneError(f"{folder}: no usable config.json ({str(exc).splitlines()[0]})") from None
+        self.whisper = hf_config.model_type == "whisper"
+        features = c.feature_config or _feature_settings(folder, hf_config.model_type, hf_config)
+        self.feature_settings = features
+        if c.top_layers() == 0:   # a frozen-encoder bundle reads both from the backbone folder
+            c.backbone_config = c.feature_config = None
+        else:                     # a fine-tuned bundle rebuilds the architecture from them
+            c.backbone_config, c.feature_config = _json_safe(hf_config.to_dict()), features
+        rate = features.get("sampling_rate", c.sample_rate)
+        if rate != c.sample_rate:
+            raise BackboneError(f"backbone {c.backbone} expects {rate} Hz audio; serkit feeds {c.sample_rate} Hz")
+
+        self.encoder = _load_encoder(folder, copy.deepcopy(hf_config))
+        if self.whisper:
+            self.frontend = WhisperLogMel(features)
+            self.window_samples = self._crop_whisper_positions()
+            dim = hf_config.d_model
+        elif _is_wav2vec2_style(self.encoder):
+            self.do_normalize = bool(features.get("do_normalize", True))
+            # Per-frame normalised conv features cannot see padding: batch with an attention mask.
+            self.masked_batches = getattr(hf_config, "feat_extract_norm", "group") == "layer"
+            dim = hf_config.hidden_size
+        else:
+            raise BackboneError(
+                f"backbone {c.backbone} is a {hf_config.model_type!r} model; serkit supports wav2vec2-style "
+                "encoders (wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech, SEW) and Whisper")
+        if c.max_layers is not None:
+            self._truncate(c.max_layers)
+        self.n_hidden = len(self.layers) + 1        # the embeddings' output and every layer's
+        self.head = PooledHead(self.n_hidden, dim, c)
+        self._apply_freeze()
+
+    # -- construction helpers --------------------------------------------------------------
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The encoder's transformer layers (not registered twice: a property, not an attribute)."""
+        return self.encoder.layers if self.whisper else self.encoder.encoder.layers
+
+    def _truncate(self, n: int) -> None:
+        """Keep the first ``n`` transformer layers (the top hidden state still passes the
+        encoder's final layer norm, where it has one)."""
+        if not 1 <= n <= len(self.layers):
+            raise ValueError(f"max_layers {n}: the backbone has {len(self.layers)} layers")
+        kept = nn.ModuleList(list(self.layers)[:n])
+        if self.whisper:
+            self.encoder.layers = kept
+            self.encoder.config.encoder_layers = n
+        else:
+            self.encoder.encoder.layers = kept
+            self.encoder.config.num_hidden_layers = n
+
+    def _crop_whisper_positions(self) -> int:
+        """Crop the encoder's position table to the clip window; returns the window in samples."""
+        c, enc = self.config, self.encoder
+        clip = int(round(c.clip_seconds * c.sample_rate))
+        positions = math.ceil(clip / WHISPER_SAMPLES_PER_POSITION)
+        if positions > enc.embed_positions.num_embeddings:
+            raise ValueError(f"clip_seconds {c.clip_seconds} is longer than Whisper's "
+                             f"{enc.embed_positions.num_embeddings * WHISPER_SAMPLES_PER_POSITION / c.sample_rate:.0f} s")
+        table = enc.embed_positions.weight.detach()[:positions].clone()
+        enc.embed_positions = nn.Embedding.from_pretrained(table, freeze=True)
+        enc.config.max_source_positions = positions   # the encoder checks its input against this
+        return positions * WHISPER_SAMPLES_PER_POSITION
+
+    def _frontend_modules(self) -> list[nn.Module]:
+        """The convolutional front-end that stays frozen even in a full fine-tune."""
+        if self.whisper:
+            return [self.encoder.conv1, self.encoder.conv2, self.encoder.embed_positions]
+        return [self.encoder.feature_extractor]
+
+    def _top_modules(self) -> list[nn.Module]:
+        """The top N layers, and a layer norm that follows them (Whisper; stable-layer-norm wav2vec2)."""
+        n = self.config.top_layers()
+        if n > len(self.layers):
+            raise ValueError(f"--freeze top:{n}: the backbone has only {len(self.layers)} layers")
+        mods = list(self.layers[-n:])
+        if self.whisper:
+            mods.append(self.encoder.layer_norm)
+        elif getattr(self.encoder.config, "do_stable_layer_norm", False):
+            mods.append(self.encoder.encoder.layer_norm)
+        return mods
+
+    def _apply_freeze(self) -> None:
+        n = self.config.top_layers()
+        self.encoder.requires_grad_(n is None)
+        if n is None:
+            for m in self._frontend_modules():
+                m.requires_grad_(False)
+        elif n > 0:
+            for m in self._top_modules():
+                m.requires_grad_(True)
+
+    @property
+    def frozen(self) -> bool:
+        """True when no encoder weight trains (``freeze="head"``)."""
+        return self.config.top_layers() == 0
+
+    @property
+    def cacheable(self) -> bool:
+        """Frozen encoder and a pooling that commutes with it: train the head on cached embeddings."""
+        return self.frozen and self.config.pooling in ("mean", "stats")
+
+    def train(self, mode: bool = True) -> PretrainedSER:
+        """Frozen parts stay in eval mode (no dropout, no SpecAugment, no LayerDrop) while training."""
+        super().train(mode)
+        n = self.config.top_layers()
+        if mode and n is not None:
+            self.encoder.eval()
+            if n > 0:
+                for m in self._top_modules():
+                    m.train()
+        return self
+
+    # -- optimiser and bundles -------------------------------------------------------------
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The head at ``lr``; trainable encoder weights at ``encoder_lr`` (default lr / 10)."""
+        groups = [{"params": [p for p in self.head.parameters() if p.requires_grad], "lr": lr}]
+        encoder = [p for p in self.encoder.parameters() if p.requires_grad]
+        if encoder:
+            groups.append({"params": encoder, "lr": self.config.encoder_lr or lr / 10})
+        return groups
+
+    def bundle_state_dict(self) -> dict[str, torch.Tensor]:
+        """The head only when the encoder is frozen (the bundle references the backbone); else everything."""
+        if self.frozen:
+            return {f"head.{k}": v for k, v in self.head.state_dict().items()}
+        return self.state_dict()
+
+    def load_bundle_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        from serkit.bundle import BundleError
+
+        try:
+            if self.frozen:
+                extra = [k for k in state if not k.startswith("head.")]
+                if extra:
+                    raise RuntimeError(f"unexpected encoder weights {extra[:3]} in a frozen-encoder bundle")
+                self.head.load_state_dict({k[5:]: v for k, v in state.items()})
+            else:
+                self.load_state_dict(state)
+        except RuntimeError as exc:
+            raise BundleError(f"the bundle's weights do not fit the model ({str(exc).splitlines()[0]})") from None
+
+    def cache_identity(self) -> dict[str, Any]:
+        """What determines :meth:`layer_stats` of a frozen encoder (the embedding cache's key)."""
+        c = self.config
+        identity = {"backbone": c.backbone, "revision": c.revision, "checksum": c.checksum,
+                    "layer_norm": c.layer_norm, "sample_rate": c.sample_rate,
+                    "window": getattr(self, "window_samples", None), "feature_config": self.feature_settings}
+        if c.max_layers is not None:   # a truncated encoder: fewer layers, the same lower ones
+            identity["max_layers"] = c.max_layers
+        return identity
+
+    # -- forward -----------------------------------------------------------------------------
+    def hidden_states(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All hidden layers (batch, layers, frames, dim) and the valid-frame mask (batch, frames)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hs, frames = (self._whisper_hidden if self.whisper else self._wav2vec2_hidden)(wave, lengths)
+        if self.config.layer_norm:
+            hs = F.layer_norm(hs, hs.shape[-1:])
+        mask = torch.arange(hs.shape[2], device=hs.device)[None, :] < frames[:, None]
+        return hs, mask
+
+    def _whisper_hidden(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.window_samples
+        if wave.shape[1] > w:
+            if int(lengths.max()) > w:
+                raise ValueError(f"a clip of {int(lengths.max())} samples is longer than the model window "
+                                 f"({w} samples, clip_seconds {self.config.clip_seconds}); score long audio "
+                                 "through the Predictor, which cuts it into windows")
+            wave = wave[:, :w]
+        valid = torch.arange(w, device=wave.device)[None, :] < lengths[:, None]
+        x = F.pad(wave, (0, w - wave.shape[1])) * valid                 # (batch, window): zeros after each clip
+        mel = self.frontend(x)                                           # (batch, mels, window / 160)
+        out = self.encoder(mel, output_hidden_states=True)
+        hs = torch.stack(out.hidden_states, dim=1)                       # (batch, layers, window / 320, dim)
+        frames = (torch.div(lengths + WHISPER_HOP - 1, WHISPER_HOP, rounding_mode="floor") + 1) // 2
+        return hs, frames.clamp(1, hs.shape[2])
+
+    def _normalize(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Zero mean, unit variance over each clip's valid samples (Wav2Vec2FeatureExtractor's do_normalize)."""
+        x = x.masked_fill(~valid, 0.0)
+        if not self.do_normalize:
+            return x
+        n = valid.sum(dim=1, keepdim=True).clamp_min(1)
+        mean = x.sum(dim=1, keepdim=True) / n
+        var = ((x - mean).masked_fill(~valid, 0.0) ** 2).sum(dim=1, keepdim=True) / n
+        return ((x - mean) / torch.sqrt(var + 1e-7)).masked_fill(~valid, 0.0)
+
+    def _wav2vec2_hidden(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = wave[:, :int(lengths.max())]
+        valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+        x = self._normalize(x, valid)                                    # (batch, samples)
+        frames = self.encoder._get_feat_extract_output_lengths(lengths).long()
+        if self.masked_batches:
+            out = self.encoder(x, attention_mask=valid.long(), output_hidden_states=True)
+            hs = torch.stack(out.hidden_states, dim=1)                   # (batch, layers, frames, dim)
+            return hs, frames.clamp(1, hs.shape[2])
+        # Group-normalised conv features see padding: run each length unpadded, then pad the outputs.
+        parts: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        for n in torch.unique(lengths).tolist():
+            idx = torch.nonzero(lengths == n).squeeze(1)
+            out = self.encoder(x[idx, :n], output_hidden_states=True)
+            parts[n] = (idx, torch.stack(out.hidden_states, dim=1))      # (group, layers, frames_n, dim)
+        t_max = max(h.shape[2] for _, h in parts.values())
+        first = next(iter(parts.values()))[1]
+        hs = first.new_zeros(x.shape[0], first.shape[1], t_max, first.shape[3])
+        for idx, h in parts.values():
+            hs[idx, :, :h.shape[2]] = h
+            frames[idx] = h.shape[2]
+        return hs, frames
+
+    def layer_stats(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation of every hidden layer over each clip's valid frames,
+        each (batch, layers, dim): what the embedding cache stores for a frozen encoder."""
+        hs, mask = self.hidden_states(wave, lengths)
+        m = mask[:, None, :, None].to(hs.dtype)                          # (batch, 1, frames, 1)
+        count = m.sum(dim=2)                                             # (batch, 1, 1)
+        mean = (hs * m).sum(dim=2) / count                               # (batch, layers, dim)
+        var = (((hs - mean[:, :, None]) * m) ** 2).sum(dim=2) / count
+        return mean, torch.sqrt(var + 1e-6)
+
+    def pool(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """The head's input from layer statistics: (batch, layers, dim), or (batch, layers, 2 * dim) for stats."""
+        return torch.cat([mean, std], dim=-1) if self.config.pooling == "stats" else mean
+
+    def pooled_layers(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Per-layer pooled features over valid frames (mean or stats pooling)."""
+        return self.pool(*self.layer_stats(wave, lengths))
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is None:
+            lengths = torch.full((wave.shape[0],), wave.shape[1], dtype=torch.long, device=wave.device)
+        lengths = lengths.to(wave.device).long().clamp(1, wave.shape[1])
+        if self.config.pooling == "attention":
+            hs, mask = self.hidden_states(wave, lengths)
+            return self.head.attend(self.head.combine(hs), mask)        # (batch, classes)
+        return self.head(self.pooled_layers(wave, lengths))              # (batch, classes)
