@@ -35,6 +35,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from serkit.training import train
 
     options = json.loads(args.model_options) if args.model_options else {}
+    options.update(pretrained_options(args))
     cfg = TrainConfig(
         model=args.model, split=args.split, test_corpus=args.test_corpus, seed=args.seed,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
@@ -49,6 +50,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                       f"UAR {report['uar']:.3f}  ({report['n']} clips)")
     console.print(f"bundle: {args.out}/bundle   report: {args.out}/eval/report.md", highlight=False)
     return 0
+
+
+def pretrained_options(args: argparse.Namespace) -> dict:
+    """--backbone, --freeze, --pooling, --layer-weights/--last-layer, --encoder-lr as model options."""
+    given = {"backbone": args.backbone, "freeze": args.freeze, "pooling": args.pooling,
+             "layer_weights": args.layer_weights, "encoder_lr": args.encoder_lr}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given and args.model != "pretrained":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ValueError(f"{flags} only apply to pretrained encoders; add --model pretrained")
+    return given
 
 
 def resolve_list(spec: str | None) -> list[str] | None:
@@ -297,6 +309,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default=d.strategy, help="Lightning strategy, e.g. ddp")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader workers")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    g = p.add_argument_group("pretrained encoders (--model pretrained)")
+    g.add_argument("--backbone", metavar="NAME_OR_PATH",
+                   help="Hugging Face model name or local folder (default: facebook/wav2vec2-base); "
+                        "wav2vec2, HuBERT, WavLM, data2vec-audio or Whisper")
+    g.add_argument("--freeze", metavar="head|top:N|none",
+                   help="head: only the head trains, on cached embeddings (default); top:N: also the top N "
+                        "encoder layers; none: full fine-tune (the convolutional front-end stays frozen)")
+    g.add_argument("--pooling", choices=["mean", "stats", "attention"],
+                   help="over real frames: mean (default), stats (mean and std) or attention")
+    g.add_argument("--layer-weights", dest="layer_weights", action="store_const", const=True,
+                   help="learned weighted sum over all hidden layers (default)")
+    g.add_argument("--last-layer", dest="layer_weights", action="store_const", const=False,
+                   help="use the last hidden layer only")
+    g.add_argument("--encoder-lr", type=float, help="learning rate of trainable encoder layers (default: --lr / 10)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a bundle on a manifest split (metrics, plots, reports)")
