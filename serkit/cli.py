@@ -42,6 +42,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         monitor=args.monitor, augment=not args.no_augment, model_options=options,
         emotions=resolve_list(args.emotions), accelerator=args.accelerator, devices=args.devices,
         num_nodes=args.num_nodes, strategy=args.strategy, num_workers=args.num_workers,
+        clip_seconds=args.clip_seconds, cache_dir=args.cache_dir, progress=not args.no_progress,
+        mixup=args.mixup, speed_perturb=not args.no_speed_perturb,
         test_size=args.test_size, val_size=args.val_size,
     )
     report = train(args.manifest, args.out, cfg, resume=args.resume)
@@ -279,8 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="list every skipped file")
     p.set_defaults(func=cmd_prepare)
 
-    from serkit.splits import SPLITS
-    from serkit.config import MONITORS, TrainConfig
+    from serkit.config import MONITORS, SPLITS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model on a manifest into a run folder")
@@ -308,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-nodes", type=int, default=d.num_nodes)
     p.add_argument("--strategy", default=d.strategy, help="Lightning strategy, e.g. ddp")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader workers")
+    p.add_argument("--clip-seconds", type=float, default=d.clip_seconds, help="model window in seconds")
+    p.add_argument("--cache-dir", default=d.cache_dir, help="decoded-audio cache folder ('' for none)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    p.add_argument("--mixup", type=float, default=d.mixup, help="mixup alpha (0: off, the default)")
+    p.add_argument("--no-speed-perturb", action="store_true", help="no speed perturbation in augmentation")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     g = p.add_argument_group("pretrained encoders (--model pretrained)")
     g.add_argument("--backbone", metavar="NAME_OR_PATH",

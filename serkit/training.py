@@ -66,7 +66,15 @@ class SERModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         wave, lengths, y = batch
-        loss = self._loss(self(wave, lengths), y)
+        if self.cfg.mixup > 0:
+            # mixup (Zhang et al., 2018): a convex mix of two inputs, and of their losses
+            lam = float(torch.distributions.Beta(self.cfg.mixup, self.cfg.mixup).sample())  # seeded
+            perm = torch.randperm(len(y), device=wave.device)
+            mixed = lam * wave + (1 - lam) * wave[perm]
+            logits = self(mixed, torch.maximum(lengths, lengths[perm]))
+            loss = lam * self._loss(logits, y) + (1 - lam) * self._loss(logits, y[perm])
+        else:
+            loss = self._loss(self(wave, lengths), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
@@ -239,7 +247,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
 
     def loader(part: str, train_: bool) -> DataLoader:
         ds = ClipDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]], clip_samples,
-                         train=train_, augment=Augment() if (train_ and cfg.augment) else None, seed=cfg.seed)
+                         train=train_, augment=Augment(speed_prob=0.5 if cfg.speed_perturb else 0.0) if (train_ and cfg.augment) else None, seed=cfg.seed)
         return DataLoader(ds, batch_size=cfg.batch_size, shuffle=train_, num_workers=cfg.num_workers,
                           drop_last=train_ and len(ds) > cfg.batch_size, persistent_workers=cfg.num_workers > 0)
 
