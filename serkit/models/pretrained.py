@@ -142,9 +142,12 @@ def _offline() -> bool:
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP check of the hub endpoint, so an offline machine fails in a second, not after retries."""
+    """A quick TCP check of the hub endpoint, so an offline machine fails in a second, not after
+    retries. Behind a proxy the check cannot be made directly; the download then decides."""
     from huggingface_hub import constants
 
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
+        return True
     url = urlparse(constants.ENDPOINT)
     try:
         with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
