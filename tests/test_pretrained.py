@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from functools import partialmethod
 from pathlib import Path
 
 import numpy as np
@@ -335,18 +334,19 @@ def test_hub_name_loads_offline_from_the_local_cache(tmp_path, monkeypatch, back
         n_classes=3, backbone=str(backbones["hubert"]), clip_seconds=CLIP)).config.checksum
 
 
-def test_cli_train_predict_evaluate(tmp_path, monkeypatch, capsys, tones, backbones):
-    # keep the embedding cache of this run out of the user's ~/.cache (the CLI has no flag for it)
-    monkeypatch.setattr(TrainConfig, "__init__", partialmethod(TrainConfig.__init__, cache_dir=str(tmp_path / "c")))
+def test_cli_train_predict_evaluate(tmp_path, capsys, tones, backbones):
     run = tmp_path / "run"
     rc = cli.main(["train", str(tones.manifest), "--out", str(run), "--model", "pretrained",
                    "--backbone", str(backbones["whisper"]), "--freeze", "head", "--pooling", "stats",
                    "--last-layer", "--epochs", "15", "--batch-size", "8", "--lr", "0.01",
+                   "--cache-dir", str(tmp_path / "cache"),     # not the user's ~/.cache
                    "--model-options", json.dumps({"clip_seconds": CLIP, "head_hidden": 32})])
     out = capsys.readouterr().out
     assert rc == 0 and "bundle:" in out
-    mc = json.loads((run / "bundle" / "config.json").read_text())["model_config"]
+    bundle_config = json.loads((run / "bundle" / "config.json").read_text())
+    mc = bundle_config["model_config"]
     assert (mc["freeze"], mc["pooling"], mc["layer_weights"]) == ("head", "stats", False)
+    assert bundle_config["training"]["embedding_cache"]["folder"].startswith(str(tmp_path / "cache"))
 
     files = [str(u.path) for u in tones.utterances[::9]]
     assert cli.main(["predict", *files, "--model", str(run / "bundle"), "--format", "json"]) == 0
