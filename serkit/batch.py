@@ -246,6 +246,31 @@ def progress_bar(enabled: bool = True):
                     console=Console(stderr=True), disable=not enabled)
 
 
+def write_batches(batches: Iterable[list[Prediction]], writer: ResultWriter, total: int, skipped: int,
+                  description: str, progress: bool,
+                  on_batch: Callable[[list[Prediction]], None] | None = None) -> tuple[int, int]:
+    """Write each batch of predictions (flushed), count them and show progress: (scored, failed).
+
+    Shared by the local engine and the Ray engine, so both write and count alike.
+    """
+    import time
+
+    scored = failed = 0
+    start = time.perf_counter()
+    with progress_bar(progress) as bar:
+        task = bar.add_task(description, total=total, completed=skipped, rate="")
+        for results in batches:
+            writer.write(results)
+            bad = sum(1 for r in results if r.error)
+            failed += bad
+            scored += len(results) - bad
+            rate = (scored + failed) / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, advance=len(results), rate=f"{rate:.1f} files/s")
+            if on_batch is not None:
+                on_batch(results)
+    return scored, failed
+
+
 def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: str | os.PathLike, *,
               batch_size: int = 32, workers: int = 0, resume: bool = False, progress: bool = True,
               on_batch: Callable[[list[Prediction]], None] | None = None) -> BatchSummary:
@@ -253,8 +278,6 @@ def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: 
 
     ``on_batch`` is called with each batch's predictions after they are on disk.
     """
-    import time
-
     from torch.utils.data import DataLoader
 
     if batch_size < 1 or workers < 0:
@@ -263,20 +286,8 @@ def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: 
     with ResultWriter(output, predictor.labels, resume=resume) as writer:
         todo = [f for f in files if f not in writer.done]
         skipped = len(files) - len(todo)
-        scored = failed = 0
         loader = DataLoader(DecodeDataset(todo, predictor.sample_rate), batch_size=batch_size,
                             num_workers=workers, collate_fn=_as_list, shuffle=False)
-        start = time.perf_counter()
-        with progress_bar(progress) as bar:
-            task = bar.add_task("scoring", total=len(files), completed=skipped, rate="")
-            for items in (loader if todo else []):
-                results = score_batch(predictor, items, batch_size)
-                writer.write(results)
-                bad = sum(1 for r in results if r.error)
-                failed += bad
-                scored += len(results) - bad
-                rate = (scored + failed) / max(time.perf_counter() - start, 1e-9)
-                bar.update(task, advance=len(results), rate=f"{rate:.1f} files/s")
-                if on_batch is not None:
-                    on_batch(results)
+        batches = (score_batch(predictor, items, batch_size) for items in (loader if todo else []))
+        scored, failed = write_batches(batches, writer, len(files), skipped, "scoring", progress, on_batch)
     return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates)

@@ -15,7 +15,8 @@ def model_card(bundle: str | os.PathLike | None = None) -> str:
     tcfg, data = training.get("config", {}), training.get("data", {})
     test = c.get("metrics", {}).get("test", {})
     size_mb = (folder / WEIGHTS).stat().st_size / 1e6 if (folder / WEIGHTS).is_file() else 0.0
-    arch = ", ".join(f"{k}={v}" for k, v in c["model_config"].items())
+    # nested settings (a fine-tuned encoder's whole backbone config) would drown the card
+    arch = ", ".join(f"{k}={v}" for k, v in c["model_config"].items() if not isinstance(v, dict))
     lines = [
         f"Model card: {folder}",
         f"  model type     {c['model_type']} ({size_mb:.1f} MB of weights, bundle format {c['format_version']}, "

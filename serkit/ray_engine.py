@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from serkit.batch import BatchSummary, ResultWriter, progress_bar, score_batch, unique
+from serkit.batch import BatchSummary, ResultWriter, score_batch, unique, write_batches
 from serkit.inference import Prediction
 
 
@@ -110,17 +109,9 @@ def run_ray(model: str | os.PathLike | None, files: Iterable[str | os.PathLike],
                     len(todo) // batch_size + 1, 4 * actors)))
                 ds = ds.map_batches(ScoreActor, fn_constructor_kwargs={"model": model, "runtime": runtime},
                                     batch_size=batch_size, concurrency=actors, num_cpus=1, batch_format="numpy")
-                start = time.perf_counter()
-                with progress_bar(progress) as bar:
-                    task = bar.add_task("scoring (ray)", total=len(files), completed=skipped, rate="")
-                    for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-                        results = _predictions(batch, labels)
-                        writer.write(results)
-                        bad = sum(1 for r in results if r.error)
-                        failed += bad
-                        scored += len(results) - bad
-                        rate = (scored + failed) / max(time.perf_counter() - start, 1e-9)
-                        bar.update(task, advance=len(results), rate=f"{rate:.1f} files/s")
+                batches = (_predictions(batch, labels)
+                           for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"))
+                scored, failed = write_batches(batches, writer, len(files), skipped, "scoring (ray)", progress)
             finally:
                 if started_here:
                     ray.shutdown()
