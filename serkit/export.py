@@ -130,16 +130,20 @@ def _export_graph(model: nn.Module, path: Path, clip_samples: int, exporter: str
         opset = opset or 18
         batch = torch.export.Dim("batch", min=1)
         samples = torch.export.Dim("samples", min=1024)
-        quiet = logging.getLogger("torch.onnx")        # "torchvision is not installed. Skipping ..."
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)
+        # Library chatter that asks nothing of the user: "torchvision is not installed",
+        # "Attribute type is ambiguous ...", "Skipping constant folding for op Split ...".
+        quiet = [logging.getLogger(n) for n in ("torch.onnx", "onnx_ir", "onnxscript")]
+        levels = [q.level for q in quiet]
+        for q in quiet:
+            q.setLevel(logging.ERROR)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 program = torch.onnx.export(wrapped, args, dynamo=True, opset_version=opset, verbose=False,
                                             dynamic_shapes=({0: batch, 1: samples}, {0: batch}), **names)
         finally:
-            quiet.setLevel(level)
+            for q, level in zip(quiet, levels):
+                q.setLevel(level)
         if program is None:
             raise ExportError("torch.onnx.export returned no program")
         program.save(str(path), external_data=False)

@@ -137,3 +137,42 @@ def trained_run(tmp_path_factory):
         report = train(corpus.manifest, base / "run", tiny_config(epochs=5))
         _TRAINED["run"] = (corpus, base / "run", report)
     return _TRAINED["run"]
+
+
+# ----------------------------------------------------------------------------- tiny backbones
+
+_CONV = dict(conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4), num_conv_pos_embeddings=16,
+             num_conv_pos_embedding_groups=2, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+             intermediate_size=48, vocab_size=12)
+
+
+def make_backbone(root: str | Path, family: str, seed: int = 0) -> Path:
+    """A tiny randomly initialised backbone of ``family`` (wav2vec2, hubert, wavlm or whisper)
+    saved with save_pretrained under ``root``: what tests load instead of hub checkpoints."""
+    import torch
+    from transformers import (HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor,
+                              Wav2Vec2Model, WavLMConfig, WavLMModel, WhisperConfig, WhisperFeatureExtractor,
+                              WhisperModel)
+
+    torch.manual_seed(seed)
+    folder = Path(root) / family
+    if family == "wav2vec2":
+        Wav2Vec2Model(Wav2Vec2Config(feat_extract_norm="group", **_CONV)).save_pretrained(folder)
+        Wav2Vec2FeatureExtractor(return_attention_mask=False).save_pretrained(folder)
+    elif family == "hubert":
+        HubertModel(HubertConfig(feat_extract_norm="layer", **_CONV)).save_pretrained(folder)
+        Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(folder)
+    elif family == "wavlm":   # group-normalised, gated relative position bias
+        WavLMModel(WavLMConfig(feat_extract_norm="group", num_buckets=32, max_bucket_distance=64,
+                               **_CONV)).save_pretrained(folder)
+        Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(folder)
+    elif family == "whisper":
+        WhisperModel(WhisperConfig(
+            d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+            encoder_ffn_dim=48, decoder_ffn_dim=48, num_mel_bins=20, vocab_size=16, max_target_positions=16,
+            init_std=0.2,  # at the default 0.02 the sinusoidal positions drown a random encoder's input
+            pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3)).save_pretrained(folder)
+        WhisperFeatureExtractor(feature_size=20).save_pretrained(folder)
+    else:
+        raise ValueError(family)
+    return folder

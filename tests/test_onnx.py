@@ -165,29 +165,31 @@ def test_default_dynamo_exporter_matches_pytorch(exported, tmp_path):
 
 
 @pytest.mark.slow
-def test_whisper_style_pretrained_bundle_exports_with_dynamo(tmp_path):
-    """A (tiny, random) Whisper-encoder bundle: the dynamo exporter writes it, front-end included."""
+@pytest.mark.parametrize("family", ["whisper", "wav2vec2", "hubert", "wavlm"])
+def test_pretrained_bundles_export_with_dynamo(tmp_path, family):
+    """Tiny random encoders of every family (Whisper: fixed window; wav2vec2 and WavLM: masked
+    GroupNorm; HuBERT: per-frame LayerNorm) export with the default exporter, front-end included,
+    and the onnxruntime Predictor matches PyTorch on clips of one to seven windows."""
     pretrained = pytest.importorskip("serkit.models.pretrained")
     import torch
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
     from serkit.bundle import save_bundle
-    from synth import SR
+    from synth import SR, make_backbone
 
+    model = pretrained.PretrainedSER(pretrained.PretrainedConfig(
+        n_classes=3, backbone=str(make_backbone(tmp_path, family)), clip_seconds=0.5)).eval()
     torch.manual_seed(0)
-    folder = tmp_path / "whisper"
-    WhisperModel(WhisperConfig(
-        d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=48, decoder_ffn_dim=48, num_mel_bins=20, vocab_size=16, max_target_positions=16,
-        init_std=0.2, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3)).save_pretrained(folder)
-    WhisperFeatureExtractor(feature_size=20).save_pretrained(folder)
-    model = pretrained.PretrainedSER(pretrained.PretrainedConfig(n_classes=3, backbone=str(folder), clip_seconds=0.5))
-    bundle = save_bundle(tmp_path / "bundle", model.eval(), list(EMOTIONS), {"sample_rate": SR, "clip_seconds": 0.5})
-    with pytest.raises(ExportError, match="--exporter dynamo"):          # complex STFT: legacy exporter cannot
-        export_onnx(bundle, tmp_path / "legacy", exporter="torchscript")
+    for p in model.head.parameters():   # a random head, so that differences show in the probabilities
+        torch.nn.init.normal_(p, std=0.2)
+    bundle = save_bundle(tmp_path / "bundle", model, list(EMOTIONS), {"sample_rate": SR, "clip_seconds": 0.5})
+    if family == "whisper":   # complex STFT: the legacy exporter cannot
+        with pytest.raises(ExportError, match="--exporter dynamo"):
+            export_onnx(bundle, tmp_path / "legacy", exporter="torchscript")
     result = export_onnx(bundle, tmp_path / "onnx", int8=True)
+    assert result.parity["fp32"]["max_abs_prob_diff"] < FP32_TOL
     waves, _ = synthetic_set(n_per_emotion=3)
     p = load_model(bundle).predict_proba(waves)
+    assert p.std(axis=0).max() > 0.01                                  # the control: outputs vary by clip
     assert np.abs(p - load_model(tmp_path / "onnx" / "model.onnx").predict_proba(waves)).max() < FP32_TOL
     assert np.abs(p - load_model(tmp_path / "onnx").predict_proba(waves)).max() < INT8_TOL
     assert result.info["default"] == "int8"

@@ -1,5 +1,5 @@
 """Pretrained speech transformers: tiny randomly initialised wav2vec2 (group-normalised conv
-features: run per length), HuBERT (layer-normalised: batched with an attention mask) and Whisper
+features: the first GroupNorm masked to each clip's frames), HuBERT (layer-normalised: batched with an attention mask) and Whisper
 (fixed window, cropped position table) saved under a temporary folder and loaded by path.
 
 No hub, no shared data: everything is built here from synthetic tones (tests/synth.py).
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from synth import tone_clip, write_tone_corpus
+from synth import make_backbone, tone_clip, write_tone_corpus
 
 from serkit import cli
 from serkit import training as training_mod
@@ -28,40 +28,10 @@ from serkit.models.pretrained import BackboneError, PretrainedConfig, Pretrained
 
 CLIP = 0.5  # seconds: the model window of every test here
 
-_CONV = dict(conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4), num_conv_pos_embeddings=16,
-             num_conv_pos_embedding_groups=2, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-             intermediate_size=48, vocab_size=12)
-
-
-def make_backbone(root: Path, family: str, seed: int = 0) -> Path:
-    """A tiny randomly initialised backbone of ``family`` saved with save_pretrained under ``root``."""
-    from transformers import (HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor,
-                              Wav2Vec2Model, WhisperConfig, WhisperFeatureExtractor, WhisperModel)
-
-    torch.manual_seed(seed)
-    folder = root / family
-    if family == "wav2vec2":
-        Wav2Vec2Model(Wav2Vec2Config(feat_extract_norm="group", **_CONV)).save_pretrained(folder)
-        Wav2Vec2FeatureExtractor(return_attention_mask=False).save_pretrained(folder)
-    elif family == "hubert":
-        HubertModel(HubertConfig(feat_extract_norm="layer", **_CONV)).save_pretrained(folder)
-        Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(folder)
-    elif family == "whisper":
-        WhisperModel(WhisperConfig(
-            d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-            encoder_ffn_dim=48, decoder_ffn_dim=48, num_mel_bins=20, vocab_size=16, max_target_positions=16,
-            init_std=0.2,  # at the default 0.02 the sinusoidal positions drown a random encoder's input
-            pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3)).save_pretrained(folder)
-        WhisperFeatureExtractor(feature_size=20).save_pretrained(folder)
-    else:
-        raise ValueError(family)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def backbones(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("backbones")
-    return {f: make_backbone(root, f) for f in ("wav2vec2", "hubert", "whisper")}
+    return {f: make_backbone(root, f) for f in ("wav2vec2", "hubert", "wavlm", "whisper")}
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +75,7 @@ def waves(n: int = 6, seed: int = 1) -> list[np.ndarray]:
 # --------------------------------------------------------------------------- masking
 
 @pytest.mark.parametrize("family,options", [
-    ("wav2vec2", {}), ("hubert", {}), ("hubert", {"pooling": "attention"}), ("whisper", {}),
+    ("wav2vec2", {}), ("hubert", {}), ("hubert", {"pooling": "attention"}), ("wavlm", {}), ("whisper", {}),
     ("whisper", {"pooling": "stats", "concat_layers": True}),
     ("wav2vec2", {"pooling": "attention", "concat_layers": True, "max_layers": 1})])
 def test_padding_never_changes_a_clip(backbones, family, options):

@@ -13,12 +13,13 @@ answers), a local folder is used as it is.
 
 Padding never changes a clip's output:
 
-- wav2vec2-style encoders whose convolutional feature encoder normalises per frame
-  (``feat_extract_norm == "layer"``: wav2vec2-large-lv60, HuBERT-large, data2vec-audio) run
-  batched with an attention mask; those that normalise each channel over the whole sequence
-  (``"group"``: wav2vec2-base, HuBERT-base, WavLM) cannot ignore padding, so clips of equal
-  length run together and every group is unpadded. Frame counts come from the model's own
-  ``_get_feat_extract_output_lengths``.
+- wav2vec2-style encoders run batched with an attention mask. Those whose convolutional
+  feature encoder normalises each channel over the whole sequence (``feat_extract_norm ==
+  "group"``: wav2vec2-base, HuBERT-base, WavLM) would let padding into that normalisation, so
+  their first convolution's ``GroupNorm`` is replaced by :class:`MaskedGroupNorm` (same
+  weights, statistics over each clip's valid frames only): a padded clip then gives the same
+  hidden states as the clip run alone, in one batched, shape-static graph that exports to ONNX.
+  Frame counts come from the model's own ``_get_feat_extract_output_lengths``.
 - Whisper has no attention mask: every clip is zero-padded to one fixed window
   (``clip_seconds``), so a clip's input never depends on its batch. The encoder's position
   table (1500 positions = 30 s) is CROPPED to that window, so a 3 s window costs 3 s of compute
@@ -47,6 +48,7 @@ import inspect
 import math
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,10 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# WavLM's attention passes a float position bias and a boolean padding mask to torch's
+# multi-head attention, which warns on every call with a padding mask; the result is correct.
+warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask is deprecated")
 
 DEFAULT_BACKBONE = "facebook/wav2vec2-base"
 POOLINGS = ("mean", "stats", "attention")
@@ -298,6 +304,48 @@ class WhisperLogMel(nn.Module):
         return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
 
 
+class MaskedGroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` over (batch, channels, frames) whose statistics cover each row's first
+    ``frames[i]`` frames only, so that zero padding after a clip does not change its output.
+
+    The owner sets ``frames`` (a (batch,) tensor) for one call and resets it to None; with
+    ``frames`` None it is an ordinary GroupNorm. The weights and their names are GroupNorm's, so
+    checkpoints load unchanged.
+    """
+
+    frames: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.frames is None:
+            return super().forward(x)
+        b, c, t = x.shape
+        g = x.reshape(b, self.num_groups, c // self.num_groups, t)
+        mask = (torch.arange(t, device=x.device)[None, :] < self.frames.clamp(min=1)[:, None])
+        mask = mask[:, None, None, :].to(x.dtype)                                   # (batch, 1, 1, frames)
+        count = mask.sum(dim=(2, 3), keepdim=True) * (c // self.num_groups)
+        mean = (g * mask).sum(dim=(2, 3), keepdim=True) / count
+        var = (((g - mean) * mask) ** 2).sum(dim=(2, 3), keepdim=True) / count
+        y = ((g - mean) / torch.sqrt(var + self.eps)).reshape(b, c, t)
+        if self.affine:
+            y = y * self.weight[None, :, None] + self.bias[None, :, None]
+        return y
+
+
+def _mask_group_norm(encoder: nn.Module) -> MaskedGroupNorm | None:
+    """Replace the GroupNorm of a wav2vec2-style feature encoder's first convolution (the one
+    normalisation over time in those encoders) by a :class:`MaskedGroupNorm`; returns it, or
+    None when the encoder normalises per frame (``feat_extract_norm == "layer"``)."""
+    first = encoder.feature_extractor.conv_layers[0]
+    norm = getattr(first, "layer_norm", None)
+    if not isinstance(norm, nn.GroupNorm):
+        return None
+    masked = MaskedGroupNorm(norm.num_groups, norm.num_channels, eps=norm.eps, affine=norm.affine)
+    masked.load_state_dict(norm.state_dict())
+    masked.requires_grad_(any(p.requires_grad for p in norm.parameters()))
+    first.layer_norm = masked
+    return masked
+
+
 # ----------------------------------------------------------------------------- head
 
 class PooledHead(nn.Module):
@@ -398,8 +446,7 @@ class PretrainedSER(nn.Module):
             dim = hf_config.d_model
         elif _is_wav2vec2_style(self.encoder):
             self.do_normalize = bool(features.get("do_normalize", True))
-            # Per-frame normalised conv features cannot see padding: batch with an attention mask.
-            self.masked_batches = getattr(hf_config, "feat_extract_norm", "group") == "layer"
+            self.group_norm = _mask_group_norm(self.encoder)
             dim = hf_config.hidden_size
         else:
             raise BackboneError(
@@ -568,27 +615,23 @@ class PretrainedSER(nn.Module):
         return ((x - mean) / torch.sqrt(var + 1e-7)).masked_fill(~valid, 0.0)
 
     def _wav2vec2_hidden(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = wave[:, :int(lengths.max())]
+        # Eager runs crop the batch to its longest clip (less compute); an exported graph keeps
+        # its input width, which gives the same valid frames because everything is masked.
+        x = wave if torch.compiler.is_exporting() else wave[:, :int(lengths.max())]
         valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         x = self._normalize(x, valid)                                    # (batch, samples)
         frames = self.encoder._get_feat_extract_output_lengths(lengths).long()
-        if self.masked_batches:
+        if self.group_norm is not None:
+            conv = self.encoder.feature_extractor.conv_layers[0].conv
+            self.group_norm.frames = torch.div(lengths - conv.kernel_size[0], conv.stride[0],
+                                               rounding_mode="floor") + 1
+        try:
             out = self.encoder(x, attention_mask=valid.long(), output_hidden_states=True)
-            hs = torch.stack(out.hidden_states, dim=1)                   # (batch, layers, frames, dim)
-            return hs, frames.clamp(1, hs.shape[2])
-        # Group-normalised conv features see padding: run each length unpadded, then pad the outputs.
-        parts: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        for n in torch.unique(lengths).tolist():
-            idx = torch.nonzero(lengths == n).squeeze(1)
-            out = self.encoder(x[idx, :n], output_hidden_states=True)
-            parts[n] = (idx, torch.stack(out.hidden_states, dim=1))      # (group, layers, frames_n, dim)
-        t_max = max(h.shape[2] for _, h in parts.values())
-        first = next(iter(parts.values()))[1]
-        hs = first.new_zeros(x.shape[0], first.shape[1], t_max, first.shape[3])
-        for idx, h in parts.values():
-            hs[idx, :, :h.shape[2]] = h
-            frames[idx] = h.shape[2]
-        return hs, frames
+        finally:
+            if self.group_norm is not None:
+                self.group_norm.frames = None
+        hs = torch.stack(out.hidden_states, dim=1)                       # (batch, layers, frames, dim)
+        return hs, frames.clamp(1, hs.shape[2])
 
     def layer_stats(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation of every hidden layer over each clip's valid frames,
