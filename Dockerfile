@@ -11,10 +11,11 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY serkit ./serkit
 
-# The same install as the Makefile (`pip install -c constraints.txt .`, without the dev extra).
+# The Makefile's install without the dev extra, plus the timeline extra (silero-vad, so the web
+# page's long-clip timeline finds speech segments; it needs no torchaudio).
 # torch==2.13.0 is pinned; its CPU-only wheel (2.13.0+cpu) lives on PyTorch's index, not on PyPI,
 # so the image (and only the image) adds that index.
-RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -c constraints.txt . \
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -c constraints.txt ".[timeline]" \
     && rm -rf /src \
     && serkit info >/dev/null   # fails the build when the default model is missing
 

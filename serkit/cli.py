@@ -255,7 +255,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.model, host=args.host, port=args.port, threads=args.threads,
           max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
-          torch_threads=args.torch_threads,
+          torch_threads=args.torch_threads, vad=args.vad,
           announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
     return 0
 
@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="list every skipped file")
     p.set_defaults(func=cmd_prepare)
 
-    from serkit.config import MONITORS, SPLITS, TrainConfig
+    from serkit.config import MONITORS, SPLITS, VADS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model on a manifest into a run folder")
@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("long recordings (--timeline; --output FILE.json|.csv)")
     g.add_argument("--timeline", action="store_true",
                    help="emotions over time: speech segments, each with an emotion and probabilities")
-    g.add_argument("--vad", choices=["auto", "silero", "energy", "none"], default="auto",
+    g.add_argument("--vad", choices=VADS, default="auto",
                    help="speech detector: silero (needs serkit[timeline]), energy (level above the noise "
                         "floor), none (fixed segments); auto: silero when installed, else energy")
     g.add_argument("--max-segment", type=float, default=10.0, metavar="SECONDS",
@@ -396,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threads one prediction may use (default: %(default)s; requests run in parallel instead)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default: %(default)s MB)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="longest audio (default: %(default)s s)")
+    p.add_argument("--vad", choices=VADS, default="auto",
+                   help="voice-activity detector of the long-clip timeline when a request names none "
+                        "(default: %(default)s = silero when installed, else energy; none = fixed windows)")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -12,6 +12,8 @@ DEFAULT_CACHE = Path(os.environ.get("SERKIT_CACHE", Path.home() / ".cache" / "se
 SPLITS = ("speaker", "random", "corpus")
 
 MONITORS = ("val_uar", "val_macro_f1", "val_accuracy")
+#: Voice-activity detectors of emotion timelines (serkit.timeline): auto = silero when installed, else energy.
+VADS = ("auto", "silero", "energy", "none")
 
 
 @dataclass

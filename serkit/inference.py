@@ -111,17 +111,6 @@ class Predictor:
         np.add.at(sums, owner, probs)
         return (sums / np.bincount(owner, minlength=len(waves))[:, None]).astype(np.float32)
 
-    def window_proba(self, wave: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated probabilities of each window of one clip, for a timeline.
-
-        Returns ``(bounds, probs)``: ``bounds`` (windows, 2) int64 [start, end) sample offsets and
-        ``probs`` (windows, classes). Their mean over windows is ``predict_proba([wave])[0]``.
-        """
-        windows, lengths, _ = self._windows([wave])
-        starts = np.asarray(window_starts(len(wave), self.clip_samples, self.clip_samples // 2), np.int64)
-        probs = softmax(self.logits_windows(windows, lengths, batch_size) / self.temperature)
-        return np.stack([starts, starts + lengths], axis=1), probs.astype(np.float32)
-
     # -- files ---------------------------------------------------------------------------------
     def result(self, file: str, probs: np.ndarray, duration_s: float | None) -> Prediction:
         best = int(np.argmax(probs))

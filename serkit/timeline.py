@@ -32,6 +32,7 @@ Detectors (``vad``):
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -46,10 +47,10 @@ import soundfile as sf
 import soxr
 
 from serkit.audio import AudioError
+from serkit.config import VADS
 from serkit.inference import Predictor, softmax, window_starts
 
 FRAME = 512            # VAD frame: 32 ms at 16 kHz (Silero's frame size)
-VADS = ("auto", "silero", "energy", "none")
 ENERGY_FLOOR_DB = -50.0
 ENERGY_MARGIN_DB = 15.0       # speech: this far above the noise floor (10th percentile)...
 ENERGY_PEAK_MARGIN_DB = 10.0  # ...or, in recordings that are mostly loud, within this of the peak
@@ -122,6 +123,17 @@ def frames_of(blocks: Iterator[np.ndarray], frame: int = FRAME) -> Iterator[np.n
 
 # -------------------------------------------------------------------------------------- VAD
 
+@functools.lru_cache(maxsize=2)
+def _silero_session(path: str):
+    """One onnxruntime session per process (``run`` is thread-safe; the LSTM state lives in each
+    :class:`SileroVAD`), so a web server does not reload the model for every long upload."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
 class SileroVAD:
     """Silero VAD's speech probability per 512-sample frame, streamed block by block.
 
@@ -140,10 +152,7 @@ class SileroVAD:
         except ImportError as exc:
             raise ValueError(f"--vad silero needs silero-vad and onnxruntime: pip install 'serkit[timeline]' "
                              f"(or use --vad energy) ({exc})") from None
-        path = Path(silero_data.__file__).parent / "silero_vad_16k_sequence.onnx"
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = _silero_session(str(Path(silero_data.__file__).parent / "silero_vad_16k_sequence.onnx"))
         self.reset()
 
     def reset(self) -> None:

@@ -26,7 +26,7 @@ if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 
-from test_web import LABELS, audio_bytes, make_bundle  # noqa: E402
+from test_web import LABELS, audio_bytes, make_bundle, speech_and_pause, wav_bytes  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -49,7 +49,8 @@ def server(tmp_path_factory):
     port = free_port()
     log = (folder / "server.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "serkit", "serve", "--model", str(bundle),
-                             "--host", "127.0.0.1", "--port", str(port), "--threads", "2"],
+                             "--host", "127.0.0.1", "--port", str(port), "--threads", "2",
+                             "--vad", "energy"],    # tones are not speech to silero
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
@@ -115,6 +116,9 @@ def read_result(page) -> dict:
                   bars.nth(i).locator(".bar-fill").bounding_box()["width"]) for i in range(bars.count())],
         "model": page.inner_text("#meta-model"),
         "cells": page.locator("#timeline li").count(),
+        "spans": page.evaluate("""() => [...document.querySelectorAll('#timeline li')].map((li) => {
+            const strip = li.parentElement.getBoundingClientRect(), box = li.getBoundingClientRect();
+            return [(box.left - strip.left) / strip.width, (box.right - strip.left) / strip.width]; })"""),
     }
 
 
@@ -123,7 +127,8 @@ def test_upload_shows_emotion_bars_and_timeline(page, tmp_path, artifacts):
     assert page.locator("#model option").all_inner_texts() == ["tiny"]
     assert "angry, happy, sad" in page.inner_text("#model-hint")
     clip = tmp_path / "long clip.wav"
-    clip.write_bytes(audio_bytes(7.0))
+    wave, truth = speech_and_pause()             # 8 s: sound 0-2 s, a pause, sound 4-8 s
+    clip.write_bytes(wav_bytes(wave))
     page.set_input_files("#file", str(clip))
     r = read_result(page)
     page.screenshot(path=str(artifacts / "web-result.png"), full_page=True)
@@ -132,8 +137,20 @@ def test_upload_shows_emotion_bars_and_timeline(page, tmp_path, artifacts):
     assert all(b[1].endswith("%") and b[2] > 0 for b in r["bars"])
     widths = {label: width for label, _, width in r["bars"]}
     assert widths[r["emotion"]] == max(widths.values())          # the top class has the longest bar
-    assert r["cells"] == 4                                        # 7 s in 3 s windows, half overlapping
     assert page.is_visible("#timeline-block") and "Predicted" in page.inner_text("#status")
+    # one cell per speech segment, placed at its time: the pause is a gap in the strip
+    assert r["cells"] == 2
+    for (left, right), (start, end) in zip(r["spans"], truth):
+        assert abs(left - start / 8) < 0.03 and abs(right - end / 8) < 0.03
+    assert "2 speech segments" in page.inner_text("#timeline-hint") and "energy VAD" in page.inner_text("#timeline-hint")
+    # fixed windows instead: 3 s cells tiling the clip, silence included
+    page.select_option("#vad", "none")
+    page.evaluate("document.getElementById('result').hidden = true")
+    page.set_input_files("#file", [])
+    page.set_input_files("#file", str(clip))
+    r = read_result(page)
+    assert r["cells"] == 3 and "3 windows of 3" in page.inner_text("#timeline-hint")
+    assert [round(8 * x) for span in r["spans"] for x in span] == [0, 3, 3, 6, 6, 8]
 
 
 def test_drag_and_drop(page):
@@ -174,10 +191,10 @@ def test_errors_are_shown_in_words(page, tmp_path, artifacts):
 
 def test_keyboard_reaches_every_control_in_order(page):
     order = []
-    for _ in range(5):
+    for _ in range(6):
         page.keyboard.press("Tab")
         order.append(page.evaluate("document.activeElement.id || document.activeElement.className"))
-    assert order[:4] == ["skip", "model", "file", "record"]
+    assert order[:5] == ["skip", "model", "vad", "file", "record"]
 
 
 def test_small_screen_layout(browser, server, tmp_path, artifacts):

@@ -17,7 +17,7 @@ import soundfile as sf
 import torch
 
 from serkit.bundle import BundleError, save_bundle
-from serkit.inference import load_model
+from serkit.inference import load_model, window_starts
 from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
 from serkit.web import create_app
 from serkit.web.serve import parse_model_specs
@@ -162,7 +162,7 @@ def test_predict_multipart_matches_the_predictor(client, bundle):
     assert body["emotion"] == max(body["probabilities"], key=body["probabilities"].get)
     assert body["confidence"] == body["probabilities"][body["emotion"]]
     assert body["model"] == "tiny" and body["duration_s"] == 2.0 and body["window_s"] == 3.0
-    assert body["elapsed_ms"] > 0 and body["timeline"] == []
+    assert body["elapsed_ms"] > 0 and body["timeline"] == [] and body["vad"] is None
     expected = load_model(bundle).predict_waveform(sf.read(io.BytesIO(data), dtype="float32")[0])
     for label in LABELS:
         assert body["probabilities"][label] == pytest.approx(expected.probabilities[label], abs=1e-4)
@@ -176,22 +176,71 @@ def test_predict_raw_body_and_model_in_query(client):
     assert r.status_code == 200
 
 
-def test_long_clip_has_a_timeline_of_overlapping_windows(client):
-    body = post_file(client, audio_bytes(7.0)).get_json()
-    timeline = body["timeline"]
-    assert [(w["start"], w["end"]) for w in timeline] == [(0.0, 3.0), (1.5, 4.5), (3.0, 6.0), (4.0, 7.0)]
-    for w in timeline:
-        assert w["emotion"] in LABELS and list(w["probabilities"]) == LABELS
-    mean = np.mean([list(w["probabilities"].values()) for w in timeline], axis=0)
-    assert mean == pytest.approx(list(body["probabilities"].values()), abs=2e-4)
+def speech_and_pause(sr: int = SR) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """8 s: a 2 s chirp, 2 s of near silence, a 4 s chirp; and where the two sounds are (s)."""
+    rng = np.random.default_rng(2)
+    t = np.arange(sr * 8) / sr
+    x = 0.3 * np.sin(2 * np.pi * (200 + 100 * t) * t) + 0.001 * rng.standard_normal(len(t))
+    x[2 * sr:4 * sr] = 0.001 * rng.standard_normal(2 * sr)
+    return x.astype(np.float32), [(0.0, 2.0), (4.0, 8.0)]
 
 
-def test_window_proba_averages_to_predict_proba(bundle):
+def wav_bytes(x: np.ndarray, sr: int = SR) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, x, sr, format="WAV")
+    return buf.getvalue()
+
+
+def test_long_clip_timeline_is_the_speech_segments(client, bundle):
+    wave, truth = speech_and_pause()
+    body = post_file(client, wav_bytes(wave), vad="energy").get_json()
     predictor = load_model(bundle)
-    wave = np.random.default_rng(1).standard_normal(SR * 5).astype(np.float32) * 0.1
-    bounds, probs = predictor.window_proba(wave)
-    assert bounds.tolist() == [[0, 48000], [24000, 72000], [32000, 80000]]
-    assert probs.mean(axis=0) == pytest.approx(predictor.predict_proba([wave])[0], abs=1e-6)
+    assert body["vad"] == "energy" and body["duration_s"] == 8.0
+    segments = body["timeline"]
+    assert len(segments) == len(truth)
+    for seg, (start, end) in zip(segments, truth):          # the pause is a gap in the timeline
+        assert abs(seg["start"] - start) <= 0.15 and abs(seg["end"] - end) <= 0.15
+        a, b = round(seg["start"] * SR), round(seg["end"] * SR)
+        expected = predictor.predict_proba([wave[a:b]])[0]  # each segment is scored like a clip of its own
+        assert list(seg["probabilities"]) == LABELS
+        assert list(seg["probabilities"].values()) == pytest.approx(expected.tolist(), abs=2e-4)
+        assert seg["emotion"] == LABELS[int(np.argmax(expected))] and seg["confidence"] == max(seg["probabilities"].values())
+        assert seg["windows"] == len(window_starts(b - a, 3 * SR, 3 * SR // 2))   # 3 s windows, 50 % overlap
+    assert [s["windows"] for s in segments] == [1, 2]
+    assert body["speech_s"] == pytest.approx(sum(s["end"] - s["start"] for s in segments), abs=1e-3)
+    # the clip's own emotion is that of the whole recording, as `serkit predict` gives it
+    whole = predictor.predict_proba([wave])[0]
+    assert list(body["probabilities"].values()) == pytest.approx(whole.tolist(), abs=2e-4)
+
+
+def test_timeline_with_fixed_windows_and_the_servers_default_vad(client, bundle):
+    wave, _ = speech_and_pause()
+    body = client.post("/api/predict?vad=none", data=wav_bytes(wave), content_type="audio/wav").get_json()
+    assert body["vad"] == "none"
+    assert [(s["start"], s["end"]) for s in body["timeline"]] == [(0.0, 3.0), (3.0, 6.0), (6.0, 8.0)]
+    energy = create_app({"SERKIT_MODELS": {"tiny": bundle}, "SERKIT_TIMELINE_VAD": "energy"}).test_client()
+    body = post_file(energy, wav_bytes(wave)).get_json()        # the request names no vad
+    assert body["vad"] == "energy" and len(body["timeline"]) == 2
+    assert energy.get("/api/openapi.json").get_json()["paths"]["/api/predict"]["post"]["parameters"][1][
+        "schema"]["default"] == "energy"
+    with pytest.raises(ValueError, match="SERKIT_TIMELINE_VAD"):
+        create_app({"SERKIT_MODELS": {"tiny": bundle}, "SERKIT_TIMELINE_VAD": "webrtc"})
+
+
+def test_timeline_only_for_clips_longer_than_one_window_and_bad_vad_is_400(client):
+    body = post_file(client, audio_bytes(2.5), vad="energy").get_json()
+    assert body["timeline"] == [] and body["vad"] is None and body["speech_s"] is None
+    assert_error(post_file(client, audio_bytes(4.0), vad="webrtc"), 400, "bad_request")
+    assert_error(client.post("/api/predict?vad=webrtc", data=audio_bytes(4.0), content_type="audio/wav"),
+                 400, "bad_request")
+
+
+def test_silero_finds_no_speech_in_tones(client):
+    pytest.importorskip("silero_vad")
+    wave, _ = speech_and_pause()
+    body = post_file(client, wav_bytes(wave)).get_json()        # default: auto, silero when installed
+    assert body["vad"] == "silero" and body["timeline"] == [] and body["speech_s"] == 0.0
+    assert body["emotion"] in LABELS                            # the clip still gets its emotion
 
 
 @pytest.mark.parametrize("kind, data, duration", [

@@ -13,6 +13,9 @@ request. Configuration keys (all optional):
 ``SERKIT_MAX_SECONDS``    longest audio accepted (default 120 s) -> 413
 ``SERKIT_MIN_SECONDS``    shortest audio accepted (default 0.25 s) -> 422
 ``SERKIT_SILENCE_DBFS``   RMS level at or below which audio counts as silent (default -60) -> 422
+``SERKIT_TIMELINE_VAD``   voice-activity detector of the long-clip timeline when a request names
+                          none: ``auto`` (default: silero when installed, else energy),
+                          ``silero``, ``energy`` or ``none`` (fixed windows)
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "SERKIT_MAX_SECONDS": Limits.max_seconds,
     "SERKIT_MIN_SECONDS": Limits.min_seconds,
     "SERKIT_SILENCE_DBFS": Limits.silence_dbfs,
+    "SERKIT_TIMELINE_VAD": "auto",
 }
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -138,6 +142,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                     min_seconds=float(app.config["SERKIT_MIN_SECONDS"]),
                     silence_dbfs=float(app.config["SERKIT_SILENCE_DBFS"]))
     app.extensions["serkit"] = Service(models, default, limits)
+    from serkit.timeline import VADS, make_vad
+    if app.config["SERKIT_TIMELINE_VAD"] not in VADS:
+        raise ValueError(f"SERKIT_TIMELINE_VAD {app.config['SERKIT_TIMELINE_VAD']!r}: use one of {', '.join(VADS)}")
+    if app.config["SERKIT_TIMELINE_VAD"] != "none":
+        make_vad(app.config["SERKIT_TIMELINE_VAD"])   # a missing silero fails at start-up, not per request
 
     app.register_blueprint(api.bp)
     app.register_blueprint(page.bp)

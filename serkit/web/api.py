@@ -8,6 +8,7 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
 from serkit import __version__
+from serkit.timeline import VADS, Timeline
 from serkit.web import ServedModel, service
 from serkit.web.openapi import openapi_spec
 from serkit.web.uploads import ApiError, decode_upload
@@ -15,54 +16,69 @@ from serkit.web.uploads import ApiError, decode_upload
 bp = Blueprint("api", __name__)
 
 
-def read_upload() -> tuple[str | None, bytes]:
-    """The requested model name and the audio bytes: multipart field ``file``, or the raw body."""
+def read_upload() -> tuple[str | None, str, bytes]:
+    """The requested model name, the timeline's VAD and the audio bytes: multipart field
+    ``file`` (``model`` and ``vad`` as fields or query parameters), or the raw body."""
     if request.mimetype == "multipart/form-data":
         try:
             upload = request.files.get("file")
             name = request.form.get("model") or request.args.get("model")
+            vad = request.form.get("vad") or request.args.get("vad")
         except ValueError:       # werkzeug's multipart parser on a malformed body
             raise ApiError(400, "bad_request", "The multipart body cannot be parsed.") from None
         service().model(name)    # an unknown model is a 404 even without a file
+        vad = check_vad(vad)
         if upload is None:
             raise ApiError(400, "no_file", "No audio in the request: send it in the multipart field "
                            "'file', or as the raw request body.")
-        return name, upload.read()
+        return name, vad, upload.read()
     name = request.args.get("model")
     service().model(name)
-    return name, request.get_data(cache=False)
+    vad = check_vad(request.args.get("vad"))
+    return name, vad, request.get_data(cache=False)
+
+
+def check_vad(vad: str | None) -> str:
+    """The timeline's voice-activity detector: the request's, else the server's default."""
+    vad = vad or current_app.config["SERKIT_TIMELINE_VAD"]
+    if vad not in VADS:
+        raise ApiError(400, "bad_request", f"Unknown vad {vad!r}; use one of: {', '.join(VADS)}.")
+    return vad
 
 
 @bp.post("/api/predict")
 def predict():
     started = time.perf_counter()
-    name, data = read_upload()
+    name, vad, data = read_upload()
     served = service().model(name)
     p = served.predictor
     wave = decode_upload(data, p.sample_rate, service().limits)
-    bounds, probs = p.window_proba(wave)
-    return jsonify(prediction(served, wave, bounds, probs, started))
+    probs = p.predict_proba([wave])[0]
+    timeline = p.predict_timeline(wave, vad=vad) if len(wave) > p.clip_samples else None
+    return jsonify(prediction(served, wave, probs, timeline, started))
 
 
-def prediction(served: ServedModel, wave: np.ndarray, bounds: np.ndarray, probs: np.ndarray,
+def prediction(served: ServedModel, wave: np.ndarray, probs: np.ndarray, timeline: Timeline | None,
                started: float) -> dict[str, Any]:
+    """The response: the whole clip's emotion (its windows' mean, as ``serkit predict`` gives it)
+    and, for clips longer than one window, the timeline of speech segments."""
     p = served.predictor
-    mean = probs.mean(axis=0)
-    best = int(np.argmax(mean))
-    timeline = [] if len(bounds) < 2 else [
-        {"start": round(float(s) / p.sample_rate, 3), "end": round(float(e) / p.sample_rate, 3),
-         "emotion": p.labels[int(np.argmax(row))], "probabilities": as_dict(p.labels, row)}
-        for (s, e), row in zip(bounds, probs)
-    ]
+    best = int(np.argmax(probs))
+    segments = [] if timeline is None else [
+        {"start": s.start, "end": s.end, "emotion": s.emotion, "confidence": round(s.confidence, 4),
+         "probabilities": {label: round(v, 4) for label, v in s.probabilities.items()}, "windows": s.windows}
+        for s in timeline.segments]
     return {
         "emotion": p.labels[best],
-        "confidence": round(float(mean[best]), 4),
-        "probabilities": as_dict(p.labels, mean),
+        "confidence": round(float(probs[best]), 4),
+        "probabilities": as_dict(p.labels, probs),
         "model": served.name,
         "duration_s": round(len(wave) / p.sample_rate, 3),
         "window_s": p.clip_samples / p.sample_rate,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
-        "timeline": timeline,
+        "vad": None if timeline is None else timeline.vad,
+        "speech_s": None if timeline is None else round(sum(s.end - s.start for s in timeline.segments), 3),
+        "timeline": segments,
     }
 
 
@@ -86,7 +102,7 @@ def limits() -> dict[str, Any]:
 @bp.get("/api/openapi.json")
 def openapi():
     s = service()
-    return jsonify(openapi_spec(sorted(s.models), s.default, limits()))
+    return jsonify(openapi_spec(sorted(s.models), s.default, limits(), current_app.config["SERKIT_TIMELINE_VAD"]))
 
 
 @bp.get("/healthz")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from serkit import __version__
+from serkit.timeline import VADS
 
 ERROR_CODES = {
     "400": "Undecodable audio: an audio signature but corrupt or truncated data, an empty upload, "
@@ -21,11 +22,12 @@ def _error() -> dict[str, Any]:
     return {"$ref": "#/components/schemas/Error"}
 
 
-def openapi_spec(models: list[str], default: str, limits: dict[str, Any]) -> dict[str, Any]:
+def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: str = "auto") -> dict[str, Any]:
     probs = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
              "description": "Calibrated probability of every class, in the model's label order."}
     json_of = lambda schema: {"application/json": {"schema": schema}}  # noqa: E731
     model_param = {"type": "string", "enum": models, "default": default}
+    vad_param = {"type": "string", "enum": list(VADS), "default": vad}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -43,13 +45,19 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any]) -> dic
                 "description": "WAV, FLAC, OGG (Vorbis/Opus), MP3, AIFF, at any rate from 4 to 192 kHz "
                                "and any channel count up to 8 (mixed to mono, resampled to the model's "
                                "rate). Clips longer than the model's window are scored in 50 % "
-                               "overlapping windows whose probabilities are averaged; `timeline` "
-                               "lists every window.",
+                               "overlapping windows whose probabilities are averaged, and get a "
+                               "`timeline`: the speech segments a voice-activity detector finds "
+                               "(`vad`), each scored like a clip of its own.",
                 "parameters": [{"name": "model", "in": "query", "required": False, "schema": model_param,
-                                "description": "Model to use (also accepted as a multipart field)."}],
+                                "description": "Model to use (also accepted as a multipart field)."},
+                               {"name": "vad", "in": "query", "required": False, "schema": vad_param,
+                                "description": "The timeline's voice-activity detector (also accepted "
+                                               "as a multipart field): silero, energy, auto (silero when "
+                                               "installed) or none (consecutive fixed windows)."}],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-                        "file": {"type": "string", "format": "binary"}, "model": model_param}}},
+                        "file": {"type": "string", "format": "binary"}, "model": model_param,
+                        "vad": vad_param}}},
                     "audio/*": {"schema": {"type": "string", "format": "binary"}},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                 }},
@@ -85,11 +93,18 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any]) -> dic
                     "duration_s": {"type": "number", "description": "Length of the decoded audio"},
                     "window_s": {"type": "number", "description": "The model's window length"},
                     "elapsed_ms": {"type": "number", "description": "Server time: parse, decode, predict"},
-                    "timeline": {"type": "array", "description": "One entry per window for clips longer "
-                                 "than one window (50 % overlap); empty otherwise", "items": {
+                    "vad": {"type": ["string", "null"], "description": "The detector that made the "
+                            "timeline (silero, energy, or none for fixed windows); null for clips of one window"},
+                    "speech_s": {"type": ["number", "null"], "description": "Seconds of speech in the timeline"},
+                    "timeline": {"type": "array", "description": "For clips longer than one window: the "
+                                 "speech segments in time order (fixed windows with vad=none), each scored "
+                                 "like a clip (the mean of its 50 %-overlapping windows); empty for shorter "
+                                 "clips and when no speech is found", "items": {
                         "type": "object", "properties": {
                             "start": {"type": "number"}, "end": {"type": "number"},
-                            "emotion": {"type": "string"}, "probabilities": probs}}},
+                            "emotion": {"type": "string"}, "confidence": {"type": "number"},
+                            "probabilities": probs,
+                            "windows": {"type": "integer", "description": "Model windows averaged"}}}},
                 }},
             "Model": {"type": "object", "properties": {
                 "name": {"type": "string"}, "model_type": {"type": "string"},

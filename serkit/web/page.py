@@ -20,5 +20,6 @@ def index():
         "max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
         "max_seconds": s.limits.max_seconds,
         "min_seconds": s.limits.min_seconds,
+        "vad": current_app.config["SERKIT_TIMELINE_VAD"],
     }
     return render_template("index.html", settings=settings, version=__version__)

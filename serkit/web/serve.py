@@ -38,7 +38,7 @@ def parse_model_specs(specs: Sequence[str]) -> dict[str, Path] | None:
 
 def serve(specs: Sequence[str] = (), host: str = "127.0.0.1", port: int = 5000, threads: int = 4,
           max_upload_mb: float = 20.0, max_seconds: float = 120.0, torch_threads: int | None = 1,
-          announce: Any = print) -> None:
+          vad: str = "auto", announce: Any = print) -> None:
     """Load the models once, then serve until interrupted.
 
     ``torch_threads`` is per prediction: with several request threads, one torch thread each uses
@@ -59,7 +59,7 @@ def serve(specs: Sequence[str] = (), host: str = "127.0.0.1", port: int = 5000, 
         torch.set_num_threads(torch_threads)
     max_bytes = int(max_upload_mb * 1024 * 1024)
     app = create_app({"SERKIT_MODELS": parse_model_specs(specs), "MAX_CONTENT_LENGTH": max_bytes,
-                      "SERKIT_MAX_SECONDS": max_seconds})
+                      "SERKIT_MAX_SECONDS": max_seconds, "SERKIT_TIMELINE_VAD": vad})
     names = ", ".join(app.extensions["serkit"].models)
     shown = f"[{host}]" if ":" in host else host
     announce(f"serving {names} on http://{shown}:{port}/  (waitress, {threads} threads, "

@@ -14,6 +14,7 @@
     metaModel: $("meta-model"), metaDuration: $("meta-duration"), metaServer: $("meta-server"),
     metaTotal: $("meta-total"), timelineBlock: $("timeline-block"), timeline: $("timeline"),
     timelineHint: $("timeline-hint"), timelineEnd: $("timeline-end"), legend: $("legend"),
+    timelineEmpty: $("timeline-empty"), vad: $("vad"),
   };
 
   const TARGET_RATE = 16000;
@@ -51,6 +52,7 @@
     busy = on;
     el.file.disabled = on;
     el.model.disabled = on;
+    el.vad.disabled = on;
     el.drop.classList.toggle("disabled", on);
     if (!recording) el.record.disabled = on || !canRecord;
     if (text) el.status.textContent = text;
@@ -108,29 +110,33 @@
     el.status.textContent = `Predicted ${r.emotion} (${pct(r.confidence)}) with ${r.model}.`;
   }
 
-  // One cell per window; a cell spans from the midpoint with the previous window's centre to the
-  // midpoint with the next one's, so the overlapping windows tile the clip without gaps.
+  // The strip spans the clip; each segment (a speech segment found by the server's VAD, or a
+  // fixed window) is a cell placed at its start and end, so pauses show as gaps.
   function showTimeline(r, labels) {
     const t = r.timeline || [];
-    el.timelineBlock.hidden = t.length < 2;
-    if (t.length < 2) return;
-    const centres = t.map((w) => (w.start + w.end) / 2);
-    el.timeline.replaceChildren(...t.map((w, i) => {
-      const from = i === 0 ? 0 : (centres[i - 1] + centres[i]) / 2;
-      const to = i === t.length - 1 ? r.duration_s : (centres[i] + centres[i + 1]) / 2;
+    el.timelineBlock.hidden = !r.vad;
+    if (!r.vad) return;
+    const span = Math.max(r.duration_s, 0.001);
+    const at = (s) => `${(100 * Math.min(Math.max(s / span, 0), 1)).toFixed(3)}%`;
+    el.timeline.replaceChildren(...t.map((w) => {
       const li = document.createElement("li");
       li.className = "cell";
-      li.style.flexGrow = String(Math.max(to - from, 0.001));
+      li.style.left = at(w.start);
+      li.style.width = `calc(${at(w.end)} - ${at(w.start)})`;
       li.style.backgroundColor = colorOf(w.emotion, labels.indexOf(w.emotion));
-      const p = w.probabilities[w.emotion];
-      const text = `${w.start.toFixed(1)}–${w.end.toFixed(1)} s: ${w.emotion} ${pct(p)}`;
+      const text = `${w.start.toFixed(1)}–${w.end.toFixed(1)} s: ${w.emotion} ${pct(w.confidence)}`;
       li.title = text;
       li.setAttribute("aria-label", text);
       li.tabIndex = 0;
       return li;
     }));
     el.timelineEnd.textContent = `${r.duration_s.toFixed(1)} s`;
-    el.timelineHint.textContent = `(${t.length} windows of ${r.window_s} s, half overlapping)`;
+    const n = t.length;
+    el.timelineHint.textContent = r.vad === "none"
+      ? `(${n} windows of ${r.window_s} s)`
+      : `(${n} speech segment${n === 1 ? "" : "s"}, ${secs(r.speech_s)} of speech; ${r.vad} VAD)`;
+    el.timelineEmpty.hidden = n > 0;
+    el.timelineEmpty.textContent = n ? "" : `The ${r.vad} voice-activity detector found no speech in this clip.`;
     const seen = [...new Set(t.map((w) => w.emotion))];
     el.legend.replaceChildren(...seen.map((label) => {
       const li = document.createElement("li");
@@ -147,6 +153,7 @@
     const form = new FormData();
     form.append("file", blob, filename);
     form.append("model", el.model.value);
+    form.append("vad", el.vad.value);
     const started = performance.now();
     let response;
     try {
