@@ -3,9 +3,11 @@
     python benchmarks/speed.py [--model BUNDLE] [--clips 1024] [--batch 64]
     python benchmarks/speed.py --backbone ../shared/models/whisper-base [--backbone random:wav2vec2] ...
 
-Prints: single-clip latency (3 s clip, 1 thread, median and p90), batch throughput (clips/s
-with 2 threads), training time per epoch for 1,000 clips (forward + backward + AdamW step,
-2 threads), and the process's peak resident memory. Uses the shipped default model unless
+Prints: single-clip latency (3 s clip, 1 thread, median and p90); batch throughput (clips/s
+with 2 threads, median and best of ``--rounds``; for a CNN-LSTM, interleaved round by round with
+the first shipped model's design, max-pooling blocks and n_fft 512, and their ratio); training
+time per epoch for 1,000 clips (forward + backward + AdamW step, 2 threads); and the process's
+peak resident memory. Uses the shipped default model unless
 ``--model`` names another bundle (a pretrained bundle works too). Compare numbers only within
 one run on an idle machine.
 
@@ -47,6 +49,17 @@ def random_backbone(kind: str, folder: Path) -> Path:
     model_cls(config_cls()).save_pretrained(folder / kind)
     Wav2Vec2FeatureExtractor().save_pretrained(folder / kind)
     return folder / kind
+
+
+def first_design(predictor):
+    """A Predictor for the first shipped CNN-LSTM's architecture (max-pooling blocks, n_fft 512)
+    with random weights and the same labels and window, prepared as load_model prepares a bundle."""
+    from serkit.inference import Predictor
+    from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
+
+    config = {**predictor.config["model_config"], "downsample": "pool", "n_fft": 512}
+    model = CNNLSTM(CNNLSTMConfig(**config)).eval().fuse_batchnorm().to(memory_format=torch.channels_last)
+    return Predictor(model, predictor.config, name="first design")
 
 
 def measure_backbone(spec: str, clips: int, batch: int, repeats: int) -> None:
@@ -96,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=1024, help="clips for the throughput test")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=200, help="single-clip repeats")
+    ap.add_argument("--rounds", type=int, default=7, help="throughput rounds (median and best are printed)")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip the first CNN-LSTM design that throughput is compared with")
     ap.add_argument("--backbone", action="append", default=[], metavar="NAME_OR_PATH",
                     help="measure this pretrained backbone instead of a bundle (repeatable; random:wav2vec2, "
                          "random:hubert, random:wavlm for base architectures with random weights)")
@@ -122,6 +138,33 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {predictor.name} ({predictor.config['model_type']}), window {n / SAMPLE_RATE:.1f} s, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads available")
 
+    # Throughput before latency: after torch.set_num_threads(1), two-thread runs in the same
+    # process measured 10-30 % slower here.
+    torch.set_num_threads(2)
+    batch = (0.1 * rng.standard_normal((args.clips, n))).astype(np.float32)
+    lengths = np.full(args.clips, n)
+    engines = {"this model": predictor}
+    if predictor.config["model_type"] == "cnn_lstm" and not args.no_baseline:
+        engines["first design"] = first_design(predictor)
+    rates = {name: [] for name in engines}
+    for p in engines.values():                                   # warm-up
+        p.logits_windows(batch[:args.batch], lengths[:args.batch], args.batch)
+    for _ in range(args.rounds):                                 # interleaved, so load hits both alike
+        for name, p in engines.items():
+            t = time.perf_counter()
+            p.logits_windows(batch, lengths, args.batch)
+            rates[name].append(args.clips / (time.perf_counter() - t))
+    for name, r in rates.items():
+        med = statistics.median(r)
+        print(f"throughput, {name}, batches of {args.batch}, 2 threads: median {med:.0f} clips/s, "
+              f"best {max(r):.0f} ({args.rounds} rounds of {args.clips} clips; real-time factor "
+              f"{1 / (med * n / SAMPLE_RATE):.5f})")
+    if len(rates) == 2:
+        ratios = [a / b for a, b in zip(*rates.values())]
+        print(f"  first design = the same CNN-LSTM with 2x2 max-pooling blocks and n_fft 512 (the first "
+              f"shipped model's architecture, random weights); this model is {statistics.median(ratios):.2f}x "
+              f"as fast (median of per-round ratios)")
+
     torch.set_num_threads(1)
     one, one_len = clip[None], np.array([n])
     for _ in range(10):
@@ -136,15 +179,6 @@ def main(argv: list[str] | None = None) -> int:
           f"p90 {times[int(0.9 * len(times))]:.2f} ms")
 
     torch.set_num_threads(2)
-    batch = (0.1 * rng.standard_normal((args.clips, n))).astype(np.float32)
-    lengths = np.full(args.clips, n)
-    predictor.logits_windows(batch[:args.batch], lengths[:args.batch], args.batch)
-    t = time.perf_counter()
-    predictor.logits_windows(batch, lengths, args.batch)
-    dt = time.perf_counter() - t
-    print(f"throughput, batches of {args.batch}, 2 threads: {args.clips / dt:.0f} clips/s "
-          f"(real-time factor {dt / (args.clips * n / SAMPLE_RATE):.5f})")
-
     if predictor.config["model_type"] == "cnn_lstm":
         from serkit.bundle import build_model
         model = build_model("cnn_lstm", predictor.config["model_config"]).train()

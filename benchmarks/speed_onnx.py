@@ -2,6 +2,8 @@
 
     python benchmarks/speed_onnx.py [--model BUNDLE] [--clips 512] [--batch 64] [--repeats 200]
                                     [--exporter torchscript|dynamo]
+    python benchmarks/speed_onnx.py --backbone ../shared/models/whisper-base --exporter dynamo \
+                                    --clips 64 --batch 16 --repeats 20
 
 Exports the bundle (``serkit export --onnx --int8``) to a temporary folder, then measures each
 engine on the same random 3 s clips (the model's window):
@@ -33,7 +35,24 @@ from serkit.inference import default_model_path, load_model
 from serkit.onnx_runtime import load_onnx_model
 
 
-def pick_bundle(model: str | None, tmp: Path) -> tuple[Path, str]:
+def backbone_bundle(spec: str, tmp: Path) -> Path:
+    """A frozen-encoder bundle of ``spec`` (a folder, or random:wav2vec2|hubert|wavlm as in
+    speed.py) with an untrained 6-class head on 3 s windows: the compute of a trained one."""
+    from serkit.bundle import save_bundle
+    from serkit.emotions import DEFAULT_EMOTIONS
+    from serkit.models.pretrained import PretrainedConfig, PretrainedSER
+    from speed import random_backbone
+
+    path = str(random_backbone(spec.split(":", 1)[1], tmp)) if spec.startswith("random:") else spec
+    torch.manual_seed(0)
+    model_ = PretrainedSER(PretrainedConfig(n_classes=len(DEFAULT_EMOTIONS), backbone=path, clip_seconds=3.0))
+    return save_bundle(tmp / "backbone-bundle", model_.eval(), list(DEFAULT_EMOTIONS),
+                       {"sample_rate": SAMPLE_RATE, "clip_seconds": 3.0})
+
+
+def pick_bundle(model: str | None, tmp: Path, backbone: str | None = None) -> tuple[Path, str]:
+    if backbone:
+        return backbone_bundle(backbone, tmp), f"a frozen {backbone} bundle (untrained head)"
     if model:
         return Path(model), f"bundle {model}"
     if (default_model_path() / "config.json").is_file():
@@ -71,6 +90,9 @@ def measure(predictor, clip: np.ndarray, batch: np.ndarray, batch_size: int, rep
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="bundle folder (default: the shipped model, else a fresh CNN-LSTM)")
+    ap.add_argument("--backbone", default=None, metavar="FOLDER|random:KIND",
+                    help="measure a frozen pretrained-encoder bundle built from this backbone instead "
+                         "(e.g. ../shared/models/whisper-base; needs --exporter dynamo)")
     ap.add_argument("--clips", type=int, default=512, help="clips for the throughput test")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=200, help="single-clip repeats")
@@ -79,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
-        bundle, what = pick_bundle(args.model, Path(tmp))
+        bundle, what = pick_bundle(args.model, Path(tmp), args.backbone)
         t = time.perf_counter()
         export = export_onnx(bundle, Path(tmp) / "onnx", int8=True, exporter=args.exporter)
         export_s = time.perf_counter() - t
@@ -106,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'engine':<14} {'latency 1 thread (median / p90)':>32} {'RTF':>8} "
               f"{'throughput 2 threads':>22} {'size':>9}")
         for label, make, size in engines:
+            multi = measure(make(2), clip, batch, args.batch, 3)   # 2 threads first: see speed.py
             single = measure(make(1), clip, batch[:args.batch], args.batch, args.repeats)
-            multi = measure(make(2), clip, batch, args.batch, 3)
             print(f"{label:<14} {single['median_ms']:>20.2f} / {single['p90_ms']:.2f} ms "
                   f"{single['median_ms'] / 1000 / seconds:>8.4f} {multi['clips_per_s']:>16.1f} clips/s "
                   f"{size:>7.2f} MB", flush=True)

@@ -62,7 +62,10 @@ def build_model(model_type: str, model_config: dict[str, Any]) -> nn.Module:
         raise BundleError(f"unknown model type {model_type!r}; this serkit knows {', '.join(registry)}")
     config_cls, model_cls = registry[model_type]
     known = {f.name for f in fields(config_cls)}
-    return model_cls(config_cls(**{k: v for k, v in model_config.items() if k in known}))
+    # Settings added after a bundle was written take the value that bundle was trained with
+    # (the config class's LEGACY), not today's default.
+    stored = {**getattr(config_cls, "LEGACY", {}), **model_config}
+    return model_cls(config_cls(**{k: v for k, v in stored.items() if k in known}))
 
 
 def save_bundle(folder: str | os.PathLike, model: nn.Module, labels: list[str],

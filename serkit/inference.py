@@ -169,6 +169,6 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "auto") -> 
         from serkit.onnx_runtime import load_onnx_model
         return load_onnx_model(folder)
     model, config = load_bundle(folder)
-    if config["model_type"] == "cnn_lstm":
-        model = model.to(memory_format=torch.channels_last)
+    if config["model_type"] == "cnn_lstm":   # inference only from here: fold BatchNorm, NHWC convs
+        model = model.fuse_batchnorm().to(memory_format=torch.channels_last)
     return Predictor(model, config, name=folder.name)

@@ -191,7 +191,7 @@ def test_saving_over_a_bundle_replaces_it_atomically(tmp_path):
     assert predictor.labels == ["sad", "happy", "angry"]
     assert predictor.temperature == pytest.approx(2.0)
     expected = Predictor(second, {"labels": predictor.labels, "audio": AUDIO, "temperature": 2.0})
-    np.testing.assert_array_equal(predictor.predict_proba(waves), expected.predict_proba(waves))
+    np.testing.assert_allclose(predictor.predict_proba(waves), expected.predict_proba(waves), atol=1e-6)  # BatchNorm folded at load
 
 
 def test_failed_save_leaves_previous_bundle_and_no_temporary_folder(tmp_path, monkeypatch):

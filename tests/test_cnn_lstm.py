@@ -142,3 +142,54 @@ def test_model_learns_separable_synthetic_classes(tmp_path_factory):
     probs = predictor.predict_proba([tone_clip(e, 0.5, rng) for e in truth])
     predicted = [predictor.labels[i] for i in probs.argmax(1)]
     assert np.mean([p == t for p, t in zip(predicted, truth)]) >= 0.9
+
+
+@pytest.mark.parametrize("downsample", ["pool", "stride"])
+def test_fused_batchnorm_gives_the_same_logits(downsample):
+    model = small(downsample=downsample)
+    with torch.no_grad():   # BatchNorm statistics that are not the identity
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_(1, 0.2)
+                m.bias.normal_(0, 0.2)
+    model.eval()
+    wave, lengths = batch(1.0, 0.4, 0.7)
+    with torch.no_grad():
+        before = model(wave, lengths)
+        n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        after = model.fuse_batchnorm()(wave, lengths)
+    assert n_bn == 3 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+
+
+def test_downsample_variants_reach_the_same_lstm_input():
+    pool, stride = CNNLSTM(CNNLSTMConfig(n_classes=6, downsample="pool")), CNNLSTM(CNNLSTMConfig(n_classes=6))
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in pool.modules()) == 2
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in stride.modules()) == 0
+    assert pool.lstm.input_size == stride.lstm.input_size
+    with torch.no_grad():
+        assert stride.eval()(torch.zeros(2, 3 * SR).normal_(0, 0.1), torch.tensor([3 * SR, SR])).shape == (2, 6)
+    with pytest.raises(ValueError, match="downsample"):
+        CNNLSTM(CNNLSTMConfig(downsample="avg"))
+
+
+def test_bundles_written_before_downsample_existed_load_as_pool(tmp_path):
+    """Both designs have the same weight shapes, so only the stored (or legacy) setting tells
+    them apart: an old bundle must not silently load into today's default design."""
+    import json
+
+    from serkit.bundle import load_bundle, save_bundle
+
+    old = small(downsample="pool", n_fft=512).eval()
+    folder = save_bundle(tmp_path / "old", old, ["a", "b", "c"], {"sample_rate": SR, "clip_seconds": 1.0})
+    config = json.loads((folder / "config.json").read_text())
+    del config["model_config"]["downsample"]                     # as the first bundles were written
+    (folder / "config.json").write_text(json.dumps(config))
+    model, _ = load_bundle(folder)
+    assert model.config.downsample == "pool" and model.config.n_fft == 512
+    wave, lengths = batch(1.0, 0.6)
+    with torch.no_grad():
+        torch.testing.assert_close(model(wave, lengths), old(wave, lengths))
+    assert CNNLSTMConfig().downsample == "stride" and CNNLSTMConfig().n_fft == 400   # today's defaults

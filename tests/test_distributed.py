@@ -29,7 +29,7 @@ from serkit.training import train
 base = {base!r}
 corpus = write_tone_corpus(os.path.join(base, "corpus"), speakers=8, per_emotion=4, seed=0)
 report = train(corpus.manifest, os.path.join(base, "run"),
-               tiny_config(epochs=3, strategy="ddp", devices=2, accelerator="cpu"))
+               tiny_config(epochs=5, strategy="ddp", devices=2, accelerator="cpu"))
 print("RESULT", json.dumps({{"rank": int(os.environ.get("LOCAL_RANK", 0)),
                             "accuracy": report.get("accuracy")}}), flush=True)
 """

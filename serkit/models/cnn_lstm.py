@@ -6,6 +6,7 @@ pooling over valid frames (attention or mean) -> linear head.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -17,6 +18,9 @@ from serkit.features import HOP_LENGTH, N_FFT, N_MELS, WIN_LENGTH, LogMel
 class CNNLSTMConfig:
     """Architecture settings; saved in the bundle's config.json and used to rebuild the model."""
 
+    #: What bundles written before a setting existed (or changed its default) were trained with.
+    LEGACY: ClassVar[dict[str, Any]] = {"downsample": "pool", "n_fft": 512}
+
     n_classes: int = 6
     sample_rate: int = 16000
     n_fft: int = N_FFT
@@ -25,6 +29,10 @@ class CNNLSTMConfig:
     n_mels: int = N_MELS
     normalize: str = "utterance"
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    # How each conv block halves time and frequency: "stride" (every convolution strided) or
+    # "pool" (the first convolution strided, the others at full resolution followed by 2x2
+    # max-pooling: 4x the later blocks' multiply-adds; the first shipped model's design).
+    downsample: str = "stride"
     lstm_hidden: int = 96
     pooling: str = "attention"     # "attention" or "mean", both over valid frames only
     dropout: float = 0.3
@@ -55,6 +63,8 @@ class CNNLSTM(nn.Module):
         super().__init__()
         if config.pooling not in ("attention", "mean"):
             raise ValueError(f"unknown pooling {config.pooling!r}; choose attention or mean")
+        if config.downsample not in ("pool", "stride"):
+            raise ValueError(f"unknown downsample {config.downsample!r}; choose pool or stride")
         self.config = c = config
         self.frontend = LogMel(c.sample_rate, c.n_fft, c.win_length, c.hop_length, c.n_mels,
                                normalize=c.normalize)
@@ -62,18 +72,42 @@ class CNNLSTM(nn.Module):
         # max-pooling: half the cost of pooling after a full-resolution first convolution.
         blocks, cin = [], 1
         for i, cout in enumerate(c.channels):
-            blocks += [nn.Conv2d(cin, cout, 3, stride=2 if i == 0 else 1, padding=1, bias=False),
+            strided = i == 0 or c.downsample == "stride"
+            blocks += [nn.Conv2d(cin, cout, 3, stride=2 if strided else 1, padding=1, bias=False),
                        nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-            if i > 0:
+            if not strided:
                 blocks.append(nn.MaxPool2d(2))
             cin = cout
         self.conv = nn.Sequential(*blocks)
-        self.time_stride = 2 ** len(c.channels)
-        lstm_in = cin * (c.n_mels // self.time_stride)
+        lstm_in = cin * self.downsampled(c.n_mels)
         self.lstm = nn.LSTM(lstm_in, c.lstm_hidden, batch_first=True, bidirectional=True)
         self.attention = nn.Linear(2 * c.lstm_hidden, 1) if c.pooling == "attention" else None
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(2 * c.lstm_hidden, c.n_classes)
+
+    def downsampled(self, n):
+        """Size after the conv blocks of an axis of size ``n`` (an int or a tensor of frame
+        counts): a strided 3x3 convolution (padding 1) keeps ceil(n / 2), a 2x2 max-pool floor(n / 2)."""
+        for i in range(len(self.config.channels)):
+            n = (n + 1) // 2 if i == 0 or self.config.downsample == "stride" else n // 2
+        return n
+
+    def fuse_batchnorm(self) -> CNNLSTM:
+        """Fold every BatchNorm into the convolution before it, for inference (same outputs to
+        float rounding, one pass over memory fewer per block). In place; returns the model in
+        eval mode. A fused model is for inference only: it no longer has the BatchNorm layers
+        that training (and a bundle's weights) expect."""
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        self.eval()
+        layers, fused = list(self.conv), []
+        for layer in layers:
+            if isinstance(layer, nn.BatchNorm2d) and fused and isinstance(fused[-1], nn.Conv2d):
+                fused[-1] = fuse_conv_bn_eval(fused[-1], layer)
+            else:
+                fused.append(layer)
+        self.conv = nn.Sequential(*fused)
+        return self
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         c = self.config
@@ -89,7 +123,7 @@ class CNNLSTM(nn.Module):
         if lengths is None:
             mask = torch.ones(b, t, dtype=torch.bool, device=x.device)
         else:
-            valid = (self.frontend.frames(lengths) // self.time_stride).clamp(1, t)
+            valid = self.downsampled(self.frontend.frames(lengths)).clamp(1, t)
             mask = torch.arange(t, device=x.device)[None, :] < valid[:, None]   # (batch, frames')
         if self.attention is not None:
             scores = self.attention(x).squeeze(-1).masked_fill(~mask, float("-inf"))
