@@ -126,3 +126,33 @@ def test_padding_changes_result_when_lengths_are_not_given():
     alone = ours(a, normalize="utterance")[0]
     unmasked = ours(padded, normalize="utterance")[0]
     assert np.abs(unmasked[:, :alone.shape[-1]] - alone).max() > 0.1
+
+
+@pytest.mark.parametrize("n_fft, pad_mode", [(400, "constant"), (512, "constant"), (400, "reflect")])
+def test_conv_stft_power_equals_torch_stft(n_fft, pad_mode):
+    """What exported front-ends compute instead of torch.stft: the same power spectrum."""
+    from serkit.features import conv_stft_power, dft_basis
+
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal((3, 7000)).astype(np.float32))
+    window = torch.hann_window(WIN_LENGTH)
+    spec = torch.stft(wave, n_fft, HOP_LENGTH, WIN_LENGTH, window, center=True, pad_mode=pad_mode,
+                      return_complex=True)
+    ref = spec.abs() ** 2
+    ours = conv_stft_power(wave, dft_basis(window, n_fft), HOP_LENGTH, pad_mode)
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4 * float(ref.max()))
+
+
+def test_log_mel_switches_to_the_convolution_only_while_exporting(monkeypatch):
+    from serkit import features
+
+    fe = LogMel(n_fft=400)
+    wave = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 8000)).astype(np.float32))
+    with torch.no_grad():
+        eager = fe(wave)
+        monkeypatch.setattr(features, "exporting", lambda: True)
+        exported = fe(wave)
+    torch.testing.assert_close(exported, eager, atol=1e-3, rtol=0)
+    monkeypatch.setattr(features, "conv_stft_power", lambda *a: (_ for _ in ()).throw(AssertionError("used")))
+    monkeypatch.setattr(features, "exporting", lambda: False)
+    fe(wave)                                     # eager runs never touch the convolution path

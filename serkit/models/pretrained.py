@@ -58,6 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from serkit.features import conv_stft_power, dft_basis, exporting
+
 # WavLM's attention passes a float position bias and a boolean padding mask to torch's
 # multi-head attention, which warns on every call with a padding mask; the result is correct.
 warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask is deprecated")
@@ -295,10 +297,14 @@ class WhisperLogMel(nn.Module):
         self.register_buffer("window", torch.hann_window(fe.n_fft), persistent=False)
         self.register_buffer("mel_filters", torch.from_numpy(fe.mel_filters.T.copy()).float(),
                              persistent=False)  # (mels, freqs)
+        self.register_buffer("dft_basis", dft_basis(self.window, fe.n_fft), persistent=False)   # for ONNX
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        stft = torch.stft(wave, self.n_fft, self.hop_length, window=self.window, return_complex=True)
-        power = (stft[..., :-1].abs() ** 2).contiguous()          # (batch, freqs, frames)
+        if exporting():   # the same power spectrum as a convolution (serkit.features.conv_stft_power)
+            power = conv_stft_power(wave, self.dft_basis, self.hop_length, "reflect")[..., :-1]
+        else:
+            stft = torch.stft(wave, self.n_fft, self.hop_length, window=self.window, return_complex=True)
+            power = (stft[..., :-1].abs() ** 2).contiguous()      # (batch, freqs, frames)
         log_spec = (self.mel_filters @ power).clamp(min=1e-10).log10()   # (batch, mels, frames)
         peak = log_spec.amax(dim=(1, 2), keepdim=True)
         return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
