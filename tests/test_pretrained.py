@@ -101,6 +101,29 @@ def test_padding_never_changes_a_clip(backbones, family, options):
     assert np.abs(unmasked - alone).max() > 1e-3
 
 
+def test_masked_group_norm_is_per_thread(backbones):
+    """A web server's request threads share one model: concurrent calls with other clip lengths
+    must not see each other's valid frames."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = PretrainedSER(PretrainedConfig(n_classes=3, backbone=str(backbones["wav2vec2"]), clip_seconds=CLIP)).eval()
+    torch.manual_seed(0)
+    for p in model.head.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    predictor = Predictor(model, {"labels": ["a", "b", "c"], "audio": {"sample_rate": 16000, "clip_seconds": CLIP}})
+    clips = waves(12, seed=4)                         # 0.15-0.5 s: every call pads differently
+    expected = [predictor.logits([w])[0] for w in clips]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            for _ in range(3):
+                got = list(pool.map(lambda w: predictor.logits([w])[0], clips))
+                np.testing.assert_allclose(np.stack(got), np.stack(expected), atol=1e-5)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_whisper_log_mel_matches_feature_extractor(backbones):
     from transformers import WhisperFeatureExtractor
 

@@ -48,6 +48,7 @@ import inspect
 import math
 import os
 import socket
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,23 +311,35 @@ class WhisperLogMel(nn.Module):
         return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
 
 
-class MaskedGroupNorm(nn.GroupNorm):
-    """``nn.GroupNorm`` over (batch, channels, frames) whose statistics cover each row's first
-    ``frames[i]`` frames only, so that zero padding after a clip does not change its output.
+_VALID_FRAMES = threading.local()   # per thread: a server's request threads share one model
 
-    The owner sets ``frames`` (a (batch,) tensor) for one call and resets it to None; with
-    ``frames`` None it is an ordinary GroupNorm. The weights and their names are GroupNorm's, so
-    checkpoints load unchanged.
+
+@contextlib.contextmanager
+def valid_frames(frames: torch.Tensor):
+    """Within the block (and this thread), every :class:`MaskedGroupNorm` normalises row ``i``
+    over its first ``frames[i]`` frames only."""
+    previous = getattr(_VALID_FRAMES, "frames", None)
+    _VALID_FRAMES.frames = frames
+    try:
+        yield
+    finally:
+        _VALID_FRAMES.frames = previous
+
+
+class MaskedGroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` over (batch, channels, frames) whose statistics cover each row's valid
+    frames only (set with :func:`valid_frames`), so that zero padding after a clip does not
+    change its output; outside :func:`valid_frames` it is an ordinary GroupNorm. The weights and
+    their names are GroupNorm's, so checkpoints load unchanged.
     """
 
-    frames: torch.Tensor | None = None
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.frames is None:
+        frames = getattr(_VALID_FRAMES, "frames", None)
+        if frames is None:
             return super().forward(x)
         b, c, t = x.shape
         g = x.reshape(b, self.num_groups, c // self.num_groups, t)
-        mask = (torch.arange(t, device=x.device)[None, :] < self.frames.clamp(min=1)[:, None])
+        mask = (torch.arange(t, device=x.device)[None, :] < frames.clamp(min=1)[:, None])
         mask = mask[:, None, None, :].to(x.dtype)                                   # (batch, 1, 1, frames)
         count = mask.sum(dim=(2, 3), keepdim=True) * (c // self.num_groups)
         mean = (g * mask).sum(dim=(2, 3), keepdim=True) / count
@@ -627,15 +640,13 @@ class PretrainedSER(nn.Module):
         valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         x = self._normalize(x, valid)                                    # (batch, samples)
         frames = self.encoder._get_feat_extract_output_lengths(lengths).long()
-        if self.group_norm is not None:
+        masking = contextlib.nullcontext()
+        if self.group_norm is not None:     # the first convolution's output frames of each clip
             conv = self.encoder.feature_extractor.conv_layers[0].conv
-            self.group_norm.frames = torch.div(lengths - conv.kernel_size[0], conv.stride[0],
-                                               rounding_mode="floor") + 1
-        try:
+            masking = valid_frames(torch.div(lengths - conv.kernel_size[0], conv.stride[0],
+                                             rounding_mode="floor") + 1)
+        with masking:
             out = self.encoder(x, attention_mask=valid.long(), output_hidden_states=True)
-        finally:
-            if self.group_norm is not None:
-                self.group_norm.frames = None
         hs = torch.stack(out.hidden_states, dim=1)                       # (batch, layers, frames, dim)
         return hs, frames.clamp(1, hs.shape[2])
 
