@@ -31,7 +31,9 @@ import numpy as np
 from flask import Flask, Request, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from serkit.config import VADS
 from serkit.inference import Predictor, default_model_path, load_model
+from serkit.timeline import make_vad
 from serkit.web.uploads import ApiError, Limits
 
 DEFAULTS: dict[str, Any] = {
@@ -142,7 +144,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                     min_seconds=float(app.config["SERKIT_MIN_SECONDS"]),
                     silence_dbfs=float(app.config["SERKIT_SILENCE_DBFS"]))
     app.extensions["serkit"] = Service(models, default, limits)
-    from serkit.timeline import VADS, make_vad
     if app.config["SERKIT_TIMELINE_VAD"] not in VADS:
         raise ValueError(f"SERKIT_TIMELINE_VAD {app.config['SERKIT_TIMELINE_VAD']!r}: use one of {', '.join(VADS)}")
     if app.config["SERKIT_TIMELINE_VAD"] != "none":

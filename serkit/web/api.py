@@ -8,7 +8,8 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
 from serkit import __version__
-from serkit.timeline import VADS, Timeline
+from serkit.config import VADS
+from serkit.timeline import Timeline
 from serkit.web import ServedModel, service
 from serkit.web.openapi import openapi_spec
 from serkit.web.uploads import ApiError, decode_upload

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from serkit import __version__
-from serkit.timeline import VADS
+from serkit.config import VADS
 
 ERROR_CODES = {
     "400": "Undecodable audio: an audio signature but corrupt or truncated data, an empty upload, "
