@@ -19,6 +19,7 @@ CLIP_SECONDS = 3.0           # default model window
 CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)  # 48000 samples in a 3 s window
 MAX_SECONDS = 3600.0         # load_audio refuses longer inputs (an hour is 230 MB of float32);
                              # long recordings go through the streaming timeline instead
+UNKNOWN_LENGTH = 2**62       # frame counts from here up mean "not in the header" (libsndfile: 2**63 - 1)
 
 AudioSource = str | os.PathLike | bytes | bytearray | BinaryIO
 
@@ -54,14 +55,38 @@ def load_audio(
         source = io.BytesIO(source)
     elif isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
         raise AudioError(f"{name}: file not found")
+    too_long = ("{name}: {seconds} s is longer than the {limit:.0f} s limit; split it, or score it "
+                "as a timeline (serkit predict --timeline)")
     try:
         with sf.SoundFile(source) as f:
             rate, frames = f.samplerate, f.frames
-            if max_seconds is not None and frames > max_seconds * rate:
-                raise AudioError(
-                    f"{name}: {frames / rate:.0f} s is longer than the {max_seconds:.0f} s limit; "
-                    "split it, or score it as a timeline (serkit predict --timeline)")
-            data = f.read(dtype="float32", always_2d=True)
+            cap = None if max_seconds is None else int(max_seconds * rate)
+            if frames >= UNKNOWN_LENGTH:
+                # A streamed file (e.g. FLAC from a live encoder) whose header leaves the length
+                # open: libsndfile reports 2**63 - 1 frames. Decode in blocks up to the cap.
+                blocks, total = [], 0
+                while True:
+                    try:
+                        block = f.read(1 << 16, dtype="float32", always_2d=True)
+                    except (sf.LibsndfileError, RuntimeError) as exc:
+                        # libsndfile cannot read the last frame of some such FLACs; truncating
+                        # silently would lose audio, so say what the file is and how to fix it.
+                        raise AudioError(
+                            f"{name}: the header leaves the length open (a streamed recording), and "
+                            f"libsndfile cannot decode such a file to its end ({exc}); re-encode it "
+                            "with its length, e.g. ffmpeg -i IN OUT.flac") from None
+                    if not len(block):
+                        break
+                    blocks.append(block)
+                    total += len(block)
+                    if cap is not None and total > cap:
+                        raise AudioError(too_long.format(name=name, seconds=f"over {max_seconds:.0f}",
+                                                         limit=max_seconds))
+                data = np.concatenate(blocks) if blocks else np.zeros((0, f.channels), np.float32)
+            elif cap is not None and frames > cap:
+                raise AudioError(too_long.format(name=name, seconds=f"{frames / rate:.0f}", limit=max_seconds))
+            else:
+                data = f.read(dtype="float32", always_2d=True)
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, EOFError) as exc:

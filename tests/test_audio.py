@@ -171,6 +171,27 @@ def test_max_seconds_cap_is_checked_before_decoding(tmp_path, monkeypatch):
         load_audio(path.read_bytes(), max_seconds=1.5)
 
 
+def streamed_flac(seconds: float = 2.0) -> bytes:
+    """A FLAC whose STREAMINFO leaves the total length at 0 (unknown), as live encoders write it."""
+    buf = io.BytesIO()
+    sf.write(buf, sine(seconds), SAMPLE_RATE, format="FLAC")
+    data = bytearray(buf.getvalue())
+    at = 8 + 13                                   # STREAMINFO: bits-per-sample low bit + 36-bit total
+    packed = int.from_bytes(data[at:at + 5], "big") & ~((1 << 36) - 1)
+    data[at:at + 5] = packed.to_bytes(5, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("max_seconds", [3600.0, None])
+def test_a_header_without_length_gets_a_true_error_not_a_huge_length(max_seconds):
+    data = streamed_flac()
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        assert f.frames == 2**63 - 1                # what libsndfile reports for it
+    with pytest.raises(AudioError, match="leaves the length open") as err:
+        load_audio(data, max_seconds=max_seconds)   # without a cap it once tried to allocate 2**63 frames
+    assert "longer than" not in str(err.value) and "ffmpeg" in str(err.value)
+
+
 def test_default_cap_is_an_hour(tmp_path):
     from serkit.audio import MAX_SECONDS
 
