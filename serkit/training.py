@@ -48,6 +48,17 @@ def build_model(cfg: TrainConfig, n_classes: int) -> torch.nn.Module:
                                                                   **cfg.model_options}))
 
 
+def undo_distributed_sampling(gathered: torch.Tensor, n: int) -> torch.Tensor:
+    """Items gathered from every rank, (world, per_rank, ...), back in dataset order, each once.
+
+    Lightning gives each rank a ``DistributedSampler(shuffle=False)``: rank r takes items r,
+    r + W, r + 2W, … of the dataset, padded by repeating its first items until every rank has as
+    many. Reading the gathered items rank-minor restores that padded order; the first ``n`` are
+    the dataset, the rest the repeats.
+    """
+    return gathered.transpose(0, 1).flatten(0, 1)[:n]
+
+
 class SERModule(L.LightningModule):
     """Cross-entropy training of any serkit model; validation metrics from scikit-learn."""
 
@@ -90,9 +101,10 @@ class SERModule(L.LightningModule):
         logits = torch.cat([l for l, _ in self._val])
         y = torch.cat([t for _, t in self._val])
         self._val.clear()
-        if self.trainer.world_size > 1:  # every process scores the whole validation set
-            logits = self.all_gather(logits).flatten(0, 1)
-            y = self.all_gather(y).flatten(0, 1)
+        if self.trainer.world_size > 1:  # every process scores the whole validation set, once
+            n = len(self.trainer.val_dataloaders.dataset)
+            logits = undo_distributed_sampling(self.all_gather(logits), n)
+            y = undo_distributed_sampling(self.all_gather(y), n)
         m = metrics(y.cpu().numpy(), logits.argmax(1).cpu().numpy())
         self.log("val_uar", m["uar"], prog_bar=True)
         self.log("val_macro_f1", m["macro_f1"])

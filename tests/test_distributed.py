@@ -66,3 +66,19 @@ def test_ddp_with_two_cpu_processes_trains_one_bundle(tmp_path):
     rng = np.random.default_rng(5)
     probs = predictor.predict_proba([tone_clip(e, 0.5, rng) for e in EMOTIONS])
     assert [predictor.labels[i] for i in probs.argmax(1)] == list(EMOTIONS)
+
+
+@pytest.mark.parametrize("n, world", [(7, 2), (10, 3), (6, 3), (1, 2)])
+def test_gathered_validation_items_count_once_in_dataset_order(n, world):
+    """What DistributedSampler hands each rank, gathered, maps back to the dataset exactly once."""
+    import torch
+    from torch.utils.data import DistributedSampler
+
+    from serkit.training import undo_distributed_sampling
+
+    data = list(range(n))
+    per_rank = [list(DistributedSampler(data, num_replicas=world, rank=r, shuffle=False)) for r in range(world)]
+    assert sum(map(len, per_rank)) > n or n % world == 0          # padding happens when n does not divide
+    gathered = torch.tensor(per_rank)                               # (world, per_rank), as all_gather stacks it
+    assert undo_distributed_sampling(gathered, n).tolist() == data
+    assert undo_distributed_sampling(gathered[..., None].expand(-1, -1, 3), n).shape == (n, 3)
