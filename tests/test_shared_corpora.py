@@ -1,4 +1,4 @@
-"""The readers on the real corpora in ../shared/corpora (RAVDESS speech subset and EmoDB).
+"""The readers (and the web timeline) on the real corpora in ../shared/corpora (RAVDESS speech subset and EmoDB).
 
 Skipped when that folder is absent. Only file names and headers are read, so this stays fast.
 """
@@ -74,3 +74,36 @@ def test_default_six_emotions():
     # what the six leave out is "emotion not selected": RAVDESS calm + surprised, EmoDB boredom
     assert skipped[("ravdess", "emotion not selected")] == 1194 - 878
     assert skipped[("emodb", "emotion not selected")] == 535 - 454
+
+
+def test_web_timeline_finds_the_utterances_of_a_real_recording():
+    """Four RAVDESS utterances joined by 2 s of silence, posted to the web API with the shipped
+    model: silero finds one speech segment per utterance, inside it, and none in the pauses."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+    pytest.importorskip("silero_vad")
+
+    from serkit.audio import load_audio
+    from serkit.web import create_app
+
+    files = sorted((SHARED / "ravdess").rglob("03-01-0[1-5]-01-01-01-03.wav"))[:4]
+    assert len(files) == 4
+    parts, spans, t = [], [], 0.0
+    for f in files:
+        wave = load_audio(f)
+        parts += [wave, np.zeros(32000, np.float32)]
+        spans.append((t, t + len(wave) / 16000))
+        t += len(wave) / 16000 + 2.0
+    buf = io.BytesIO()
+    sf.write(buf, np.concatenate(parts), 16000, format="WAV")
+    client = create_app({"TESTING": True}).test_client()
+    body = client.post("/api/predict", data={"file": (io.BytesIO(buf.getvalue()), "joined.wav")},
+                       content_type="multipart/form-data").get_json()
+    assert body["vad"] == "silero"
+    segments = body["timeline"]
+    assert len(segments) == len(spans)
+    for seg, (start, end) in zip(segments, spans):
+        assert start - 0.15 <= seg["start"] < seg["end"] <= end + 0.15   # RAVDESS clips open with ~1 s of silence
+        assert seg["end"] - seg["start"] > 0.8 and seg["emotion"] in body["probabilities"]
