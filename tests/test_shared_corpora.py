@@ -1,6 +1,7 @@
 """The readers (and the web timeline) on the real corpora in ../shared/corpora (RAVDESS speech subset and EmoDB).
 
-Skipped when that folder is absent. Only file names and headers are read, so this stays fast.
+Skipped when that folder is absent. The readers only read file names and headers, and the timeline
+test decodes four clips, so this stays fast.
 """
 from __future__ import annotations
 

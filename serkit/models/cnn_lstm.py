@@ -68,8 +68,8 @@ class CNNLSTM(nn.Module):
         self.config = c = config
         self.frontend = LogMel(c.sample_rate, c.n_fft, c.win_length, c.hop_length, c.n_mels,
                                normalize=c.normalize)
-        # The first block halves time and frequency with a strided convolution, the others with
-        # max-pooling: half the cost of pooling after a full-resolution first convolution.
+        # Every block halves time and frequency: with a strided convolution, or ("pool") the
+        # first so and the others with max-pooling after a full-resolution convolution.
         blocks, cin = [], 1
         for i, cout in enumerate(c.channels):
             strided = i == 0 or c.downsample == "stride"
