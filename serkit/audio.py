@@ -36,6 +36,15 @@ def _describe(source: AudioSource) -> str:
     return getattr(source, "name", None) or "<file object>"
 
 
+def open_length_error(name: str, exc: Exception) -> AudioError:
+    """The error for a file whose header leaves the length open and that libsndfile cannot decode
+    to its end (it fails on the last frame of such FLACs). Truncating silently would lose audio,
+    so the message says what the file is and how to fix it."""
+    return AudioError(f"{name}: the header leaves the length open (a streamed recording), and libsndfile "
+                      f"cannot decode such a file to its end ({exc}); re-encode it with its length, "
+                      "e.g. ffmpeg -i IN OUT.flac")
+
+
 def load_audio(
     source: AudioSource,
     sample_rate: int = SAMPLE_RATE,
@@ -69,12 +78,7 @@ def load_audio(
                     try:
                         block = f.read(1 << 16, dtype="float32", always_2d=True)
                     except (sf.LibsndfileError, RuntimeError) as exc:
-                        # libsndfile cannot read the last frame of some such FLACs; truncating
-                        # silently would lose audio, so say what the file is and how to fix it.
-                        raise AudioError(
-                            f"{name}: the header leaves the length open (a streamed recording), and "
-                            f"libsndfile cannot decode such a file to its end ({exc}); re-encode it "
-                            "with its length, e.g. ffmpeg -i IN OUT.flac") from None
+                        raise open_length_error(name, exc) from None
                     if not len(block):
                         break
                     blocks.append(block)

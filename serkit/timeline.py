@@ -46,7 +46,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from serkit.audio import AudioError
+from serkit.audio import UNKNOWN_LENGTH, AudioError, open_length_error
 from serkit.config import VADS
 from serkit.inference import Predictor, softmax, window_starts
 
@@ -72,7 +72,7 @@ class AudioStream:
             if source.ndim != 1:
                 raise AudioError(f"<waveform>: expected a 1-D array, got shape {source.shape}")
             self.wave, self.name = np.asarray(source, dtype=np.float32), "<waveform>"
-            self.duration_s = len(self.wave) / sample_rate
+            self.duration_s, self.open_length = len(self.wave) / sample_rate, False
             return
         self.wave, self.name = None, str(source)
         if not Path(source).is_file():
@@ -84,7 +84,8 @@ class AudioStream:
             raise AudioError(f"{self.name}: cannot decode audio ({exc})") from None
         if frames == 0:
             raise AudioError(f"{self.name}: contains no samples")
-        self.duration_s = frames / self.source_rate
+        self.open_length = frames >= UNKNOWN_LENGTH      # a streamed file: the header has no length
+        self.duration_s = 0.0 if self.open_length else frames / self.source_rate
 
     def __iter__(self) -> Iterator[np.ndarray]:
         block = int(self.block_seconds * self.sample_rate)
@@ -103,6 +104,8 @@ class AudioStream:
                         raise AudioError(f"{self.name}: contains NaN or infinite samples")
                     yield resampler.resample_chunk(np.ascontiguousarray(mono)) if resampler else mono
         except (sf.LibsndfileError, RuntimeError, EOFError) as exc:
+            if self.open_length:
+                raise open_length_error(self.name, exc) from None
             raise AudioError(f"{self.name}: cannot decode audio ({exc})") from None
         if resampler is not None:
             yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)

@@ -153,6 +153,11 @@ def test_bad_input_errors(predictor, tmp_path):
         predictor.predict_timeline(np.zeros(16000, np.float32), vad="energy", max_segment_s=0)
     with pytest.raises(ValueError, match=".json or .csv"):
         write_timelines([], tmp_path / "t.txt")
+    from test_audio import streamed_flac
+    streamed = tmp_path / "streamed.flac"                       # the header leaves the length open
+    streamed.write_bytes(streamed_flac(5.0))
+    with pytest.raises(AudioError, match="leaves the length open"):
+        predictor.predict_timeline(streamed, vad="energy")
 
 
 # ------------------------------------------------------------------------------------ silero
