@@ -143,6 +143,17 @@ def encode(wave: np.ndarray, sr: int = SR, fmt: str = "WAV", subtype: str | None
 
 # -- load ------------------------------------------------------------------------------------------
 
+def run_clients(worker, clients: int) -> float:
+    """Run ``worker(k)`` for k in range(clients), each in its own thread; returns the wall time."""
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
 def run_load(port: int, clips: list[bytes], clients: int, seconds: float) -> dict:
     latencies: list[float] = []
     errors: collections.Counter = collections.Counter()
@@ -168,13 +179,7 @@ def run_load(port: int, clips: list[bytes], clients: int, seconds: float) -> dic
             latencies.extend(mine)
             errors.update(errs)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
+    wall = run_clients(worker, clients)
     ms = sorted(x * 1000 for x in latencies)
     pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))] if ms else float("nan")  # noqa: E731
     return {"clients": clients, "seconds": round(wall, 2), "requests": len(ms),
@@ -291,13 +296,8 @@ def run_fuzz(port: int, count: int, seconds: float, clients: int, seed: int) -> 
                     failures.append(f"{status}: {payload[:200]!r}")
         client.close()
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return {"uploads": sum(statuses.values()), "seconds": round(time.perf_counter() - started, 1),
+    wall = run_clients(worker, clients)
+    return {"uploads": sum(statuses.values()), "seconds": round(wall, 1),
             "statuses": {str(k): v for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0]))},
             "5xx": sum(v for k, v in statuses.items() if isinstance(k, int) and k >= 500),
             "connection_errors": statuses["connection error"], "first_failures": failures[:5]}

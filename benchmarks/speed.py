@@ -54,12 +54,12 @@ def random_backbone(kind: str, folder: Path) -> Path:
 def first_design(predictor):
     """A Predictor for the first shipped CNN-LSTM's architecture (max-pooling blocks, n_fft 512)
     with random weights and the same labels and window, prepared as load_model prepares a bundle."""
-    from serkit.inference import Predictor
-    from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
+    from serkit.bundle import build_model
+    from serkit.inference import Predictor, for_inference
 
     config = {**predictor.config["model_config"], "downsample": "pool", "n_fft": 512}
-    model = CNNLSTM(CNNLSTMConfig(**config)).eval().fuse_batchnorm().to(memory_format=torch.channels_last)
-    return Predictor(model, predictor.config, name="first design")
+    return Predictor(for_inference(build_model("cnn_lstm", config), "cnn_lstm"), predictor.config,
+                     name="first design")
 
 
 def measure_backbone(spec: str, clips: int, batch: int, repeats: int) -> None:

@@ -169,6 +169,13 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "auto") -> 
         from serkit.onnx_runtime import load_onnx_model
         return load_onnx_model(folder)
     model, config = load_bundle(folder)
-    if config["model_type"] == "cnn_lstm":   # inference only from here: fold BatchNorm, NHWC convs
+    return Predictor(for_inference(model, config["model_type"]), config, name=folder.name)
+
+
+def for_inference(model: torch.nn.Module, model_type: str) -> torch.nn.Module:
+    """The model in eval mode, prepared for inference only: a CNN-LSTM gets its BatchNorm folded
+    into its convolutions and channels-last (NHWC) memory, faster on CPU; it cannot train after."""
+    model = model.eval()
+    if model_type == "cnn_lstm":
         model = model.fuse_batchnorm().to(memory_format=torch.channels_last)
-    return Predictor(model, config, name=folder.name)
+    return model

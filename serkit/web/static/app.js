@@ -287,16 +287,21 @@
     recorder.addEventListener("stop", () => finishRecording(rec));
     recorder.start();
     recording = rec;
-    el.record.setAttribute("aria-pressed", "true");
-    el.record.classList.add("recording");
-    el.recordText.textContent = "Stop recording";
+    showRecording(true);
     el.status.textContent = "Recording…";
-    el.file.disabled = true;
     rec.timer = setInterval(() => {
       const s = (performance.now() - rec.started) / 1000;
       el.recordTime.textContent = `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
       if (s >= settings.max_seconds - 0.5) stopRecording();
     }, 200);
+  }
+
+  function showRecording(on) {
+    el.record.setAttribute("aria-pressed", String(on));
+    el.record.classList.toggle("recording", on);
+    el.recordText.textContent = on ? "Stop recording" : "Record a clip";
+    if (!on) el.recordTime.textContent = "";
+    el.file.disabled = on;
   }
 
   function stopRecording() {
@@ -308,11 +313,7 @@
   async function finishRecording(rec) {
     rec.stream.getTracks().forEach((t) => t.stop());
     recording = null;
-    el.record.setAttribute("aria-pressed", "false");
-    el.record.classList.remove("recording");
-    el.recordText.textContent = "Record a clip";
-    el.recordTime.textContent = "";
-    el.file.disabled = false;
+    showRecording(false);
     const raw = new Blob(rec.chunks, { type: rec.recorder.mimeType || "audio/webm" });
     setBusy(true, "Encoding the recording…");
     let wav;
