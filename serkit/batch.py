@@ -6,10 +6,17 @@
   previous batch; the model sees ``batch_size`` files' windows per call.
 - Each batch's rows are appended and flushed (and fsync'ed) before the next batch starts, so a
   job killed at any point keeps every row written before the kill.
-- ``resume`` reads the output first, drops a half-written last line (the kill may have cut one),
-  and skips every file that already has a row, so a resumed job ends with each file exactly once.
-  A file recorded with an error counts as done: start a new output to retry those.
-- A file that cannot be decoded gets a row with its error and the job goes on.
+- ``resume`` first checks that the output is serkit's (its header, every row) without changing
+  it, then drops a half-written last line (the kill may have cut one), and skips every file that
+  already has a row, so a resumed job ends with each file exactly once. A file recorded with an
+  error counts as done: start a new output (or ``force``) to retry those.
+- Paths are compared resolved: ``../x.wav``, ``./../x.wav`` and ``/abs/x.wav`` are one file,
+  scored once, and a resumed job finds it done however it is spelled. Rows keep the spelling of
+  the first mention.
+- A file that cannot be decoded or scored (too short, silent, non-finite scores) gets a row with
+  its error and the job goes on.
+- An existing output is never replaced without ``force``; an output that is one of the inputs
+  (a manifest CSV) is refused.
 
 Rows have the columns of ``serkit predict --format csv``: ``file, emotion, confidence, <one
 column per label>, duration_s, error``; JSONL rows are :meth:`Prediction.to_dict` objects.
@@ -27,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from serkit.audio import AudioError, load_audio
+from serkit.audio import AudioError, check_scorable, load_audio
 from serkit.inference import Prediction, Predictor
+from serkit.safety import OutputError, ScoreError, check_output_file
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 #: Column names a manifest CSV may use for the audio path (matched case-insensitively).
@@ -67,79 +75,101 @@ def csv_row(r: Prediction, labels: Sequence[str]) -> list[str]:
             f"{r.duration_s:.2f}" if r.duration_s is not None else "", r.error or ""]
 
 
-def _drop_partial_last_line(path: Path) -> int:
-    """Truncate a last line that has no newline (a write cut by a kill); returns bytes dropped."""
-    size = path.stat().st_size
-    if size == 0:
-        return 0
-    with open(path, "rb+") as fh:
-        fh.seek(-1, os.SEEK_END)
-        if fh.read(1) == b"\n":
-            return 0
-        # walk back to the previous newline in chunks
-        pos, keep = size, 0
-        while pos > 0:
-            step = min(65536, pos)
-            fh.seek(pos - step)
-            chunk = fh.read(step)
-            nl = chunk.rfind(b"\n")
-            if nl >= 0:
-                keep = pos - step + nl + 1
-                break
-            pos -= step
-        fh.truncate(keep)
-        return size - keep
+def file_key(file: str | os.PathLike) -> str:
+    """The identity of an input path: resolved, so every spelling of one file is one key."""
+    return os.path.realpath(file)
+
+
+PREDICTION_KEYS = frozenset(Prediction(file="").to_dict())
 
 
 def read_done(path: str | os.PathLike, labels: Sequence[str]) -> set[str]:
-    """Files that already have a row in the output at ``path`` (repairing a cut last line).
+    """Keys (:func:`file_key`) of the files that already have a row in the output at ``path``.
 
-    Raises ValueError when the output was written for other labels (another model).
+    The whole file is checked first and left unchanged when it is not this model's serkit output
+    (ValueError: another model's labels, or not a serkit output at all); only then is a last line
+    cut by a kill (no newline) dropped.
     """
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         return set()
-    _drop_partial_last_line(path)
-    done: set[str] = set()
-    if path.suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is not None and header != csv_columns(labels):
-                raise ValueError(f"{path}: its columns ({', '.join(header)}) are not this model's "
-                                 f"({', '.join(csv_columns(labels))}); write to a new file")
-            done.update(row[0] for row in reader if row)
-    else:
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    raise ValueError(f"{path}:{n}: not a JSON line; is this a serkit output?") from None
-                if row.get("probabilities") and sorted(row["probabilities"]) != sorted(labels):
-                    raise ValueError(f"{path}:{n}: rows of other labels ({', '.join(row['probabilities'])}); "
-                                     "write to a new file")
-                done.add(row["file"])
-    return done
+    data = path.read_bytes()
+    complete = data[:data.rfind(b"\n") + 1]
+    try:
+        text = complete.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OutputError(f"{path}: not UTF-8 text; is this a serkit output? Write to a new file") from None
+    files = _csv_files(path, text, labels) if path.suffix == ".csv" else _jsonl_files(path, text, labels)
+    tail = data[len(complete):]
+    if tail:   # a row cut by a kill: dropped, once it is sure to be the start of one of serkit's
+        start = (b'{"file": ' if path.suffix == ".jsonl" else
+                 b"" if complete else ",".join(csv_columns(labels)).encode() + b"\n")
+        if not (tail.startswith(start) or start.startswith(tail)):
+            raise OutputError(f"{path}: its last line is not the start of a row serkit wrote; "
+                              "--resume left the file unchanged: write to a new file")
+        with open(path, "rb+") as fh:
+            fh.truncate(len(complete))
+    return {file_key(f) for f in files}
+
+
+def _csv_files(path: Path, text: str, labels: Sequence[str]) -> list[str]:
+    rows = list(csv.reader(io.StringIO(text)))
+    header = rows[0] if rows else None
+    if header is None:      # only a cut header line: nothing was scored
+        return []
+    if header != csv_columns(labels):
+        if header[:3] == ["file", "emotion", "confidence"] and header[-2:] == ["duration_s", "error"]:
+            raise ValueError(f"{path}: its columns ({', '.join(header)}) are not this model's "
+                             f"({', '.join(csv_columns(labels))}); write to a new file")
+        raise OutputError(f"{path}: not a serkit output (its first line is not serkit's header); "
+                          "--resume left it unchanged: write to a new file")
+    width = len(header)
+    for n, row in enumerate(rows[1:], 2):
+        if row and len(row) != width:
+            raise OutputError(f"{path}:{n}: not a row serkit wrote ({len(row)} fields, not {width}); "
+                              "--resume left the file unchanged")
+    return [row[0] for row in rows[1:] if row]
+
+
+def _jsonl_files(path: Path, text: str, labels: Sequence[str]) -> list[str]:
+    files = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) or set(row) != PREDICTION_KEYS or not isinstance(row["file"], str):
+            raise OutputError(f"{path}:{n}: not a row serkit wrote; is this a serkit output? "
+                              "--resume left it unchanged: write to a new file")
+        if row.get("probabilities") and sorted(row["probabilities"]) != sorted(labels):
+            raise ValueError(f"{path}:{n}: rows of other labels ({', '.join(row['probabilities'])}); "
+                             "write to a new file")
+        files.append(row["file"])
+    return files
 
 
 class ResultWriter:
-    """Appends rows to a ``.csv`` or ``.jsonl`` file, flushed to disk after every :meth:`write`."""
+    """Appends rows to a ``.csv`` or ``.jsonl`` file, flushed to disk after every :meth:`write`.
 
-    def __init__(self, path: str | os.PathLike, labels: Sequence[str], resume: bool = False):
+    An existing output is continued with ``resume`` (after :func:`read_done` checked it) or
+    started over with ``force``; otherwise, and when it is one of ``inputs``, it is refused.
+    """
+
+    def __init__(self, path: str | os.PathLike, labels: Sequence[str], resume: bool = False,
+                 force: bool = False, inputs: Sequence[str | os.PathLike] = ()):
         self.path = Path(path)
         if self.path.suffix not in OUTPUT_SUFFIXES:
             raise ValueError(f"--output {self.path}: use a .csv or .jsonl file")
         self.labels = list(labels)
+        check_output_file(self.path, inputs=inputs, resume=resume, force=force, flag="--output",
+                          hint="pass --resume to continue that job, --force to start it over, or "
+                               "choose another file")
         exists = self.path.is_file() and self.path.stat().st_size > 0
-        if exists and not resume:
-            raise ValueError(f"--output {self.path} exists; pass --resume to continue that job, "
-                             "or remove the file")
-        self.done = read_done(self.path, self.labels) if exists else set()
+        self.done = read_done(self.path, self.labels) if exists and resume else set()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = open(self.path, "a", newline="", encoding="utf-8")
+        self.fh = open(self.path, "a" if resume else "w", newline="", encoding="utf-8")
         if self.path.suffix == ".csv" and self.fh.tell() == 0:
             self.fh.write(self._csv_line(csv_columns(self.labels)))
             self._sync()
@@ -187,10 +217,18 @@ class DecodeDataset:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[str, np.ndarray | None, str | None]:
-        try:
-            return self.files[i], load_audio(self.files[i], self.sample_rate), None
-        except AudioError as exc:
-            return self.files[i], None, str(exc)
+        return decode_item(self.files[i], self.sample_rate)
+
+
+def decode_item(file: str, sample_rate: int) -> tuple[str, np.ndarray | None, str | None]:
+    """``(file, wave, None)``, or ``(file, None, error)`` for audio that cannot be decoded or
+    is not scorable (:func:`serkit.audio.check_scorable`)."""
+    try:
+        wave = load_audio(file, sample_rate)
+        check_scorable(wave, sample_rate, file)
+        return file, wave, None
+    except AudioError as exc:
+        return file, None, str(exc)
 
 
 def _as_list(batch: list) -> list:
@@ -223,17 +261,22 @@ def score_batch(predictor: Predictor, items: list[tuple[str, np.ndarray | None, 
     out: list[Prediction] = [Prediction(file=f, error=e) for f, _, e in items]
     for i, p in zip(ok, probs):
         file, wave, _ = items[i]
-        out[i] = predictor.result(file, p, len(wave) / predictor.sample_rate)
+        try:
+            out[i] = predictor.result(file, p, len(wave) / predictor.sample_rate)
+        except ScoreError as exc:
+            out[i] = Prediction(file=file, error=str(exc))
     return out
 
 
 def unique(files: Iterable[str]) -> tuple[list[str], int]:
-    seen: dict[str, None] = {}
+    """The files once each (:func:`file_key`), in the spelling of their first mention, and the
+    number of repeats left out."""
+    seen: dict[str, str] = {}
     n = 0
     for f in files:
         n += 1
-        seen.setdefault(str(f), None)
-    return list(seen), n - len(seen)
+        seen.setdefault(file_key(f), str(f))
+    return list(seen.values()), n - len(seen)
 
 
 def progress_bar(enabled: bool = True):
@@ -273,18 +316,21 @@ def write_batches(batches: Iterable[list[Prediction]], writer: ResultWriter, tot
 
 def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: str | os.PathLike, *,
               batch_size: int = 32, workers: int = 0, resume: bool = False, progress: bool = True,
-              on_batch: Callable[[list[Prediction]], None] | None = None) -> BatchSummary:
+              on_batch: Callable[[list[Prediction]], None] | None = None, force: bool = False,
+              inputs: Sequence[str | os.PathLike] = ()) -> BatchSummary:
     """Score ``files`` into ``output`` (.csv or .jsonl), appending and flushing per batch.
 
-    ``on_batch`` is called with each batch's predictions after they are on disk.
+    ``on_batch`` is called with each batch's predictions after they are on disk. ``inputs``
+    (what the user named: files, folders, manifests) are never written to; ``force`` starts an
+    existing output over (see :class:`ResultWriter`).
     """
     from torch.utils.data import DataLoader
 
     if batch_size < 1 or workers < 0:
         raise ValueError("--batch-size must be at least 1 and --workers at least 0")
     files, duplicates = unique(str(f) for f in files)
-    with ResultWriter(output, predictor.labels, resume=resume) as writer:
-        todo = [f for f in files if f not in writer.done]
+    with ResultWriter(output, predictor.labels, resume=resume, force=force, inputs=inputs) as writer:
+        todo = [f for f in files if file_key(f) not in writer.done]
         skipped = len(files) - len(todo)
         loader = DataLoader(DecodeDataset(todo, predictor.sample_rate), batch_size=batch_size,
                             num_workers=workers, collate_fn=_as_list, shuffle=False)

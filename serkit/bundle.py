@@ -8,16 +8,15 @@
      "training": {...}, "metrics": {...}}
 
 Bundles are written to a temporary folder and renamed into place, so a killed run never leaves
-a half-written bundle behind.
+a half-written bundle behind; a folder serkit did not write is never replaced (see
+:mod:`serkit.safety`).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from serkit import __version__
+from serkit.safety import BUNDLE_FORMAT, CONFIG, atomic_folder, to_json
 
-FORMAT = "serkit-bundle"
+FORMAT = BUNDLE_FORMAT
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
+#: The files of a bundle: what serkit replaces in a bundle folder (anything else there stays).
+BUNDLE_FILES = (WEIGHTS, CONFIG)
 
 
 class BundleError(ValueError):
@@ -69,53 +70,47 @@ def build_model(model_type: str, model_config: dict[str, Any]) -> nn.Module:
 
 
 def save_bundle(folder: str | os.PathLike, model: nn.Module, labels: list[str],
-                audio: dict[str, Any], temperature: float = 1.0, **extra: Any) -> Path:
+                audio: dict[str, Any], temperature: float = 1.0, *, force: bool = False,
+                inputs: Iterable[str | os.PathLike] = (), **extra: Any) -> Path:
     """Write ``model`` and its metadata to ``folder`` atomically; returns the folder.
 
     ``extra`` keys (``training``, ``metrics``, …) are stored in config.json as they are.
     A model may leave tensors out of the bundle (e.g. a frozen pretrained encoder referenced by
-    name) through a ``bundle_state_dict()`` method.
+    name) through a ``bundle_state_dict()`` method. ``folder`` must be new, empty or a bundle;
+    ``force`` lets serkit write its two files into a folder holding others (they are kept).
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     model_config = asdict(model.config)
     config = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "serkit_version": __version__,
         "model_type": model_type_of(model), "model_config": model_config, "labels": list(labels),
         "audio": audio, "temperature": float(temperature), **extra,
     }
+    check_outputs(folder, config)
+    text = to_json(config, indent=2, default=str) + "\n"
     state = model.bundle_state_dict() if hasattr(model, "bundle_state_dict") else model.state_dict()
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    with atomic_folder(folder) as tmp:
+    with atomic_folder(folder, "bundle", BUNDLE_FILES, force=force, inputs=inputs) as tmp:
         save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
+        (tmp / CONFIG).write_text(text, encoding="utf-8")
     return folder
 
 
-@contextmanager
-def atomic_folder(folder: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``folder`` to fill; when the block succeeds it replaces
-    ``folder`` whole (a rename), and when it fails it is removed and ``folder`` is untouched."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)     # mkdtemp's 0700 would hide the folder from other users
-        for f in tmp.iterdir():
-            os.chmod(f, 0o666 & ~umask)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def check_outputs(folder: str | os.PathLike, config: dict[str, Any]) -> None:
+    """A bundle's labels must name the model's outputs one to one (``model_config.n_classes``),
+    and its temperature must be a finite number above 0 (0 divides by zero, a negative one
+    inverts every answer). Raises :class:`BundleError` naming the folder."""
+    labels = config.get("labels")
+    if (not isinstance(labels, list) or not labels or not all(isinstance(l, str) and l for l in labels)
+            or len(set(labels)) != len(labels)):
+        raise BundleError(f"{folder}: labels must be a list of distinct names, not {labels!r}")
+    n_classes = (config.get("model_config") or {}).get("n_classes")
+    if n_classes is not None and n_classes != len(labels):
+        raise BundleError(f"{folder}: {len(labels)} labels for a model with {n_classes} outputs; "
+                          "the labels must name every output")
+    t = config.get("temperature", 1.0)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+        raise BundleError(f"{folder}: temperature {t!r} is not a finite number above 0")
 
 
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:
@@ -134,6 +129,7 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise BundleError(f"{folder}: bundle format {version} is newer than this serkit reads "
                           f"({FORMAT_VERSION}); upgrade serkit")
+    check_outputs(folder, config)
     return config
 
 

@@ -20,7 +20,7 @@ err_console = Console(stderr=True)
 def cmd_prepare(args: argparse.Namespace) -> int:
     from serkit.prepare import prepare, print_summary
 
-    result = prepare(args.roots, args.output, corpus=args.corpus, emotions=args.emotions)
+    result = prepare(args.roots, args.output, corpus=args.corpus, emotions=args.emotions, force=args.force)
     print_summary(result, console, verbose=args.verbose)
     if not result.utterances:
         err_console.print("error: no labelled clips found; check the folder or pass --corpus")
@@ -46,7 +46,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         mixup=args.mixup, speed_perturb=not args.no_speed_perturb,
         test_size=args.test_size, val_size=args.val_size,
     )
-    report = train(args.manifest, args.out, cfg, resume=args.resume)
+    report = train(args.manifest, args.out, cfg, resume=args.resume, force=args.force)
     if report:
         console.print(f"test: accuracy {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f}  "
                       f"UAR {report['uar']:.3f}  ({report['n']} clips)")
@@ -79,7 +79,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("evaluate takes [BUNDLE] MANIFEST")
     bundle, manifest = (args.paths if len(args.paths) == 2 else (args.model, args.paths[0]))
     predictor = load_model(bundle)
-    r = evaluate_bundle(predictor, manifest, args.split, args.out)
+    r = evaluate_bundle(predictor, manifest, args.split, args.out, force=args.force)
     console.print(f"{predictor.name} on {args.split} ({r['n']} clips): accuracy {r['accuracy']:.3f}  "
                   f"macro-F1 {r['macro_f1']:.3f}  UAR {r['uar']:.3f}  ECE {r['calibration']['ece_after']:.3f}",
                   highlight=False)
@@ -170,10 +170,11 @@ def predict_batch(args: argparse.Namespace, predictor, files: list[str]) -> int:
         from serkit.ray_engine import run_ray
         summary = run_ray(args.model, files, args.output, labels=predictor.labels, runtime=args.runtime,
                           batch_size=args.batch_size, actors=args.actors, address=args.ray_address,
-                          resume=args.resume, progress=not args.no_progress)
+                          resume=args.resume, progress=not args.no_progress, force=args.force, inputs=args.paths)
     else:
         summary = run_batch(predictor, files, args.output, batch_size=args.batch_size, workers=args.workers,
-                            resume=args.resume, progress=not args.no_progress)
+                            resume=args.resume, progress=not args.no_progress, force=args.force,
+                            inputs=args.paths)
     err_console.print(summary.line(), highlight=False, soft_wrap=True)
     return 1 if summary.failed else 0
 
@@ -186,13 +187,20 @@ def predict_timelines(args: argparse.Namespace, predictor, files: list[str]) -> 
     from rich.table import Table
 
     from serkit.audio import AudioError
-    from serkit.timeline import timelines_csv, write_timelines
+    from serkit.safety import check_output_file
+    from serkit.timeline import is_timeline_file, timelines_csv, write_timelines
 
     if args.resume:
         raise ValueError("--resume is for batch jobs, not --timeline")
     if args.output and Path(args.output).suffix not in (".json", ".csv"):
         raise ValueError(f"--output {args.output}: a timeline is written to .json or .csv")
     plot_folder = args.plot and (len(files) > 1 or not args.plot.lower().endswith(".png"))
+    pngs = {file: Path(args.plot) / f"{Path(file).stem}.png" if plot_folder else Path(args.plot)
+            for file in files} if args.plot else {}
+    # before any work: replace only timelines and plots serkit wrote (or any file, with --force)
+    targets = ([(args.output, "--output")] if args.output else []) + [(png, "--plot") for png in pngs.values()]
+    for path, flag in targets:
+        check_output_file(path, inputs=files, force=args.force, ours=is_timeline_file, flag=flag)
     timelines, failed = [], 0
     for file in files:
         try:
@@ -205,8 +213,7 @@ def predict_timelines(args: argparse.Namespace, predictor, files: list[str]) -> 
             continue
         timelines.append(tl)
         if args.plot:
-            png = Path(args.plot) / f"{Path(file).stem}.png" if plot_folder else Path(args.plot)
-            err_console.print(f"plot: {tl.plot(png)}", highlight=False, soft_wrap=True)
+            err_console.print(f"plot: {tl.plot(pngs[file])}", highlight=False, soft_wrap=True)
     if args.output:
         err_console.print(f"timeline: {write_timelines(timelines, args.output)}", highlight=False, soft_wrap=True)
     elif args.format == "json":
@@ -232,7 +239,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if not args.onnx:
         raise ValueError("name a format to export to: --onnx (the only one so far)")
-    r = export_onnx(args.bundle, args.output, int8=args.int8, exporter=args.exporter, opset=args.opset)
+    r = export_onnx(args.bundle, args.output, int8=args.int8, exporter=args.exporter, opset=args.opset,
+                    force=args.force)
     for precision, name in r.files.items():
         p = r.parity[precision]
         size = (r.folder / name).stat().st_size / 1e6
@@ -260,6 +268,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_force_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--force", action="store_true",
+                   help=f"write even where serkit did not write before: {what} (nothing else is touched; "
+                        "an output that is an input is always refused)")
+
+
 def add_model_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", metavar="BUNDLE", default=None,
                    help="model bundle folder (default: the shipped default model)")
@@ -279,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emotions", default="default",
                    help="'default' (angry,happy,sad,fearful,disgust,neutral), 'all', or a comma list")
     p.add_argument("-v", "--verbose", action="store_true", help="list every skipped file")
+    add_force_option(p, "replace a -o file that is not a manifest serkit wrote")
     p.set_defaults(func=cmd_prepare)
 
     from serkit.config import MONITORS, SPLITS, VADS, TrainConfig
@@ -315,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixup", type=float, default=d.mixup, help="mixup alpha (0: off, the default)")
     p.add_argument("--no-speed-perturb", action="store_true", help="no speed perturbation in augmentation")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    add_force_option(p, "start over in an --out that holds a run (its files are removed first), or train "
+                        "into a folder holding other files")
     g = p.add_argument_group("pretrained encoders (--model pretrained)")
     g.add_argument("--backbone", metavar="NAME_OR_PATH",
                    help="Hugging Face model name or local folder (default: facebook/wav2vec2-base); "
@@ -337,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_option(p)
     p.add_argument("--split", default="test", help="train, val, test (default) or all")
     p.add_argument("--out", "-o", help="folder for report.json, report.md and plots")
+    add_force_option(p, "write the report into an --out folder holding other files")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict the emotion of audio files")
@@ -350,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output", "-o", metavar="FILE", help="write rows to FILE (.csv or .jsonl) as the job "
                    "runs, flushed per batch; progress on stderr")
     g.add_argument("--resume", action="store_true", help="continue a job: skip files already in --output")
+    add_force_option(g, "start an existing --output over, replace a timeline or plot file serkit did not write")
     g.add_argument("--workers", type=int, default=0, help="processes decoding audio (default: 0, in-process)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--engine", choices=["local", "ray"], default="local",
@@ -379,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
                    help="torch.onnx exporter: dynamo (default, ~30 s) or the legacy torchscript (~1 s)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 18 dynamo, 17 torchscript)")
+    add_force_option(p, "write model.onnx and config.json into a -o folder holding other files")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", help="print a bundle's model card")

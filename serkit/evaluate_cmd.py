@@ -9,18 +9,23 @@ from serkit.data import DEFAULT_CACHE, decode_all
 from serkit.evaluation import evaluate_logits
 from serkit.inference import Predictor
 from serkit.manifest import read_manifest
+from serkit.safety import check_output_folder
 from serkit.splits import PARTS
 from serkit.training import TrainConfig, split_for
 
 
 def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str = "test",
-                    out: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
+                    out: str | os.PathLike | None = None, progress: bool = True,
+                    force: bool = False) -> dict[str, Any]:
     """Evaluate ``predictor`` on the ``part`` (train/val/test, or ``all``) of ``manifest``.
 
     The split is rebuilt from the protocol, seed and sizes stored in the bundle; for speaker
     and corpus splits the held-out speakers must be the ones the bundle records, otherwise the
-    manifest is not the one the model was trained on and a ValueError says so.
+    manifest is not the one the model was trained on and a ValueError says so. ``out`` is
+    checked before any work (see :func:`serkit.evaluation.evaluate_logits` and ``force``).
     """
+    if out is not None:
+        check_output_folder(out, "eval", force=force, inputs=[manifest], flag="--out")
     utts = [u for u in read_manifest(manifest) if u.emotion in predictor.labels]
     if not utts:
         raise ValueError(f"{manifest}: no clip has an emotion the model knows ({', '.join(predictor.labels)})")
@@ -39,4 +44,4 @@ def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str
         utts = [u for u, p in zip(utts, parts) if p == part]
     waves = decode_all(utts, predictor.sample_rate, DEFAULT_CACHE / "waveforms", progress=progress)
     return evaluate_logits(utts, predictor.logits(waves), predictor.labels, predictor.temperature,
-                           Path(out) if out else None, title=part)
+                           Path(out) if out else None, title=part, force=force)

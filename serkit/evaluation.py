@@ -8,7 +8,6 @@ temperature stored in the bundle).
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -28,6 +27,19 @@ from sklearn.metrics import (  # noqa: E402
     confusion_matrix,
     f1_score,
 )
+
+from serkit.safety import atomic_file, atomic_write_text, claim_output_folder, write_json  # noqa: E402
+
+#: What an evaluation writes into its folder (serkit replaces these; other files there stay).
+EVAL_FILES = ("report.json", "report.md", "predictions.csv", "confusion_counts.png",
+              "confusion_normalized.png", "reliability.png")
+
+
+def save_figure(fig, path: Path, dpi: int) -> None:
+    """A matplotlib figure as a PNG at ``path``, written atomically; the figure is closed."""
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=dpi)
+    plt.close(fig)
 
 from serkit.inference import softmax  # noqa: E402
 from serkit.manifest import Utterance  # noqa: E402
@@ -91,8 +103,7 @@ def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, normalize: boo
     ax.set_title(title)
     plt.setp(ax.get_xticklabels(), rotation=35, ha="right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, 120)
 
 
 def plot_reliability(probs_before: np.ndarray, probs_after: np.ndarray, y_true: np.ndarray,
@@ -110,17 +121,18 @@ def plot_reliability(probs_before: np.ndarray, probs_after: np.ndarray, y_true: 
     ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="Reliability")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, 120)
 
 
 def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str],
                     temperature: float = 1.0, out_dir: str | os.PathLike | None = None,
-                    title: str = "test") -> dict[str, Any]:
+                    title: str = "test", force: bool = False) -> dict[str, Any]:
     """Score ``logits`` (n, classes; uncalibrated) against the utterances' emotions.
 
     Utterances whose emotion the model does not know are counted under ``unknown_emotions`` and
-    left out. With ``out_dir``, writes report.json, report.md, predictions.csv and the plots.
+    left out. With ``out_dir``, writes report.json, report.md, predictions.csv and the plots
+    (:data:`EVAL_FILES`) there: a new folder, an earlier evaluation's, or with ``force`` a folder
+    holding other files (which stay).
     """
     index = {l: i for i, l in enumerate(labels)}
     keep = np.array([u.emotion in index for u in utts], dtype=bool)
@@ -149,14 +161,13 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
         "unknown_emotions": unknown,  # counted before the filter above
     }
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        (out / "report.md").write_text(markdown_report(report), encoding="utf-8")
+        out = claim_output_folder(out_dir, "eval", force=force, flag="--out")
+        write_json(out / "report.json", report)
+        atomic_write_text(out / "report.md", markdown_report(report))
         plot_confusion(cm, labels, out / "confusion_counts.png", False, f"Confusion ({title}, counts)")
         plot_confusion(cm, labels, out / "confusion_normalized.png", True, f"Confusion ({title}, recall per row)")
         plot_reliability(probs_raw, probs, y, out / "reliability.png")
-        with open(out / "predictions.csv", "w", encoding="utf-8") as fh:
+        with atomic_file(out / "predictions.csv", "w", encoding="utf-8") as fh:
             fh.write("File,Dataset,Speaker,Emotion,Predicted,Confidence\n")
             for u, p, pr in zip(utts, pred, probs):
                 fh.write(f"{u.path},{u.corpus},{u.speaker},{u.emotion},{labels[p]},{pr[p]:.4f}\n")

@@ -30,7 +30,6 @@ PyTorch's by more than ``tolerance``.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -43,11 +42,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from serkit.bundle import CONFIG, atomic_folder, load_bundle
+from serkit.bundle import CONFIG, load_bundle
+from serkit.safety import atomic_folder, check_output_folder, to_json
 
 ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
 EXPORTERS = ("dynamo", "torchscript")
+#: The files of an export folder: what serkit replaces there (anything else in it stays).
+EXPORT_FILES = (ONNX_FP32, ONNX_INT8, CONFIG)
 #: Operators quantised by ``--int8``. Conv is left in fp32 on purpose: onnxruntime's ConvInteger
 #: made the CNN-LSTM twice as slow on CPU (29 vs 62 clips/s), while int8 MatMul/LSTM keep speed.
 INT8_OPS = ("MatMul", "Gemm", "LSTM", "Attention")
@@ -179,11 +181,13 @@ def compare(model: nn.Module, onnx_path: Path, wave: np.ndarray, lengths: np.nda
 
 def export_onnx(bundle: str | os.PathLike, out: str | os.PathLike, int8: bool = False,
                 exporter: str = "dynamo", opset: int | None = None,
-                tolerance: float = FP32_TOLERANCE) -> ExportResult:
-    """Export the bundle at ``bundle`` to the folder ``out`` (created; replaced atomically).
+                tolerance: float = FP32_TOLERANCE, force: bool = False) -> ExportResult:
+    """Export the bundle at ``bundle`` to the folder ``out`` (created, or an earlier export
+    replaced atomically; a folder holding other files needs ``force``, and keeps them).
 
     Raises :class:`ExportError` when the fp32 model's probabilities differ from PyTorch's by more
-    than ``tolerance`` on the parity input (see :func:`parity_inputs`).
+    than ``tolerance`` on the parity input (see :func:`parity_inputs`), and
+    :class:`~serkit.safety.OutputError` (before any work) for an ``out`` serkit may not write.
     """
     try:
         import onnx  # noqa: F401
@@ -193,13 +197,14 @@ def export_onnx(bundle: str | os.PathLike, out: str | os.PathLike, int8: bool = 
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; choose {' or '.join(EXPORTERS)}")
     bundle, out = Path(bundle), Path(out)
+    check_output_folder(out, "export", force=force, inputs=[bundle])
     model, config = load_bundle(bundle)
     model = model.float().eval()
     sample_rate = int(config["audio"]["sample_rate"])
     clip_samples = int(round(config["audio"]["clip_seconds"] * sample_rate))
     temperature = float(config.get("temperature", 1.0))
 
-    with atomic_folder(out) as tmp:
+    with atomic_folder(out, "export", EXPORT_FILES, force=force, inputs=[bundle]) as tmp:
         try:
             used_opset = _export_graph(model, tmp / ONNX_FP32, clip_samples, exporter, opset)
         except ExportError:
@@ -227,6 +232,6 @@ def export_onnx(bundle: str | os.PathLike, out: str | os.PathLike, int8: bool = 
             "torch_version": torch.__version__, "onnxruntime_version": ort.__version__,
             "parity": parity, "source_bundle": str(bundle),
         }
-        (tmp / CONFIG).write_text(json.dumps({**config, "onnx": info}, indent=2, default=str) + "\n",
+        (tmp / CONFIG).write_text(to_json({**config, "onnx": info}, indent=2, default=str) + "\n",
                                   encoding="utf-8")
     return ExportResult(out, files, parity, info)

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from serkit.audio import AudioError, load_audio
+from serkit.audio import AudioError, check_scorable, load_audio
 from serkit.bundle import load_bundle
+from serkit.safety import check_finite_scores
 
 
 def default_model_path() -> Path:
@@ -113,12 +114,14 @@ class Predictor:
 
     # -- files ---------------------------------------------------------------------------------
     def result(self, file: str, probs: np.ndarray, duration_s: float | None) -> Prediction:
+        check_finite_scores(probs, file)        # raises ScoreError (an AudioError): never a NaN answer
         best = int(np.argmax(probs))
         return Prediction(file=file, emotion=self.labels[best],
                           probabilities={l: round(float(p), 6) for l, p in zip(self.labels, probs)},
                           duration_s=duration_s)
 
     def predict_waveform(self, wave: np.ndarray, name: str = "<waveform>") -> Prediction:
+        check_scorable(wave, self.sample_rate, name)
         return self.result(name, self.predict_proba([wave])[0], len(wave) / self.sample_rate)
 
     def predict_files(self, paths: Iterable[str | os.PathLike], batch_size: int = 64) -> list[Prediction]:
@@ -131,11 +134,16 @@ class Predictor:
             for i in chunk:
                 try:
                     waves.append(load_audio(paths[i], self.sample_rate))
+                    check_scorable(waves[-1], self.sample_rate, paths[i])
                     ok.append(i)
                 except AudioError as exc:
+                    del waves[len(ok):]
                     results[i] = Prediction(file=paths[i], error=str(exc))
             for i, wave, probs in zip(ok, waves, self.predict_proba(waves, batch_size)):
-                results[i] = self.result(paths[i], probs, len(wave) / self.sample_rate)
+                try:
+                    results[i] = self.result(paths[i], probs, len(wave) / self.sample_rate)
+                except AudioError as exc:     # non-finite scores
+                    results[i] = Prediction(file=paths[i], error=str(exc))
         return results  # type: ignore[return-value]
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:

@@ -7,12 +7,26 @@ and adds the rest. Paths are written relative to the manifest's folder when they
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from serkit.safety import atomic_file, first_line
+
 COLUMNS = ("Dataset", "Emotion", "File", "Speaker", "Gender", "Label", "Duration", "SampleRate", "Split")
+SKIP_COLUMNS = ("Dataset", "Reason", "File")
+
+
+def is_manifest(path: str | os.PathLike) -> bool:
+    """True for a manifest serkit wrote (its exact header): one serkit may replace."""
+    return first_line(path) == ",".join(COLUMNS)
+
+
+def is_skip_report(path: str | os.PathLike) -> bool:
+    """True for a ``.skipped.csv`` serkit wrote (its exact header)."""
+    return first_line(path) == ",".join(SKIP_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -58,9 +72,9 @@ class SkipReport:
     def write_csv(self, path: str | os.PathLike) -> None:
         """One row per skipped file; paths relative to the CSV's folder, as in the manifest."""
         base = Path(path).parent.resolve()
-        with open(path, "w", newline="", encoding="utf-8") as fh:
+        with atomic_file(path, "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
-            w.writerow(["Dataset", "Reason", "File"])
+            w.writerow(SKIP_COLUMNS)
             for corpus, reason, p in self.items:
                 w.writerow([corpus, reason, _rel(Path(p).resolve(), base)])
 
@@ -77,8 +91,7 @@ def write_manifest(utterances: list[Utterance], path: str | os.PathLike) -> Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.parent.resolve()
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_file(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(COLUMNS)
         for u in utterances:
@@ -87,7 +100,6 @@ def write_manifest(utterances: list[Utterance], path: str | os.PathLike) -> Path
                 u.label, "" if u.duration is None else f"{u.duration:.4f}",
                 "" if u.sample_rate is None else u.sample_rate, u.split,
             ])
-    os.replace(tmp, path)
     return path
 
 
@@ -108,8 +120,8 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
             raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
                              f"expected {', '.join(COLUMNS)}")
         out = []
-        for row in reader:
-            duration = row.get("Duration") or ""
+        for n, row in enumerate(reader, 2):
+            duration = _seconds(row.get("Duration") or "", f"{path}:{n}")
             rate = row.get("SampleRate") or ""
             out.append(Utterance(
                 corpus=row.get("Dataset") or "csv",
@@ -118,11 +130,24 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
                 path=(base / row["File"]).resolve() if not os.path.isabs(row["File"]) else Path(row["File"]),
                 label=row.get("Label") or "",
                 gender=row.get("Gender") or "unknown",
-                duration=float(duration) if duration else None,
+                duration=duration,
                 sample_rate=int(rate) if rate else None,
                 split=(row.get("Split") or "").strip().lower(),
             ))
     return out
+
+
+def _seconds(text: str, where: str) -> float | None:
+    """A Duration cell: empty (unknown) or a finite number of seconds, at least 0."""
+    if not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{where}: Duration {text!r} is not a number of seconds")
+    return value
 
 
 def with_split(utterances: list[Utterance], parts: list[str]) -> list[Utterance]:

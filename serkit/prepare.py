@@ -12,7 +12,8 @@ from rich.table import Table
 
 from serkit import corpora
 from serkit.emotions import resolve_emotions
-from serkit.manifest import SkipReport, Utterance, write_manifest
+from serkit.manifest import SkipReport, Utterance, is_manifest, is_skip_report, write_manifest
+from serkit.safety import check_output_file
 
 
 @dataclass
@@ -24,20 +25,30 @@ class PrepareResult:
 
 
 def prepare(roots: Sequence[str | os.PathLike], output: str | os.PathLike | None = None,
-            corpus: str | None = None, emotions: str | Iterable[str] | None = None) -> PrepareResult:
+            corpus: str | None = None, emotions: str | Iterable[str] | None = None,
+            force: bool = False) -> PrepareResult:
     """Scan ``roots`` (folders or CSV lists), keep the chosen emotions, write the manifest.
 
-    The files not kept are written beside the manifest as ``<name>.skipped.csv``.
+    The files not kept are written beside the manifest as ``<name>.skipped.csv``. A file found
+    twice (overlapping roots, a linked folder, a repeated CSV row) is kept once; copies that
+    disagree on its labels are all left out; either way they are counted as skipped.
+    ``output`` may replace a manifest serkit wrote; another file needs ``force``, and an input
+    (a CSV list among ``roots``) is never replaced. Both are checked before the scan.
     """
     chosen = resolve_emotions(emotions if emotions is None or isinstance(emotions, str) else list(emotions))
+    skipped_csv = None
+    if output is not None:
+        output = check_output_file(output, inputs=roots, force=force, ours=is_manifest)
+        skipped_csv = check_output_file(Path(output).with_suffix(".skipped.csv"), inputs=roots, force=force,
+                                        ours=is_skip_report, flag="-o (its skip list)")
     report = SkipReport()
     utts: list[Utterance] = []
     for root in roots:
         utts += corpora.scan(root, corpus=corpus, emotions=chosen, report=report)
-    manifest = skipped_csv = None
+    utts = corpora.dedupe(utts, report)
+    manifest = None
     if output is not None:
         manifest = write_manifest(utts, output)
-        skipped_csv = manifest.with_suffix(".skipped.csv")
         report.write_csv(skipped_csv)
     return PrepareResult(utts, report, manifest, skipped_csv)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from serkit.batch import BatchSummary, ResultWriter, score_batch, unique, write_batches
+from serkit.batch import BatchSummary, ResultWriter, decode_item, file_key, score_batch, unique, write_batches
 from serkit.inference import Prediction
 
 
@@ -46,14 +46,7 @@ class ScoreActor:
         self.predictor = load_model(model, runtime=runtime)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        from serkit.audio import AudioError, load_audio
-
-        items = []
-        for file in batch["file"]:
-            try:
-                items.append((str(file), load_audio(str(file), self.predictor.sample_rate), None))
-            except AudioError as exc:
-                items.append((str(file), None, str(exc)))
+        items = [decode_item(str(file), self.predictor.sample_rate) for file in batch["file"]]
         results = score_batch(self.predictor, items)
         k = len(self.predictor.labels)
         return {
@@ -80,7 +73,8 @@ def _predictions(batch: dict[str, np.ndarray], labels: list[str]) -> list[Predic
 
 def run_ray(model: str | os.PathLike | None, files: Iterable[str | os.PathLike], output: str | os.PathLike, *,
             labels: list[str], runtime: str = "auto", batch_size: int = 32, actors: int = 2,
-            address: str | None = None, resume: bool = False, progress: bool = True) -> BatchSummary:
+            address: str | None = None, resume: bool = False, progress: bool = True, force: bool = False,
+            inputs: list[str | os.PathLike] | tuple = ()) -> BatchSummary:
     """Score ``files`` into ``output`` (.csv or .jsonl) on Ray Data with ``actors`` model actors.
 
     ``labels`` are the model's (the driver writes the header without loading the model);
@@ -91,8 +85,8 @@ def run_ray(model: str | os.PathLike | None, files: Iterable[str | os.PathLike],
         raise ValueError("--actors and --batch-size must be at least 1")
     files, duplicates = unique(str(f) for f in files)
     model = str(Path(model).resolve()) if model is not None else None
-    with ResultWriter(output, labels, resume=resume) as writer:
-        todo = [f for f in files if f not in writer.done]
+    with ResultWriter(output, labels, resume=resume, force=force, inputs=inputs) as writer:
+        todo = [f for f in files if file_key(f) not in writer.done]
         skipped = len(files) - len(todo)
         scored = failed = 0
         if todo:

@@ -46,9 +46,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from serkit.audio import UNKNOWN_LENGTH, AudioError, open_length_error
+from serkit.audio import MIN_SECONDS, UNKNOWN_LENGTH, AudioError, SignalLevel, check_samples, open_length_error
 from serkit.config import VADS
 from serkit.inference import Predictor, softmax, window_starts
+from serkit.safety import atomic_file, atomic_write_text, check_finite_scores, first_line, to_json
 
 FRAME = 512            # VAD frame: 32 ms at 16 kHz (Silero's frame size)
 ENERGY_FLOOR_DB = -50.0
@@ -72,6 +73,7 @@ class AudioStream:
             if source.ndim != 1:
                 raise AudioError(f"<waveform>: expected a 1-D array, got shape {source.shape}")
             self.wave, self.name = np.asarray(source, dtype=np.float32), "<waveform>"
+            check_samples(self.wave, self.name)
             self.duration_s, self.open_length = len(self.wave) / sample_rate, False
             return
         self.wave, self.name = None, str(source)
@@ -100,8 +102,7 @@ class AudioStream:
                 for data in f.blocks(blocksize=int(self.block_seconds * self.source_rate), dtype="float32",
                                      always_2d=True):
                     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-                    if not np.isfinite(mono).all():
-                        raise AudioError(f"{self.name}: contains NaN or infinite samples")
+                    check_samples(mono, self.name)
                     yield resampler.resample_chunk(np.ascontiguousarray(mono)) if resampler else mono
         except (sf.LibsndfileError, RuntimeError, EOFError) as exc:
             if self.open_length:
@@ -329,21 +330,42 @@ class Timeline:
         bottom.set(ylabel="speech", xlabel=f"time ({unit})", xlim=(0, self.duration_s / scale))
         fig.tight_layout()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
+        with atomic_file(path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=110, metadata={"Software": PLOT_SOFTWARE})
         plt.close(fig)
         return path
 
 
-def write_timelines(timelines: list[Timeline], path: str | os.PathLike) -> Path:
-    """Write timelines to ``.json`` (one object, or a list for several files) or ``.csv``."""
+#: The ``Software`` text of serkit's timeline plots: how serkit knows a PNG it may replace.
+PLOT_SOFTWARE = "serkit timeline plot"
+TIMELINE_KEYS = ("file", "duration_s", "vad", "labels", "segments")
+
+
+def is_timeline_file(path: str | os.PathLike) -> bool:
+    """True for a timeline file serkit wrote (``.json``, ``.csv``) or a timeline plot (``.png``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".png":
+        with open(path, "rb") as fh:
+            return b"Software\x00" + PLOT_SOFTWARE.encode() in fh.read(4096)
+    if path.suffix == ".csv":
+        header = first_line(path).split(",")
+        return header[:5] == ["file", "start", "end", "emotion", "confidence"] and header[-1] == "windows"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return all(isinstance(d, dict) and tuple(d) == TIMELINE_KEYS for d in (data if isinstance(data, list) else [data]))
+
+
+def write_timelines(timelines: list[Timeline], path: str | os.PathLike) -> Path:
+    """Write timelines to ``.json`` (one object, or a list for several files) or ``.csv``,
+    atomically (callers check first that ``path`` may be written: see :func:`is_timeline_file`)."""
+    path = Path(path)
     if path.suffix == ".json":
         data = timelines[0].to_dict() if len(timelines) == 1 else [t.to_dict() for t in timelines]
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(path, to_json(data, indent=2) + "\n")
     elif path.suffix == ".csv":
-        path.write_text(timelines_csv(timelines), encoding="utf-8")
+        atomic_write_text(path, timelines_csv(timelines))
     else:
         raise ValueError(f"--output {path}: a timeline is written to .json or .csv")
     return path
@@ -382,19 +404,22 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
         reader = _Counted(stream, bar, "speech detection (s)" if detector else "reading (s)")
         scores = [detector(frames) for frames in frames_of(iter(reader))] if detector else [len(b) for b in reader]
         n_samples = reader.samples
+        reader.level.check(sr, stream.name)   # the rule every entry point keeps: not too short, not silent
         probs = detector.finish(np.concatenate(scores)) if detector and scores else np.zeros(0, np.float32)
         if detector is not None:
             segments = split_long(speech_segments(probs, n_samples, sr, FRAME, threshold, min_speech_ms,
                                                   min_silence_ms, speech_pad_ms), int(max_segment_s * sr))
         else:
-            step = int(round((segment_s or predictor.clip_samples / sr) * sr))
-            segments = [(s, min(s + step, n_samples)) for s in range(0, n_samples, step)]
+            segments = fixed_segments(n_samples, int(round((segment_s or predictor.clip_samples / sr) * sr)),
+                                      int(MIN_SECONDS * sr))
+        segments = [(s, e) for s, e in segments if e > s]
         # pass 2: score each segment's windows
         sums, counts = _score_segments(predictor, _Counted(stream, bar, "emotion (s)"), segments, batch_size)
     labels = predictor.labels
     out = []
     for (s, e), p, n in zip(segments, sums, counts):
         mean = p / max(n, 1)
+        check_finite_scores(mean, f"{stream.name} at {s / sr:.2f}-{e / sr:.2f} s")
         best = int(np.argmax(mean))
         out.append(Segment(start=round(s / sr, 3), end=round(e / sr, 3), emotion=labels[best],
                            confidence=round(float(mean[best]), 6),
@@ -404,11 +429,22 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
                     speech_prob=probs.astype(np.float32))
 
 
+def fixed_segments(n_samples: int, step: int, min_samples: int) -> list[tuple[int, int]]:
+    """Consecutive ``step``-sample segments covering ``n_samples``; a last one shorter than
+    ``min_samples`` joins the one before it (never a segment of a few samples scored alone)."""
+    segments = [(s, min(s + step, n_samples)) for s in range(0, n_samples, step)]
+    if len(segments) > 1 and segments[-1][1] - segments[-1][0] < min_samples:
+        segments[-2:] = [(segments[-2][0], segments[-1][1])]
+    return segments
+
+
 class _Counted:
-    """One pass over the stream that counts samples and advances a progress-bar task (seconds)."""
+    """One pass over the stream that counts samples, measures their level and advances a
+    progress-bar task (seconds)."""
 
     def __init__(self, stream: AudioStream, bar, description: str):
         self.stream, self.bar, self.samples = stream, bar, 0
+        self.level = SignalLevel()
         self.total = max(1, round(stream.duration_s))
         self.task = bar.add_task(description, total=self.total, rate="")
 
@@ -416,6 +452,7 @@ class _Counted:
         sr = self.stream.sample_rate
         for block in self.stream:
             self.samples += len(block)
+            self.level.add(block)
             self.bar.update(self.task, completed=min(self.samples / sr, self.total),
                             rate=f"{self.samples / sr:,.0f} s read")
             yield block

@@ -12,6 +12,11 @@ A run folder holds::
     checkpoints/       last.ckpt (for --resume) and best.safetensors (the best epoch so far)
     bundle/            the model (model.safetensors + config.json)
     eval/              report.json, report.md, confusion matrices, reliability plot
+    .serkit.json       serkit's mark: the folder is a run serkit may write again
+
+Every file is written atomically (a temporary file renamed into place), checkpoints included.
+A folder that already holds a run is continued only with ``resume`` and started over only with
+``force`` (which removes the previous run's files, and nothing else, first).
 """
 from __future__ import annotations
 
@@ -29,7 +34,9 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from safetensors.torch import load_file, save_file
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
+from safetensors.torch import load_file, save
 from torch.utils.data import DataLoader
 
 from serkit.audio import SAMPLE_RATE
@@ -37,7 +44,14 @@ from serkit.data import Augment, ClipDataset, decode_all
 from serkit.evaluation import evaluate_logits, fit_temperature, metrics
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
 from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
+from serkit.safety import (MARKER, OutputError, atomic_file, atomic_write_bytes, check_output_folder,
+                           folder_kind, mark_folder, remove_owned, write_json)
 from serkit.splits import split, summarize
+
+#: What a run writes (relative to the run folder), besides ``bundle/`` and ``eval/``: the files
+#: ``train(force=True)`` removes before it starts over. Other files in the folder are left alone.
+RUN_FILES = ("config.json", "split.csv", "metrics.csv", "curves.png", "checkpoints/last.ckpt",
+             "checkpoints/best.safetensors", "checkpoints/best.json", "logs/metrics.csv", "logs/hparams.yaml")
 
 def build_model(cfg: TrainConfig, n_classes: int) -> torch.nn.Module:
     if cfg.model == "cnn_lstm":
@@ -120,16 +134,26 @@ class SERModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints (``last.ckpt``) written to a temporary file beside the target and
+    renamed into place: a kill mid-write leaves the previous checkpoint whole."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        with atomic_file(path, "wb") as fh:
+            torch.save(checkpoint, fh)
+
+
 class BestWeights(Callback):
     """Keeps the best epoch's weights (by the monitored validation metric) in memory and in
-    ``best.safetensors``, so the bundle is the best epoch, restored without unpickling anything."""
+    ``best.safetensors``, so the bundle is the best epoch, restored without unpickling anything.
+    Only a resumed run (``resume``) starts from the best saved so far."""
 
-    def __init__(self, path: Path, monitor: str):
+    def __init__(self, path: Path, monitor: str, resume: bool = False):
         self.path, self.monitor = path, monitor
         self.best_score = -float("inf")
         self.best_epoch = -1
         self.state: dict[str, torch.Tensor] | None = None
-        if path.is_file():  # resumed run: the best so far survives the restart
+        if resume and path.is_file():  # resumed run: the best so far survives the restart
             self.state = load_file(str(path))
             meta = json.loads((path.with_suffix(".json")).read_text())
             self.best_score, self.best_epoch = meta["score"], meta["epoch"]
@@ -141,10 +165,9 @@ class BestWeights(Callback):
         if score > self.best_score:
             self.best_score, self.best_epoch = score, trainer.current_epoch
             self.state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
-            if trainer.is_global_zero:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                save_file(self.state, str(self.path))
-                self.path.with_suffix(".json").write_text(json.dumps({"score": score, "epoch": self.best_epoch}))
+            if trainer.is_global_zero:   # the weights first: best.json never names weights not on disk
+                atomic_write_bytes(self.path, save(self.state))
+                write_json(self.path.with_suffix(".json"), {"score": score, "epoch": self.best_epoch})
 
 
 def _prepend_metrics(earlier: str, path: Path) -> None:
@@ -158,8 +181,7 @@ def _prepend_metrics(earlier: str, path: Path) -> None:
     first = min((int(r["epoch"]) for r in new), default=None)
     rows = [r for r in old if first is None or int(r["epoch"]) < first] + new
     keys = sorted({k for r in rows for k in r})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with atomic_file(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
@@ -225,25 +247,63 @@ def split_for(utts: list[Utterance], cfg: TrainConfig) -> list[str]:
                  test_corpus=cfg.test_corpus)
 
 
+def check_run_folder(out: Path, inputs: list[str | os.PathLike], resume: bool, force: bool) -> None:
+    """Check, before any work, that a run may be written to ``out``: a new or empty folder; the
+    run to continue (``resume``); with ``force``, a folder that holds a run (started over) or other
+    files (left alone). Anything else raises :class:`OutputError` (FileNotFoundError for a
+    ``resume`` with no run)."""
+    if rank_zero_only.rank != 0:   # DDP's other processes start after (or beside) rank 0's checks
+        return
+    kind = folder_kind(out) if out.is_dir() else None
+    if resume:
+        if kind != "run" or not (out / "config.json").is_file():
+            raise FileNotFoundError(f"--resume: no run to resume in {out} (no serkit run's config.json)")
+    else:
+        has_run = kind == "run" and any(p.name != MARKER for p in out.iterdir())
+        if has_run and not force:
+            raise OutputError(f"--out {out} holds a serkit run; pass --resume to continue it, --force to "
+                              "start it over (its files are replaced), or choose a new folder")
+        check_output_folder(out, "run", force=force, inputs=inputs, flag="--out")
+    # where the run's bundle and report go at the end: never a serkit folder of another kind
+    check_output_folder(out / "bundle", "bundle", force=True, flag="--out")
+    check_output_folder(out / "eval", "eval", force=True, flag="--out")
+
+
+def claim_run_folder(out: Path, resume: bool, force: bool) -> None:
+    """Create ``out`` with serkit's mark (after :func:`check_run_folder`); with ``force`` (and no
+    ``resume``) first remove the previous run's files, and nothing else, so nothing of it (a
+    checkpoint, a report, a bundle) can pass for the new run's."""
+    if rank_zero_only.rank != 0:
+        return
+    if force and not resume:
+        from serkit.bundle import BUNDLE_FILES
+        from serkit.evaluation import EVAL_FILES
+        remove_owned(out, [*RUN_FILES, *(f"bundle/{n}" for n in BUNDLE_FILES),
+                           *(f"eval/{n}" for n in (*EVAL_FILES, MARKER))])
+    out.mkdir(parents=True, exist_ok=True)
+    mark_folder(out, "run")
+
+
 def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
-          cfg: TrainConfig | None = None, resume: bool = False) -> dict[str, Any]:
+          cfg: TrainConfig | None = None, resume: bool = False, force: bool = False) -> dict[str, Any]:
     """Train a model on ``manifest`` into the run folder ``out``; returns the test report.
 
     With ``resume``, an interrupted run in ``out`` continues from its last checkpoint (its saved
-    config is used, so the split and model are the same).
+    config is used, so the split and model are the same). A folder that already holds a run is
+    refused unless ``resume`` or ``force`` (start over: the previous run's files are removed
+    first, other files stay); so is a non-empty folder serkit did not write, unless ``force``.
     """
     out = Path(out)
+    check_run_folder(out, [] if isinstance(manifest, list) else [manifest], resume, force)
     if resume:
-        if not (out / "config.json").is_file():
-            raise FileNotFoundError(f"--resume: no run to resume in {out} (no config.json)")
         cfg = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
     cfg = cfg or TrainConfig()
     utts = read_manifest(manifest) if not isinstance(manifest, list) else manifest
     utts, labels = select_labels(utts, cfg.emotions)
     cfg.emotions = labels
     parts = split_for(utts, cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    claim_run_folder(out, resume, force)
+    write_json(out / "config.json", asdict(cfg))
     write_manifest(with_split(utts, parts), out / "split.csv")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -275,7 +335,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         net, loader, extra = embedding_loaders(model, utts, waves, y, sel, cfg, clip_samples)
     module = SERModule(net, cfg, weights)
 
-    best = BestWeights(out / "checkpoints" / "best.safetensors", cfg.monitor)
+    best = BestWeights(out / "checkpoints" / "best.safetensors", cfg.monitor, resume=resume)
     last_ckpt = out / "checkpoints" / "last.ckpt"
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
@@ -286,7 +346,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
                    ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
                                    enable_version_counter=False)],
         enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=10,
-        deterministic=False, num_sanity_val_steps=0,
+        deterministic=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
     )
     # Lightning's CSV logger deletes logs/metrics.csv when it starts: keep the interrupted run's rows
     log_csv = out / "logs" / "metrics.csv"
@@ -327,12 +387,13 @@ def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: li
     report = None
     if test:
         report = evaluate_logits([utts[i] for i in test], predictor.logits([waves[i] for i in test]),
-                                 labels, temperature, out / "eval", title="test")
+                                 labels, temperature, out / "eval", title="test", force=True)
     summary = {k: report[k] for k in ("accuracy", "macro_f1", "weighted_f1", "uar", "n")} if report else {}
     if report:
         summary["ece"] = report["calibration"]["ece_after"]
         summary["per_corpus"] = {c: {k: round(v, 4) for k, v in m.items()} for c, m in report["per_corpus"].items()}
-    save_bundle(out / "bundle", model, labels, audio, temperature,
+    # force: the run folder was claimed when training started (train's run_folder)
+    save_bundle(out / "bundle", model, labels, audio, temperature, force=True,
                 training={"config": asdict(cfg), "data": data_summary(utts, parts), **train_info,
                           "validation": {k: val_report[k] for k in ("accuracy", "macro_f1", "uar", "n")}},
                 metrics={"test": summary},

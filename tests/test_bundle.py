@@ -182,16 +182,26 @@ def test_saving_over_a_bundle_replaces_it_atomically(tmp_path):
     first, second = make_model(seed=0), make_model(seed=1)
     folder = tmp_path / "bundle"
     save_bundle(folder, first, list(EMOTIONS), AUDIO, 1.0)
-    (folder / "stale.txt").write_text("left from an older bundle")
     save_bundle(folder, second, ["sad", "happy", "angry"], AUDIO, 2.0)
 
-    assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors"]  # no stale file
+    assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors"]
     assert sorted(os.listdir(tmp_path)) == ["bundle"]                        # no .bundle.* leftovers
     predictor = load_model(folder)
     assert predictor.labels == ["sad", "happy", "angry"]
     assert predictor.temperature == pytest.approx(2.0)
     expected = Predictor(second, {"labels": predictor.labels, "audio": AUDIO, "temperature": 2.0})
     np.testing.assert_allclose(predictor.predict_proba(waves), expected.predict_proba(waves), atol=1e-6)  # BatchNorm folded at load
+
+
+def test_saving_over_a_bundle_keeps_files_serkit_did_not_write(tmp_path):
+    folder = tmp_path / "bundle"
+    save_bundle(folder, make_model(seed=0), list(EMOTIONS), AUDIO, 1.0)
+    (folder / "notes.txt").write_text("the user's notes")
+    save_bundle(folder, make_model(seed=1), ["sad", "happy", "angry"], AUDIO, 2.0)
+    assert (folder / "notes.txt").read_text() == "the user's notes"
+    assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors", "notes.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["bundle"]
+    assert load_model(folder).labels == ["sad", "happy", "angry"]
 
 
 def test_failed_save_leaves_previous_bundle_and_no_temporary_folder(tmp_path, monkeypatch):

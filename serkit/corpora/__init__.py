@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from serkit.corpora import cremad, csvlist, emodb, folder, ravdess, savee, tess
-from serkit.corpora.base import SkipFile, audio_files, is_audio_name
+from serkit.corpora.base import CONFLICTING, DUPLICATE, SkipFile, audio_files, is_audio_name
 from serkit.emotions import ALL_EMOTIONS
 from serkit.manifest import SkipReport, Utterance
 
@@ -108,8 +108,27 @@ def scan(root: str | Path, corpus: str | None = None, emotions: Iterable[str] = 
             raise ValueError(f"unknown corpus {corpus!r}; choose one of: {', '.join(READERS)}")
         if not Path(root).exists():
             raise FileNotFoundError(f"corpus folder not found: {root}")
-        return READERS[corpus].scan(root, emotions=emotions, report=report)
+        return dedupe(READERS[corpus].scan(root, emotions=emotions, report=report), report)
     out: list[Utterance] = []
     for name, folder_ in find_corpora(root, report):
         out += READERS[name].scan(folder_, emotions=emotions, report=report)
+    return dedupe(out, report)
+
+
+def dedupe(utts: list[Utterance], report: SkipReport) -> list[Utterance]:
+    """Each file once (by its resolved path), in order: a copy that says the same as the first is
+    counted as a duplicate; copies that disagree (emotion, speaker, corpus…) are all left out and
+    counted as conflicting, since no one can tell which label is right."""
+    groups: dict[Path, list[Utterance]] = {}
+    for u in utts:
+        groups.setdefault(Path(u.path).resolve(), []).append(u)
+    out = []
+    for group in groups.values():
+        first = group[0]
+        same = all((u.corpus, u.speaker, u.emotion, u.label, u.gender) ==
+                   (first.corpus, first.speaker, first.emotion, first.label, first.gender) for u in group)
+        if same:
+            out.append(first)
+        for u in (group[1:] if same else group):
+            report.add(u.corpus, DUPLICATE if same else CONFLICTING, u.path)
     return out

@@ -26,6 +26,8 @@ UNKNOWN_LABEL = "unknown label"
 NOT_SELECTED = "emotion not selected"
 UNREADABLE = "unreadable audio"
 EMPTY = "empty audio"
+DUPLICATE = "duplicate (the same file again)"
+CONFLICTING = "conflicting duplicates (one file, different labels)"
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,19 @@ class SkipFile(Exception):
 
 
 def audio_files(root: Path) -> list[Path]:
-    """Every file under ``root`` (sorted), audio or not: strays are counted, not ignored."""
+    """Every file under ``root`` (sorted), audio or not: strays are counted, not ignored.
+
+    Linked folders are followed; a folder reached a second time (a link back up the tree, or a
+    second link to one folder) is not read again, so each file is listed once.
+    """
     out = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames.clear()
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames.sort()
         out.extend(Path(dirpath) / f for f in sorted(filenames))
     return out

@@ -8,6 +8,7 @@ word in :data:`serkit.corpora.folder.LABELS`), ``speaker``/``speaker_id`` for th
 from __future__ import annotations
 
 import csv
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -43,28 +44,30 @@ def scan(csv_path: str | Path, emotions: Iterable[str] = ALL_EMOTIONS,
                 f"column ({'/'.join(EMOTION_COLUMNS)}); found {', '.join(fields) or 'no header'}")
         spk_col, corpus_col = _column(fields, SPEAKER_COLUMNS), _column(fields, CORPUS_COLUMNS)
         rows = list(reader)
-    by_path: dict[Path, dict[str, str]] = {}
+    # One entry per row, repeated paths included: serkit.corpora.dedupe counts the repeats (and
+    # leaves out files whose rows disagree) instead of a dict keeping the last row silently.
+    report = report if report is not None else SkipReport()
+    groups: dict[str, list[Path]] = {}
+    queued: dict[tuple[str, Path], deque[dict[str, str]]] = {}
     for row in rows:
         p = Path(row[path_col].strip())
-        by_path[(csv_path.parent / p).resolve() if not p.is_absolute() else p] = row
-
-    def parse(path: Path) -> Parsed | None:
-        row = by_path[path]
-        label = row[emo_col].strip().lower()
-        speaker = (row.get(spk_col) or "").strip() if spk_col else ""
-        return Parsed(speaker=speaker or "unknown", label=label) if label else None
-
-    report = report if report is not None else SkipReport()
-    out: list[Utterance] = []
-    # Clips keep the corpus named in the CSV, when it names one.
-    groups: dict[str, list[Path]] = {}
-    for path, row in by_path.items():
+        path = (csv_path.parent / p).resolve() if not p.is_absolute() else p
+        # Clips keep the corpus named in the CSV, when it names one.
         name = ((row.get(corpus_col) or "").strip() if corpus_col else "") or NAME
         groups.setdefault(name, []).append(path)
+        queued.setdefault((name, path), deque()).append(row)
+
+    out: list[Utterance] = []
     for name, files in groups.items():
-        missing = {f for f in files if is_audio_name(f) and not f.is_file()}
-        for f in sorted(missing):
+        def parse(path: Path, name: str = name) -> Parsed | None:
+            row = queued[(name, path)].popleft()    # scan_with parses each listed file once, in order
+            label = row[emo_col].strip().lower()
+            speaker = (row.get(spk_col) or "").strip() if spk_col else ""
+            return Parsed(speaker=speaker or "unknown", label=label) if label else None
+
+        missing = [f for f in files if is_audio_name(f) and not f.is_file()]
+        for f in missing:
             report.add(name, "file missing", f)
-        present = [f for f in files if f not in missing]
+        present = [f for f in files if not (is_audio_name(f) and not f.is_file())]
         out += scan_with(name, LABELS, parse, present, emotions, report)
     return out

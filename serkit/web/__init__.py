@@ -29,6 +29,7 @@ from typing import IO, Any
 
 import numpy as np
 from flask import Flask, Request, current_app, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from serkit.config import VADS
@@ -51,6 +52,17 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'; frame-ancestors 'none'")
 
 log = logging.getLogger("serkit.web")
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Responses keep the model's label order, and a NaN or infinity is an error (a 500 with a JSON
+    body) instead of ``NaN`` in the body, which is not JSON."""
+
+    sort_keys = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(obj, **kwargs)
 
 
 class MemoryRequest(Request):
@@ -135,7 +147,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(DEFAULTS)
     if config:
         app.config.from_mapping(config)
-    app.json.sort_keys = False          # probabilities keep the model's label order
+    app.json = StrictJSONProvider(app)
     models = load_models(app.config["SERKIT_MODELS"])
     default = app.config["SERKIT_DEFAULT_MODEL"] or next(iter(models))
     if default not in models:

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from serkit import __version__
 from serkit.config import VADS
+from serkit.safety import ScoreError, check_finite_scores
 from serkit.timeline import Timeline
 from serkit.web import ServedModel, service
 from serkit.web.openapi import openapi_spec
@@ -54,8 +55,14 @@ def predict():
     served = service().model(name)
     p = served.predictor
     wave = decode_upload(data, p.sample_rate, service().limits)
-    probs = p.predict_proba([wave])[0]
-    timeline = p.predict_timeline(wave, vad=vad) if len(wave) > p.clip_samples else None
+    try:   # the upload passed every check: scores that are not numbers are the model's fault
+        probs = p.predict_proba([wave])[0]
+        check_finite_scores(probs, f"model {served.name}")
+        timeline = p.predict_timeline(wave, vad=vad) if len(wave) > p.clip_samples else None
+    except ScoreError as exc:
+        current_app.logger.error("%s", exc)
+        raise ApiError(500, "non_finite_scores", "The model gave no finite scores for this audio; "
+                       "this is a fault of the model, please report it.") from None
     return jsonify(prediction(served, wave, probs, timeline, started))
 
 

@@ -14,7 +14,9 @@ ERROR_CODES = {
            "(checked from the header, before decoding).",
     "415": "Not audio (text, images, random bytes), or an audio container the server does not read "
            "(WebM, MP4/M4A, AAC, AMR, WMA).",
-    "422": "Decodable but unusable audio: shorter than the minimum duration, or silent.",
+    "422": "Decodable but unusable audio: shorter than the minimum duration, silent, or samples far "
+           "outside [-1, 1] (out_of_range).",
+    "500": "The server failed (a bug; it is logged), e.g. the model gave no finite scores (non_finite_scores).",
 }
 
 
@@ -120,7 +122,8 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                 "status": {"type": "integer"},
                 "error": {"type": "string", "description": "Machine-readable code: empty, no_file, "
                           "bad_request, undecodable, not_audio, unsupported_format, too_large, too_long, "
-                          "too_short, silent, unknown_model, not_found, method_not_allowed"},
+                          "too_short, silent, out_of_range, unknown_model, not_found, method_not_allowed, "
+                          "non_finite_scores, internal_error"},
                 "message": {"type": "string", "description": "What went wrong, in words"}}},
         }},
     }

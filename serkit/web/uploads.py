@@ -14,7 +14,9 @@ Status rules (decided by the content, never by the file name or the declared typ
 - 400 ``undecodable``   an audio signature, but the data cannot be decoded (corrupt, truncated,
                          an unsupported codec inside the container, a silly sample rate, a
                          header that leaves the length open); also an empty upload;
-- 422 ``too_short`` / ``silent``  decodable audio that is too short or has no signal.
+- 422 ``too_short`` / ``silent`` / ``out_of_range``  decodable audio that is too short, has no
+                         signal, or whose samples lie far outside [-1, 1]: the rule of
+                         :func:`serkit.audio.check_scorable`, the same for the CLI and Python API.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from serkit.audio import AudioError, load_audio
+from serkit.audio import MIN_SECONDS, SILENCE_DBFS, AudioError, UnscorableAudio, check_scorable, load_audio
 
 MIN_RATE, MAX_RATE = 4000, 192000     # Hz: input sample rates accepted
 MAX_CHANNELS = 8
@@ -65,8 +67,8 @@ class Limits:
     """What an upload may be. Bytes are limited separately by Flask's ``MAX_CONTENT_LENGTH``."""
 
     max_seconds: float = 120.0
-    min_seconds: float = 0.25
-    silence_dbfs: float = -60.0   # RMS (DC removed) below this is silence
+    min_seconds: float = MIN_SECONDS
+    silence_dbfs: float = SILENCE_DBFS   # RMS (DC removed) at or below this is silence
 
 
 class _Bytes(io.BytesIO):
@@ -121,18 +123,24 @@ def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> np.ndarray:
     check_length(frames, rate, channels, limits)
     try:
         wave = load_audio(_Bytes(data), sample_rate, max_seconds=None)
+        check_scorable(wave, sample_rate, "upload", limits.min_seconds, limits.silence_dbfs)
+    except UnscorableAudio as exc:
+        raise unscorable(exc, limits) from None
     except AudioError as exc:
         detail = str(exc).split(": ", 1)[-1]
         raise ApiError(400, "undecodable", f"The audio cannot be decoded ({detail}).") from None
-    if len(wave) < limits.min_seconds * sample_rate:   # the decoder found fewer samples than the header said
-        raise ApiError(422, "too_short", f"The audio is {len(wave) / sample_rate:.2f} s long; send at "
-                       f"least {limits.min_seconds:g} s.", duration_s=round(len(wave) / sample_rate, 3))
-    rms = float(np.sqrt(np.mean(np.square(wave - wave.mean(), dtype=np.float64))))
-    if rms <= 10 ** (limits.silence_dbfs / 20):
-        level = 20 * np.log10(rms) if rms > 0 else float("-inf")
-        raise ApiError(422, "silent", f"The audio is silent (level {level:.0f} dBFS); "
-                       "check the microphone or the file.")
     return wave
+
+
+def unscorable(exc: UnscorableAudio, limits: Limits) -> ApiError:
+    """422 for audio :func:`~serkit.audio.check_scorable` refuses, in the page's words."""
+    if exc.reason == "too_short":   # the decoder found fewer samples than the header said
+        return ApiError(422, "too_short", f"The audio is {exc.duration_s:.2f} s long; send at least "
+                        f"{limits.min_seconds:g} s.", duration_s=exc.duration_s)
+    if exc.reason == "silent":
+        return ApiError(422, "silent", f"The audio is silent (level {exc.level_dbfs:.0f} dBFS); "
+                        "check the microphone or the file.")
+    return ApiError(422, exc.reason, f"The audio cannot be scored ({str(exc).split(': ', 1)[-1]}).")
 
 
 def check_length(frames: int, rate: int, channels: int, limits: Limits) -> None:
