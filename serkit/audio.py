@@ -7,21 +7,62 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Sequence
+from typing import Any
 from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 import soxr
+from rich.progress import track
 
 SAMPLE_RATE = 16000          # Hz: every model in serkit sees 16 kHz mono
 CLIP_SECONDS = 3.0           # default model window
 CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)  # 48000 samples in a 3 s window
 MAX_SECONDS = 3600.0         # load_audio refuses longer inputs (an hour is 230 MB of float32);
                              # long recordings go through the streaming timeline instead
+CACHE_ROOT = Path(os.environ.get("SERKIT_CACHE", Path.home() / ".cache" / "serkit"))  # every cache lives here
 UNKNOWN_LENGTH = 2**62       # frame counts from here up mean "not in the header" (libsndfile: 2**63 - 1)
 
 AudioSource = str | os.PathLike | bytes | bytearray | BinaryIO
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    """How a model hears audio, defined once and stored in every bundle as ``config["audio"]``.
+
+    A clip is scored in windows of ``clip_seconds``; a longer stretch of speech is cut into
+    windows that overlap by ``overlap`` (the last one ends at the speech's end).
+    """
+
+    sample_rate: int = SAMPLE_RATE     # Hz, mono
+    clip_seconds: float = CLIP_SECONDS  # the model window
+    overlap: float = 0.5                # share of a window repeated by the next one
+
+    def __post_init__(self) -> None:
+        if not 0 < self.clip_seconds <= 60 or not 0 <= self.overlap < 1 or not 1000 <= self.sample_rate <= 192000:
+            raise ValueError(f"invalid audio spec {self}: clip_seconds in (0, 60], overlap in [0, 1), "
+                             "sample_rate in [1000, 192000]")
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.clip_seconds * self.sample_rate))   # 48000 for 3 s at 16 kHz
+
+    @property
+    def hop_samples(self) -> int:
+        return max(1, int(round(self.window_samples * (1 - self.overlap))))   # 24000 at 50 % overlap
+
+    @classmethod
+    def from_config(cls, audio: dict[str, Any]) -> AudioSpec:
+        """The spec of a bundle's ``audio`` section (older bundles lack ``overlap``: 0.5)."""
+        return cls(sample_rate=int(audio.get("sample_rate", SAMPLE_RATE)),
+                   clip_seconds=float(audio.get("clip_seconds", CLIP_SECONDS)),
+                   overlap=float(audio.get("overlap", 0.5)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class AudioError(ValueError):
@@ -161,3 +202,18 @@ class WaveformCache:
         np.save(tmp, wave, allow_pickle=False)
         os.replace(tmp, entry)
         return wave
+
+
+def decode_all(utts: Sequence[Any], sample_rate: int = SAMPLE_RATE,
+               cache_root: str | os.PathLike | None = CACHE_ROOT,
+               progress: bool = True) -> list[np.ndarray]:
+    """Waveforms of ``utts`` (anything with a ``path``) in order, through the on-disk cache in
+    ``cache_root/waveforms`` (None: no cache; train and evaluate share the one cache root).
+
+    Raises :class:`~serkit.audio.AudioError` naming the first file that cannot be decoded:
+    a manifest should only hold files that ``prepare`` could read.
+    """
+    cache = WaveformCache(Path(cache_root) / "waveforms", sample_rate) if cache_root is not None else None
+    load = cache.load if cache else (lambda p: load_audio(p, sample_rate))
+    items = track(utts, description="decoding audio", disable=not progress, transient=True)
+    return [load(u.path) for u in items]

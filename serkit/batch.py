@@ -11,8 +11,9 @@
   A file recorded with an error counts as done: start a new output to retry those.
 - A file that cannot be decoded gets a row with its error and the job goes on.
 
-Rows have the columns of ``serkit predict --format csv``: ``file, emotion, confidence, <one
-column per label>, duration_s, error``; JSONL rows are :meth:`Prediction.to_dict` objects.
+Rows have the columns of ``serkit predict --format csv``: ``file, emotion, confidence, uncertain,
+<one column per label>, duration_s, speech_s, reason, error``; JSONL rows are
+:meth:`Prediction.to_dict` objects. A clip without speech has an empty emotion and a reason.
 """
 from __future__ import annotations
 
@@ -58,13 +59,15 @@ def manifest_paths(manifest: str | os.PathLike) -> list[str]:
 # ------------------------------------------------------------------------------------- output
 
 def csv_columns(labels: Sequence[str]) -> list[str]:
-    return ["file", "emotion", "confidence", *labels, "duration_s", "error"]
+    return ["file", "emotion", "confidence", "uncertain", *labels, "duration_s", "speech_s", "reason", "error"]
 
 
 def csv_row(r: Prediction, labels: Sequence[str]) -> list[str]:
     return [r.file, r.emotion or "", f"{r.confidence:.4f}" if r.confidence is not None else "",
+            ("yes" if r.uncertain else "no") if r.emotion else "",
             *[f"{r.probabilities[l]:.4f}" if r.probabilities else "" for l in labels],
-            f"{r.duration_s:.2f}" if r.duration_s is not None else "", r.error or ""]
+            f"{r.duration_s:.3f}" if r.duration_s is not None else "",
+            f"{r.speech_s:.3f}" if r.speech_s is not None else "", r.reason or "", r.error or ""]
 
 
 def _drop_partial_last_line(path: Path) -> int:
@@ -219,11 +222,11 @@ def score_batch(predictor: Predictor, items: list[tuple[str, np.ndarray | None, 
                 batch_size: int = 64) -> list[Prediction]:
     """Predictions for decoded ``items`` in order; an item with an error gets an error row."""
     ok = [i for i, (_, wave, _) in enumerate(items) if wave is not None]
-    probs = predictor.predict_proba([items[i][1] for i in ok], batch_size) if ok else []
+    analyses = predictor.analyse([items[i][1] for i in ok], batch_size) if ok else []
     out: list[Prediction] = [Prediction(file=f, error=e) for f, _, e in items]
-    for i, p in zip(ok, probs):
+    for i, a in zip(ok, analyses):
         file, wave, _ = items[i]
-        out[i] = predictor.result(file, p, len(wave) / predictor.sample_rate)
+        out[i] = predictor.prediction(file, wave, a)
     return out
 
 

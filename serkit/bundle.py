@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
-
-from safetensors.torch import load_file, save_file
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from serkit import __version__
+
+if TYPE_CHECKING:   # torch is needed only to build, save or load a PyTorch model, not to read a config
+    from torch import nn
 
 FORMAT = "serkit-bundle"
 FORMAT_VERSION = 1
@@ -40,7 +40,9 @@ class BundleError(ValueError):
 def _registry() -> dict[str, tuple[type, type]]:
     """model_type -> (config dataclass, module class). Imported lazily to keep start-up light."""
     from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
-    registry: dict[str, tuple[type, type]] = {"cnn_lstm": (CNNLSTMConfig, CNNLSTM)}
+    from serkit.models.encoder_head import EncoderHead, EncoderHeadConfig
+    registry: dict[str, tuple[type, type]] = {"cnn_lstm": (CNNLSTMConfig, CNNLSTM),
+                                              "encoder_head": (EncoderHeadConfig, EncoderHead)}
     try:
         from serkit.models.pretrained import PretrainedConfig, PretrainedSER
         registry["pretrained"] = (PretrainedConfig, PretrainedSER)
@@ -69,10 +71,12 @@ def build_model(model_type: str, model_config: dict[str, Any]) -> nn.Module:
 
 
 def save_bundle(folder: str | os.PathLike, model: nn.Module, labels: list[str],
-                audio: dict[str, Any], temperature: float = 1.0, **extra: Any) -> Path:
+                audio: dict[str, Any], temperature: float = 1.0, files: dict[str, Path] | None = None,
+                **extra: Any) -> Path:
     """Write ``model`` and its metadata to ``folder`` atomically; returns the folder.
 
-    ``extra`` keys (``training``, ``metrics``, …) are stored in config.json as they are.
+    ``extra`` keys (``training``, ``metrics``, …) are stored in config.json as they are;
+    ``files`` (name -> path) are copied into the bundle (e.g. an encoder-head model's encoder).
     A model may leave tensors out of the bundle (e.g. a frozen pretrained encoder referenced by
     name) through a ``bundle_state_dict()`` method.
     """
@@ -84,10 +88,14 @@ def save_bundle(folder: str | os.PathLike, model: nn.Module, labels: list[str],
         "model_type": model_type_of(model), "model_config": model_config, "labels": list(labels),
         "audio": audio, "temperature": float(temperature), **extra,
     }
+    from safetensors.torch import save_file
+
     state = model.bundle_state_dict() if hasattr(model, "bundle_state_dict") else model.state_dict()
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     with atomic_folder(folder) as tmp:
         save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        for name, src in (files or {}).items():
+            shutil.copyfile(src, tmp / name)
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
     return folder
 
@@ -139,6 +147,8 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
 
 def load_bundle(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a bundle (in eval mode) and return it with its config."""
+    from safetensors.torch import load_file
+
     folder = Path(folder)
     config = read_config(folder)
     model = build_model(config["model_type"], config["model_config"])
@@ -158,3 +168,14 @@ def load_bundle(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model.eval(), config
 
+
+
+def for_inference(model: nn.Module, model_type: str) -> nn.Module:
+    """The model in eval mode, prepared for inference only: a CNN-LSTM gets its BatchNorm folded
+    into its convolutions and channels-last (NHWC) memory, faster on CPU; it cannot train after."""
+    import torch
+
+    model = model.eval()
+    if model_type == "cnn_lstm":
+        model = model.fuse_batchnorm().to(memory_format=torch.channels_last)
+    return model

@@ -281,13 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="list every skipped file")
     p.set_defaults(func=cmd_prepare)
 
-    from serkit.config import MONITORS, SPLITS, VADS, TrainConfig
+    from serkit.config import MODELS, MONITORS, SPLITS, VADS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model on a manifest into a run folder")
     p.add_argument("manifest", help="manifest CSV from serkit prepare")
     p.add_argument("--out", "-o", required=True, help="run folder (bundle, reports, checkpoints)")
-    p.add_argument("--model", default=d.model, choices=["cnn_lstm", "pretrained"], help="model family")
+    p.add_argument("--model", default=d.model, choices=MODELS,
+                   help="model family: cnn_lstm, pretrained (a Hugging Face encoder) or encoder_head (a head "
+                        "on a frozen ONNX encoder, e.g. the shipped serkit:whisper-base-l4)")
     p.add_argument("--split", default=d.split, choices=SPLITS,
                    help="speaker: no speaker in two parts (default); random: LEAKY utterance split; corpus: leave one corpus out")
     p.add_argument("--test-corpus", help="held-out corpus for --split corpus")
@@ -396,9 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threads one prediction may use (default: %(default)s; requests run in parallel instead)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default: %(default)s MB)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="longest audio (default: %(default)s s)")
-    p.add_argument("--vad", choices=VADS, default="auto",
-                   help="voice-activity detector of the long-clip timeline when a request names none "
-                        "(default: %(default)s = silero when installed, else energy; none = fixed windows)")
+    p.add_argument("--vad", choices=VADS, default=None,
+                   help="speech detector when a request names none (default: each model's own, silero for "
+                        "the shipped ones; energy = any loud sound; none = whole clips)")
     p.set_defaults(func=cmd_serve)
     return parser
 

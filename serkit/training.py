@@ -19,7 +19,7 @@ import json
 import os
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ from lightning.pytorch.loggers import CSVLogger
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from serkit.audio import SAMPLE_RATE
+from serkit.audio import SAMPLE_RATE, AudioSpec
+from serkit.scorer import AGGREGATION, UNCERTAIN_BELOW, UNCERTAIN_MARGIN
 from serkit.data import Augment, ClipDataset, decode_all
 from serkit.evaluation import evaluate_logits, fit_temperature, metrics
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
@@ -40,6 +41,9 @@ from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
 from serkit.splits import split, summarize
 
 def build_model(cfg: TrainConfig, n_classes: int) -> torch.nn.Module:
+    if cfg.model == "encoder_head":
+        from serkit.models.encoder_head import EncoderHead, EncoderHeadConfig
+        return EncoderHead(EncoderHeadConfig(n_classes=n_classes, **cfg.model_options))
     if cfg.model == "cnn_lstm":
         from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
         return CNNLSTM(CNNLSTMConfig(n_classes=n_classes, sample_rate=SAMPLE_RATE, **cfg.model_options))
@@ -220,6 +224,11 @@ def select_labels(utts: list[Utterance], emotions: list[str] | None) -> tuple[li
     return [u for u in utts if u.emotion in labels], labels
 
 
+def spec_of(cfg: TrainConfig) -> AudioSpec:
+    """The audio spec a run trains (and its bundle scores) with."""
+    return AudioSpec(sample_rate=SAMPLE_RATE, clip_seconds=cfg.clip_seconds)
+
+
 def split_for(utts: list[Utterance], cfg: TrainConfig) -> list[str]:
     return split(utts, cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed,
                  test_corpus=cfg.test_corpus)
@@ -268,7 +277,11 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     if not cfg.augment and hasattr(model.config, "freq_masks"):
         model.config.freq_masks = model.config.time_masks = 0
     net, extra = model, {}
-    if getattr(model, "cacheable", False):
+    if cfg.model == "encoder_head":
+        # A frozen ONNX encoder: only the head trains, on cached statistics of speech views.
+        from serkit.encoder_training import head_loaders
+        net, loader, extra = head_loaders(model, utts, waves, y, sel, cfg, spec_of(cfg))
+    elif getattr(model, "cacheable", False):
         # Frozen pretrained encoder: only its head trains, on cached pooled embeddings
         # (serkit.embeddings); the bundle below is still the whole waveform model.
         from serkit.embeddings import embedding_loaders
@@ -317,22 +330,38 @@ def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: li
     from serkit.bundle import save_bundle
     from serkit.inference import Predictor
 
-    audio = {"sample_rate": SAMPLE_RATE, "clip_seconds": cfg.clip_seconds}
-    predictor = Predictor(model, {"labels": labels, "audio": audio})
+    spec = spec_of(cfg)
+    if cfg.model == "encoder_head":     # the served runtime (ONNX encoder, NumPy head), cache beneath
+        from serkit.encoder_training import encoder_for
+        runtime = encoder_for(model, cfg.cache_dir or None)
+    else:
+        runtime = model
+    scoring = {"aggregation": AGGREGATION, "vad": cfg.vad, "uncertain_below": UNCERTAIN_BELOW,
+               "uncertain_margin": UNCERTAIN_MARGIN}
+    predictor = Predictor(runtime, {"labels": labels, "audio": spec.to_dict(), "scoring": scoring})
     val = [i for i, p in enumerate(parts) if p == "val"]
     test = [i for i, p in enumerate(parts) if p == "test"]
-    val_logits = predictor.logits([waves[i] for i in val])
-    temperature = fit_temperature(val_logits, np.array([labels.index(utts[i].emotion) for i in val]))
-    val_report = evaluate_logits([utts[i] for i in val], val_logits, labels, temperature, title="validation")
+    # the one scorer, speech first, as users get it; the temperature is fitted on validation
+    val_logits, val_none = predictor.scorer.as_logits(predictor.analyse([waves[i] for i in val]))
+    y_val = np.array([labels.index(utts[i].emotion) for i in val])
+    temperature = fit_temperature(val_logits[~val_none], y_val[~val_none])
+    val_report = evaluate_logits([utts[i] for i in val], val_logits, labels, temperature, title="validation",
+                                 no_speech=val_none)
+    predictor.temperature = temperature
     report = None
     if test:
-        report = evaluate_logits([utts[i] for i in test], predictor.logits([waves[i] for i in test]),
-                                 labels, temperature, out / "eval", title="test")
+        test_logits, test_none = predictor.scorer.as_logits(predictor.analyse([waves[i] for i in test]))
+        report = evaluate_logits([utts[i] for i in test], test_logits, labels, temperature, out / "eval",
+                                 title="test", no_speech=test_none)
     summary = {k: report[k] for k in ("accuracy", "macro_f1", "weighted_f1", "uar", "n")} if report else {}
     if report:
         summary["ece"] = report["calibration"]["ece_after"]
         summary["per_corpus"] = {c: {k: round(v, 4) for k, v in m.items()} for c, m in report["per_corpus"].items()}
-    save_bundle(out / "bundle", model, labels, audio, temperature,
+    files = {}
+    if cfg.model == "encoder_head":
+        from serkit.encoder_training import bundle_files
+        files = bundle_files(model)
+    save_bundle(out / "bundle", model, labels, spec.to_dict(), temperature, files=files, scoring=scoring,
                 training={"config": asdict(cfg), "data": data_summary(utts, parts), **train_info,
                           "validation": {k: val_report[k] for k in ("accuracy", "macro_f1", "uar", "n")}},
                 metrics={"test": summary},
