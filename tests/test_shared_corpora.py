@@ -144,3 +144,22 @@ def test_nemo_and_ased_details(every):
     sentences = Counter(u.sentence for u in ased)
     assert sentences["01"] == sentences["02"] == 262
     assert sum(n for s, n in sentences.items() if s not in ("01", "02")) == 1974 - 524
+
+
+@pytest.fixture(scope="module")
+def six():
+    return corpora.scan(SHARED, emotions=DEFAULT_EMOTIONS)
+
+
+@pytest.mark.parametrize("corpus", ["ased", "emodb", "nemo", "ravdess"])
+def test_leave_one_corpus_out_split_of_the_pool(six, corpus):
+    """``--split corpus --test-corpus NAME`` on the pool's default-six manifest (the split alone)."""
+    from serkit.splits import split
+
+    utts = six
+    parts = split(utts, "corpus", test_corpus=corpus, seed=0)
+    assert [p == "test" for p in parts] == [u.corpus == corpus for u in utts]
+    groups = {p: {u.group for u, q in zip(utts, parts) if q == p} for p in ("train", "val")}
+    assert groups["train"] and groups["val"] and not groups["train"] & groups["val"]
+    # every one of the six is still taught: disgust comes from RAVDESS or EmoDB, whichever stays
+    assert {u.emotion for u, p in zip(utts, parts) if p == "train"} == set(DEFAULT_EMOTIONS)
