@@ -477,7 +477,7 @@ def test_manifest_is_a_csv_list(shared_like, tmp_path):
     utts = corpora.scan(shared_like.root)
     write_manifest(utts, tmp_path / "m.csv")
     again = corpora.scan(tmp_path / "m.csv", emotions=ALL_EMOTIONS)
-    key = lambda u: (u.path, u.corpus, u.speaker, u.emotion)  # noqa: E731
+    key = lambda u: (u.path, u.corpus, u.speaker, u.emotion, u.sentence)  # noqa: E731
     assert sorted(map(key, again)) == sorted(map(key, utts))
 
 
