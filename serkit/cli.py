@@ -45,11 +45,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         clip_seconds=args.clip_seconds, cache_dir=args.cache_dir, progress=not args.no_progress,
         mixup=args.mixup, speed_perturb=not args.no_speed_perturb,
         test_size=args.test_size, val_size=args.val_size,
+        balance_corpora=args.balance_corpora, corpus_label_mask=not args.no_corpus_label_mask,
     )
     report = train(args.manifest, args.out, cfg, resume=args.resume)
     if report:
         console.print(f"test: accuracy {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f}  "
                       f"UAR {report['uar']:.3f}  ({report['n']} clips)")
+        for corpus, m in report["per_corpus"].items():
+            console.print(f"  {corpus}: accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  ({m['n']} clips)")
     console.print(f"bundle: {args.out}/bundle   report: {args.out}/eval/report.md", highlight=False)
     return 0
 
@@ -316,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     p.add_argument("--mixup", type=float, default=d.mixup, help="mixup alpha (0: off, the default)")
     p.add_argument("--no-speed-perturb", action="store_true", help="no speed perturbation in augmentation")
+    p.add_argument("--balance-corpora", action="store_true",
+                   help="draw training clips so that every corpus weighs the same per epoch")
+    p.add_argument("--no-corpus-label-mask", action="store_true",
+                   help="let clips teach the classes their corpus does not have (off: they are left out of the loss)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     g = p.add_argument_group("pretrained encoders (--model pretrained)")
     g.add_argument("--backbone", metavar="NAME_OR_PATH",

@@ -37,6 +37,10 @@ class TrainConfig:
     weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
     label_smoothing: float = field(default=0.05, metadata={"help": "cross-entropy label smoothing"})
     class_weights: bool = field(default=True, metadata={"help": "weight the loss by inverse class frequency"})
+    balance_corpora: bool = field(default=False, metadata={
+        "help": "draw training clips so that every corpus weighs the same per epoch"})
+    corpus_label_mask: bool = field(default=True, metadata={
+        "help": "leave out of a clip's loss the classes its corpus does not have (serkit.pool)"})
     augment: bool = field(default=True, metadata={"help": "gain/noise/crop and SpecAugment while training"})
     speed_perturb: bool = field(default=True, metadata={"help": "speed perturbation (0.9-1.1) among the augmentations"})
     mixup: float = field(default=0.0, metadata={"help": "mixup Beta(alpha, alpha) on waveforms; 0 turns it off"})

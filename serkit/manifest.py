@@ -12,7 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-COLUMNS = ("Dataset", "Emotion", "File", "Speaker", "Gender", "Label", "Duration", "SampleRate", "Split")
+COLUMNS = ("Dataset", "Emotion", "File", "Speaker", "Gender", "Label", "Duration", "SampleRate", "Split",
+           "Sentence")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class Utterance:
     ``emotion`` is canonical (see :mod:`serkit.emotions`); ``label`` is the corpus's own code
     for it; ``duration`` is in seconds and ``sample_rate`` in Hz as read from the file header.
     ``split`` is empty unless a manifest fixes the split itself (``train``/``val``/``test``).
+    ``sentence`` is the corpus's id of the words spoken, empty when the corpus has none: two clips
+    of one corpus with the same id say the same text (ASED's ``01``/``02`` are the sentences every
+    speaker said in every emotion; its emotion-specific sentences read ``a5-03``).
     """
 
     corpus: str
@@ -33,6 +37,7 @@ class Utterance:
     duration: float | None = None
     sample_rate: int | None = None
     split: str = ""
+    sentence: str = ""
 
     @property
     def group(self) -> str:
@@ -85,7 +90,7 @@ def write_manifest(utterances: list[Utterance], path: str | os.PathLike) -> Path
             w.writerow([
                 u.corpus, u.emotion, _rel(Path(u.path).resolve(), base), u.speaker, u.gender,
                 u.label, "" if u.duration is None else f"{u.duration:.4f}",
-                "" if u.sample_rate is None else u.sample_rate, u.split,
+                "" if u.sample_rate is None else u.sample_rate, u.split, u.sentence,
             ])
     os.replace(tmp, path)
     return path
@@ -121,6 +126,7 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
                 duration=float(duration) if duration else None,
                 sample_rate=int(rate) if rate else None,
                 split=(row.get("Split") or "").strip().lower(),
+                sentence=(row.get("Sentence") or "").strip(),  # absent in older manifests
             ))
     return out
 

@@ -26,7 +26,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from safetensors.torch import load_file, save_file
@@ -38,6 +37,7 @@ from serkit.data import Augment, ClipDataset, decode_all
 from serkit.evaluation import evaluate_logits, fit_temperature, metrics
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
 from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
+from serkit.pool import masked_cross_entropy, plan_pool, pool_loader
 from serkit.splits import split, summarize
 
 def build_model(cfg: TrainConfig, n_classes: int) -> torch.nn.Module:
@@ -75,28 +75,32 @@ class SERModule(L.LightningModule):
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.model(wave, lengths)
 
-    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy; with ``mask`` (a batch's corpus label masks, serkit.pool) only over the
+        classes each clip's corpus has."""
         weight = self.class_weights if self.class_weights.numel() else None
-        return F.cross_entropy(logits, y, weight=weight, label_smoothing=self.cfg.label_smoothing)
+        return masked_cross_entropy(logits, y, mask, weight, self.cfg.label_smoothing)
 
     def training_step(self, batch, batch_idx):
-        wave, lengths, y = batch
+        wave, lengths, y, *mask = batch  # a 4th item: the corpus label masks (serkit.pool)
+        mask = mask[0] if mask else None
         if self.cfg.mixup > 0:
             # mixup (Zhang et al., 2018): a convex mix of two inputs, and of their losses
             lam = float(torch.distributions.Beta(self.cfg.mixup, self.cfg.mixup).sample())  # seeded
             perm = torch.randperm(len(y), device=wave.device)
             mixed = lam * wave + (1 - lam) * wave[perm]
             logits = self(mixed, torch.maximum(lengths, lengths[perm]))
-            loss = lam * self._loss(logits, y) + (1 - lam) * self._loss(logits, y[perm])
+            mask = mask | mask[perm] if mask is not None else None  # the mix may use either clip's classes
+            loss = lam * self._loss(logits, y, mask) + (1 - lam) * self._loss(logits, y[perm], mask)
         else:
-            loss = self._loss(self(wave, lengths), y)
+            loss = self._loss(self(wave, lengths), y, mask)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
     def validation_step(self, batch, batch_idx):
-        wave, lengths, y = batch
-        logits = self(wave, lengths)
-        self.log("val_loss", self._loss(logits, y), on_epoch=True, prog_bar=False, batch_size=len(y), sync_dist=True)
+        wave, lengths, y, *mask = batch
+        logits = self(wave, lengths)  # metrics score every class; only the loss is masked
+        self.log("val_loss", self._loss(logits, y, mask[0] if mask else None), on_epoch=True, prog_bar=False, batch_size=len(y), sync_dist=True)
         self._val.append((logits.detach(), y))
 
     def on_validation_epoch_end(self):
@@ -265,15 +269,14 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         if not sel[p]:
             raise ValueError(f"the {p} part of the split is empty; add speakers or change --val-size/--test-size")
     clip_samples = int(round(cfg.clip_seconds * SAMPLE_RATE))
+    # class weights, corpus balancing and corpus label masks over the pool (serkit.pool)
+    plan = plan_pool(utts, y, sel, labels, cfg.class_weights, cfg.balance_corpora, cfg.corpus_label_mask)
 
     def loader(part: str, train_: bool) -> DataLoader:
         ds = ClipDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]], clip_samples,
                          train=train_, augment=Augment(speed_prob=0.5 if cfg.speed_perturb else 0.0) if (train_ and cfg.augment) else None, seed=cfg.seed)
-        return DataLoader(ds, batch_size=cfg.batch_size, shuffle=train_, num_workers=cfg.num_workers,
-                          drop_last=train_ and len(ds) > cfg.batch_size, persistent_workers=cfg.num_workers > 0)
+        return pool_loader(ds, sel[part], train_, plan, cfg.batch_size, cfg.seed, cfg.num_workers)
 
-    counts = np.bincount([y[i] for i in sel["train"]], minlength=len(labels)).astype(np.float32)
-    weights = torch.tensor(counts.sum() / (len(labels) * np.maximum(counts, 1))) if cfg.class_weights else None
     if not cfg.augment and hasattr(model.config, "freq_masks"):
         model.config.freq_masks = model.config.time_masks = 0
     net, extra = model, {}
@@ -285,8 +288,11 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         # Frozen pretrained encoder: only its head trains, on cached pooled embeddings
         # (serkit.embeddings); the bundle below is still the whole waveform model.
         from serkit.embeddings import embedding_loaders
-        net, loader, extra = embedding_loaders(model, utts, waves, y, sel, cfg, clip_samples)
-    module = SERModule(net, cfg, weights)
+        net, cached, extra = embedding_loaders(model, utts, waves, y, sel, cfg, clip_samples)
+
+        def loader(part: str, train_: bool) -> DataLoader:  # the cached embeddings, drawn as planned
+            return pool_loader(cached(part, train_).dataset, sel[part], train_, plan, cfg.batch_size, cfg.seed)
+    module = SERModule(net, cfg, plan.class_weights)
 
     best = BestWeights(out / "checkpoints" / "best.safetensors", cfg.monitor)
     last_ckpt = out / "checkpoints" / "last.ckpt"
@@ -321,7 +327,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         os.replace(metrics_csv, out / "metrics.csv")
         plot_curves(out / "metrics.csv", out / "curves.png")
     return finish(model, cfg, labels, utts, parts, waves, out, best_epoch=best.best_epoch,
-                  best_score=best.best_score, epochs_run=trainer.current_epoch, **extra)
+                  best_score=best.best_score, epochs_run=trainer.current_epoch, pool=plan.summary(), **extra)
 
 
 def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: list[Utterance],

@@ -4,7 +4,7 @@
 follow one corpus's naming scheme, that folder is read as that corpus; otherwise each sub-folder
 is looked at in turn. So the combined download of the original project (``Crema/``,
 ``Ravdess/audio_speech_actors_01-24/``, ``Savee/``, ``Tess/``) and ``shared/corpora``
-(``ravdess/``, ``emodb/``) are both recognised without flags. Folders named after emotions are
+(``ravdess/``, ``emodb/``, ``nemo/``, ``ased/``) are both recognised without flags. Folders named after emotions are
 read by the generic folder reader; a ``.csv`` root by the CSV reader.
 """
 from __future__ import annotations
@@ -13,18 +13,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 
-from serkit.corpora import cremad, csvlist, emodb, folder, ravdess, savee, tess
+from serkit.corpora import ased, cremad, csvlist, emodb, folder, nemo, ravdess, savee, tess
 from serkit.corpora.base import SkipFile, audio_files, is_audio_name
 from serkit.emotions import ALL_EMOTIONS
 from serkit.manifest import SkipReport, Utterance
 
 #: Every reader by name: the names ``--corpus`` accepts.
 READERS: dict[str, ModuleType] = {
-    m.NAME: m for m in (ravdess, cremad, tess, savee, emodb, folder, csvlist)
+    m.NAME: m for m in (ravdess, cremad, tess, savee, emodb, nemo, ased, folder, csvlist)
 }
 
 #: Readers whose naming schemes are specific enough to detect a corpus by.
-NAMED = (ravdess, cremad, tess, savee, emodb)
+NAMED = (ravdess, cremad, tess, savee, emodb, nemo, ased)
 
 #: A folder is taken as a corpus when at least this share of its audio files parse.
 DETECT_SHARE = 0.5

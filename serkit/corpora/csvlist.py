@@ -2,8 +2,9 @@
 
 Column names are matched case-insensitively: ``path``/``file``/``filename``/``wav`` for the clip
 (relative paths resolve against the CSV's folder), ``emotion``/``label`` for the emotion (any
-word in :data:`serkit.corpora.folder.LABELS`), ``speaker``/``speaker_id`` for the speaker and
-``dataset``/``corpus`` to keep a corpus name. A serkit manifest is such a CSV.
+word in :data:`serkit.corpora.folder.LABELS`), ``speaker``/``speaker_id`` for the speaker,
+``dataset``/``corpus`` to keep a corpus name and ``sentence`` for the id of the text spoken.
+A serkit manifest is such a CSV.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ PATH_COLUMNS = ("path", "file", "filename", "wav", "audio")
 EMOTION_COLUMNS = ("emotion", "label")
 SPEAKER_COLUMNS = ("speaker", "speaker_id")
 CORPUS_COLUMNS = ("dataset", "corpus")
+SENTENCE_COLUMNS = ("sentence",)
 
 
 def _column(fieldnames: list[str], choices: tuple[str, ...]) -> str | None:
@@ -42,6 +44,7 @@ def scan(csv_path: str | Path, emotions: Iterable[str] = ALL_EMOTIONS,
                 f"{csv_path}: needs a path column ({'/'.join(PATH_COLUMNS)}) and an emotion "
                 f"column ({'/'.join(EMOTION_COLUMNS)}); found {', '.join(fields) or 'no header'}")
         spk_col, corpus_col = _column(fields, SPEAKER_COLUMNS), _column(fields, CORPUS_COLUMNS)
+        sent_col = _column(fields, SENTENCE_COLUMNS)
         rows = list(reader)
     by_path: dict[Path, dict[str, str]] = {}
     for row in rows:
@@ -52,7 +55,8 @@ def scan(csv_path: str | Path, emotions: Iterable[str] = ALL_EMOTIONS,
         row = by_path[path]
         label = row[emo_col].strip().lower()
         speaker = (row.get(spk_col) or "").strip() if spk_col else ""
-        return Parsed(speaker=speaker or "unknown", label=label) if label else None
+        sentence = (row.get(sent_col) or "").strip() if sent_col else ""
+        return Parsed(speaker=speaker or "unknown", label=label, sentence=sentence) if label else None
 
     report = report if report is not None else SkipReport()
     out: list[Utterance] = []
