@@ -7,97 +7,83 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Sequence
+from typing import Any
 from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 import soxr
+from rich.progress import track
 
 SAMPLE_RATE = 16000          # Hz: every model in serkit sees 16 kHz mono
 CLIP_SECONDS = 3.0           # default model window
 CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)  # 48000 samples in a 3 s window
 MAX_SECONDS = 3600.0         # load_audio refuses longer inputs (an hour is 230 MB of float32);
                              # long recordings go through the streaming timeline instead
+CACHE_ROOT = Path(os.environ.get("SERKIT_CACHE", Path.home() / ".cache" / "serkit"))  # every cache lives here
 UNKNOWN_LENGTH = 2**62       # frame counts from here up mean "not in the header" (libsndfile: 2**63 - 1)
-MIN_SECONDS = 0.25           # shorter audio is not scored: too little to hear an emotion in
-SILENCE_DBFS = -60.0         # audio whose RMS level (DC removed) is at or below this is silence
 MAX_AMPLITUDE = 1000.0       # float samples beyond +-1000 (+60 dBFS) are not audio scaled to +-1
                              # (int16 values stored as float, garbage); 1e18 overflowed the features
 
 AudioSource = str | os.PathLike | bytes | bytearray | BinaryIO
 
 
+@dataclass(frozen=True)
+class AudioSpec:
+    """How a model hears audio, defined once and stored in every bundle as ``config["audio"]``.
+
+    A clip is scored in windows of ``clip_seconds``; a longer stretch of speech is cut into
+    windows that overlap by ``overlap`` (the last one ends at the speech's end).
+    """
+
+    sample_rate: int = SAMPLE_RATE     # Hz, mono
+    clip_seconds: float = CLIP_SECONDS  # the model window
+    overlap: float = 0.5                # share of a window repeated by the next one
+
+    def __post_init__(self) -> None:
+        if not 0 < self.clip_seconds <= 60 or not 0 <= self.overlap < 1 or not 1000 <= self.sample_rate <= 192000:
+            raise ValueError(f"invalid audio spec {self}: clip_seconds in (0, 60], overlap in [0, 1), "
+                             "sample_rate in [1000, 192000]")
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.clip_seconds * self.sample_rate))   # 48000 for 3 s at 16 kHz
+
+    @property
+    def hop_samples(self) -> int:
+        return max(1, int(round(self.window_samples * (1 - self.overlap))))   # 24000 at 50 % overlap
+
+    @classmethod
+    def from_config(cls, audio: dict[str, Any]) -> AudioSpec:
+        """The spec of a bundle's ``audio`` section (older bundles lack ``overlap``: 0.5)."""
+        return cls(sample_rate=int(audio.get("sample_rate", SAMPLE_RATE)),
+                   clip_seconds=float(audio.get("clip_seconds", CLIP_SECONDS)),
+                   overlap=float(audio.get("overlap", 0.5)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class AudioError(ValueError):
     """Audio that cannot be used: undecodable, empty, non-finite or too long. Names the source."""
 
 
-class UnscorableAudio(AudioError):
-    """Decodable audio that cannot be scored: ``reason`` is ``too_short``, ``silent`` or
-    ``out_of_range`` (samples far outside [-1, 1]). ``duration_s`` and ``level_dbfs`` say what
-    was measured (None where not measured)."""
-
-    def __init__(self, message: str, reason: str, duration_s: float | None = None,
-                 level_dbfs: float | None = None):
-        super().__init__(message)
-        self.reason, self.duration_s, self.level_dbfs = reason, duration_s, level_dbfs
+class OutOfRangeAudio(AudioError):
+    """Decodable audio whose samples lie far outside [-1, 1] (beyond :data:`MAX_AMPLITUDE`)."""
 
 
 def check_samples(data: np.ndarray, name: str) -> None:
-    """Raise :class:`AudioError` for NaN/inf samples and :class:`UnscorableAudio` for samples
-    beyond :data:`MAX_AMPLITUDE` (they overflow the model's features into NaN)."""
+    """Raise :class:`AudioError` for NaN/inf samples and :class:`OutOfRangeAudio` for samples
+    beyond :data:`MAX_AMPLITUDE` (1e18 overflowed a model's features into NaN)."""
     if not np.isfinite(data).all():
         raise AudioError(f"{name}: contains NaN or infinite samples")
     peak = float(np.abs(data).max()) if data.size else 0.0
     if peak > MAX_AMPLITUDE:
-        raise UnscorableAudio(f"{name}: samples reach {peak:.3g}, far outside [-1, 1]; float audio must be "
-                              "scaled to +-1 (int16 values stored as float?)", "out_of_range")
-
-
-class SignalLevel:
-    """Length and RMS level (DC removed) of audio seen block by block, for :func:`check_scorable`
-    on recordings too long to hold in memory."""
-
-    def __init__(self) -> None:
-        self.n, self.total, self.squares = 0, 0.0, 0.0
-
-    def add(self, block: np.ndarray) -> SignalLevel:
-        block = np.asarray(block, np.float64)
-        self.n += block.size
-        self.total += float(block.sum())
-        self.squares += float(np.square(block).sum())
-        return self
-
-    @property
-    def rms(self) -> float:
-        if not self.n:
-            return 0.0
-        mean = self.total / self.n
-        return float(np.sqrt(max(self.squares / self.n - mean * mean, 0.0)))
-
-    def check(self, sample_rate: int, name: str, min_seconds: float = MIN_SECONDS,
-              silence_dbfs: float = SILENCE_DBFS) -> None:
-        """Raise :class:`UnscorableAudio` when the audio is shorter than ``min_seconds`` or its
-        level is at or below ``silence_dbfs``."""
-        seconds = self.n / sample_rate
-        if seconds < min_seconds:
-            raise UnscorableAudio(f"{name}: {seconds:.2f} s of audio is too short to score; at least "
-                                  f"{min_seconds:g} s is needed", "too_short", duration_s=round(seconds, 3))
-        rms = self.rms
-        level = 20 * float(np.log10(rms)) if rms > 0 else float("-inf")
-        if rms <= 10 ** (silence_dbfs / 20):
-            raise UnscorableAudio(f"{name}: the audio is silent (level {level:.0f} dBFS, at or below "
-                                  f"{silence_dbfs:g} dBFS); nothing to score", "silent",
-                                  duration_s=round(seconds, 3), level_dbfs=level)
-
-
-def check_scorable(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, name: str = "<waveform>",
-                   min_seconds: float = MIN_SECONDS, silence_dbfs: float = SILENCE_DBFS) -> None:
-    """The one rule for what serkit scores (CLI, Python API, web): at least ``min_seconds`` of
-    audio whose level is above ``silence_dbfs``, with samples within :data:`MAX_AMPLITUDE`.
-    Raises :class:`UnscorableAudio` (an :class:`AudioError`) naming ``name`` otherwise."""
-    check_samples(wave, name)
-    SignalLevel().add(wave).check(sample_rate, name, min_seconds, silence_dbfs)
+        raise OutOfRangeAudio(f"{name}: samples reach {peak:.3g}, far outside [-1, 1]; float audio must be "
+                              "scaled to +-1 (int16 values stored as float?)")
 
 
 def _describe(source: AudioSource) -> str:
@@ -128,8 +114,7 @@ def load_audio(
     Returns a 1-D array of samples in [-1, 1] (float inputs are kept as they are).
     Raises :class:`AudioError` for undecodable, zero-length, NaN/inf-filled input and for input
     longer than ``max_seconds`` (checked from the header, before decoding); ``None`` disables the cap.
-    Samples beyond :data:`MAX_AMPLITUDE` raise :class:`UnscorableAudio`. Short or silent audio is
-    returned (training may use it); :func:`check_scorable` is the check before scoring.
+    Samples beyond :data:`MAX_AMPLITUDE` raise :class:`OutOfRangeAudio`.
     """
     name = _describe(source)
     if isinstance(source, (bytes, bytearray)):
@@ -234,3 +219,18 @@ class WaveformCache:
         np.save(tmp, wave, allow_pickle=False)
         os.replace(tmp, entry)
         return wave
+
+
+def decode_all(utts: Sequence[Any], sample_rate: int = SAMPLE_RATE,
+               cache_root: str | os.PathLike | None = CACHE_ROOT,
+               progress: bool = True) -> list[np.ndarray]:
+    """Waveforms of ``utts`` (anything with a ``path``) in order, through the on-disk cache in
+    ``cache_root/waveforms`` (None: no cache; train and evaluate share the one cache root).
+
+    Raises :class:`~serkit.audio.AudioError` naming the first file that cannot be decoded:
+    a manifest should only hold files that ``prepare`` could read.
+    """
+    cache = WaveformCache(Path(cache_root) / "waveforms", sample_rate) if cache_root is not None else None
+    load = cache.load if cache else (lambda p: load_audio(p, sample_rate))
+    items = track(utts, description="decoding audio", disable=not progress, transient=True)
+    return [load(u.path) for u in items]

@@ -13,13 +13,13 @@
 - Paths are compared resolved: ``../x.wav``, ``./../x.wav`` and ``/abs/x.wav`` are one file,
   scored once, and a resumed job finds it done however it is spelled. Rows keep the spelling of
   the first mention.
-- A file that cannot be decoded or scored (too short, silent, non-finite scores) gets a row with
-  its error and the job goes on.
+- A file that cannot be decoded or scored gets a row with its error and the job goes on.
 - An existing output is never replaced without ``force``; an output that is one of the inputs
   (a manifest CSV) is refused.
 
-Rows have the columns of ``serkit predict --format csv``: ``file, emotion, confidence, <one
-column per label>, duration_s, error``; JSONL rows are :meth:`Prediction.to_dict` objects.
+Rows have the columns of ``serkit predict --format csv``: ``file, emotion, confidence, uncertain,
+<one column per label>, duration_s, speech_s, reason, error``; JSONL rows are
+:meth:`Prediction.to_dict` objects. A clip without speech has an empty emotion and a reason.
 """
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from serkit.audio import AudioError, check_scorable, load_audio
+from serkit.audio import AudioError, load_audio
 from serkit.inference import Prediction, Predictor
-from serkit.safety import OutputError, ScoreError, check_output_file
+from serkit.safety import OutputError, check_output_file
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 #: Column names a manifest CSV may use for the audio path (matched case-insensitively).
@@ -66,13 +66,15 @@ def manifest_paths(manifest: str | os.PathLike) -> list[str]:
 # ------------------------------------------------------------------------------------- output
 
 def csv_columns(labels: Sequence[str]) -> list[str]:
-    return ["file", "emotion", "confidence", *labels, "duration_s", "error"]
+    return ["file", "emotion", "confidence", "uncertain", *labels, "duration_s", "speech_s", "reason", "error"]
 
 
 def csv_row(r: Prediction, labels: Sequence[str]) -> list[str]:
     return [r.file, r.emotion or "", f"{r.confidence:.4f}" if r.confidence is not None else "",
+            ("yes" if r.uncertain else "no") if r.emotion else "",
             *[f"{r.probabilities[l]:.4f}" if r.probabilities else "" for l in labels],
-            f"{r.duration_s:.2f}" if r.duration_s is not None else "", r.error or ""]
+            f"{r.duration_s:.3f}" if r.duration_s is not None else "",
+            f"{r.speech_s:.3f}" if r.speech_s is not None else "", r.reason or "", r.error or ""]
 
 
 def file_key(file: str | os.PathLike) -> str:
@@ -80,7 +82,8 @@ def file_key(file: str | os.PathLike) -> str:
     return os.path.realpath(file)
 
 
-PREDICTION_KEYS = frozenset(Prediction(file="").to_dict())
+#: Keys of a JSONL row: every row serkit writes has the first four, and no others than these.
+ROW_KEYS, REQUIRED_KEYS = frozenset(Prediction(file="").to_dict()), {"file", "emotion", "probabilities", "error"}
 
 
 def read_done(path: str | os.PathLike, labels: Sequence[str]) -> set[str]:
@@ -114,19 +117,18 @@ def read_done(path: str | os.PathLike, labels: Sequence[str]) -> set[str]:
 
 def _csv_files(path: Path, text: str, labels: Sequence[str]) -> list[str]:
     rows = list(csv.reader(io.StringIO(text)))
-    header = rows[0] if rows else None
-    if header is None:      # only a cut header line: nothing was scored
+    if not rows:        # only a cut header line: nothing was scored
         return []
+    header = rows[0]
     if header != csv_columns(labels):
-        if header[:3] == ["file", "emotion", "confidence"] and header[-2:] == ["duration_s", "error"]:
+        if header[:1] == ["file"] and header[-1:] == ["error"]:
             raise ValueError(f"{path}: its columns ({', '.join(header)}) are not this model's "
                              f"({', '.join(csv_columns(labels))}); write to a new file")
         raise OutputError(f"{path}: not a serkit output (its first line is not serkit's header); "
                           "--resume left it unchanged: write to a new file")
-    width = len(header)
     for n, row in enumerate(rows[1:], 2):
-        if row and len(row) != width:
-            raise OutputError(f"{path}:{n}: not a row serkit wrote ({len(row)} fields, not {width}); "
+        if row and len(row) != len(header):
+            raise OutputError(f"{path}:{n}: not a row serkit wrote ({len(row)} fields, not {len(header)}); "
                               "--resume left the file unchanged")
     return [row[0] for row in rows[1:] if row]
 
@@ -140,7 +142,8 @@ def _jsonl_files(path: Path, text: str, labels: Sequence[str]) -> list[str]:
             row = json.loads(line)
         except json.JSONDecodeError:
             row = None
-        if not isinstance(row, dict) or set(row) != PREDICTION_KEYS or not isinstance(row["file"], str):
+        if (not isinstance(row, dict) or not REQUIRED_KEYS <= set(row) <= ROW_KEYS
+                or not isinstance(row["file"], str)):
             raise OutputError(f"{path}:{n}: not a row serkit wrote; is this a serkit output? "
                               "--resume left it unchanged: write to a new file")
         if row.get("probabilities") and sorted(row["probabilities"]) != sorted(labels):
@@ -190,7 +193,7 @@ class ResultWriter:
         if self.path.suffix == ".csv":
             text = "".join(self._csv_line(csv_row(r, self.labels)) for r in results)
         else:
-            text = "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in results)
+            text = "".join(r.to_json(ensure_ascii=False) + "\n" for r in results)
         self.fh.write(text)
         self._sync()
 
@@ -221,12 +224,10 @@ class DecodeDataset:
 
 
 def decode_item(file: str, sample_rate: int) -> tuple[str, np.ndarray | None, str | None]:
-    """``(file, wave, None)``, or ``(file, None, error)`` for audio that cannot be decoded or
-    is not scorable (:func:`serkit.audio.check_scorable`)."""
+    """``(file, wave, None)``, or ``(file, None, error)`` for audio that cannot be decoded (the
+    local engine's workers and the Ray engine's actors decode alike)."""
     try:
-        wave = load_audio(file, sample_rate)
-        check_scorable(wave, sample_rate, file)
-        return file, wave, None
+        return file, load_audio(file, sample_rate), None
     except AudioError as exc:
         return file, None, str(exc)
 
@@ -257,14 +258,12 @@ def score_batch(predictor: Predictor, items: list[tuple[str, np.ndarray | None, 
                 batch_size: int = 64) -> list[Prediction]:
     """Predictions for decoded ``items`` in order; an item with an error gets an error row."""
     ok = [i for i, (_, wave, _) in enumerate(items) if wave is not None]
-    probs = predictor.predict_proba([items[i][1] for i in ok], batch_size) if ok else []
+    analyses = predictor.analyse_each([items[i][1] for i in ok], batch_size) if ok else []
     out: list[Prediction] = [Prediction(file=f, error=e) for f, _, e in items]
-    for i, p in zip(ok, probs):
+    for i, a in zip(ok, analyses):
         file, wave, _ = items[i]
-        try:
-            out[i] = predictor.result(file, p, len(wave) / predictor.sample_rate)
-        except ScoreError as exc:
-            out[i] = Prediction(file=file, error=str(exc))
+        out[i] = (Prediction(file=file, error=f"{file}: {a}") if isinstance(a, AudioError)
+                  else predictor.prediction(file, wave, a))
     return out
 
 

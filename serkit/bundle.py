@@ -8,30 +8,31 @@
      "training": {...}, "metrics": {...}}
 
 Bundles are written to a temporary folder and renamed into place, so a killed run never leaves
-a half-written bundle behind; a folder serkit did not write is never replaced (see
-:mod:`serkit.safety`).
+a half-written bundle behind.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
-
-from safetensors.torch import load_file, save_file
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from serkit import __version__
 from serkit.safety import BUNDLE_FORMAT, CONFIG, atomic_folder, to_json
 
+if TYPE_CHECKING:   # torch is needed only to build, save or load a PyTorch model, not to read a config
+    from torch import nn
+
 FORMAT = BUNDLE_FORMAT
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
+ENCODER = "encoder.onnx"    # serkit.backbones.ENCODER_FILE: an encoder-head bundle's own encoder
 #: The files of a bundle: what serkit replaces in a bundle folder (anything else there stays).
-BUNDLE_FILES = (WEIGHTS, CONFIG)
+BUNDLE_FILES = (WEIGHTS, CONFIG, ENCODER)
 
 
 class BundleError(ValueError):
@@ -41,7 +42,9 @@ class BundleError(ValueError):
 def _registry() -> dict[str, tuple[type, type]]:
     """model_type -> (config dataclass, module class). Imported lazily to keep start-up light."""
     from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
-    registry: dict[str, tuple[type, type]] = {"cnn_lstm": (CNNLSTMConfig, CNNLSTM)}
+    from serkit.models.encoder_head import EncoderHead, EncoderHeadConfig
+    registry: dict[str, tuple[type, type]] = {"cnn_lstm": (CNNLSTMConfig, CNNLSTM),
+                                              "encoder_head": (EncoderHeadConfig, EncoderHead)}
     try:
         from serkit.models.pretrained import PretrainedConfig, PretrainedSER
         registry["pretrained"] = (PretrainedConfig, PretrainedSER)
@@ -70,14 +73,15 @@ def build_model(model_type: str, model_config: dict[str, Any]) -> nn.Module:
 
 
 def save_bundle(folder: str | os.PathLike, model: nn.Module, labels: list[str],
-                audio: dict[str, Any], temperature: float = 1.0, *, force: bool = False,
-                inputs: Iterable[str | os.PathLike] = (), **extra: Any) -> Path:
+                audio: dict[str, Any], temperature: float = 1.0, files: dict[str, Path] | None = None,
+                *, force: bool = False, inputs: Iterable[str | os.PathLike] = (), **extra: Any) -> Path:
     """Write ``model`` and its metadata to ``folder`` atomically; returns the folder.
 
-    ``extra`` keys (``training``, ``metrics``, …) are stored in config.json as they are.
+    ``extra`` keys (``training``, ``metrics``, …) are stored in config.json as they are;
+    ``files`` (name -> path) are copied into the bundle (e.g. an encoder-head model's encoder).
     A model may leave tensors out of the bundle (e.g. a frozen pretrained encoder referenced by
     name) through a ``bundle_state_dict()`` method. ``folder`` must be new, empty or a bundle;
-    ``force`` lets serkit write its two files into a folder holding others (they are kept).
+    ``force`` lets serkit write its files into a folder holding others (they are kept).
     """
     folder = Path(folder)
     model_config = asdict(model.config)
@@ -88,10 +92,15 @@ def save_bundle(folder: str | os.PathLike, model: nn.Module, labels: list[str],
     }
     check_outputs(folder, config)
     text = to_json(config, indent=2, default=str) + "\n"
+    from safetensors.torch import save_file
+
     state = model.bundle_state_dict() if hasattr(model, "bundle_state_dict") else model.state_dict()
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    with atomic_folder(folder, "bundle", BUNDLE_FILES, force=force, inputs=inputs) as tmp:
+    owned = (*BUNDLE_FILES, *(files or {}))
+    with atomic_folder(folder, "bundle", owned, force=force, inputs=inputs) as tmp:
         save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        for name, src in (files or {}).items():
+            shutil.copyfile(src, tmp / name)
         (tmp / CONFIG).write_text(text, encoding="utf-8")
     return folder
 
@@ -135,6 +144,8 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
 
 def load_bundle(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a bundle (in eval mode) and return it with its config."""
+    from safetensors.torch import load_file
+
     folder = Path(folder)
     config = read_config(folder)
     model = build_model(config["model_type"], config["model_config"])
@@ -154,3 +165,14 @@ def load_bundle(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model.eval(), config
 
+
+
+def for_inference(model: nn.Module, model_type: str) -> nn.Module:
+    """The model in eval mode, prepared for inference only: a CNN-LSTM gets its BatchNorm folded
+    into its convolutions and channels-last (NHWC) memory, faster on CPU; it cannot train after."""
+    import torch
+
+    model = model.eval()
+    if model_type == "cnn_lstm":
+        model = model.fuse_batchnorm().to(memory_format=torch.channels_last)
+    return model

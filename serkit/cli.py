@@ -45,11 +45,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         clip_seconds=args.clip_seconds, cache_dir=args.cache_dir, progress=not args.no_progress,
         mixup=args.mixup, speed_perturb=not args.no_speed_perturb,
         test_size=args.test_size, val_size=args.val_size,
+        balance_corpora=args.balance_corpora, corpus_label_mask=not args.no_corpus_label_mask,
     )
     report = train(args.manifest, args.out, cfg, resume=args.resume, force=args.force)
     if report:
         console.print(f"test: accuracy {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f}  "
                       f"UAR {report['uar']:.3f}  ({report['n']} clips)")
+        for corpus, m in report["per_corpus"].items():
+            console.print(f"  {corpus}: accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  ({m['n']} clips)")
     console.print(f"bundle: {args.out}/bundle   report: {args.out}/eval/report.md", highlight=False)
     return 0
 
@@ -212,6 +215,8 @@ def predict_timelines(args: argparse.Namespace, predictor, files: list[str]) -> 
             failed += 1
             continue
         timelines.append(tl)
+        if tl.reason:
+            err_console.print(f"{tl.file}: {tl.reason}", highlight=False, markup=False, soft_wrap=True)
         if args.plot:
             err_console.print(f"plot: {tl.plot(pngs[file])}", highlight=False, soft_wrap=True)
     if args.output:
@@ -296,13 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_force_option(p, "replace a -o file that is not a manifest serkit wrote")
     p.set_defaults(func=cmd_prepare)
 
-    from serkit.config import MONITORS, SPLITS, VADS, TrainConfig
+    from serkit.config import MODELS, MONITORS, SPLITS, VADS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model on a manifest into a run folder")
     p.add_argument("manifest", help="manifest CSV from serkit prepare")
     p.add_argument("--out", "-o", required=True, help="run folder (bundle, reports, checkpoints)")
-    p.add_argument("--model", default=d.model, choices=["cnn_lstm", "pretrained"], help="model family")
+    p.add_argument("--model", default=d.model, choices=MODELS,
+                   help="model family: cnn_lstm, pretrained (a Hugging Face encoder) or encoder_head (a head "
+                        "on a frozen ONNX encoder, e.g. the shipped serkit:whisper-base-l4)")
     p.add_argument("--split", default=d.split, choices=SPLITS,
                    help="speaker: no speaker in two parts (default); random: LEAKY utterance split; corpus: leave one corpus out")
     p.add_argument("--test-corpus", help="held-out corpus for --split corpus")
@@ -329,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     p.add_argument("--mixup", type=float, default=d.mixup, help="mixup alpha (0: off, the default)")
     p.add_argument("--no-speed-perturb", action="store_true", help="no speed perturbation in augmentation")
+    p.add_argument("--balance-corpora", action="store_true",
+                   help="draw training clips so that every corpus weighs the same per epoch")
+    p.add_argument("--no-corpus-label-mask", action="store_true",
+                   help="let clips teach the classes their corpus does not have (off: they are left out of the loss)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     add_force_option(p, "start over in an --out that holds a run (its files are removed first), or train "
                         "into a folder holding other files")
@@ -416,9 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threads one prediction may use (default: %(default)s; requests run in parallel instead)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default: %(default)s MB)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="longest audio (default: %(default)s s)")
-    p.add_argument("--vad", choices=VADS, default="auto",
-                   help="voice-activity detector of the long-clip timeline when a request names none "
-                        "(default: %(default)s = silero when installed, else energy; none = fixed windows)")
+    p.add_argument("--vad", choices=VADS, default=None,
+                   help="speech detector when a request names none (default: each model's own, silero for "
+                        "the shipped ones; energy = any loud sound; none = whole clips)")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -1,16 +1,17 @@
 """Training configuration, kept free of heavy imports so the CLI starts fast."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-DEFAULT_CACHE = Path(os.environ.get("SERKIT_CACHE", Path.home() / ".cache" / "serkit"))
+from serkit.audio import CACHE_ROOT as DEFAULT_CACHE  # noqa: E402  (one cache root)
 
 #: Split protocols (see serkit.splits).
 SPLITS = ("speaker", "random", "corpus")
 
+#: Model families: a CNN-LSTM from scratch, a Hugging Face encoder (frozen or fine-tuned), or a
+#: head on a frozen ONNX encoder (the shipped default's family).
+MODELS = ("cnn_lstm", "pretrained", "encoder_head")
 MONITORS = ("val_uar", "val_macro_f1", "val_accuracy")
 #: Voice-activity detectors of emotion timelines (serkit.timeline): auto = silero when installed, else energy.
 VADS = ("auto", "silero", "energy", "none")
@@ -20,7 +21,7 @@ VADS = ("auto", "silero", "energy", "none")
 class TrainConfig:
     """Everything a training run depends on; written to the run folder and the bundle."""
 
-    model: str = field(default="cnn_lstm", metadata={"help": "model family: cnn_lstm or pretrained"})
+    model: str = field(default="cnn_lstm", metadata={"help": "model family: " + ", ".join(MODELS)})
     emotions: list[str] | None = field(default=None, metadata={
         "help": "labels to train on (default: every emotion in the manifest, in canonical order)"})
     split: str = field(default="speaker", metadata={"help": "speaker (default), random (leaky), corpus"})
@@ -36,10 +37,17 @@ class TrainConfig:
     weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
     label_smoothing: float = field(default=0.05, metadata={"help": "cross-entropy label smoothing"})
     class_weights: bool = field(default=True, metadata={"help": "weight the loss by inverse class frequency"})
+    balance_corpora: bool = field(default=False, metadata={
+        "help": "draw training clips so that every corpus weighs the same per epoch"})
+    corpus_label_mask: bool = field(default=True, metadata={
+        "help": "leave out of a clip's loss the classes its corpus does not have (serkit.pool)"})
     augment: bool = field(default=True, metadata={"help": "gain/noise/crop and SpecAugment while training"})
     speed_perturb: bool = field(default=True, metadata={"help": "speed perturbation (0.9-1.1) among the augmentations"})
     mixup: float = field(default=0.0, metadata={"help": "mixup Beta(alpha, alpha) on waveforms; 0 turns it off"})
     clip_seconds: float = field(default=3.0, metadata={"help": "model window in seconds"})
+    vad: str = field(default="auto", metadata={
+        "help": "speech detector of the scorer, stored in the bundle: auto (silero), silero, energy "
+                "(any loud sound is speech: for synthetic data), none (score whole clips)"})
     model_options: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "architecture overrides (fields of the model's config dataclass)"})
     accelerator: str = field(default="cpu", metadata={"help": "Lightning accelerator: cpu, gpu, auto"})
@@ -53,8 +61,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.monitor not in MONITORS:
             raise ValueError(f"unknown monitor {self.monitor!r}; choose one of: {', '.join(MONITORS)}")
-        if self.model not in ("cnn_lstm", "pretrained"):
-            raise ValueError(f"unknown model {self.model!r}; choose cnn_lstm or pretrained")
+        if self.vad not in VADS:
+            raise ValueError(f"unknown vad {self.vad!r}; choose one of: {', '.join(VADS)}")
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose {', '.join(MODELS)}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

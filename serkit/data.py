@@ -5,34 +5,15 @@ epochs only crop, pad and augment arrays.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import soxr
 import torch
-from rich.progress import track
 from torch.utils.data import Dataset
 
-from serkit.audio import SAMPLE_RATE, WaveformCache, load_audio, pad_or_trim
-from serkit.config import DEFAULT_CACHE
-from serkit.manifest import Utterance
+from serkit.audio import SAMPLE_RATE, decode_all, pad_or_trim  # noqa: F401  (decode_all re-exported)
 
-
-
-def decode_all(utts: list[Utterance], sample_rate: int = SAMPLE_RATE,
-               cache_dir: str | os.PathLike | None = DEFAULT_CACHE / "waveforms",
-               progress: bool = True) -> list[np.ndarray]:
-    """Waveforms of ``utts`` in order (cached on disk when ``cache_dir`` is given).
-
-    Raises :class:`~serkit.audio.AudioError` naming the first file that cannot be decoded:
-    a manifest should only hold files that ``prepare`` could read.
-    """
-    cache = WaveformCache(cache_dir, sample_rate) if cache_dir is not None else None
-    load = cache.load if cache else (lambda p: load_audio(p, sample_rate))
-    items = track(utts, description="decoding audio", disable=not progress, transient=True)
-    return [load(u.path) for u in items]
 
 
 @dataclass

@@ -5,13 +5,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from serkit.data import DEFAULT_CACHE, decode_all
+from serkit.config import TrainConfig
+from serkit.audio import decode_all
 from serkit.evaluation import evaluate_logits
 from serkit.inference import Predictor
-from serkit.manifest import read_manifest
+from serkit.manifest import Utterance, read_manifest
 from serkit.safety import check_output_folder
-from serkit.splits import PARTS
-from serkit.training import TrainConfig, split_for
+from serkit.splits import PARTS, split
 
 
 def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str = "test",
@@ -34,7 +34,8 @@ def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str
             raise ValueError(f"unknown split part {part!r}; choose one of: {', '.join(PARTS)}, all")
         training = predictor.config.get("training", {})
         cfg = TrainConfig.from_dict(training.get("config", {}))
-        parts = split_for(utts, cfg)
+        parts = split(utts, cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed,
+                      test_corpus=cfg.test_corpus)
         expected = training.get("data", {}).get(f"{part}_speakers")
         got = sorted({u.group for u, p in zip(utts, parts) if p == part})
         if cfg.split != "random" and part in ("test", "val") and expected is not None and got != expected:
@@ -42,6 +43,15 @@ def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str
                 f"{manifest}: its {part} speakers ({', '.join(got[:4])}…) are not the ones the model "
                 f"was trained with ({', '.join(expected[:4])}…); pass the training manifest or --split all")
         utts = [u for u, p in zip(utts, parts) if p == part]
-    waves = decode_all(utts, predictor.sample_rate, DEFAULT_CACHE / "waveforms", progress=progress)
-    return evaluate_logits(utts, predictor.logits(waves), predictor.labels, predictor.temperature,
-                           Path(out) if out else None, title=part, force=force)
+    return evaluate_predictor(predictor, utts, Path(out) if out else None, title=part, progress=progress,
+                              force=force)
+
+
+def evaluate_predictor(predictor: Predictor, utts: list[Utterance], out: Path | None = None, title: str = "test",
+                       progress: bool = True, force: bool = False) -> dict[str, Any]:
+    """Metrics of ``predictor`` on ``utts`` through the same speech-first scoring that
+    ``serkit predict`` and the web app use (a clip without speech counts as a wrong answer)."""
+    waves = decode_all(utts, predictor.sample_rate, progress=progress)
+    logits, none = predictor.scorer.as_logits(predictor.analyse(waves))
+    return evaluate_logits(utts, logits, predictor.labels, predictor.temperature, out, title=title,
+                           no_speech=none, force=force)

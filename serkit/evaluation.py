@@ -22,36 +22,26 @@ from scipy.optimize import minimize_scalar  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
     ConfusionMatrixDisplay,
     accuracy_score,
-    balanced_accuracy_score,
     classification_report,
     confusion_matrix,
     f1_score,
+    recall_score,
 )
 
 from serkit.safety import atomic_file, atomic_write_text, claim_output_folder, write_json  # noqa: E402
-
-#: What an evaluation writes into its folder (serkit replaces these; other files there stay).
-EVAL_FILES = ("report.json", "report.md", "predictions.csv", "confusion_counts.png",
-              "confusion_normalized.png", "reliability.png")
-
-
-def save_figure(fig, path: Path, dpi: int) -> None:
-    """A matplotlib figure as a PNG at ``path``, written atomically; the figure is closed."""
-    with atomic_file(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=dpi)
-    plt.close(fig)
-
-from serkit.inference import softmax  # noqa: E402
+from serkit.scorer import softmax  # noqa: E402
 from serkit.manifest import Utterance  # noqa: E402
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """accuracy, macro_f1, weighted_f1, uar for integer label arrays."""
+    """accuracy, macro_f1, weighted_f1, uar for integer label arrays. A prediction of -1 (no
+    answer: no speech found) counts as wrong and is not a class of its own."""
+    classes = np.unique(np.concatenate([y_true, y_pred[y_pred >= 0]]))
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
-        "uar": float(balanced_accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=classes, average="weighted", zero_division=0)),
+        "uar": float(recall_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0)),
         "n": int(len(y_true)),
     }
 
@@ -124,10 +114,26 @@ def plot_reliability(probs_before: np.ndarray, probs_after: np.ndarray, y_true: 
     save_figure(fig, path, 120)
 
 
+#: What an evaluation writes into its folder (serkit replaces these; other files there stay).
+EVAL_FILES = ("report.json", "report.md", "predictions.csv", "confusion_counts.png",
+              "confusion_normalized.png", "reliability.png")
+
+
+def save_figure(fig, path: Path, dpi: int) -> None:
+    """A matplotlib figure as a PNG at ``path``, written atomically; the figure is closed."""
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=dpi)
+    plt.close(fig)
+
+
 def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str],
                     temperature: float = 1.0, out_dir: str | os.PathLike | None = None,
-                    title: str = "test", force: bool = False) -> dict[str, Any]:
+                    title: str = "test", no_speech: np.ndarray | None = None,
+                    force: bool = False) -> dict[str, Any]:
     """Score ``logits`` (n, classes; uncalibrated) against the utterances' emotions.
+
+    ``no_speech`` marks clips the scorer gave no emotion (no speech found): they count as wrong
+    answers, are left out of calibration, and are counted under ``no_speech``.
 
     Utterances whose emotion the model does not know are counted under ``unknown_emotions`` and
     left out. With ``out_dir``, writes report.json, report.md, predictions.csv and the plots
@@ -139,12 +145,13 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
     unknown = dict(sorted(Counter(u.emotion for u in utts if u.emotion not in index).items()))
     utts = [u for u, k in zip(utts, keep) if k]
     logits = logits[keep]
+    none = np.zeros(len(utts), bool) if no_speech is None else np.asarray(no_speech, bool)[keep]
     if not utts:
         raise ValueError(f"no clip has an emotion the model knows ({', '.join(labels)})")
     y = np.array([index[u.emotion] for u in utts])
     probs_raw = softmax(logits)
     probs = softmax(logits / temperature)
-    pred = probs.argmax(1)
+    pred = np.where(none, -1, probs.argmax(1))
     cm = confusion_matrix(y, pred, labels=list(range(len(labels))))
     report: dict[str, Any] = {
         "split": title,
@@ -154,8 +161,9 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
             y, pred, labels=list(range(len(labels))), target_names=labels, output_dict=True, zero_division=0),
         "confusion_matrix": cm.tolist(),
         "calibration": {"temperature": temperature,
-                        "ece_before": expected_calibration_error(probs_raw, y),
-                        "ece_after": expected_calibration_error(probs, y)},
+                        "ece_before": expected_calibration_error(probs_raw[~none], y[~none]),
+                        "ece_after": expected_calibration_error(probs[~none], y[~none])},
+        "no_speech": int(none.sum()),
         "per_corpus": _breakdown([u.corpus for u in utts], y, pred),
         "per_speaker": _breakdown([u.group for u in utts], y, pred),
         "unknown_emotions": unknown,  # counted before the filter above
@@ -166,11 +174,12 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
         atomic_write_text(out / "report.md", markdown_report(report))
         plot_confusion(cm, labels, out / "confusion_counts.png", False, f"Confusion ({title}, counts)")
         plot_confusion(cm, labels, out / "confusion_normalized.png", True, f"Confusion ({title}, recall per row)")
-        plot_reliability(probs_raw, probs, y, out / "reliability.png")
+        plot_reliability(probs_raw[~none], probs[~none], y[~none], out / "reliability.png")
         with atomic_file(out / "predictions.csv", "w", encoding="utf-8") as fh:
             fh.write("File,Dataset,Speaker,Emotion,Predicted,Confidence\n")
             for u, p, pr in zip(utts, pred, probs):
-                fh.write(f"{u.path},{u.corpus},{u.speaker},{u.emotion},{labels[p]},{pr[p]:.4f}\n")
+                fh.write(f"{u.path},{u.corpus},{u.speaker},{u.emotion},"
+                         + (f"{labels[p]},{pr[p]:.4f}\n" if p >= 0 else "no speech,\n"))
     return report
 
 

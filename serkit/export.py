@@ -44,6 +44,7 @@ from torch import nn
 
 from serkit.bundle import CONFIG, load_bundle
 from serkit.safety import atomic_folder, check_output_folder, to_json
+from serkit.scorer import softmax
 
 ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
@@ -147,11 +148,6 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def parity_inputs(clip_samples: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Three windows (a batch size other than the traced one) with different valid lengths:
     what the Predictor feeds the model."""
@@ -174,7 +170,7 @@ def compare(model: nn.Module, onnx_path: Path, wave: np.ndarray, lengths: np.nda
     with torch.inference_mode():
         ref = model(torch.from_numpy(wave), torch.from_numpy(lengths)).float().numpy()
     out = _session(onnx_path).run(["logits"], {"wave": wave, "lengths": lengths})[0]
-    p, q = _softmax(ref / temperature), _softmax(out / temperature)
+    p, q = softmax(ref / temperature), softmax(out / temperature)
     return {"max_abs_prob_diff": float(np.abs(p - q).max()),
             "top1_agreement": float((p.argmax(1) == q.argmax(1)).mean())}
 

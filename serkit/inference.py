@@ -1,11 +1,18 @@
-"""Predictor: waveforms or files in, calibrated per-class probabilities out.
+"""Predictor: files or waveforms in, calibrated emotions out, through the one scorer.
 
-A clip shorter than the model's window is zero-padded (the model masks the padding); a longer
-one is cut into windows of the model's length with 50 % overlap, each window is scored and the
-probabilities are averaged.
+    import serkit
+    model = serkit.load_model()                  # the shipped default ("default"); or "fast", or a folder
+    model.predict_file("clip.wav")               # Prediction(emotion, probabilities, uncertain, …)
+    model.predict_waveform(wave, sample_rate=44100)
+    model.predict_proba(wave)                    # (classes,) for one 1-D array, (n, classes) for a list
+
+Scoring is :class:`serkit.scorer.Scorer`'s (speech first, windows, mean of window logits,
+temperature). This module imports no torch: a bundle whose model needs it imports it when it
+loads (the shipped models run on onnxruntime).
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -13,177 +20,249 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+import soxr
 
-from serkit.audio import AudioError, check_scorable, load_audio
-from serkit.bundle import load_bundle
-from serkit.safety import check_finite_scores
+from serkit.audio import AudioError, AudioSpec, load_audio
+from serkit.bundle import BundleError, for_inference, read_config  # noqa: F401  (for_inference re-exported)
+from serkit.runtimes import EncoderHeadRuntime, NumpyHead, TorchRuntime
+from serkit.scorer import Analysis, Scorer, softmax, window_starts  # noqa: F401  (re-exported)
+
+#: Models that ship inside the package, by the name the CLI, the API and the web page use.
+SHIPPED = {"default": "default_model", "fast": "fast_model"}
+#: Digits of probabilities and confidences in every output (JSON, CSV, web, tables).
+PROB_DIGITS = 4
 
 
 def default_model_path() -> Path:
     """The folder of the default model shipped inside the package."""
-    return Path(__file__).parent / "default_model"
+    return shipped_model_path("default")
+
+
+def shipped_model_path(name: str) -> Path:
+    if name not in SHIPPED:
+        raise ValueError(f"no shipped model called {name!r}; serkit ships {', '.join(SHIPPED)}")
+    return Path(__file__).parent / SHIPPED[name]
 
 
 @dataclass
 class Prediction:
-    """One file's result: the top emotion and every class's probability, or the error."""
+    """One clip's answer: the emotion and every class's probability; or no emotion, with
+    ``reason`` (no speech found) or ``error`` (the file could not be used)."""
 
     file: str
     emotion: str | None = None
     probabilities: dict[str, float] = field(default_factory=dict)
     duration_s: float | None = None
+    speech_s: float | None = None
+    uncertain: bool = False
+    reason: str | None = None
     error: str | None = None
 
     @property
     def confidence(self) -> float | None:
-        return self.probabilities.get(self.emotion) if self.emotion else None
+        return self.probabilities.get(self.emotion) if self.emotion and self.probabilities else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "emotion": self.emotion, "confidence": self.confidence,
-                "probabilities": self.probabilities, "duration_s": self.duration_s, "error": self.error}
+                "uncertain": self.uncertain, "probabilities": self.probabilities,
+                "duration_s": self.duration_s, "speech_s": self.speech_s, "reason": self.reason,
+                "error": self.error}
 
-
-def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
-    """Start offsets of windows covering ``n_samples``; the last window ends at the clip's end."""
-    if n_samples <= window:
-        return [0]
-    starts = list(range(0, n_samples - window + 1, hop))
-    if starts[-1] + window < n_samples:
-        starts.append(n_samples - window)
-    return starts
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
 
 
 class Predictor:
-    """Scores audio with a loaded bundle. Build it with :func:`serkit.load_model`."""
+    """Scores audio with a loaded model. Build it with :func:`serkit.load_model`.
 
-    def __init__(self, model: torch.nn.Module, config: dict[str, Any], name: str = "model"):
-        self.model = model.eval()
-        self.config = config
-        self.name = name
+    ``model`` is a runtime (an object with ``logits(windows, lengths)``) or a PyTorch module.
+    """
+
+    def __init__(self, model: Any, config: dict[str, Any], name: str = "model"):
+        self.config, self.name = config, name
+        self.runtime = model if hasattr(model, "logits") else TorchRuntime(model)
+        self.model = getattr(self.runtime, "module", None)
         self.labels: list[str] = list(config["labels"])
-        self.sample_rate: int = int(config["audio"]["sample_rate"])
-        self.clip_samples: int = int(round(config["audio"]["clip_seconds"] * self.sample_rate))
-        self.temperature: float = float(config.get("temperature", 1.0))
+        self.spec = AudioSpec.from_config(config["audio"])
+        scoring = config.get("scoring", {})
+        self.scorer = Scorer(self.runtime, self.labels, self.spec, float(config.get("temperature", 1.0)),
+                             **{k: scoring[k] for k in ("vad", "uncertain_below", "uncertain_margin") if k in scoring})
 
-    # -- windows -> logits -------------------------------------------------------------------
-    @torch.inference_mode()
+    @property
+    def sample_rate(self) -> int:
+        return self.spec.sample_rate
+
+    @property
+    def clip_samples(self) -> int:
+        return self.spec.window_samples
+
+    @property
+    def temperature(self) -> float:
+        return self.scorer.temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"temperature must be a positive number, not {value}")
+        self.scorer.temperature = float(value)
+
+    def __repr__(self) -> str:
+        return (f"<serkit Predictor {self.name!r}: {self.config.get('model_type')} on {self.runtime.name}, "
+                f"labels {', '.join(self.labels)}, {self.spec.clip_seconds:g} s windows at {self.sample_rate} Hz>")
+
+    # -- audio as given ----------------------------------------------------------------------
     def logits_windows(self, windows: np.ndarray, lengths: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Uncalibrated logits (n, classes) for windows (n, clip_samples) with valid ``lengths``."""
-        out = []
-        for i in range(0, len(windows), batch_size):
-            wave = torch.from_numpy(windows[i:i + batch_size])
-            lens = torch.from_numpy(lengths[i:i + batch_size])
-            out.append(self.model(wave, lens).float().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
-
-    def _windows(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        hop = self.clip_samples // 2
-        rows, lengths, owner = [], [], []
-        for k, wave in enumerate(waves):
-            for s in window_starts(len(wave), self.clip_samples, hop):
-                seg = wave[s:s + self.clip_samples]
-                lengths.append(len(seg))
-                rows.append(np.pad(seg, (0, self.clip_samples - len(seg))))
-                owner.append(k)
-        return (np.stack(rows).astype(np.float32), np.asarray(lengths, dtype=np.int64),
-                np.asarray(owner))
+        return self.scorer.window_logits(windows, lengths, batch_size)
 
     def logits(self, waves: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """Uncalibrated logits per clip (n, classes): the mean over each clip's windows."""
-        if not len(waves):
-            return np.zeros((0, len(self.labels)), np.float32)
-        windows, lengths, owner = self._windows(waves)
-        logits = self.logits_windows(windows, lengths, batch_size)
-        sums = np.zeros((len(waves), logits.shape[1]), np.float64)
-        np.add.at(sums, owner, logits)
-        return (sums / np.bincount(owner, minlength=len(waves))[:, None]).astype(np.float32)
+        """Uncalibrated logits per clip (n, classes): the mean of its windows' logits."""
+        return self.scorer.logits(waves, batch_size)
 
-    def predict_proba(self, waves: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """Calibrated probabilities (n, classes) for 1-D float32 waveforms at ``sample_rate``.
+    def predict_proba(self, waves: np.ndarray | Sequence[np.ndarray], batch_size: int = 64,
+                      sample_rate: int | None = None) -> np.ndarray:
+        """Calibrated probabilities of audio AS GIVEN (no speech detection): (classes,) for one
+        1-D waveform, (n, classes) for a list. ``sample_rate``: the arrays' rate (resampled to
+        the model's; default: already at ``self.sample_rate``)."""
+        single = isinstance(waves, np.ndarray) and waves.ndim == 1
+        waves = [self._at_rate(w, sample_rate) for w in ([waves] if single else waves)]
+        probs = self.scorer.proba(waves, batch_size)
+        return probs[0] if single else probs
 
-        For clips longer than the window, the windows' probabilities are averaged.
-        """
-        if not len(waves):
-            return np.zeros((0, len(self.labels)), np.float32)
-        windows, lengths, owner = self._windows(waves)
-        probs = softmax(self.logits_windows(windows, lengths, batch_size) / self.temperature)
-        sums = np.zeros((len(waves), probs.shape[1]), np.float64)
-        np.add.at(sums, owner, probs)
-        return (sums / np.bincount(owner, minlength=len(waves))[:, None]).astype(np.float32)
+    # -- the user-facing answer -----------------------------------------------------------------
+    def analyse(self, waves: Sequence[np.ndarray], batch_size: int = 64) -> list[Analysis]:
+        """Speech-first analyses (see :mod:`serkit.scorer`) of waveforms at ``sample_rate``."""
+        return self.scorer.analyse(waves, batch_size)
 
-    # -- files ---------------------------------------------------------------------------------
-    def result(self, file: str, probs: np.ndarray, duration_s: float | None) -> Prediction:
-        check_finite_scores(probs, file)        # raises ScoreError (an AudioError): never a NaN answer
-        best = int(np.argmax(probs))
-        return Prediction(file=file, emotion=self.labels[best],
-                          probabilities={l: round(float(p), 6) for l, p in zip(self.labels, probs)},
-                          duration_s=duration_s)
+    def analyse_each(self, waves: Sequence[np.ndarray], batch_size: int = 64) -> list[Analysis | AudioError]:
+        """:meth:`analyse`, where a clip the model cannot score (non-finite output) fails alone:
+        its item is the :class:`~serkit.audio.AudioError`, and the batch's other clips are answered."""
+        try:
+            return list(self.analyse(waves, batch_size))
+        except AudioError as exc:
+            if len(waves) == 1:
+                return [exc]
+            return [a for w in waves for a in self.analyse_each([w], batch_size)]
 
-    def predict_waveform(self, wave: np.ndarray, name: str = "<waveform>") -> Prediction:
-        check_scorable(wave, self.sample_rate, name)
-        return self.result(name, self.predict_proba([wave])[0], len(wave) / self.sample_rate)
+    def prediction(self, file: str, wave: np.ndarray, analysis: Analysis) -> Prediction:
+        sr = self.sample_rate
+        p = Prediction(file=file, duration_s=round(len(wave) / sr, 3),
+                       speech_s=round(analysis.speech_samples / sr, 3), reason=analysis.reason)
+        if analysis.probabilities is not None:
+            best = int(np.argmax(analysis.probabilities))
+            p.emotion, p.uncertain = self.labels[best], analysis.uncertain
+            p.probabilities = {l: round(float(v), PROB_DIGITS) for l, v in zip(self.labels, analysis.probabilities)}
+        return p
+
+    def predict_waveform(self, wave: np.ndarray, name: str = "<waveform>", sample_rate: int | None = None) -> Prediction:
+        """The answer for one 1-D waveform (``sample_rate``: its rate, default the model's)."""
+        wave = self._at_rate(wave, sample_rate)
+        return self.prediction(name, wave, self.analyse([wave])[0])
 
     def predict_files(self, paths: Iterable[str | os.PathLike], batch_size: int = 64) -> list[Prediction]:
-        """One Prediction per path, in order; a file that cannot be decoded gets ``error`` set."""
+        """One Prediction per path, in order; a file that cannot be used gets ``error`` set."""
         paths = [str(p) for p in paths]
         results: list[Prediction | None] = [None] * len(paths)
         for start in range(0, len(paths), batch_size):
-            chunk = range(start, min(start + batch_size, len(paths)))
             waves, ok = [], []
-            for i in chunk:
+            for i in range(start, min(start + batch_size, len(paths))):
                 try:
                     waves.append(load_audio(paths[i], self.sample_rate))
-                    check_scorable(waves[-1], self.sample_rate, paths[i])
                     ok.append(i)
                 except AudioError as exc:
-                    del waves[len(ok):]
                     results[i] = Prediction(file=paths[i], error=str(exc))
-            for i, wave, probs in zip(ok, waves, self.predict_proba(waves, batch_size)):
-                try:
-                    results[i] = self.result(paths[i], probs, len(wave) / self.sample_rate)
-                except AudioError as exc:     # non-finite scores
-                    results[i] = Prediction(file=paths[i], error=str(exc))
+            for i, wave, a in zip(ok, waves, self.analyse_each(waves, batch_size)):
+                results[i] = (Prediction(file=paths[i], error=f"{paths[i]}: {a}") if isinstance(a, AudioError)
+                              else self.prediction(paths[i], wave, a))
         return results  # type: ignore[return-value]
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
-        return self.predict_files([path])[0]
+        """The answer for one file; raises :class:`~serkit.audio.AudioError` when it cannot be used."""
+        wave = load_audio(path, self.sample_rate)
+        return self.prediction(str(path), wave, self.analyse([wave])[0])
 
     def predict_timeline(self, source: str | os.PathLike | np.ndarray, **options: Any):
         """Emotions over time of a long recording (a path, or a 1-D waveform at ``sample_rate``),
-        streamed in bounded memory: speech segments, each with an emotion and probabilities.
-        Returns a :class:`serkit.timeline.Timeline`; ``options`` are those of
-        :func:`serkit.timeline.predict_timeline` (``vad``, ``max_segment_s``, ``progress``, …)."""
-        from serkit.timeline import predict_timeline
+        streamed in bounded memory. Returns a :class:`serkit.timeline.Timeline`; ``options`` are
+        those of :func:`serkit.timeline.predict_timeline` (``vad``, ``max_segment_s``, …)."""
+        from serkit.timeline import predict_timeline   # timeline builds on this module
         return predict_timeline(self, source, **options)
 
+    def warmup(self) -> Predictor:
+        """Run the model once on a synthetic window so the first real call is not the slow one
+        (onnxruntime and torch set up their kernels lazily). :func:`load_model` calls it."""
+        t = np.arange(self.clip_samples, dtype=np.float32) / self.sample_rate
+        self.scorer.logits([0.1 * np.sin(2 * np.pi * 220 * t).astype(np.float32)])
+        return self
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    def _at_rate(self, wave: np.ndarray, sample_rate: int | None) -> np.ndarray:
+        wave = np.asarray(wave, np.float32)
+        if wave.ndim != 1:
+            raise AudioError(f"expected a 1-D waveform, got an array of shape {wave.shape}")
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            if sample_rate <= 0:
+                raise AudioError(f"sample_rate must be positive, not {sample_rate}")
+            wave = soxr.resample(wave, sample_rate, self.sample_rate, quality="HQ").astype(np.float32)
+        return wave
 
 
-def load_model(path: str | os.PathLike | None = None, runtime: str = "auto") -> Predictor:
-    """A Predictor for the bundle at ``path``, or the shipped default model when ``path`` is None.
+def resolve_model(path: str | os.PathLike | None) -> Path:
+    """The folder of a model given by folder, by shipped name (``default``, ``fast``) or None (default)."""
+    if path is None:
+        return default_model_path()
+    if isinstance(path, str) and path in SHIPPED and not Path(path).exists():
+        return shipped_model_path(path)
+    return Path(path)
 
-    ``runtime``: ``"torch"`` (a bundle), ``"onnx"`` (a folder from ``serkit export --onnx``, or
-    one of its ``.onnx`` files) or ``"auto"`` (ONNX when ``path`` is such an export).
+
+def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", warmup: bool = True) -> Predictor:
+    """A Predictor for the model at ``path``: a bundle folder, an ONNX export folder (or one of
+    its ``.onnx`` files), a shipped model's name (``"default"``, ``"fast"``), or None (default).
+
+    ``runtime``: ``"torch"`` (a bundle), ``"onnx"`` (an export) or ``"auto"`` (ONNX when the
+    folder is an export or an encoder-head model, else torch).
     """
-    folder = Path(path) if path is not None else default_model_path()
     if runtime not in ("auto", "torch", "onnx"):
         raise ValueError(f"unknown runtime {runtime!r}; choose auto, torch or onnx")
-    if runtime == "onnx" or (runtime == "auto" and folder.suffix == ".onnx") or (
-            runtime == "auto" and not (folder / "model.safetensors").is_file() and (folder / "model.onnx").is_file()):
+    folder = resolve_model(path)
+    if folder.suffix == ".onnx" or (runtime != "torch" and (folder / "config.json").is_file()
+                                    and "onnx" in read_config(folder)):
         from serkit.onnx_runtime import load_onnx_model
-        return load_onnx_model(folder)
-    model, config = load_bundle(folder)
-    return Predictor(for_inference(model, config["model_type"]), config, name=folder.name)
+        predictor: Predictor = load_onnx_model(folder)
+    else:
+        config = read_config(folder)
+        name = model_name(folder)
+        if config["model_type"] == "encoder_head":
+            predictor = Predictor(encoder_head_runtime(folder, config), config, name=name)
+        elif runtime == "onnx":
+            raise BundleError(f"{folder}: not an ONNX export; make one with: serkit export {folder} --onnx -o DIR")
+        else:
+            from serkit.bundle import load_bundle   # imports torch: for the bundles that need it
+            model, config = load_bundle(folder)
+            predictor = Predictor(for_inference(model, config["model_type"]), config, name=name)
+    return predictor.warmup() if warmup else predictor
 
 
-def for_inference(model: torch.nn.Module, model_type: str) -> torch.nn.Module:
-    """The model in eval mode, prepared for inference only: a CNN-LSTM gets its BatchNorm folded
-    into its convolutions and channels-last (NHWC) memory, faster on CPU; it cannot train after."""
-    model = model.eval()
-    if model_type == "cnn_lstm":
-        model = model.fuse_batchnorm().to(memory_format=torch.channels_last)
-    return model
+def model_name(folder: Path) -> str:
+    """A shipped model's name (``default``, ``fast``), else the folder's name."""
+    for name, sub in SHIPPED.items():
+        if folder.resolve() == (Path(__file__).parent / sub).resolve():
+            return name
+    return folder.name
+
+
+def encoder_head_runtime(folder: Path, config: dict[str, Any]) -> EncoderHeadRuntime:
+    """The runtime of an encoder-head bundle: its encoder graph (a shipped backbone or a file
+    inside the bundle) and its head's weights, read without torch."""
+    from safetensors.numpy import load_file
+
+    from serkit.backbones import encoder_path
+    mc = config["model_config"]
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise BundleError(f"{folder}: missing model.safetensors")
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error types for truncated files
+        raise BundleError(f"{weights}: not a readable safetensors file ({str(exc).splitlines()[0]})") from None
+    return EncoderHeadRuntime(encoder_path(mc["backbone"], folder), NumpyHead(state, mc))

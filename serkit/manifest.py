@@ -15,13 +15,16 @@ from pathlib import Path
 
 from serkit.safety import atomic_file, first_line
 
-COLUMNS = ("Dataset", "Emotion", "File", "Speaker", "Gender", "Label", "Duration", "SampleRate", "Split")
+COLUMNS = ("Dataset", "Emotion", "File", "Speaker", "Gender", "Label", "Duration", "SampleRate", "Split",
+           "Sentence")
 SKIP_COLUMNS = ("Dataset", "Reason", "File")
 
 
 def is_manifest(path: str | os.PathLike) -> bool:
-    """True for a manifest serkit wrote (its exact header): one serkit may replace."""
-    return first_line(path) == ",".join(COLUMNS)
+    """True for a manifest serkit wrote (its header, from this version or an older one): one
+    serkit may replace."""
+    header = first_line(path)
+    return header == ",".join(COLUMNS) or header == ",".join(COLUMNS[:-1])
 
 
 def is_skip_report(path: str | os.PathLike) -> bool:
@@ -36,6 +39,9 @@ class Utterance:
     ``emotion`` is canonical (see :mod:`serkit.emotions`); ``label`` is the corpus's own code
     for it; ``duration`` is in seconds and ``sample_rate`` in Hz as read from the file header.
     ``split`` is empty unless a manifest fixes the split itself (``train``/``val``/``test``).
+    ``sentence`` is the corpus's id of the words spoken, empty when the corpus has none: two clips
+    of one corpus with the same id say the same text (ASED's ``01``/``02`` are the sentences every
+    speaker said in every emotion; its emotion-specific sentences read ``a5-03``).
     """
 
     corpus: str
@@ -47,6 +53,7 @@ class Utterance:
     duration: float | None = None
     sample_rate: int | None = None
     split: str = ""
+    sentence: str = ""
 
     @property
     def group(self) -> str:
@@ -98,7 +105,7 @@ def write_manifest(utterances: list[Utterance], path: str | os.PathLike) -> Path
             w.writerow([
                 u.corpus, u.emotion, _rel(Path(u.path).resolve(), base), u.speaker, u.gender,
                 u.label, "" if u.duration is None else f"{u.duration:.4f}",
-                "" if u.sample_rate is None else u.sample_rate, u.split,
+                "" if u.sample_rate is None else u.sample_rate, u.split, u.sentence,
             ])
     return path
 
@@ -133,6 +140,7 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
                 duration=duration,
                 sample_rate=int(rate) if rate else None,
                 split=(row.get("Split") or "").strip().lower(),
+                sentence=(row.get("Sentence") or "").strip(),  # absent in older manifests
             ))
     return out
 

@@ -15,6 +15,8 @@ the audio files must be readable at the same paths on every node (a shared file 
 """
 from __future__ import annotations
 
+import json
+
 import logging
 import os
 from collections.abc import Iterable
@@ -48,26 +50,17 @@ class ScoreActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         items = [decode_item(str(file), self.predictor.sample_rate) for file in batch["file"]]
         results = score_batch(self.predictor, items)
-        k = len(self.predictor.labels)
-        return {
-            "file": np.array([r.file for r in results], dtype=object),
-            "probs": np.stack([np.array([r.probabilities[l] for l in self.predictor.labels], np.float64)
-                               if r.probabilities else np.full(k, np.nan) for r in results]),
-            "duration_s": np.array([np.nan if r.duration_s is None else r.duration_s for r in results]),
-            "error": np.array([r.error or "" for r in results], dtype=object),
-        }
+        return {"file": np.array([r.file for r in results], dtype=object),
+                "row": np.array([r.to_json() for r in results], dtype=object)}
 
 
 def _predictions(batch: dict[str, np.ndarray], labels: list[str]) -> list[Prediction]:
+    """The Predictions of a scored batch (each row travels as its JSON)."""
     out = []
-    for file, probs, duration, error in zip(batch["file"], batch["probs"], batch["duration_s"], batch["error"]):
-        if error:
-            out.append(Prediction(file=str(file), error=str(error)))
-            continue
-        best = int(np.argmax(probs))
-        out.append(Prediction(file=str(file), emotion=labels[best],
-                              probabilities={l: float(p) for l, p in zip(labels, probs)},
-                              duration_s=float(duration)))
+    for row in batch["row"]:
+        d = json.loads(str(row))
+        d.pop("confidence", None)
+        out.append(Prediction(**d))
     return out
 
 

@@ -14,8 +14,8 @@ Files (README "What serkit writes"):
 - Files are written to a temporary file beside the target and renamed into place; folders
   (bundles, exports) are filled beside the target and swapped in (:func:`atomic_folder`).
 
-Numbers: :func:`check_finite_scores` (probabilities that are NaN or infinite never leave serkit)
-and :func:`to_json` (JSON is written with ``allow_nan=False``: never an invalid ``NaN``).
+Numbers: :func:`to_json` writes JSON with ``allow_nan=False`` (never an invalid ``NaN``), naming
+where a non-finite number is. (Non-finite model output is refused by :mod:`serkit.scorer`.)
 """
 from __future__ import annotations
 
@@ -29,10 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
 from serkit import __version__
-from serkit.audio import AudioError
 
 MARKER = ".serkit.json"
 CONFIG = "config.json"
@@ -41,10 +38,6 @@ BUNDLE_FORMAT = "serkit-bundle"   # config.json "format" of bundles and ONNX exp
 
 class OutputError(ValueError):
     """An output serkit refuses to write; the message names the path and the way out."""
-
-
-class ScoreError(AudioError):
-    """The model's scores for an input are not finite (NaN or infinite); nothing is answered."""
 
 
 # ------------------------------------------------------------------------------ ownership
@@ -299,12 +292,3 @@ def _commit(tmp: Path, folder: Path, owned: set[str]) -> None:
     for f in sorted(tmp.iterdir(), key=lambda p: p.name == CONFIG):
         os.replace(f, folder / f.name)
     tmp.rmdir()
-
-
-# --------------------------------------------------------------------------------- numbers
-
-def check_finite_scores(probs: np.ndarray, name: str) -> None:
-    """Raise :class:`ScoreError` naming ``name`` when ``probs`` holds NaN or infinity."""
-    if not np.isfinite(np.asarray(probs, dtype=np.float64)).all():
-        raise ScoreError(f"{name}: the model's scores are not finite numbers (NaN or infinity); "
-                         "nothing is answered for this input")

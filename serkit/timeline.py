@@ -16,26 +16,15 @@ grow with the recording's length:
    model's window, otherwise windows with 50 % overlap whose probabilities are averaged. So a
    segment's probabilities equal ``predictor.predict_proba([segment])``.
 
-Detectors (``vad``):
-
-- ``silero``: Silero VAD (the ``silero-vad`` package carries the model, so it works offline),
-  its batched "sequence" ONNX model run by onnxruntime, the LSTM state carried across blocks.
-  It detects human speech: pure tones and noise are not speech to it.
-- ``energy``: a fallback without extra packages. A frame is speech when its level is above
-  ``max(-50 dBFS, min(floor + 15 dB, peak - 10 dB))``, where floor and peak are the 10th and
-  99th percentiles of the recording's frame levels (the second term keeps a recording that is
-  mostly speech from being taken for all noise). It cannot tell speech from other loud sound.
-- ``auto`` (default): silero when installed (``pip install 'serkit[timeline]'``), else energy.
-- ``none``: no detection, consecutive fixed segments of ``segment_s`` seconds (default: the
-  model's window).
+Detectors (``vad``: ``silero``, ``energy``, ``auto``) are those of :mod:`serkit.vad`; ``none``
+means no detection: consecutive fixed segments of ``segment_s`` seconds (default: the model's
+window).
 """
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -46,15 +35,12 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from serkit.audio import MIN_SECONDS, UNKNOWN_LENGTH, AudioError, SignalLevel, check_samples, open_length_error
-from serkit.config import VADS
-from serkit.inference import Predictor, softmax, window_starts
-from serkit.safety import atomic_file, atomic_write_text, check_finite_scores, first_line, to_json
+from serkit.audio import UNKNOWN_LENGTH, AudioError, check_samples, open_length_error
+from serkit.vad import FRAME, frames_of, make_vad, speech_segments, split_long
+from serkit.inference import Predictor
+from serkit.safety import atomic_file, atomic_write_text, first_line, to_json
+from serkit.scorer import MIN_SECONDS, NO_SPEECH, SILENCE_DBFS, window_starts
 
-FRAME = 512            # VAD frame: 32 ms at 16 kHz (Silero's frame size)
-ENERGY_FLOOR_DB = -50.0
-ENERGY_MARGIN_DB = 15.0       # speech: this far above the noise floor (10th percentile)...
-ENERGY_PEAK_MARGIN_DB = 10.0  # ...or, in recordings that are mostly loud, within this of the peak
 
 
 # ------------------------------------------------------------------------------------ audio
@@ -112,153 +98,6 @@ class AudioStream:
             yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
-def frames_of(blocks: Iterator[np.ndarray], frame: int = FRAME) -> Iterator[np.ndarray]:
-    """Re-cut a stream of blocks into arrays of whole frames (n, frame); the last frame is padded."""
-    rest = np.zeros(0, np.float32)
-    for block in blocks:
-        data = np.concatenate([rest, block]) if len(rest) else block
-        n = len(data) // frame
-        if n:
-            yield np.asarray(data[:n * frame], np.float32).reshape(n, frame)
-        rest = data[n * frame:]
-    if len(rest):
-        yield np.pad(rest, (0, frame - len(rest))).astype(np.float32)[None]
-
-
-# -------------------------------------------------------------------------------------- VAD
-
-@functools.lru_cache(maxsize=2)
-def _silero_session(path: str):
-    """One onnxruntime session per process (``run`` is thread-safe; the LSTM state lives in each
-    :class:`SileroVAD`), so a web server does not reload the model for every long upload."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-
-class SileroVAD:
-    """Silero VAD's speech probability per 512-sample frame, streamed block by block.
-
-    Runs the package's "sequence" ONNX model (one onnxruntime call per block of frames), carrying
-    its LSTM state and the 64-sample context from block to block, so the probabilities are those
-    of Silero's own whole-array ``audio_forward``.
-    """
-
-    name = "silero"
-    CONTEXT = 64
-
-    def __init__(self):
-        try:
-            import onnxruntime as ort
-            from silero_vad import data as silero_data
-        except ImportError as exc:
-            raise ValueError(f"--vad silero needs silero-vad and onnxruntime: pip install 'serkit[timeline]' "
-                             f"(or use --vad energy) ({exc})") from None
-        self.session = _silero_session(str(Path(silero_data.__file__).parent / "silero_vad_16k_sequence.onnx"))
-        self.reset()
-
-    def reset(self) -> None:
-        self.h = np.zeros((1, 1, 128), np.float32)
-        self.c = np.zeros((1, 1, 128), np.float32)
-        self.context = np.zeros(self.CONTEXT, np.float32)
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """Speech probabilities (n,) of ``frames`` (n, 512), continuing from the previous call."""
-        contexts = np.empty((len(frames), self.CONTEXT), np.float32)
-        contexts[0] = self.context
-        contexts[1:] = frames[:-1, -self.CONTEXT:]
-        self.context = frames[-1, -self.CONTEXT:].copy()
-        probs, self.h, self.c = self.session.run(
-            ["speech_probs", "hn", "cn"],
-            {"input": np.concatenate([contexts, frames], axis=1), "h": self.h, "c": self.c})
-        return np.asarray(probs, np.float32).reshape(-1)
-
-    def finish(self, scores: np.ndarray) -> np.ndarray:
-        return scores
-
-
-class EnergyVAD:
-    """Frame level in dBFS; after the pass, speech where it is well above the recording's floor."""
-
-    name = "energy"
-
-    def reset(self) -> None:
-        pass
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        power = np.mean(frames.astype(np.float64) ** 2, axis=1)
-        return (10 * np.log10(np.maximum(power, 1e-12))).astype(np.float32)
-
-    def finish(self, scores: np.ndarray) -> np.ndarray:
-        """dBFS per frame -> 1.0 (speech) or 0.0 against the adaptive threshold."""
-        if not len(scores):
-            return scores
-        floor, peak = np.percentile(scores, [10, 99])
-        threshold = max(ENERGY_FLOOR_DB, min(floor + ENERGY_MARGIN_DB, peak - ENERGY_PEAK_MARGIN_DB))
-        return (scores > threshold).astype(np.float32)
-
-
-def make_vad(vad: str):
-    if vad not in VADS:
-        raise ValueError(f"unknown --vad {vad!r}; choose {', '.join(VADS)}")
-    if vad == "auto":
-        try:
-            import onnxruntime  # noqa: F401
-            import silero_vad  # noqa: F401
-        except ImportError:
-            return EnergyVAD()
-        return SileroVAD()
-    return SileroVAD() if vad == "silero" else EnergyVAD()
-
-
-def speech_segments(probs: np.ndarray, n_samples: int, sample_rate: int, frame: int = FRAME,
-                    threshold: float = 0.5, min_speech_ms: float = 250, min_silence_ms: float = 300,
-                    speech_pad_ms: float = 100) -> list[tuple[int, int]]:
-    """[start, end) sample ranges of speech from per-frame speech probabilities (hysteresis,
-    bridged pauses, minimum length, padding; see the module docstring)."""
-    off = max(threshold - 0.15, 0.01)
-    runs, start = [], None
-    for i, p in enumerate(probs):
-        if start is None and p >= threshold:
-            start = i
-        elif start is not None and p < off:
-            runs.append([start, i])
-            start = None
-    if start is not None:
-        runs.append([start, len(probs)])
-    min_gap = min_silence_ms / 1000 * sample_rate / frame
-    merged: list[list[int]] = []
-    for run in runs:
-        if merged and run[0] - merged[-1][1] < min_gap:
-            merged[-1][1] = run[1]
-        else:
-            merged.append(run)
-    min_len = min_speech_ms / 1000 * sample_rate
-    pad = int(speech_pad_ms / 1000 * sample_rate)
-    out: list[tuple[int, int]] = []
-    for s, e in merged:
-        if (e - s) * frame < min_len:
-            continue
-        a, b = max(0, s * frame - pad), min(n_samples, e * frame + pad)
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], b)
-        elif b > a:
-            out.append((a, b))
-    return out
-
-
-def split_long(segments: list[tuple[int, int]], max_samples: int) -> list[tuple[int, int]]:
-    """Split segments longer than ``max_samples`` into the fewest equal parts that fit."""
-    out = []
-    for s, e in segments:
-        k = max(1, math.ceil((e - s) / max_samples))
-        bounds = np.linspace(s, e, k + 1).round().astype(int)
-        out += [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-    return out
-
-
 # --------------------------------------------------------------------------------- timeline
 
 @dataclass
@@ -282,10 +121,11 @@ class Timeline:
     segments: list[Segment]
     frame_s: float = FRAME / 16000
     speech_prob: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
+    reason: str | None = None         # why nothing was scored (a recording too short or silent)
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "duration_s": round(self.duration_s, 3), "vad": self.vad,
-                "labels": self.labels, "segments": [asdict(s) for s in self.segments]}
+                "labels": self.labels, "segments": [asdict(s) for s in self.segments], "reason": self.reason}
 
     def csv_rows(self) -> list[list[Any]]:
         return [[self.file, f"{s.start:.3f}", f"{s.end:.3f}", s.emotion, f"{s.confidence:.4f}",
@@ -338,7 +178,7 @@ class Timeline:
 
 #: The ``Software`` text of serkit's timeline plots: how serkit knows a PNG it may replace.
 PLOT_SOFTWARE = "serkit timeline plot"
-TIMELINE_KEYS = ("file", "duration_s", "vad", "labels", "segments")
+TIMELINE_KEYS = frozenset({"file", "duration_s", "vad", "labels", "segments"})
 
 
 def is_timeline_file(path: str | os.PathLike) -> bool:
@@ -354,7 +194,8 @@ def is_timeline_file(path: str | os.PathLike) -> bool:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return all(isinstance(d, dict) and tuple(d) == TIMELINE_KEYS for d in (data if isinstance(data, list) else [data]))
+    return all(isinstance(d, dict) and TIMELINE_KEYS <= set(d) <= TIMELINE_KEYS | {"reason"}
+               for d in (data if isinstance(data, list) else [data]))
 
 
 def write_timelines(timelines: list[Timeline], path: str | os.PathLike) -> Path:
@@ -404,10 +245,13 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
         reader = _Counted(stream, bar, "speech detection (s)" if detector else "reading (s)")
         scores = [detector(frames) for frames in frames_of(iter(reader))] if detector else [len(b) for b in reader]
         n_samples = reader.samples
-        reader.level.check(sr, stream.name)   # the rule every entry point keeps: not too short, not silent
-        probs = detector.finish(np.concatenate(scores)) if detector and scores else np.zeros(0, np.float32)
-        if detector is not None:
-            segments = split_long(speech_segments(probs, n_samples, sr, FRAME, threshold, min_speech_ms,
+        speech = detector.finish(np.concatenate(scores)) if detector and scores else np.zeros(0, np.float32)
+        # the scorer's rule for every entry point: nothing is scored in too little audio or silence
+        reason = reader.no_speech(sr)
+        if reason:
+            segments = []
+        elif detector is not None:
+            segments = split_long(speech_segments(speech, n_samples, sr, FRAME, threshold, min_speech_ms,
                                                   min_silence_ms, speech_pad_ms), int(max_segment_s * sr))
         else:
             segments = fixed_segments(n_samples, int(round((segment_s or predictor.clip_samples / sr) * sr)),
@@ -416,17 +260,16 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
         # pass 2: score each segment's windows
         sums, counts = _score_segments(predictor, _Counted(stream, bar, "emotion (s)"), segments, batch_size)
     labels = predictor.labels
+    probs = predictor.scorer.calibrate(sums / np.maximum(counts, 1)[:, None]) if len(segments) else sums
     out = []
-    for (s, e), p, n in zip(segments, sums, counts):
-        mean = p / max(n, 1)
-        check_finite_scores(mean, f"{stream.name} at {s / sr:.2f}-{e / sr:.2f} s")
+    for (s, e), mean, n in zip(segments, probs, counts):
         best = int(np.argmax(mean))
         out.append(Segment(start=round(s / sr, 3), end=round(e / sr, 3), emotion=labels[best],
                            confidence=round(float(mean[best]), 6),
                            probabilities={l: round(float(v), 6) for l, v in zip(labels, mean)}, windows=int(n)))
     return Timeline(file=stream.name, duration_s=n_samples / sr, labels=labels,
                     vad=detector.name if detector else "none", segments=out, frame_s=FRAME / sr,
-                    speech_prob=probs.astype(np.float32))
+                    speech_prob=speech.astype(np.float32), reason=reason)
 
 
 def fixed_segments(n_samples: int, step: int, min_samples: int) -> list[tuple[int, int]]:
@@ -439,12 +282,11 @@ def fixed_segments(n_samples: int, step: int, min_samples: int) -> list[tuple[in
 
 
 class _Counted:
-    """One pass over the stream that counts samples, measures their level and advances a
+    """One pass over the stream that counts samples and their energy and advances a
     progress-bar task (seconds)."""
 
     def __init__(self, stream: AudioStream, bar, description: str):
-        self.stream, self.bar, self.samples = stream, bar, 0
-        self.level = SignalLevel()
+        self.stream, self.bar, self.samples, self.squares = stream, bar, 0, 0.0
         self.total = max(1, round(stream.duration_s))
         self.task = bar.add_task(description, total=self.total, rate="")
 
@@ -452,20 +294,32 @@ class _Counted:
         sr = self.stream.sample_rate
         for block in self.stream:
             self.samples += len(block)
-            self.level.add(block)
+            self.squares += float(np.square(block, dtype=np.float64).sum())
             self.bar.update(self.task, completed=min(self.samples / sr, self.total),
                             rate=f"{self.samples / sr:,.0f} s read")
             yield block
         self.bar.update(self.task, completed=self.total)
 
 
+    def no_speech(self, sample_rate: int) -> str | None:
+        """After a pass: why the recording has nothing to score (the scorer's words and limits,
+        :func:`serkit.scorer.rms_dbfs`'s level), or None."""
+        if self.samples < MIN_SECONDS * sample_rate:
+            return (f"{NO_SPEECH}: the recording is {self.samples / sample_rate:.2f} s long, "
+                    f"shorter than {MIN_SECONDS} s")
+        power = self.squares / self.samples
+        if power <= 1e-20 or 10 * np.log10(power) <= SILENCE_DBFS:
+            return f"{NO_SPEECH}: the recording is silent (level at or below {SILENCE_DBFS:.0f} dBFS)"
+        return None
+
+
 def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple[int, int]],
                     batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of calibrated window probabilities and window count per segment, streaming the audio
-    once and holding only the samples that pending windows still need."""
-    clip = predictor.clip_samples
+    """Sum of window logits and window count per segment (the scorer's aggregation: their mean),
+    streaming the audio once and holding only the samples that pending windows still need."""
+    clip, hop = predictor.clip_samples, predictor.spec.hop_samples
     windows = [(k, s + o, min(s + o + clip, e)) for k, (s, e) in enumerate(segments)
-               for o in window_starts(e - s, clip, clip // 2)]
+               for o in window_starts(e - s, clip, hop)]
     sums = np.zeros((len(segments), len(predictor.labels)), np.float64)
     counts = np.zeros(len(segments), np.int64)
     batch: list[tuple[int, np.ndarray]] = []
@@ -478,8 +332,8 @@ def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple
         for i, (_, w) in enumerate(batch):
             rows[i, :len(w)] = w
             lengths[i] = len(w)
-        probs = softmax(predictor.logits_windows(rows, lengths, batch_size) / predictor.temperature)
-        for (k, _), p in zip(batch, probs):
+        logits = predictor.logits_windows(rows, lengths, batch_size)
+        for (k, _), p in zip(batch, logits):
             sums[k] += p
             counts[k] += 1
         batch.clear()

@@ -24,14 +24,13 @@ import json
 import os
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -39,11 +38,13 @@ from lightning.pytorch.utilities import rank_zero_only
 from safetensors.torch import load_file, save
 from torch.utils.data import DataLoader
 
-from serkit.audio import SAMPLE_RATE
+from serkit.audio import SAMPLE_RATE, AudioSpec
+from serkit.scorer import AGGREGATION, UNCERTAIN_BELOW, UNCERTAIN_MARGIN
 from serkit.data import Augment, ClipDataset, decode_all
 from serkit.evaluation import evaluate_logits, fit_temperature, metrics
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
 from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
+from serkit.pool import masked_cross_entropy, plan_pool, pool_loader
 from serkit.safety import (MARKER, OutputError, atomic_file, atomic_write_bytes, check_output_folder,
                            folder_kind, mark_folder, remove_owned, write_json)
 from serkit.splits import split, summarize
@@ -54,6 +55,9 @@ RUN_FILES = ("config.json", "split.csv", "metrics.csv", "curves.png", "checkpoin
              "checkpoints/best.safetensors", "checkpoints/best.json", "logs/metrics.csv", "logs/hparams.yaml")
 
 def build_model(cfg: TrainConfig, n_classes: int) -> torch.nn.Module:
+    if cfg.model == "encoder_head":
+        from serkit.models.encoder_head import EncoderHead, EncoderHeadConfig
+        return EncoderHead(EncoderHeadConfig(n_classes=n_classes, **cfg.model_options))
     if cfg.model == "cnn_lstm":
         from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
         return CNNLSTM(CNNLSTMConfig(n_classes=n_classes, sample_rate=SAMPLE_RATE, **cfg.model_options))
@@ -85,28 +89,32 @@ class SERModule(L.LightningModule):
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.model(wave, lengths)
 
-    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy; with ``mask`` (a batch's corpus label masks, serkit.pool) only over the
+        classes each clip's corpus has."""
         weight = self.class_weights if self.class_weights.numel() else None
-        return F.cross_entropy(logits, y, weight=weight, label_smoothing=self.cfg.label_smoothing)
+        return masked_cross_entropy(logits, y, mask, weight, self.cfg.label_smoothing)
 
     def training_step(self, batch, batch_idx):
-        wave, lengths, y = batch
+        wave, lengths, y, *mask = batch  # a 4th item: the corpus label masks (serkit.pool)
+        mask = mask[0] if mask else None
         if self.cfg.mixup > 0:
             # mixup (Zhang et al., 2018): a convex mix of two inputs, and of their losses
             lam = float(torch.distributions.Beta(self.cfg.mixup, self.cfg.mixup).sample())  # seeded
             perm = torch.randperm(len(y), device=wave.device)
             mixed = lam * wave + (1 - lam) * wave[perm]
             logits = self(mixed, torch.maximum(lengths, lengths[perm]))
-            loss = lam * self._loss(logits, y) + (1 - lam) * self._loss(logits, y[perm])
+            mask = mask | mask[perm] if mask is not None else None  # the mix may use either clip's classes
+            loss = lam * self._loss(logits, y, mask) + (1 - lam) * self._loss(logits, y[perm], mask)
         else:
-            loss = self._loss(self(wave, lengths), y)
+            loss = self._loss(self(wave, lengths), y, mask)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
     def validation_step(self, batch, batch_idx):
-        wave, lengths, y = batch
-        logits = self(wave, lengths)
-        self.log("val_loss", self._loss(logits, y), on_epoch=True, prog_bar=False, batch_size=len(y), sync_dist=True)
+        wave, lengths, y, *mask = batch
+        logits = self(wave, lengths)  # metrics score every class; only the loss is masked
+        self.log("val_loss", self._loss(logits, y, mask[0] if mask else None), on_epoch=True, prog_bar=False, batch_size=len(y), sync_dist=True)
         self._val.append((logits.detach(), y))
 
     def on_validation_epoch_end(self):
@@ -242,6 +250,11 @@ def select_labels(utts: list[Utterance], emotions: list[str] | None) -> tuple[li
     return [u for u in utts if u.emotion in labels], labels
 
 
+def spec_of(cfg: TrainConfig) -> AudioSpec:
+    """The audio spec a run trains (and its bundle scores) with."""
+    return AudioSpec(sample_rate=SAMPLE_RATE, clip_seconds=cfg.clip_seconds)
+
+
 def split_for(utts: list[Utterance], cfg: TrainConfig) -> list[str]:
     return split(utts, cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed,
                  test_corpus=cfg.test_corpus)
@@ -316,24 +329,30 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         if not sel[p]:
             raise ValueError(f"the {p} part of the split is empty; add speakers or change --val-size/--test-size")
     clip_samples = int(round(cfg.clip_seconds * SAMPLE_RATE))
+    # class weights, corpus balancing and corpus label masks over the pool (serkit.pool)
+    plan = plan_pool(utts, y, sel, labels, cfg.class_weights, cfg.balance_corpora, cfg.corpus_label_mask)
 
     def loader(part: str, train_: bool) -> DataLoader:
         ds = ClipDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]], clip_samples,
                          train=train_, augment=Augment(speed_prob=0.5 if cfg.speed_perturb else 0.0) if (train_ and cfg.augment) else None, seed=cfg.seed)
-        return DataLoader(ds, batch_size=cfg.batch_size, shuffle=train_, num_workers=cfg.num_workers,
-                          drop_last=train_ and len(ds) > cfg.batch_size, persistent_workers=cfg.num_workers > 0)
+        return pool_loader(ds, sel[part], train_, plan, cfg.batch_size, cfg.seed, cfg.num_workers)
 
-    counts = np.bincount([y[i] for i in sel["train"]], minlength=len(labels)).astype(np.float32)
-    weights = torch.tensor(counts.sum() / (len(labels) * np.maximum(counts, 1))) if cfg.class_weights else None
     if not cfg.augment and hasattr(model.config, "freq_masks"):
         model.config.freq_masks = model.config.time_masks = 0
     net, extra = model, {}
-    if getattr(model, "cacheable", False):
+    if cfg.model == "encoder_head":
+        # A frozen ONNX encoder: only the head trains, on cached statistics of speech views.
+        from serkit.encoder_training import head_loaders
+        net, loader, extra = head_loaders(model, utts, waves, y, sel, cfg, spec_of(cfg))
+    elif getattr(model, "cacheable", False):
         # Frozen pretrained encoder: only its head trains, on cached pooled embeddings
         # (serkit.embeddings); the bundle below is still the whole waveform model.
         from serkit.embeddings import embedding_loaders
-        net, loader, extra = embedding_loaders(model, utts, waves, y, sel, cfg, clip_samples)
-    module = SERModule(net, cfg, weights)
+        net, cached, extra = embedding_loaders(model, utts, waves, y, sel, cfg, clip_samples)
+
+        def loader(part: str, train_: bool) -> DataLoader:  # the cached embeddings, drawn as planned
+            return pool_loader(cached(part, train_).dataset, sel[part], train_, plan, cfg.batch_size, cfg.seed)
+    module = SERModule(net, cfg, plan.class_weights)
 
     best = BestWeights(out / "checkpoints" / "best.safetensors", cfg.monitor, resume=resume)
     last_ckpt = out / "checkpoints" / "last.ckpt"
@@ -368,7 +387,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         os.replace(metrics_csv, out / "metrics.csv")
         plot_curves(out / "metrics.csv", out / "curves.png")
     return finish(model, cfg, labels, utts, parts, waves, out, best_epoch=best.best_epoch,
-                  best_score=best.best_score, epochs_run=trainer.current_epoch, **extra)
+                  best_score=best.best_score, epochs_run=trainer.current_epoch, pool=plan.summary(), **extra)
 
 
 def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: list[Utterance],
@@ -377,23 +396,39 @@ def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: li
     from serkit.bundle import save_bundle
     from serkit.inference import Predictor
 
-    audio = {"sample_rate": SAMPLE_RATE, "clip_seconds": cfg.clip_seconds}
-    predictor = Predictor(model, {"labels": labels, "audio": audio})
+    spec = spec_of(cfg)
+    if cfg.model == "encoder_head":     # the served runtime (ONNX encoder, NumPy head), cache beneath
+        from serkit.encoder_training import encoder_for
+        runtime = encoder_for(model, cfg.cache_dir or None)
+    else:
+        runtime = model
+    scoring = {"aggregation": AGGREGATION, "vad": cfg.vad, "uncertain_below": UNCERTAIN_BELOW,
+               "uncertain_margin": UNCERTAIN_MARGIN}
+    predictor = Predictor(runtime, {"labels": labels, "audio": spec.to_dict(), "scoring": scoring})
     val = [i for i, p in enumerate(parts) if p == "val"]
     test = [i for i, p in enumerate(parts) if p == "test"]
-    val_logits = predictor.logits([waves[i] for i in val])
-    temperature = fit_temperature(val_logits, np.array([labels.index(utts[i].emotion) for i in val]))
-    val_report = evaluate_logits([utts[i] for i in val], val_logits, labels, temperature, title="validation")
+    # the one scorer, speech first, as users get it; the temperature is fitted on validation
+    val_logits, val_none = predictor.scorer.as_logits(predictor.analyse([waves[i] for i in val]))
+    y_val = np.array([labels.index(utts[i].emotion) for i in val])
+    temperature = fit_temperature(val_logits[~val_none], y_val[~val_none])
+    val_report = evaluate_logits([utts[i] for i in val], val_logits, labels, temperature, title="validation",
+                                 no_speech=val_none)
+    predictor.temperature = temperature
     report = None
     if test:
-        report = evaluate_logits([utts[i] for i in test], predictor.logits([waves[i] for i in test]),
-                                 labels, temperature, out / "eval", title="test", force=True)
+        test_logits, test_none = predictor.scorer.as_logits(predictor.analyse([waves[i] for i in test]))
+        report = evaluate_logits([utts[i] for i in test], test_logits, labels, temperature, out / "eval",
+                                 title="test", no_speech=test_none, force=True)
     summary = {k: report[k] for k in ("accuracy", "macro_f1", "weighted_f1", "uar", "n")} if report else {}
     if report:
         summary["ece"] = report["calibration"]["ece_after"]
         summary["per_corpus"] = {c: {k: round(v, 4) for k, v in m.items()} for c, m in report["per_corpus"].items()}
-    # force: the run folder was claimed when training started (train's run_folder)
-    save_bundle(out / "bundle", model, labels, audio, temperature, force=True,
+    files = {}
+    if cfg.model == "encoder_head":
+        from serkit.encoder_training import bundle_files
+        files = bundle_files(model)
+    # force: the run folder was checked and claimed when training started (check_run_folder)
+    save_bundle(out / "bundle", model, labels, spec.to_dict(), temperature, files=files, scoring=scoring, force=True,
                 training={"config": asdict(cfg), "data": data_summary(utts, parts), **train_info,
                           "validation": {k: val_report[k] for k in ("accuracy", "macro_f1", "uar", "n")}},
                 metrics={"test": summary},

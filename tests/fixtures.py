@@ -46,10 +46,13 @@ def sine(seconds: float = 0.25, sr: int = SR, freq: float = 440.0, channels: int
 
 
 def write_wav(path: str | Path, seconds: float = 0.25, sr: int = SR, freq: float = 440.0,
-              channels: int = 1, subtype: str = "PCM_16", format: str | None = None) -> Path:
-    """Write a sine tone to ``path`` (parents created); returns the path."""
+              channels: int = 1, subtype: str | None = "PCM_16", format: str | None = None) -> Path:
+    """Write a sine tone to ``path`` (parents created); returns the path. An ``.ogg`` name is
+    written as Ogg Vorbis, as in ``shared/corpora``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".ogg" and subtype == "PCM_16":
+        subtype = "VORBIS"
     sf.write(str(path), sine(seconds, sr, freq, channels), sr, subtype=subtype, format=format)
     return path
 
@@ -97,6 +100,7 @@ class Clip:
     path: Path
     duration: float
     sample_rate: int
+    sentence: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,11 +122,11 @@ class Expected:
 
     # -- recording
     def clip(self, corpus: str, speaker: str, emotion: str, label: str, gender: str, path: Path,
-             seconds: float = 0.25, sr: int = SR, freq: float = 440.0) -> Path:
+             seconds: float = 0.25, sr: int = SR, freq: float = 440.0, sentence: str = "") -> Path:
         write_wav(path, seconds=seconds, sr=sr, freq=freq)
         frames = int(round(seconds * sr))
         self.clips.append(Clip(corpus, speaker, emotion, label, gender, Path(path).resolve(),
-                               frames / sr, sr))
+                               frames / sr, sr, sentence))
         return path
 
     def stray(self, corpus: str, reason: str, path: Path, emotion: str | None = None) -> None:
@@ -189,7 +193,8 @@ def build_ravdess(root: str | Path, actors: Iterable[int] = (1, 2, 3, 4), sr: in
             statements = ("01", "02") if code == "05" else ("01",)
             for st in statements:
                 name = f"03-01-{code}-01-{st}-01-{actor}.wav"
-                exp.clip("ravdess", actor, emotion, code, gender, folder / name, _dur(i), sr)
+                exp.clip("ravdess", actor, emotion, code, gender, folder / name, _dur(i), sr,
+                         sentence=st)
                 i += 1
     if song:
         first = f"{next(iter(actors)):02d}"
@@ -223,10 +228,11 @@ def build_cremad(root: str | Path, audio_dir: str | None = "AudioWAV",
     for s in speakers:
         for code, emotion in CREMAD_CODES.items():
             name = f"{s}_DFA_{code}_{levels[i % 4]}.wav"
-            exp.clip("cremad", s, emotion, code, sex.get(s, "unknown"), folder / name, _dur(i))
+            exp.clip("cremad", s, emotion, code, sex.get(s, "unknown"), folder / name, _dur(i),
+                     sentence="DFA")
             i += 1
     exp.clip("cremad", speakers[0], "angry", "ANG", sex.get(speakers[0], "unknown"),
-             folder / f"{speakers[0]}_IEO_ANG_HI.wav", 0.4)
+             folder / f"{speakers[0]}_IEO_ANG_HI.wav", 0.4, sentence="IEO")
     if bad_names:
         exp.stray("cremad", UNPARSED, write_wav(folder / f"{speakers[0]}_DFA_ANG.wav"))
         exp.stray("cremad", UNKNOWN_LABEL, write_wav(folder / f"{speakers[0]}_DFA_XYZ_XX.wav"))
@@ -267,7 +273,7 @@ def build_tess(root: str | Path) -> Expected:
         for folder, word_label, emotion in folders:
             for w in TESS_WORDS:
                 exp.clip("tess", spk, emotion, word_label, "female",
-                         root / folder / f"{spk}_{w}_{word_label}.wav", _dur(i))
+                         root / folder / f"{spk}_{w}_{word_label}.wav", _dur(i), sentence=w)
                 i += 1
     return exp
 
@@ -312,8 +318,111 @@ def build_emodb(root: str | Path, speakers: Iterable[str] = ("03", "08", "10", "
             texts = ("a01", "b02") if code == "W" else ("a01",)
             for t in texts:
                 exp.clip("emodb", s, emotion, code, EMODB_GENDER[s],
-                         root / "wav" / f"{s}{t}{code}a.wav", _dur(i))
+                         root / "wav" / f"{s}{t}{code}a.wav", _dur(i), sentence=t)
                 i += 1
+    return exp
+
+
+# --------------------------------------------------------------------------- nEMO
+
+NEMO_CODES = {"anger": "angry", "fear": "fearful", "happiness": "happy", "sadness": "sad",
+              "surprised": "surprised", "neutral": "neutral"}
+NEMO_SPEAKERS = {"EB0": "female", "KS0": "male", "MP0": "male"}
+NEMO_DISAGREE = "name and data.tsv disagree"
+
+
+def _nemo_row(file_id: str, emotion: str, speaker: str, gender: str) -> list[str]:
+    # speaker_id left-padded with spaces and a quote mark in the text, as in the real table
+    return [file_id, emotion, f'Zdanie "{file_id}".', "zdanie", f"{speaker:>11}", gender, "27"]
+
+
+def build_nemo(root: str | Path, ext: str = ".wav", table: bool = True, strays: bool = True) -> Expected:
+    """``samples/EB0_anger_1.<ext>`` + ``data.tsv`` (``file_id`` always ``.wav``, speaker_id
+    left-padded): EB0 (female), KS0 and MP0 (male), sentences 1 and 2 in the six emotions, MP0
+    without fear: 34 clips. With ``strays``: ``LICENSE`` and ``README.md`` (not audio); a file
+    the table lacks (``KS0_neutral_3``, kept on its name, gender from the table); a row naming
+    another speaker (``EB0_anger_5``) and one naming another emotion (``KS0_fear_4``), both
+    skipped as disagreeing; a row whose file is absent (``MP0_sadness_9``, file missing). Without
+    ``table`` genders are unknown and the extras are plain clips."""
+    root = Path(root)
+    exp = Expected(root)
+    samples = root / "samples"
+    rows = []
+    i = 0
+    for spk, gender in NEMO_SPEAKERS.items():
+        for word, emotion in NEMO_CODES.items():
+            if spk == "MP0" and word == "fear":
+                continue
+            for n in (1, 2):
+                stem = f"{spk}_{word}_{n}"
+                exp.clip("nemo", spk, emotion, word, gender if table else "unknown",
+                         samples / f"{stem}{ext}", _dur(i), sentence=str(n))
+                rows.append(_nemo_row(f"{stem}.wav", word, spk, gender))
+                i += 1
+    if strays:
+        exp.clip("nemo", "KS0", "neutral", "neutral", "male" if table else "unknown",
+                 samples / f"KS0_neutral_3{ext}", 0.3, sentence="3")
+        rows.append(_nemo_row("EB0_anger_5.wav", "anger", "IC0", "female"))
+        rows.append(_nemo_row("KS0_fear_4.wav", "anger", "KS0", "male"))
+        rows.append(_nemo_row("MP0_sadness_9.wav", "sadness", "MP0", "male"))
+        for stem, emotion in (("EB0_anger_5", "angry"), ("KS0_fear_4", "fearful")):
+            path = write_wav(samples / f"{stem}{ext}")
+            if table:
+                exp.stray("nemo", NEMO_DISAGREE, path)
+            else:
+                exp.clips.append(Clip("nemo", stem[:3], emotion, stem.split("_")[1], "unknown",
+                                      path.resolve(), 0.25, SR, stem.split("_")[2]))
+        if table:
+            exp.stray("nemo", MISSING, samples / "MP0_sadness_9.wav")
+        exp.stray("nemo", NOT_AUDIO, write_text(root / "LICENSE", "CC BY-NC-SA 4.0\n"))
+        exp.stray("nemo", NOT_AUDIO, write_text(root / "README.md", "# nEMO\n"))
+    if table:
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / "data.tsv", "w", newline="", encoding="utf-8") as fh:
+            fh.write("file_id\temotion\traw_text\tnormalized_text\tspeaker_id\tgender\tage\n")
+            fh.writelines("\t".join(r) + "\n" for r in rows)
+    return exp
+
+
+# --------------------------------------------------------------------------- ASED
+
+ASED_FOLDERS = {"01Neutral": ("n1", "neutral"), "02Fearful": ("f2", "fearful"),
+                "03Happy": ("h3", "happy"), "04Sad": ("s4", "sad"), "05Angry": ("a5", "angry")}
+ASED_SPEAKERS = {"03": "01", "50": "02", "09": "01"}  # speaker -> gender field (01 F, 02 M)
+ASED_DISAGREE = "emotion letter and folder disagree"
+
+
+def build_ased(root: str | Path, ext: str = ".wav", folders: bool = True, strays: bool = True) -> Expected:
+    """``01Neutral/n1-SS-RR-GG-PP.<ext>`` … ``05Angry/`` (or every file in ``root`` when not
+    ``folders``): speakers 03 (female), 50 (male) and 09 (female) each say sentences 01, 02 and
+    03 in the five emotions: 45 clips. Speaker 09's angry sentence 03 has the male gender field
+    (the speaker stays one female person) and speaker 03's sad sentence 02 an upper-case letter
+    (``S4-…``). Sentence ids: ``01``, ``02`` and ``a5-03``-style for the emotion-specific 03.
+    With ``strays``: ``README.md`` (not audio), ``a3-…`` (letter and number disagree), a name with
+    an unknown letter ``x5-…`` (unknown label) and, with ``folders``, a happy ``h3-…`` clip lying
+    in ``04Sad/`` (disagrees with its folder)."""
+    root = Path(root)
+    exp = Expected(root)
+    gender_of = {"01": "female", "02": "male"}
+    i = 0
+    for folder, (code, emotion) in ASED_FOLDERS.items():
+        where = root / folder if folders else root
+        for spk, gfield in ASED_SPEAKERS.items():
+            for sentence in ("01", "02", "03"):
+                field = "02" if (spk, code, sentence) == ("09", "a5", "03") else gfield
+                letter = code.upper() if (spk, code, sentence) == ("03", "s4", "02") else code
+                name = f"{letter}-{sentence}-01-{field}-{spk}{ext}"
+                exp.clip("ased", spk, emotion, code[0], gender_of[gfield], where / name, _dur(i),
+                         sentence=sentence if sentence != "03" else f"{code}-03")
+                i += 1
+    if strays:
+        exp.stray("ased", NOT_AUDIO, write_text(root / "README.md", "# ASED\n"))
+        exp.stray("ased", ASED_DISAGREE,
+                  write_wav(root / ("05Angry" if folders else "") / f"a3-01-02-02-50{ext}"))
+        exp.stray("ased", UNKNOWN_LABEL,
+                  write_wav(root / ("05Angry" if folders else "") / f"x5-01-02-02-50{ext}"))
+        if folders:
+            exp.stray("ased", ASED_DISAGREE, write_wav(root / "04Sad" / f"h3-01-02-01-03{ext}"))
     return exp
 
 
@@ -406,7 +515,10 @@ def build_combined(root: str | Path) -> Expected:
 
 
 def build_shared_like(root: str | Path) -> Expected:
-    """The layout of ``shared/corpora``: ``ravdess/Actor_XX/`` and ``emodb/wav/``."""
+    """The layout of ``shared/corpora``: ``ravdess/Actor_XX/``, ``emodb/wav/``, ``nemo/samples/``
+    with ``nemo/data.tsv`` and ``ased/01Neutral/`` …, the last two in Ogg Vorbis."""
     root = Path(root)
     return Expected(root).merge(build_ravdess(root / "ravdess", actors=(1, 2)),
-                                build_emodb(root / "emodb"))
+                                build_emodb(root / "emodb"),
+                                build_nemo(root / "nemo", ext=".ogg", strays=False),
+                                build_ased(root / "ased", ext=".ogg", strays=False))

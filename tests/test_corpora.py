@@ -10,12 +10,12 @@ import pytest
 
 from fixtures import (
     EMPTY, MISSING, NO_CORPUS, NOT_AUDIO, NOT_SELECTED, SONG, UNKNOWN_LABEL, UNPARSED,
-    UNREADABLE, Expected, build_cremad, build_csvlist, build_emodb, build_folder, build_ravdess,
-    build_savee, build_tess, write_wav,
+    UNREADABLE, Expected, build_ased, build_cremad, build_csvlist, build_emodb, build_folder,
+    build_nemo, build_ravdess, build_savee, build_tess, write_wav,
 )
 from serkit import corpora
 from serkit.cli import main
-from serkit.corpora import cremad, emodb, folder, ravdess, savee, tess
+from serkit.corpora import ased, cremad, emodb, folder, nemo, ravdess, savee, tess
 from serkit.emotions import ALL_EMOTIONS, DEFAULT_EMOTIONS, resolve_emotions
 from serkit.manifest import COLUMNS, SkipReport, Utterance, read_manifest, write_manifest
 from serkit.prepare import prepare
@@ -29,8 +29,8 @@ def assert_matches(utts: list[Utterance], exp: Expected, emotions=ALL_EMOTIONS) 
     assert set(got) == set(want)
     for path, u in got.items():
         c = want[path]
-        assert (u.corpus, u.speaker, u.emotion, u.label, u.gender) == (
-            c.corpus, c.speaker, c.emotion, c.label, c.gender), path
+        assert (u.corpus, u.speaker, u.emotion, u.label, u.gender, u.sentence) == (
+            c.corpus, c.speaker, c.emotion, c.label, c.gender, c.sentence), path
         assert u.duration == pytest.approx(c.duration, abs=1e-9), path
         assert u.sample_rate == c.sample_rate, path
         assert u.split == ""
@@ -163,6 +163,100 @@ def test_emodb_reader(tmp_path):
     assert report6.counts() == {("emodb", NOT_SELECTED): 4}
 
 
+NEMO_DISAGREE = "name and data.tsv disagree"
+ASED_DISAGREE = "emotion letter and folder disagree"
+DUPLICATE = "same clip in another format"
+
+
+@pytest.mark.parametrize("ext", [".wav", ".ogg"])
+def test_nemo_reader(tmp_path, ext):
+    exp = build_nemo(tmp_path / "nemo", ext=ext)
+    utts, report = scan_one(nemo, tmp_path / "nemo")
+    assert_matches(utts, exp)
+    assert len(utts) == 35  # 3 speakers x 6 emotions x 2 sentences - MP0's fear + one unlisted clip
+    assert {u.speaker: u.gender for u in utts} == {"EB0": "female", "KS0": "male", "MP0": "male"}
+    assert Counter(u.emotion for u in utts) == {"angry": 6, "fearful": 4, "happy": 6, "sad": 6,
+                                                "surprised": 6, "neutral": 7}
+    assert {u.path.suffix for u in utts} == {ext}
+    # the table says ".wav" whatever the copy holds; it is read, not counted as a stray
+    assert report.counts() == {("nemo", NEMO_DISAGREE): 2, ("nemo", MISSING): 1, ("nemo", NOT_AUDIO): 2}
+    reasons = {p.name: r for _, r, p in report.items}
+    assert reasons["EB0_anger_5" + ext] == reasons["KS0_fear_4" + ext] == NEMO_DISAGREE
+    assert reasons["MP0_sadness_9.wav"] == MISSING
+    assert "data.tsv" not in reasons
+    # detected by its names, no flag, from a folder holding the corpus: the table is still found
+    assert corpora.find_corpora(tmp_path) == [("nemo", tmp_path)]
+    report_up = SkipReport()
+    assert_matches(corpora.scan(tmp_path, report=report_up), exp)
+    assert report_up.counts() == report.counts()
+    utts6, report6 = scan_one(nemo, tmp_path / "nemo", DEFAULT_EMOTIONS)
+    assert "surprised" not in {u.emotion for u in utts6}
+    assert report6.counts()[("nemo", NOT_SELECTED)] == 6
+
+
+def test_nemo_samples_folder_finds_the_table_above(tmp_path):
+    exp = build_nemo(tmp_path / "nemo", ext=".ogg")
+    utts, report = scan_one(nemo, tmp_path / "nemo" / "samples")
+    assert_matches(utts, exp)
+    assert report.counts() == {("nemo", NEMO_DISAGREE): 2, ("nemo", MISSING): 1}
+
+
+def test_nemo_without_table_reads_names_alone(tmp_path):
+    exp = build_nemo(tmp_path / "nemo", table=False)
+    utts, report = scan_one(nemo, tmp_path / "nemo")
+    assert_matches(utts, exp)
+    assert len(utts) == 37 and {u.gender for u in utts} == {"unknown"}
+    assert report.counts() == {("nemo", NOT_AUDIO): 2}
+
+
+def test_nemo_table_without_needed_columns_names_the_file(tmp_path):
+    write_wav(tmp_path / "samples" / "EB0_anger_1.wav")
+    (tmp_path / "data.tsv").write_text("file_id\temotion\tgender\nEB0_anger_1.wav\tanger\tfemale\n")
+    with pytest.raises(ValueError, match=r"data\.tsv: missing column\(s\) speaker_id"):
+        nemo.scan(tmp_path)
+
+
+@pytest.mark.parametrize("module,stem", [(nemo, "samples/EB0_anger_1"), (ased, "05Angry/a5-01-01-02-50")])
+def test_one_clip_in_two_formats_is_kept_once(tmp_path, module, stem):
+    wav = write_wav(tmp_path / f"{stem}.wav")
+    ogg = write_wav(tmp_path / f"{stem}.ogg")
+    utts, report = scan_one(module, tmp_path)
+    assert [u.path for u in utts] == [wav.resolve()]
+    assert report.items == [(module.NAME, DUPLICATE, ogg)]
+
+
+@pytest.mark.parametrize("ext", [".wav", ".ogg"])
+@pytest.mark.parametrize("folders", [True, False], ids=["folders", "flat"])
+def test_ased_reader(tmp_path, ext, folders):
+    exp = build_ased(tmp_path / "ased", ext=ext, folders=folders)
+    utts, report = scan_one(ased, tmp_path / "ased")
+    assert_matches(utts, exp)
+    assert len(utts) == 45
+    assert Counter(u.emotion for u in utts) == dict.fromkeys(
+        ("neutral", "fearful", "happy", "sad", "angry"), 9)
+    # the speaker is the last field alone: one person even where the gender field disagrees
+    assert {u.group for u in utts} == {"ased/03", "ased/50", "ased/09"}
+    assert {(u.speaker, u.gender) for u in utts} == {("03", "female"), ("50", "male"), ("09", "female")}
+    assert Counter(u.sentence for u in utts) == {"01": 15, "02": 15, "n1-03": 3, "f2-03": 3,
+                                                "h3-03": 3, "s4-03": 3, "a5-03": 3}
+    assert report.counts() == {("ased", NOT_AUDIO): 1, ("ased", ASED_DISAGREE): 1 + folders,
+                               ("ased", UNKNOWN_LABEL): 1}
+    assert corpora.find_corpora(tmp_path / "ased") == [("ased", tmp_path / "ased")]
+
+
+def test_ased_emotion_checks(tmp_path):
+    for name in ("04Sad/s4-01-01-01-03.wav", "04Sad/S4-01-02-01-03.wav",   # letter case varies
+                 "04Sad/a5-01-01-01-03.wav",                                 # angry in the sad folder
+                 "04Sad/s5-01-01-01-03.wav",                                 # letter and number disagree
+                 "Misc/a5-01-01-01-03.wav"):                                 # another folder: the name alone
+        write_wav(tmp_path / name)
+    utts, report = scan_one(ased, tmp_path)
+    assert sorted((u.path.parent.name, u.path.name, u.emotion) for u in utts) == [
+        ("04Sad", "S4-01-02-01-03.wav", "sad"), ("04Sad", "s4-01-01-01-03.wav", "sad"),
+        ("Misc", "a5-01-01-01-03.wav", "angry")]
+    assert report.counts() == {("ased", ASED_DISAGREE): 2}
+
+
 def test_folder_reader(tmp_path):
     exp = build_folder(tmp_path / "emo")
     utts, report = scan_one(folder, tmp_path / "emo")
@@ -265,13 +359,14 @@ def test_empty_and_corrupt_files_are_told_apart(combined):
 def test_detection_on_the_shared_layout(shared_like):
     root = shared_like.root
     report = SkipReport()
-    assert corpora.find_corpora(root, report) == [("emodb", root / "emodb"),
-                                                  ("ravdess", root / "ravdess")]
+    assert corpora.find_corpora(root, report) == [
+        ("ased", root / "ased"), ("emodb", root / "emodb"), ("nemo", root / "nemo"),
+        ("ravdess", root / "ravdess")]
     utts = corpora.scan(root, report=report)
     assert_matches(utts, shared_like)
-    assert Counter(u.corpus for u in utts) == {"ravdess": 18, "emodb": 32}
+    assert Counter(u.corpus for u in utts) == {"ravdess": 18, "emodb": 32, "nemo": 34, "ased": 45}
     assert report.counts() == {("ravdess", SONG): 1}
-    assert len({u.group for u in utts}) == 2 + 4
+    assert len({u.group for u in utts}) == 2 + 4 + 3 + 3
 
 
 def test_detection_of_a_single_corpus_root_and_a_nested_one(tmp_path):
@@ -364,6 +459,7 @@ def test_manifest_round_trip(shared_like, tmp_path):
     assert all(f.startswith("../corpora/") for f in files)  # relative to the manifest's folder
     back = read_manifest(out)
     assert back == utts  # every field, paths resolved back to absolute
+    assert {u.sentence for u in back if u.corpus == "ased"} >= {"01", "02", "a5-03"}
     assert not (tmp_path / "runs" / "m.csv.tmp").exists()
 
 
@@ -381,7 +477,7 @@ def test_manifest_is_a_csv_list(shared_like, tmp_path):
     utts = corpora.scan(shared_like.root)
     write_manifest(utts, tmp_path / "m.csv")
     again = corpora.scan(tmp_path / "m.csv", emotions=ALL_EMOTIONS)
-    key = lambda u: (u.path, u.corpus, u.speaker, u.emotion)  # noqa: E731
+    key = lambda u: (u.path, u.corpus, u.speaker, u.emotion, u.sentence)  # noqa: E731
     assert sorted(map(key, again)) == sorted(map(key, utts))
 
 
@@ -397,7 +493,7 @@ def test_read_minimal_manifest(tmp_path):
     (tmp_path / "m.csv").write_text("Emotion,File\nAngry,a.wav\n")
     [u] = read_manifest(tmp_path / "m.csv")
     assert (u.corpus, u.speaker, u.emotion, u.path) == ("csv", "unknown", "angry", tmp_path / "a.wav")
-    assert u.duration is None and u.sample_rate is None and u.split == ""
+    assert u.duration is None and u.sample_rate is None and u.split == "" and u.sentence == ""
 
 
 # --------------------------------------------------------------------------- serkit prepare

@@ -22,8 +22,9 @@ import soxr
 from serkit.audio import load_audio
 from serkit.cli import main
 from serkit.inference import load_model
-from serkit.timeline import (FRAME, AudioStream, EnergyVAD, frames_of, make_vad, speech_segments,
-                             split_long, write_timelines)
+from serkit.timeline import AudioStream, write_timelines
+from serkit.vad import (FRAME, EnergyVAD, frames_of, make_vad, speech_segments,
+                        split_long)
 from synth import SR, trained_run, write_clip, write_corrupt
 from synth_long import babble, quiet, tone_recording, write_long_recording
 

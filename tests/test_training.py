@@ -268,6 +268,7 @@ def test_cli_prepare_train_evaluate_predict_info(tmp_path, capsys, monkeypatch):
                  "--lr", "0.01", "--model-options", options]) == 0
     out = capsys.readouterr().out
     assert "test: accuracy" in out and "UAR" in out and str(run / "bundle") in out
+    assert "  ravdess: accuracy" in out  # per corpus, as evaluate prints it
     bundle = run / "bundle"
     config = json.loads((bundle / "config.json").read_text())
     assert config["labels"] == list(EMOTIONS)

@@ -4,7 +4,7 @@
 follow one corpus's naming scheme, that folder is read as that corpus; otherwise each sub-folder
 is looked at in turn. So the combined download of the original project (``Crema/``,
 ``Ravdess/audio_speech_actors_01-24/``, ``Savee/``, ``Tess/``) and ``shared/corpora``
-(``ravdess/``, ``emodb/``) are both recognised without flags. Folders named after emotions are
+(``ravdess/``, ``emodb/``, ``nemo/``, ``ased/``) are both recognised without flags. Folders named after emotions are
 read by the generic folder reader; a ``.csv`` root by the CSV reader.
 """
 from __future__ import annotations
@@ -13,18 +13,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 
-from serkit.corpora import cremad, csvlist, emodb, folder, ravdess, savee, tess
-from serkit.corpora.base import CONFLICTING, DUPLICATE, SkipFile, audio_files, is_audio_name
+from serkit.corpora import ased, cremad, csvlist, emodb, folder, nemo, ravdess, savee, tess
+from serkit.corpora.base import CONFLICTING, REPEATED, SkipFile, audio_files, is_audio_name
 from serkit.emotions import ALL_EMOTIONS
 from serkit.manifest import SkipReport, Utterance
 
 #: Every reader by name: the names ``--corpus`` accepts.
 READERS: dict[str, ModuleType] = {
-    m.NAME: m for m in (ravdess, cremad, tess, savee, emodb, folder, csvlist)
+    m.NAME: m for m in (ravdess, cremad, tess, savee, emodb, nemo, ased, folder, csvlist)
 }
 
 #: Readers whose naming schemes are specific enough to detect a corpus by.
-NAMED = (ravdess, cremad, tess, savee, emodb)
+NAMED = (ravdess, cremad, tess, savee, emodb, nemo, ased)
 
 #: A folder is taken as a corpus when at least this share of its audio files parse.
 DETECT_SHARE = 0.5
@@ -117,7 +117,7 @@ def scan(root: str | Path, corpus: str | None = None, emotions: Iterable[str] = 
 
 def dedupe(utts: list[Utterance], report: SkipReport) -> list[Utterance]:
     """Each file once (by its resolved path), in order: a copy that says the same as the first is
-    counted as a duplicate; copies that disagree (emotion, speaker, corpus…) are all left out and
+    counted as repeated; copies that disagree (emotion, speaker, corpus…) are all left out and
     counted as conflicting, since no one can tell which label is right."""
     groups: dict[Path, list[Utterance]] = {}
     for u in utts:
@@ -125,10 +125,11 @@ def dedupe(utts: list[Utterance], report: SkipReport) -> list[Utterance]:
     out = []
     for group in groups.values():
         first = group[0]
-        same = all((u.corpus, u.speaker, u.emotion, u.label, u.gender) ==
-                   (first.corpus, first.speaker, first.emotion, first.label, first.gender) for u in group)
+        same = all((u.corpus, u.speaker, u.emotion, u.label, u.gender, u.sentence) ==
+                   (first.corpus, first.speaker, first.emotion, first.label, first.gender, first.sentence)
+                   for u in group)
         if same:
             out.append(first)
         for u in (group[1:] if same else group):
-            report.add(u.corpus, DUPLICATE if same else CONFLICTING, u.path)
+            report.add(u.corpus, REPEATED if same else CONFLICTING, u.path)
     return out

@@ -7,6 +7,7 @@ each file it does not keep in a :class:`~serkit.manifest.SkipReport` under a nam
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,12 @@ UNKNOWN_LABEL = "unknown label"
 NOT_SELECTED = "emotion not selected"
 UNREADABLE = "unreadable audio"
 EMPTY = "empty audio"
-DUPLICATE = "duplicate (the same file again)"
+DUPLICATE = "same clip in another format"
+REPEATED = "repeated (the same file again)"
 CONFLICTING = "conflicting duplicates (one file, different labels)"
+
+#: Which of two copies of one clip (``x.wav`` and ``x.ogg``) is kept: the first in this order.
+_FORMAT_PREFERENCE = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".oga", ".mp3")
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class Parsed:
     speaker: str
     label: str  # the corpus's own emotion code, a key of the module's LABELS table
     gender: str = "unknown"
+    sentence: str = ""  # the corpus's id of the words spoken (same id, same text), if it has one
 
 
 class SkipFile(Exception):
@@ -64,6 +70,40 @@ def audio_files(root: Path) -> list[Path]:
 
 def is_audio_name(path: Path) -> bool:
     return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
+
+
+def one_per_stem(name: str, files: Iterable[Path], report: SkipReport) -> list[Path]:
+    """``files`` with one audio file per folder and name stem: where a clip is there twice in
+    different formats (``x.wav`` beside ``x.ogg``), the lossless copy is kept and the other counted
+    as :data:`DUPLICATE`. Non-audio files pass through (the scan counts them)."""
+    files = list(files)
+    rank = {ext: i for i, ext in enumerate(_FORMAT_PREFERENCE)}
+    best: dict[Path, Path] = {}
+    for f in files:
+        if is_audio_name(f):
+            held = best.get(f.with_suffix(""))
+            if held is None or rank.get(f.suffix.lower(), 99) < rank.get(held.suffix.lower(), 99):
+                best[f.with_suffix("")] = f
+    out = []
+    for f in files:
+        if is_audio_name(f) and best[f.with_suffix("")] != f:
+            report.add(name, DUPLICATE, f)
+        else:
+            out.append(f)
+    return out
+
+
+def majority(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """key -> its most frequent value over ``pairs`` (``unknown`` on a tie): a speaker's gender
+    when a corpus states it per file and a few files disagree."""
+    seen: dict[str, Counter[str]] = {}
+    for key, value in pairs:
+        seen.setdefault(key, Counter())[value] += 1
+    out = {}
+    for key, counts in seen.items():
+        (top, n), *rest = counts.most_common()
+        out[key] = "unknown" if rest and rest[0][1] == n else top
+    return out
 
 
 def read_header(path: Path) -> tuple[float, int]:
@@ -122,5 +162,6 @@ def scan_with(
         out.append(Utterance(
             corpus=name, speaker=parsed.speaker, emotion=emotion, path=path.resolve(),
             label=parsed.label, gender=gender, duration=duration, sample_rate=rate,
+            sentence=parsed.sentence,
         ))
     return out

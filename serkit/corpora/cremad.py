@@ -35,8 +35,8 @@ def parse(path: Path) -> Parsed | None:
     m = _PATTERN.match(path.stem)
     if m is None:
         return None
-    speaker, _sentence, emotion, _level = m.groups()
-    return Parsed(speaker=speaker, label=emotion)
+    speaker, sentence, emotion, _level = m.groups()
+    return Parsed(speaker=speaker, label=emotion, sentence=sentence)
 
 
 def read_genders(root: Path) -> dict[str, str]:

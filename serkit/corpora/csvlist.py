@@ -2,8 +2,9 @@
 
 Column names are matched case-insensitively: ``path``/``file``/``filename``/``wav`` for the clip
 (relative paths resolve against the CSV's folder), ``emotion``/``label`` for the emotion (any
-word in :data:`serkit.corpora.folder.LABELS`), ``speaker``/``speaker_id`` for the speaker and
-``dataset``/``corpus`` to keep a corpus name. A serkit manifest is such a CSV.
+word in :data:`serkit.corpora.folder.LABELS`), ``speaker``/``speaker_id`` for the speaker,
+``dataset``/``corpus`` to keep a corpus name and ``sentence`` for the id of the text spoken.
+A serkit manifest is such a CSV.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ PATH_COLUMNS = ("path", "file", "filename", "wav", "audio")
 EMOTION_COLUMNS = ("emotion", "label")
 SPEAKER_COLUMNS = ("speaker", "speaker_id")
 CORPUS_COLUMNS = ("dataset", "corpus")
+SENTENCE_COLUMNS = ("sentence",)
 
 
 def _column(fieldnames: list[str], choices: tuple[str, ...]) -> str | None:
@@ -43,6 +45,7 @@ def scan(csv_path: str | Path, emotions: Iterable[str] = ALL_EMOTIONS,
                 f"{csv_path}: needs a path column ({'/'.join(PATH_COLUMNS)}) and an emotion "
                 f"column ({'/'.join(EMOTION_COLUMNS)}); found {', '.join(fields) or 'no header'}")
         spk_col, corpus_col = _column(fields, SPEAKER_COLUMNS), _column(fields, CORPUS_COLUMNS)
+        sent_col = _column(fields, SENTENCE_COLUMNS)
         rows = list(reader)
     # One entry per row, repeated paths included: serkit.corpora.dedupe counts the repeats (and
     # leaves out files whose rows disagree) instead of a dict keeping the last row silently.
@@ -63,7 +66,8 @@ def scan(csv_path: str | Path, emotions: Iterable[str] = ALL_EMOTIONS,
             row = queued[(name, path)].popleft()    # scan_with parses each listed file once, in order
             label = row[emo_col].strip().lower()
             speaker = (row.get(spk_col) or "").strip() if spk_col else ""
-            return Parsed(speaker=speaker or "unknown", label=label) if label else None
+            sentence = (row.get(sent_col) or "").strip() if sent_col else ""
+            return Parsed(speaker=speaker or "unknown", label=label, sentence=sentence) if label else None
 
         missing = [f for f in files if is_audio_name(f) and not f.is_file()]
         for f in missing:

@@ -37,8 +37,9 @@ def parse(path: Path) -> Parsed | None:
     m = _PATTERN.match(path.stem)
     if m is None:
         return None
-    speaker, _text, emotion, _version = m.groups()
-    return Parsed(speaker=speaker, label=emotion, gender=SPEAKER_GENDER.get(speaker, "unknown"))
+    speaker, text, emotion, _version = m.groups()
+    return Parsed(speaker=speaker, label=emotion, gender=SPEAKER_GENDER.get(speaker, "unknown"),
+                  sentence=text)
 
 
 def scan(root: str | Path, emotions: Iterable[str] = ALL_EMOTIONS,

@@ -33,12 +33,13 @@ def parse(path: Path) -> Parsed | None:
     m = _PATTERN.match(path.stem)
     if m is None:
         return None
-    modality, channel, emotion, _intensity, _statement, _rep, actor = m.groups()
+    modality, channel, emotion, _intensity, statement, _rep, actor = m.groups()
     if channel == "02":
         raise SkipFile("song, not speech")
     if modality != "03" or channel != "01":
         raise SkipFile("not audio-only speech")
-    return Parsed(speaker=actor, label=emotion, gender="male" if int(actor) % 2 else "female")
+    return Parsed(speaker=actor, label=emotion, gender="male" if int(actor) % 2 else "female",
+                  sentence=statement)
 
 
 def scan(root: str | Path, emotions: Iterable[str] = ALL_EMOTIONS,

@@ -32,8 +32,8 @@ def parse(path: Path) -> Parsed | None:
     m = _PATTERN.match(path.stem)
     if m is None:
         return None
-    speaker, _word, emotion = m.groups()
-    return Parsed(speaker=speaker.upper(), label=emotion.lower(), gender="female")
+    speaker, word, emotion = m.groups()
+    return Parsed(speaker=speaker.upper(), label=emotion.lower(), gender="female", sentence=word.lower())
 
 
 def scan(root: str | Path, emotions: Iterable[str] = ALL_EMOTIONS,

@@ -11,11 +11,9 @@ request. Configuration keys (all optional):
 ``SERKIT_DEFAULT_MODEL``  the name used when a request names none (default: the first)
 ``MAX_CONTENT_LENGTH``    largest request body in bytes (default 20 MiB) -> 413
 ``SERKIT_MAX_SECONDS``    longest audio accepted (default 120 s) -> 413
-``SERKIT_MIN_SECONDS``    shortest audio accepted (default 0.25 s) -> 422
-``SERKIT_SILENCE_DBFS``   RMS level at or below which audio counts as silent (default -60) -> 422
-``SERKIT_TIMELINE_VAD``   voice-activity detector of the long-clip timeline when a request names
-                          none: ``auto`` (default: silero when installed, else energy),
-                          ``silero``, ``energy`` or ``none`` (fixed windows)
+``SERKIT_TIMELINE_VAD``   speech detector when a request names none: ``auto`` (silero when
+                          onnxruntime is installed, else energy), ``silero``, ``energy`` or
+                          ``none`` (whole clip); default None: the model's own (its bundle's)
 """
 from __future__ import annotations
 
@@ -27,14 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 from flask import Flask, Request, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from serkit.config import VADS
 from serkit.inference import Predictor, default_model_path, load_model
-from serkit.timeline import make_vad
+from serkit.vad import make_vad
 from serkit.web.uploads import ApiError, Limits
 
 DEFAULTS: dict[str, Any] = {
@@ -42,9 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "SERKIT_DEFAULT_MODEL": None,
     "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,
     "SERKIT_MAX_SECONDS": Limits.max_seconds,
-    "SERKIT_MIN_SECONDS": Limits.min_seconds,
-    "SERKIT_SILENCE_DBFS": Limits.silence_dbfs,
-    "SERKIT_TIMELINE_VAD": "auto",
+    "SERKIT_TIMELINE_VAD": None,
 }
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -133,9 +128,8 @@ def load_models(spec: Mapping[str, str | os.PathLike | Predictor] | None) -> dic
 
 
 def warm_up(predictor: Predictor) -> None:
-    """One prediction at start-up, so the first client does not pay for torch's lazy set-up."""
-    t = np.arange(predictor.clip_samples, dtype=np.float32) / predictor.sample_rate
-    predictor.predict_proba([0.1 * np.sin(2 * np.pi * 220 * t)])
+    """One prediction at start-up, so the first client does not pay for lazy set-up."""
+    predictor.warmup()
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -152,14 +146,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     default = app.config["SERKIT_DEFAULT_MODEL"] or next(iter(models))
     if default not in models:
         raise ValueError(f"default model {default!r} is not among the served models ({', '.join(models)})")
-    limits = Limits(max_seconds=float(app.config["SERKIT_MAX_SECONDS"]),
-                    min_seconds=float(app.config["SERKIT_MIN_SECONDS"]),
-                    silence_dbfs=float(app.config["SERKIT_SILENCE_DBFS"]))
+    limits = Limits(max_seconds=float(app.config["SERKIT_MAX_SECONDS"]))
     app.extensions["serkit"] = Service(models, default, limits)
-    if app.config["SERKIT_TIMELINE_VAD"] not in VADS:
+    if app.config["SERKIT_TIMELINE_VAD"] not in (None, *VADS):
         raise ValueError(f"SERKIT_TIMELINE_VAD {app.config['SERKIT_TIMELINE_VAD']!r}: use one of {', '.join(VADS)}")
-    if app.config["SERKIT_TIMELINE_VAD"] != "none":
-        make_vad(app.config["SERKIT_TIMELINE_VAD"])   # a missing silero fails at start-up, not per request
+    if app.config["SERKIT_TIMELINE_VAD"]:
+        make_vad(app.config["SERKIT_TIMELINE_VAD"])   # a missing onnxruntime fails at start-up
 
     app.register_blueprint(api.bp)
     app.register_blueprint(page.bp)

@@ -8,9 +8,10 @@ import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
 from serkit import __version__
+from serkit.audio import AudioError
 from serkit.config import VADS
-from serkit.safety import ScoreError, check_finite_scores
-from serkit.timeline import Timeline
+from serkit.inference import PROB_DIGITS
+from serkit.scorer import MIN_SECONDS, Analysis, window_starts
 from serkit.web import ServedModel, service
 from serkit.web.openapi import openapi_spec
 from serkit.web.uploads import ApiError, decode_upload
@@ -40,10 +41,10 @@ def read_upload() -> tuple[str | None, str, bytes]:
     return name, vad, request.get_data(cache=False)
 
 
-def check_vad(vad: str | None) -> str:
-    """The timeline's voice-activity detector: the request's, else the server's default."""
+def check_vad(vad: str | None) -> str | None:
+    """The speech detector: the request's, else the server's, else (None) the model's own."""
     vad = vad or current_app.config["SERKIT_TIMELINE_VAD"]
-    if vad not in VADS:
+    if vad is not None and vad not in VADS:
         raise ApiError(400, "bad_request", f"Unknown vad {vad!r}; use one of: {', '.join(VADS)}.")
     return vad
 
@@ -53,45 +54,47 @@ def predict():
     started = time.perf_counter()
     name, vad, data = read_upload()
     served = service().model(name)
-    p = served.predictor
-    wave = decode_upload(data, p.sample_rate, service().limits)
-    try:   # the upload passed every check: scores that are not numbers are the model's fault
-        probs = p.predict_proba([wave])[0]
-        check_finite_scores(probs, f"model {served.name}")
-        timeline = p.predict_timeline(wave, vad=vad) if len(wave) > p.clip_samples else None
-    except ScoreError as exc:
-        current_app.logger.error("%s", exc)
+    wave = decode_upload(data, served.predictor.sample_rate, service().limits)
+    try:
+        analysis = served.predictor.scorer.analyse([wave], vad=vad)[0]     # the model runs once
+    except AudioError as exc:   # the upload passed every check: no finite scores is the model's fault
+        current_app.logger.error("model %s on an upload: %s", served.name, exc)
         raise ApiError(500, "non_finite_scores", "The model gave no finite scores for this audio; "
                        "this is a fault of the model, please report it.") from None
-    return jsonify(prediction(served, wave, probs, timeline, started))
+    return jsonify(prediction(served, wave, analysis, started))
 
 
-def prediction(served: ServedModel, wave: np.ndarray, probs: np.ndarray, timeline: Timeline | None,
-               started: float) -> dict[str, Any]:
-    """The response: the whole clip's emotion (its windows' mean, as ``serkit predict`` gives it)
-    and, for clips longer than one window, the timeline of speech segments."""
+def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: float) -> dict[str, Any]:
+    """The response: the clip's emotion as ``serkit predict`` gives it (speech first; for speech
+    longer than one window, the duration-weighted mean of its segments), or no emotion and the
+    reason; for clips longer than one window, the scored speech segments as a timeline."""
     p = served.predictor
-    best = int(np.argmax(probs))
-    segments = [] if timeline is None else [
-        {"start": s.start, "end": s.end, "emotion": s.emotion, "confidence": round(s.confidence, 4),
-         "probabilities": {label: round(v, 4) for label, v in s.probabilities.items()}, "windows": s.windows}
-        for s in timeline.segments]
+    sr = p.sample_rate
+    r = p.prediction(served.name, wave, a)
+    long = len(wave) > p.clip_samples
+    segments = [] if not long or a.segment_probabilities is None else [
+        {"start": round(s / sr, 3), "end": round(e / sr, 3), "emotion": p.labels[int(np.argmax(q))],
+         "confidence": round(float(q.max()), PROB_DIGITS), "probabilities": as_dict(p.labels, q),
+         "windows": len(window_starts(e - s, p.clip_samples, p.spec.hop_samples))}
+        for (s, e), q in zip(a.segments, a.segment_probabilities)]
     return {
-        "emotion": p.labels[best],
-        "confidence": round(float(probs[best]), 4),
-        "probabilities": as_dict(p.labels, probs),
+        "emotion": r.emotion,
+        "confidence": None if r.confidence is None else round(r.confidence, PROB_DIGITS),
+        "uncertain": r.uncertain,
+        "reason": r.reason,
+        "probabilities": r.probabilities or {},
         "model": served.name,
-        "duration_s": round(len(wave) / p.sample_rate, 3),
-        "window_s": p.clip_samples / p.sample_rate,
+        "duration_s": r.duration_s,
+        "speech_s": r.speech_s,
+        "window_s": p.spec.clip_seconds,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
-        "vad": None if timeline is None else timeline.vad,
-        "speech_s": None if timeline is None else round(sum(s.end - s.start for s in timeline.segments), 3),
+        "vad": a.vad,
         "timeline": segments,
     }
 
 
 def as_dict(labels: list[str], probs: np.ndarray) -> dict[str, float]:
-    return {label: round(float(v), 4) for label, v in zip(labels, probs)}
+    return {label: round(float(v), PROB_DIGITS) for label, v in zip(labels, probs)}
 
 
 @bp.get("/api/models")
@@ -104,7 +107,7 @@ def models():
 def limits() -> dict[str, Any]:
     s = service()
     return {"max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
-            "max_seconds": s.limits.max_seconds, "min_seconds": s.limits.min_seconds}
+            "max_seconds": s.limits.max_seconds, "min_seconds": MIN_SECONDS}
 
 
 @bp.get("/api/openapi.json")

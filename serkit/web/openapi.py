@@ -14,9 +14,10 @@ ERROR_CODES = {
            "(checked from the header, before decoding).",
     "415": "Not audio (text, images, random bytes), or an audio container the server does not read "
            "(WebM, MP4/M4A, AAC, AMR, WMA).",
-    "422": "Decodable but unusable audio: shorter than the minimum duration, silent, or samples far "
-           "outside [-1, 1] (out_of_range).",
-    "500": "The server failed (a bug; it is logged), e.g. the model gave no finite scores (non_finite_scores).",
+    "422": "Decodable but unusable audio: samples far outside [-1, 1] (out_of_range). Audio too short, "
+           "silent or without speech is answered (200) with no emotion and a reason.",
+    "500": "The server failed (a bug; it is logged), e.g. the model gave no finite scores "
+           "(non_finite_scores).",
 }
 
 
@@ -24,12 +25,12 @@ def _error() -> dict[str, Any]:
     return {"$ref": "#/components/schemas/Error"}
 
 
-def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: str = "auto") -> dict[str, Any]:
+def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: str | None = None) -> dict[str, Any]:
     probs = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
              "description": "Calibrated probability of every class, in the model's label order."}
     json_of = lambda schema: {"application/json": {"schema": schema}}  # noqa: E731
     model_param = {"type": "string", "enum": models, "default": default}
-    vad_param = {"type": "string", "enum": list(VADS), "default": vad}
+    vad_param = {"type": "string", "enum": list(VADS), **({"default": vad} if vad else {})}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -38,7 +39,8 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
             "description": (
                 "Send a clip, get the emotion. Limits on this server: "
                 f"{limits['max_upload_bytes']} bytes per request, "
-                f"{limits['min_seconds']:g} to {limits['max_seconds']:g} s of audio. Uploads are "
+                f"up to {limits['max_seconds']:g} s of audio (shorter than {limits['min_seconds']:g} s: "
+                "no speech). Uploads are "
                 "decoded in memory; the file name is ignored. Errors are JSON with the same status."),
         },
         "paths": {
@@ -46,16 +48,19 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                 "summary": "Predict the emotion of one clip",
                 "description": "WAV, FLAC, OGG (Vorbis/Opus), MP3, AIFF, at any rate from 4 to 192 kHz "
                                "and any channel count up to 8 (mixed to mono, resampled to the model's "
-                               "rate). Clips longer than the model's window are scored in 50 % "
-                               "overlapping windows whose probabilities are averaged, and get a "
-                               "`timeline`: the speech segments a voice-activity detector finds "
-                               "(`vad`), each scored like a clip of its own.",
+                               "rate). Speech first: a voice-activity detector (`vad`) finds the "
+                               "speech; a clip without any gets no emotion and a `reason`. Speech that "
+                               "fits the model's window is scored as one piece; longer speech is scored "
+                               "per segment (each the mean of its 50 % overlapping windows' logits) and "
+                               "the emotion is the duration-weighted mean of the segments, which clips "
+                               "longer than one window also get as their `timeline`.",
                 "parameters": [{"name": "model", "in": "query", "required": False, "schema": model_param,
                                 "description": "Model to use (also accepted as a multipart field)."},
                                {"name": "vad", "in": "query", "required": False, "schema": vad_param,
-                                "description": "The timeline's voice-activity detector (also accepted "
-                                               "as a multipart field): silero, energy, auto (silero when "
-                                               "installed) or none (consecutive fixed windows)."}],
+                                "description": "The speech detector (also accepted as a multipart "
+                                               "field): silero, energy (any loud sound), auto (silero "
+                                               "when onnxruntime is installed) or none (the whole clip); "
+                                               "default: the server's, else the model's own."}],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
                         "file": {"type": "string", "format": "binary"}, "model": model_param,
@@ -86,22 +91,28 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
         },
         "components": {"schemas": {
             "Prediction": {"type": "object", "required": [
-                "emotion", "confidence", "probabilities", "model", "duration_s", "elapsed_ms", "timeline"],
+                "emotion", "confidence", "uncertain", "reason", "probabilities", "model", "duration_s",
+                "elapsed_ms", "timeline"],
                 "properties": {
-                    "emotion": {"type": "string", "description": "The most probable class"},
-                    "confidence": {"type": "number", "description": "Its probability"},
+                    "emotion": {"type": ["string", "null"], "description": "The most probable class; null "
+                                "when no speech was found"},
+                    "confidence": {"type": ["number", "null"], "description": "Its probability"},
+                    "uncertain": {"type": "boolean", "description": "The top class is below 0.5 (calibrated: "
+                                  "more likely wrong than right) or within 0.1 of the runner-up"},
+                    "reason": {"type": ["string", "null"], "description": "Why there is no emotion "
+                               "(no speech detected, silent, too short)"},
                     "probabilities": probs,
                     "model": {"type": "string"},
                     "duration_s": {"type": "number", "description": "Length of the decoded audio"},
                     "window_s": {"type": "number", "description": "The model's window length"},
                     "elapsed_ms": {"type": "number", "description": "Server time: parse, decode, predict"},
-                    "vad": {"type": ["string", "null"], "description": "The detector that made the "
-                            "timeline (silero, energy, or none for fixed windows); null for clips of one window"},
-                    "speech_s": {"type": ["number", "null"], "description": "Seconds of speech in the timeline"},
+                    "vad": {"type": "string", "description": "The speech detector used (silero, energy, "
+                            "or none: the whole clip)"},
+                    "speech_s": {"type": "number", "description": "Seconds of speech scored"},
                     "timeline": {"type": "array", "description": "For clips longer than one window: the "
-                                 "speech segments in time order (fixed windows with vad=none), each scored "
-                                 "like a clip (the mean of its 50 %-overlapping windows); empty for shorter "
-                                 "clips and when no speech is found", "items": {
+                                 "scored speech in time order, each piece scored like a clip (the mean of "
+                                 "its 50 %-overlapping windows' logits); empty for shorter clips and when "
+                                 "no speech is found", "items": {
                         "type": "object", "properties": {
                             "start": {"type": "number"}, "end": {"type": "number"},
                             "emotion": {"type": "string"}, "confidence": {"type": "number"},
@@ -122,8 +133,8 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                 "status": {"type": "integer"},
                 "error": {"type": "string", "description": "Machine-readable code: empty, no_file, "
                           "bad_request, undecodable, not_audio, unsupported_format, too_large, too_long, "
-                          "too_short, silent, out_of_range, unknown_model, not_found, method_not_allowed, "
-                          "non_finite_scores, internal_error"},
+                          "out_of_range, unknown_model, not_found, method_not_allowed, non_finite_scores, "
+                          "internal_error"},
                 "message": {"type": "string", "description": "What went wrong, in words"}}},
         }},
     }

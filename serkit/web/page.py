@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 
 from serkit import __version__
+from serkit.scorer import MIN_SECONDS
 from serkit.web import service
 
 bp = Blueprint("page", __name__)
@@ -19,7 +20,7 @@ def index():
                    for m in s.models.values()],
         "max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
         "max_seconds": s.limits.max_seconds,
-        "min_seconds": s.limits.min_seconds,
+        "min_seconds": MIN_SECONDS,
         "vad": current_app.config["SERKIT_TIMELINE_VAD"],
     }
     return render_template("index.html", settings=settings, version=__version__)

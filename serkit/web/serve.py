@@ -38,7 +38,7 @@ def parse_model_specs(specs: Sequence[str]) -> dict[str, Path] | None:
 
 def serve(specs: Sequence[str] = (), host: str = "127.0.0.1", port: int = 5000, threads: int = 4,
           max_upload_mb: float = 20.0, max_seconds: float = 120.0, torch_threads: int | None = 1,
-          vad: str = "auto", announce: Any = print) -> None:
+          vad: str | None = None, announce: Any = print) -> None:
     """Load the models once, then serve until interrupted.
 
     ``torch_threads`` is per prediction: with several request threads, one torch thread each uses

@@ -14,9 +14,9 @@ Status rules (decided by the content, never by the file name or the declared typ
 - 400 ``undecodable``   an audio signature, but the data cannot be decoded (corrupt, truncated,
                          an unsupported codec inside the container, a silly sample rate, a
                          header that leaves the length open); also an empty upload;
-- 422 ``too_short`` / ``silent`` / ``out_of_range``  decodable audio that is too short, has no
-                         signal, or whose samples lie far outside [-1, 1]: the rule of
-                         :func:`serkit.audio.check_scorable`, the same for the CLI and Python API.
+- 422 ``out_of_range``  decodable audio whose samples lie far outside [-1, 1] (float audio not
+                         scaled to +-1); audio that is too short, silent or not speech is no
+                         error: the scorer answers it with no emotion and a reason.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from serkit.audio import MIN_SECONDS, SILENCE_DBFS, AudioError, UnscorableAudio, check_scorable, load_audio
+from serkit.audio import AudioError, OutOfRangeAudio, load_audio
 
 MIN_RATE, MAX_RATE = 4000, 192000     # Hz: input sample rates accepted
 MAX_CHANNELS = 8
@@ -67,8 +67,6 @@ class Limits:
     """What an upload may be. Bytes are limited separately by Flask's ``MAX_CONTENT_LENGTH``."""
 
     max_seconds: float = 120.0
-    min_seconds: float = MIN_SECONDS
-    silence_dbfs: float = SILENCE_DBFS   # RMS (DC removed) at or below this is silence
 
 
 class _Bytes(io.BytesIO):
@@ -123,28 +121,19 @@ def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> np.ndarray:
     check_length(frames, rate, channels, limits)
     try:
         wave = load_audio(_Bytes(data), sample_rate, max_seconds=None)
-        check_scorable(wave, sample_rate, "upload", limits.min_seconds, limits.silence_dbfs)
-    except UnscorableAudio as exc:
-        raise unscorable(exc, limits) from None
+    except OutOfRangeAudio as exc:
+        raise ApiError(422, "out_of_range", f"The audio cannot be scored ({str(exc).split(': ', 1)[-1]}).") from None
     except AudioError as exc:
         detail = str(exc).split(": ", 1)[-1]
         raise ApiError(400, "undecodable", f"The audio cannot be decoded ({detail}).") from None
-    return wave
-
-
-def unscorable(exc: UnscorableAudio, limits: Limits) -> ApiError:
-    """422 for audio :func:`~serkit.audio.check_scorable` refuses, in the page's words."""
-    if exc.reason == "too_short":   # the decoder found fewer samples than the header said
-        return ApiError(422, "too_short", f"The audio is {exc.duration_s:.2f} s long; send at least "
-                        f"{limits.min_seconds:g} s.", duration_s=exc.duration_s)
-    if exc.reason == "silent":
-        return ApiError(422, "silent", f"The audio is silent (level {exc.level_dbfs:.0f} dBFS); "
-                        "check the microphone or the file.")
-    return ApiError(422, exc.reason, f"The audio cannot be scored ({str(exc).split(': ', 1)[-1]}).")
+    if not len(wave):   # the decoder found no samples although the header promised some
+        raise ApiError(400, "undecodable", "The upload looks like audio but holds no samples; "
+                       "it may be corrupt or truncated.")
+    return wave   # too short, silent or not speech: the scorer answers "no speech", as everywhere
 
 
 def check_length(frames: int, rate: int, channels: int, limits: Limits) -> None:
-    """413 for too long or too many samples, 422 for too short: from the header, before decoding."""
+    """413 for too long or too many samples: from the header, before decoding."""
     seconds = frames / rate
     if seconds > limits.max_seconds:
         raise ApiError(413, "too_long", f"The audio is {seconds:,.1f} s long; this server takes at most "
@@ -152,9 +141,6 @@ def check_length(frames: int, rate: int, channels: int, limits: Limits) -> None:
     if frames * channels > limits.max_seconds * BUDGET_RATE * BUDGET_CHANNELS:
         raise ApiError(413, "too_large", f"The audio holds too many samples ({channels} channels at "
                        f"{rate} Hz); send at most {limits.max_seconds:g} s of 48 kHz stereo.")
-    if seconds < limits.min_seconds:
-        raise ApiError(422, "too_short", f"The audio is {seconds:.2f} s long; send at least "
-                       f"{limits.min_seconds:g} s.", duration_s=round(seconds, 3))
 
 
 def not_decodable(kind: tuple[str, bool] | None) -> ApiError:

@@ -1,0 +1,208 @@
+"""Training an encoder-head model (``--model encoder_head``): only the head trains.
+
+Each training clip is seen as ``views`` speech crops, each run once through the frozen ONNX
+encoder (the same graph that serves), and their layer statistics are cached on disk, keyed by
+the encoder's bytes and the window's samples:
+
+- view 0 is exactly what the scorer scores (:meth:`serkit.scorer.Scorer.units`: the speech from
+  its first start to its last end, at the start of the window, zero-padded), so validation and
+  test clips are seen as users' clips are;
+- views 1.. are augmented: the speech span widened into the clip's own silence by a random
+  0-0.4 s at each end (so the model does not depend on where the detector cuts), a random
+  gain (±6 dB) and, half of the time, white noise at 15-40 dB SNR.
+
+The head then trains with Lightning on cached features, in seconds per epoch. Evaluation goes
+through the Predictor (the one scorer) with the cache beneath the encoder, so it scores exactly
+what ``serkit predict`` would.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import Progress
+from torch.utils.data import DataLoader, TensorDataset
+
+from serkit.audio import AudioSpec
+from serkit.backbones import ENCODER_FILE, PREFIX, encoder_path, shipped
+from serkit.manifest import Utterance
+from serkit.runtimes import EncoderHeadRuntime, NumpyHead
+from serkit.scorer import Scorer
+
+AUG_WIDEN_S = 0.4
+
+
+class StatsCache:
+    """Encoder statistics per window on disk: ``<root>/<encoder sha256[:16]>/<window digest>.npy``
+    holding (2, layers, dim) float32 (mean, std). Memory-mapped reads, atomic writes."""
+
+    def __init__(self, root: str | os.PathLike | None, encoder: Path):
+        digest = hashlib.sha256(encoder.read_bytes()).hexdigest()[:16]
+        self.folder = Path(root) / digest if root is not None else None
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(window: np.ndarray, length: int) -> str:
+        return hashlib.blake2b(np.ascontiguousarray(window[:length]).tobytes(), digest_size=16).hexdigest()
+
+    def get(self, key: str) -> np.ndarray | None:
+        if self.folder is None:
+            return None
+        path = self.folder / f"{key}.npy"
+        return np.load(path, allow_pickle=False) if path.is_file() else None
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        if self.folder is None:
+            return
+        path = self.folder / f"{key}.npy"
+        tmp = path.with_name(f"{key}.{os.getpid()}.tmp.npy")
+        np.save(tmp, value, allow_pickle=False)
+        os.replace(tmp, path)
+
+
+class CachedEncoder:
+    """An :class:`EncoderHeadRuntime`'s encoder with a :class:`StatsCache` beneath it: the same
+    numbers (each window runs alone, see EncoderHeadRuntime), computed once."""
+
+    def __init__(self, runtime: EncoderHeadRuntime, cache: StatsCache):
+        self.runtime, self.cache = runtime, cache
+
+    def stats(self, windows: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keys = [self.cache.key(w, int(n)) for w, n in zip(windows, lengths)]
+        found = [self.cache.get(k) for k in keys]
+        todo = [i for i, f in enumerate(found) if f is None]
+        self.cache.hits += len(keys) - len(todo)
+        self.cache.misses += len(todo)
+        if todo:
+            mean, std = self.runtime.stats(windows[todo], lengths[todo])
+            for j, i in enumerate(todo):
+                found[i] = np.stack([mean[j], std[j]])
+                self.cache.put(keys[i], found[i])
+        both = np.stack(found)                        # (batch, 2, layers, dim)
+        return both[:, 0], both[:, 1]
+
+    def logits(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return self.runtime.head(*self.stats(windows, lengths))
+
+
+def speech_window(scorer: Scorer, wave: np.ndarray) -> tuple[int, int]:
+    """[start, end) of the samples the scorer reads for a clip: its one scoring unit, or (for
+    clips with longer speech or none) the centre of the speech span or of the clip."""
+    units, _ = scorer.units(wave)
+    start, end = (units[0][0], units[-1][1]) if units else (0, len(wave))
+    window = scorer.spec.window_samples
+    if end - start > window:
+        start += (end - start - window) // 2
+        end = start + window
+    return start, end
+
+
+def augmented(wave: np.ndarray, span: tuple[int, int], window: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A training view of a clip: its speech span widened into its own silence, gain and noise."""
+    s, e = span
+    s = max(0, s - int(rng.uniform(0, AUG_WIDEN_S) * sr))
+    e = min(len(wave), e + int(rng.uniform(0, AUG_WIDEN_S) * sr))
+    if e - s > window:
+        s = int(rng.integers(s, e - window + 1))
+        e = s + window
+    x = wave[s:e] * np.float32(10 ** (rng.uniform(-6, 6) / 20))
+    if rng.random() < 0.5:
+        power = float(np.mean(x ** 2)) + 1e-10
+        x = x + rng.standard_normal(len(x)).astype(np.float32) * np.float32(np.sqrt(power / 10 ** (rng.uniform(15, 40) / 10)))
+    return x.astype(np.float32)
+
+
+def encoder_file(spec: str) -> Path:
+    """The encoder graph a run trains with: a shipped ``serkit:NAME`` or an ``.onnx`` file (made by
+    :func:`serkit.models.encoder_head.export_stats_encoder`), which the bundle then carries."""
+    if spec.startswith(PREFIX):
+        return encoder_path(spec, Path("."))
+    path = Path(spec).expanduser()
+    if path.suffix != ".onnx" or not path.is_file():
+        raise ValueError(f"encoder {spec!r}: name a shipped encoder ({', '.join(shipped()) or 'none'}) "
+                         "or an encoder .onnx file")
+    return path
+
+
+def bundle_files(model: torch.nn.Module) -> dict[str, Path]:
+    """Files the bundle must carry (an encoder that is not shipped), and the config renamed to it."""
+    spec = model.config.backbone
+    if spec.startswith(PREFIX):
+        return {}
+    model.config.backbone = ENCODER_FILE
+    return {ENCODER_FILE: encoder_file(spec)}
+
+
+def encoder_for(model: torch.nn.Module, cache_dir: str | None, threads: int | None = None) -> CachedEncoder:
+    """The cached encoder of an :class:`~serkit.models.encoder_head.EncoderHead` (the head as it is now)."""
+    path = encoder_file(model.config.backbone)
+    runtime = EncoderHeadRuntime(path, numpy_head(model), threads=threads)
+    return CachedEncoder(runtime, StatsCache(Path(cache_dir) / "encoder-stats" if cache_dir else None, path))
+
+
+def numpy_head(model: torch.nn.Module) -> NumpyHead:
+    from dataclasses import asdict
+
+    state = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
+    return NumpyHead(state, asdict(model.config))
+
+
+def view_features(encoder: CachedEncoder, model: torch.nn.Module, crops: list[np.ndarray], window: int,
+                  progress: bool, label: str) -> np.ndarray:
+    """Head inputs (clips, layers, features) of crops (each at most ``window`` samples)."""
+    out = []
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task(label, total=len(crops))
+        for i in range(0, len(crops), 32):
+            chunk = crops[i:i + 32]
+            rows = np.zeros((len(chunk), window), np.float32)
+            lengths = np.array([len(c) for c in chunk], np.int64)
+            for j, c in enumerate(chunk):
+                rows[j, :len(c)] = c
+            out.append(model.select(*encoder.stats(rows, lengths)))
+            bar.advance(task, len(chunk))
+    return np.concatenate(out).astype(np.float32)
+
+
+def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.ndarray], y: list[int],
+                 sel: dict[str, list[int]], cfg: Any, spec: AudioSpec, views: int = 3):
+    """For :func:`serkit.training.train`: the head to train, a ``loader(part, train)`` factory
+    over cached features of speech views, and what to record in the bundle."""
+    encoder = encoder_for(model, cfg.cache_dir or None)
+    scorer = Scorer(encoder, list(range(model.config.n_classes)), spec, vad=cfg.vad)
+    window, sr = spec.window_samples, spec.sample_rate
+    spans = {i: speech_window(scorer, waves[i]) for p in ("train", "val") for i in sel[p]}
+    crops, owner = [], []
+    for i in sel["train"]:
+        crops.append(waves[i][slice(*spans[i])])
+        owner.append(i)
+        for view in range(1, views if cfg.augment else 1):
+            # seeded by the clip and the view, not the run: every fold of a cross-validation
+            # sees a clip's same views, so their encoder statistics are computed once
+            rng = np.random.default_rng([cfg.seed, view, zlib.crc32(str(utts[i].path).encode())])
+            crops.append(augmented(waves[i], spans[i], window, sr, rng))
+            owner.append(i)
+    x_train = view_features(encoder, model, crops, window, cfg.progress, "encoding training views")
+    x_val = view_features(encoder, model, [waves[i][slice(*spans[i])] for i in sel["val"]], window,
+                          cfg.progress, "encoding validation clips")
+    model.fit_normalisation(x_train)
+    data = {"train": (x_train, [y[i] for i in owner]), "val": (x_val, [y[i] for i in sel["val"]])}
+
+    def loader(part: str, train_: bool) -> DataLoader:
+        x, labels = data[part]
+        ds = TensorDataset(torch.from_numpy(x), torch.zeros(len(labels), dtype=torch.long), torch.tensor(labels))
+        return DataLoader(ds, batch_size=cfg.batch_size, shuffle=train_, drop_last=train_ and len(ds) > cfg.batch_size)
+
+    c = encoder.cache
+    note = {"views": views if cfg.augment else 1, "windows_computed": c.misses, "windows_cached": c.hits,
+            "augment": f"views 1..: speech span widened by up to {AUG_WIDEN_S} s, gain ±6 dB, noise 15-40 dB SNR"}
+    if cfg.progress:
+        print(f"encoder statistics: {c.hits} cached, {c.misses} computed", flush=True)
+    return model, loader, {"encoder_cache": note}

@@ -1,0 +1,220 @@
+"""The one path from waveform to answer. Torch-free: a model is a *runtime* with ``logits``.
+
+Every figure serkit publishes and every answer it gives (evaluate, temperature fitting,
+predict, web, batch, Ray, timelines, ONNX) goes through :class:`Scorer`::
+
+    waveform  1-D float32 at spec.sample_rate
+      -> checks: finite samples (else AudioError); shorter than MIN_SECONDS or digitally
+         silent: "no speech"
+      -> speech segments (serkit.vad, silero by default); none found: "no speech"
+      -> scoring units: when the speech (first start to last end, pauses included) fits one
+         window it is one unit; otherwise each speech segment (split at ``max_segment_s``) is one
+      -> each unit cut into windows of spec.window_samples with spec.overlap (one window,
+         zero-padded with its valid length, when it is shorter)
+      -> runtime.logits(windows, lengths)                    (windows, classes), uncalibrated
+      -> per unit: the MEAN OF ITS WINDOWS' LOGITS           (AGGREGATION = "mean_logits")
+      -> softmax(logits / temperature)                       calibrated probabilities
+      -> headline: the one unit's probabilities, or the duration-weighted mean of the units'
+      -> uncertain: top probability below ``uncertain_below`` (0.5: with calibrated
+         probabilities, an answer more likely wrong than right) or within ``uncertain_margin``
+         (0.1) of the runner-up
+
+:meth:`Scorer.logits` and :meth:`Scorer.proba` score audio AS GIVEN (no speech detection, the
+same windows and aggregation): what the timeline uses for its segments and what a caller who
+has already cut speech wants. :meth:`Scorer.analyse` is the user-facing path above.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from serkit.audio import AudioError, AudioSpec
+from serkit.vad import detect_speech, split_long
+
+AGGREGATION = "mean_logits"
+MIN_SECONDS = 0.25        # shorter clips cannot hold speech the VAD would keep (its 250 ms minimum)
+SILENCE_DBFS = -60.0      # RMS at or below this: digital silence (also the web's 422 threshold before)
+UNCERTAIN_BELOW = 0.5
+UNCERTAIN_MARGIN = 0.1
+MAX_SEGMENT_S = 10.0
+
+NO_SPEECH = "no speech detected"
+
+
+class Runtime(Protocol):
+    """What runs a model: windows (n, window_samples) float32 + valid lengths (n,) int64 ->
+    uncalibrated logits (n, classes) float32."""
+
+    def logits(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray: ...
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, in float64 for stability, returned as float32."""
+    z = np.asarray(x, np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
+    """Start offsets of windows covering ``n_samples``; the last window ends at the clip's end."""
+    if n_samples <= window:
+        return [0]
+    starts = list(range(0, n_samples - window + 1, hop))
+    if starts[-1] + window < n_samples:
+        starts.append(n_samples - window)
+    return starts
+
+
+def rms_dbfs(wave: np.ndarray) -> float:
+    """Root-mean-square level of ``wave`` in dB relative to full scale (-inf dB for zeros: -200)."""
+    power = float(np.mean(np.square(wave, dtype=np.float64))) if len(wave) else 0.0
+    return 10 * np.log10(power) if power > 1e-20 else -200.0
+
+
+@dataclass
+class Analysis:
+    """What the scorer found in one clip. ``probabilities`` is None when there is no speech
+    (``reason`` says why); ``logits`` is the single unit's aggregated logits (None when the clip
+    was scored as several segments); ``segments`` are [start, end) samples of the scoring units
+    with their calibrated probabilities in ``segment_probabilities``."""
+
+    n_samples: int
+    probabilities: np.ndarray | None = None
+    logits: np.ndarray | None = None
+    segments: list[tuple[int, int]] = field(default_factory=list)
+    segment_probabilities: np.ndarray | None = None
+    uncertain: bool = False
+    reason: str | None = None
+    vad: str | None = None
+
+    @property
+    def speech_samples(self) -> int:
+        return sum(e - s for s, e in self.segments)
+
+
+class Scorer:
+    """Turns waveforms into calibrated per-class probabilities; see the module docstring."""
+
+    def __init__(self, runtime: Runtime, labels: Sequence[str], spec: AudioSpec, temperature: float = 1.0, *,
+                 vad: str | None = None, uncertain_below: float = UNCERTAIN_BELOW,
+                 uncertain_margin: float = UNCERTAIN_MARGIN, max_segment_s: float = MAX_SEGMENT_S):
+        if not np.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"temperature must be a positive number, not {temperature}")
+        self.runtime, self.labels, self.spec = runtime, list(labels), spec
+        self.temperature = float(temperature)
+        # a model's bundle names its detector; for one that does not, $SERKIT_VAD or auto (silero)
+        self.vad, self.max_segment_s = vad or os.environ.get("SERKIT_VAD") or "auto", max_segment_s
+        self.uncertain_below, self.uncertain_margin = uncertain_below, uncertain_margin
+
+    # -- audio as given ------------------------------------------------------------------------
+    def window_logits(self, windows: np.ndarray, lengths: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Uncalibrated logits (n, classes) of windows (n, window_samples) with valid ``lengths``;
+        non-finite model output is an error, never an answer."""
+        out = [self.runtime.logits(np.ascontiguousarray(windows[i:i + batch_size], np.float32),
+                                   np.ascontiguousarray(lengths[i:i + batch_size], np.int64))
+               for i in range(0, len(windows), batch_size)]
+        logits = np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(self.labels)), np.float32)
+        if logits.shape[1:] != (len(self.labels),):
+            raise ValueError(f"the model gives {logits.shape[1:]} outputs for {len(self.labels)} labels")
+        if not np.isfinite(logits).all():
+            raise AudioError("the model's output is not finite for this audio (is its level absurd?)")
+        return logits
+
+    def cut(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every clip's windows (n, window_samples), their valid lengths (n,) and owning clip (n,)."""
+        window, hop = self.spec.window_samples, self.spec.hop_samples
+        starts = [window_starts(len(w), window, hop) for w in waves]
+        n = sum(map(len, starts))
+        rows = np.zeros((n, window), np.float32)
+        lengths = np.zeros(n, np.int64)
+        owner = np.zeros(n, np.int64)
+        i = 0
+        for k, (wave, ss) in enumerate(zip(waves, starts)):
+            for s in ss:
+                seg = wave[s:s + window]
+                rows[i, :len(seg)], lengths[i], owner[i] = seg, len(seg), k
+                i += 1
+        return rows, lengths, owner
+
+    def logits(self, waves: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Uncalibrated logits per clip (n, classes): the mean of each clip's window logits."""
+        if not len(waves):
+            return np.zeros((0, len(self.labels)), np.float32)
+        if any(len(w) == 0 for w in waves):
+            raise AudioError("cannot score an empty clip")
+        rows, lengths, owner = self.cut(waves)
+        logits = self.window_logits(rows, lengths, batch_size)
+        sums = np.zeros((len(waves), logits.shape[1]), np.float64)
+        np.add.at(sums, owner, logits)
+        return (sums / np.bincount(owner, minlength=len(waves))[:, None]).astype(np.float32)
+
+    def calibrate(self, logits: np.ndarray) -> np.ndarray:
+        return softmax(np.asarray(logits) / self.temperature)
+
+    def proba(self, waves: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Calibrated probabilities (n, classes) of clips as given (no speech detection)."""
+        return self.calibrate(self.logits(waves, batch_size))
+
+    # -- speech first ----------------------------------------------------------------------------
+    def units(self, wave: np.ndarray, vad: str | None = None) -> tuple[list[tuple[int, int]], str | None]:
+        """The scoring units of a clip ([start, end) samples), or [] and the reason there are none
+        (``vad``: a detector for this call instead of the scorer's)."""
+        vad = vad or self.vad
+        if not np.isfinite(wave).all():
+            raise AudioError("the audio contains NaN or infinite samples")
+        sr = self.spec.sample_rate
+        if len(wave) < MIN_SECONDS * sr:
+            return [], f"{NO_SPEECH}: the clip is {len(wave) / sr:.2f} s long, shorter than {MIN_SECONDS} s"
+        if rms_dbfs(wave) <= SILENCE_DBFS:
+            return [], f"{NO_SPEECH}: the clip is silent (level at or below {SILENCE_DBFS:.0f} dBFS)"
+        segments = detect_speech(wave, sr, vad)
+        if not segments:
+            return [], f"{NO_SPEECH} (voice-activity detector: {vad})"
+        span = (segments[0][0], segments[-1][1])
+        if span[1] - span[0] <= self.spec.window_samples:
+            return [span], None
+        return split_long(segments, int(self.max_segment_s * sr)), None
+
+    def analyse(self, waves: Sequence[np.ndarray], batch_size: int = 64, vad: str | None = None) -> list[Analysis]:
+        """Speech-first analysis of each clip (see the module docstring), all clips' units
+        scored in shared batches. Raises AudioError for non-finite audio."""
+        found = [self.units(np.asarray(w, np.float32), vad) for w in waves]
+        pieces = [w[s:e] for w, (units, _) in zip(waves, found) for s, e in units]
+        logits = self.logits(pieces, batch_size)
+        probs = self.calibrate(logits)
+        out, i = [], 0
+        for w, (units, reason) in zip(waves, found):
+            a = Analysis(n_samples=len(w), segments=units, reason=reason, vad=vad or self.vad)
+            if units:
+                p = probs[i:i + len(units)]
+                dur = np.array([e - s for s, e in units], np.float64)
+                a.segment_probabilities = p
+                if len(units) == 1:
+                    a.probabilities, a.logits = p[0], logits[i]
+                else:
+                    a.probabilities = ((p * dur[:, None]).sum(0) / dur.sum()).astype(np.float32)
+                a.uncertain = self.is_uncertain(a.probabilities)
+                i += len(units)
+            out.append(a)
+        return out
+
+    def as_logits(self, analyses: Sequence[Analysis]) -> tuple[np.ndarray, np.ndarray]:
+        """Logits that reproduce each analysis's probabilities exactly under this temperature
+        (``T * log p``: softmax(that / T) = p), and a mask of the clips with no speech (their rows
+        are zeros). For a clip scored as one unit they equal its window-mean logits up to a
+        per-row constant, so the temperature fitted on them is the usual one."""
+        n = len(self.labels)
+        logits = np.zeros((len(analyses), n), np.float32)
+        none = np.array([a.probabilities is None for a in analyses], bool)
+        for i, a in enumerate(analyses):
+            if a.probabilities is not None:
+                logits[i] = self.temperature * np.log(np.maximum(a.probabilities, 1e-30))
+        return logits, none
+
+    def is_uncertain(self, probs: np.ndarray) -> bool:
+        top = np.sort(probs)[::-1]
+        return bool(top[0] < self.uncertain_below or (len(top) > 1 and top[0] - top[1] < self.uncertain_margin))

@@ -1,0 +1,107 @@
+"""The encoder-head family (the shipped default's): a frozen ONNX encoder's layer statistics and
+a head that trains with Lightning and serves in NumPy, without torch."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from serkit.backbones import MissingBackbone, encoder_path  # noqa: E402
+from serkit.inference import load_model  # noqa: E402
+from serkit.models.encoder_head import EncoderHead, EncoderHeadConfig, export_stats_encoder  # noqa: E402
+from serkit.runtimes import EncoderHeadRuntime, NumpyHead  # noqa: E402
+from synth import make_backbone, tiny_config, write_tone_corpus  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    """A tiny random Whisper encoder exported as a statistics graph (fp32 and int8)."""
+    root = tmp_path_factory.mktemp("enc")
+    backbone = make_backbone(root, "whisper")
+    info = export_stats_encoder(str(backbone), root / "int8", max_layers=2, clip_seconds=0.5)
+    export_stats_encoder(str(backbone), root / "fp32", max_layers=2, clip_seconds=0.5, int8=False)
+    return root, info
+
+
+def test_export_stats_encoder_matches_torch_and_records_its_source(encoder):
+    root, info = encoder
+    fp32 = json.loads((root / "fp32" / "backbone.json").read_text())
+    assert fp32["parity_max_abs_diff_mean"] < 1e-4
+    assert info["layers"] == 3 and info["dim"] == 32 and info["precision"] == "int8"
+    assert info["checksum_of_source"].startswith("sha256:")
+
+
+@pytest.mark.parametrize("combine,pooling,hidden", [("weighted", "stats", 16), ("concat", "mean", 0)])
+def test_numpy_head_equals_the_torch_head(combine, pooling, hidden):
+    torch.manual_seed(0)
+    cfg = EncoderHeadConfig(n_classes=4, backbone="serkit:x", layers=[0, 2], dim=8, pooling=pooling,
+                            combine=combine, head_hidden=hidden)
+    head = EncoderHead(cfg)
+    mean, std = np.random.default_rng(0).normal(size=(2, 5, 3, 8)).astype(np.float32)
+    std = np.abs(std)
+    head.fit_normalisation(head.select(mean, std) * 2 + 1)
+    if head.layer_logits is not None:
+        head.layer_logits.data = torch.tensor([0.3, -0.2])
+    head.eval()
+    with torch.no_grad():
+        ref = head(torch.from_numpy(head.select(mean, std))).numpy()
+    state = {k: v.numpy() for k, v in head.state_dict().items()}
+    np.testing.assert_allclose(NumpyHead(state, asdict(cfg))(mean, std), ref, atol=1e-5)
+
+
+def test_a_window_scores_the_same_alone_or_in_a_batch(encoder):
+    """int8 graphs quantise activations per call, so the runtime runs each window alone."""
+    root, _ = encoder
+    head = NumpyHead({"feat_mean": np.zeros((1, 64), np.float32), "feat_std": np.ones((1, 64), np.float32),
+                      "layer_logits": np.zeros(1, np.float32), "mlp.1.weight": np.eye(3, 64, dtype=np.float32),
+                      "mlp.1.bias": np.zeros(3, np.float32)}, {"layers": [2], "pooling": "stats"})
+    runtime = EncoderHeadRuntime(root / "int8" / "encoder.onnx", head, threads=2)
+    rng = np.random.default_rng(0)
+    windows = (rng.normal(size=(4, 8000)) * np.array([[0.01], [0.1], [1.0], [3.0]])).astype(np.float32)
+    lengths = np.array([8000, 6000, 8000, 4000])
+    together = runtime.logits(windows, lengths)
+    alone = np.concatenate([runtime.logits(windows[i:i + 1], lengths[i:i + 1]) for i in range(4)])
+    np.testing.assert_array_equal(together, alone)
+
+
+def test_train_an_encoder_head_and_serve_it_without_torch(encoder, tmp_path):
+    from serkit.training import train
+
+    root, _ = encoder
+    corpus = write_tone_corpus(tmp_path / "corpus", speakers=8, per_emotion=3, emotions=("angry", "sad", "happy"))
+    cfg = tiny_config(model="encoder_head", epochs=15, lr=3e-3, batch_size=16,
+                      model_options={"backbone": str(root / "int8" / "encoder.onnx"), "layers": [1, 2],
+                                     "dim": 32, "head_hidden": 16, "dropout": 0.0})
+    report = train(corpus.manifest, tmp_path / "run", cfg)
+    assert report["uar"] > 0.6            # three well-separated tones, held-out speakers
+    bundle = tmp_path / "run" / "bundle"
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["model_config"]["backbone"] == "encoder.onnx"     # carried inside, no absolute path
+    assert (bundle / "encoder.onnx").is_file()
+    assert config["scoring"]["aggregation"] == "mean_logits"
+    # served: scoring a clip imports no torch
+    clip = corpus.utterances[0].path
+    code = ("import sys, serkit; m = serkit.load_model(sys.argv[1]); p = m.predict_file(sys.argv[2]); "
+            "print(p.emotion, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(bundle), str(clip)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[1] == "False" and out[0] in ("angry", "sad", "happy")
+    # the published test figure is what the served model gives on the same clips
+    from serkit.evaluate_cmd import evaluate_bundle
+    again = evaluate_bundle(load_model(bundle), tmp_path / "run" / "split.csv", "test", progress=False)
+    assert again["uar"] == pytest.approx(report["uar"]) and again["accuracy"] == pytest.approx(report["accuracy"])
+
+
+def test_bundles_name_their_encoder_safely(tmp_path):
+    assert encoder_path("serkit:whisper-base-l4", tmp_path).name == "encoder.onnx"
+    for bad in ("serkit:../../etc", "serkit:nope", "/etc/passwd", "../x.onnx", "missing.onnx"):
+        with pytest.raises(MissingBackbone):
+            encoder_path(bad, tmp_path)
