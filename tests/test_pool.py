@@ -201,7 +201,7 @@ def test_cli_train_flags_reach_the_config(tmp_path, monkeypatch):
     import serkit.training
 
     seen = {}
-    monkeypatch.setattr(serkit.training, "train", lambda m, o, cfg, resume=False: seen.setdefault("cfg", cfg) and {})
+    monkeypatch.setattr(serkit.training, "train", lambda m, o, cfg, resume=False, force=False: seen.setdefault("cfg", cfg) and {})
     assert main(["train", str(tmp_path / "m.csv"), "-o", str(tmp_path / "run")]) == 0
     assert (seen["cfg"].balance_corpora, seen["cfg"].corpus_label_mask) == (False, True)
     seen.clear()
