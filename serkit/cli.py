@@ -120,11 +120,11 @@ def expand_paths(items: Sequence[str]) -> list[str]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv
-    import json
 
     from rich.table import Table
 
     from serkit.inference import load_model
+    from serkit.safety import to_json
 
     predictor = load_model(args.model, runtime=args.runtime)
     files = expand_paths(args.paths)
@@ -140,7 +140,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--engine {args.engine} runs batch jobs: add --output FILE")
     results = predictor.predict_files(files, batch_size=args.batch_size)
     if args.format == "json":
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        print(to_json([r.to_dict() for r in results], indent=2))
     elif args.format == "csv":
         w = csv.writer(sys.stdout)
         w.writerow(["file", "emotion", "confidence", *predictor.labels, "duration_s", "error"])
@@ -184,13 +184,12 @@ def predict_batch(args: argparse.Namespace, predictor, files: list[str]) -> int:
 
 def predict_timelines(args: argparse.Namespace, predictor, files: list[str]) -> int:
     """serkit predict --timeline: emotions over time of long recordings (see serkit.timeline)."""
-    import json
     from pathlib import Path
 
     from rich.table import Table
 
     from serkit.audio import AudioError
-    from serkit.safety import check_output_file
+    from serkit.safety import check_output_file, to_json
     from serkit.timeline import is_timeline_file, timelines_csv, write_timelines
 
     if args.resume:
@@ -222,8 +221,8 @@ def predict_timelines(args: argparse.Namespace, predictor, files: list[str]) -> 
     if args.output:
         err_console.print(f"timeline: {write_timelines(timelines, args.output)}", highlight=False, soft_wrap=True)
     elif args.format == "json":
-        print(json.dumps([t.to_dict() for t in timelines] if len(files) > 1 else
-                         (timelines[0].to_dict() if timelines else {}), indent=2))
+        print(to_json([t.to_dict() for t in timelines] if len(files) > 1 else
+                      (timelines[0].to_dict() if timelines else {}), indent=2))
     elif args.format == "csv":
         print(timelines_csv(timelines), end="")
     else:

@@ -33,8 +33,6 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities import rank_zero_only
 from safetensors.torch import load_file, save
 from torch.utils.data import DataLoader
 
@@ -45,14 +43,9 @@ from serkit.evaluation import evaluate_logits, fit_temperature, metrics
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
 from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
 from serkit.pool import masked_cross_entropy, plan_pool, pool_loader
-from serkit.safety import (MARKER, OutputError, atomic_file, atomic_write_bytes, check_output_folder,
-                           folder_kind, mark_folder, remove_owned, write_json)
+from serkit.run_folder import AtomicCheckpointIO, check_run_folder, claim_run_folder
+from serkit.safety import atomic_file, atomic_write_bytes, write_json
 from serkit.splits import split, summarize
-
-#: What a run writes (relative to the run folder), besides ``bundle/`` and ``eval/``: the files
-#: ``train(force=True)`` removes before it starts over. Other files in the folder are left alone.
-RUN_FILES = ("config.json", "split.csv", "metrics.csv", "curves.png", "checkpoints/last.ckpt",
-             "checkpoints/best.safetensors", "checkpoints/best.json", "logs/metrics.csv", "logs/hparams.yaml")
 
 def build_model(cfg: TrainConfig, n_classes: int) -> torch.nn.Module:
     if cfg.model == "encoder_head":
@@ -142,15 +135,6 @@ class SERModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoints (``last.ckpt``) written to a temporary file beside the target and
-    renamed into place: a kill mid-write leaves the previous checkpoint whole."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        with atomic_file(path, "wb") as fh:
-            torch.save(checkpoint, fh)
-
-
 class BestWeights(Callback):
     """Keeps the best epoch's weights (by the monitored validation metric) in memory and in
     ``best.safetensors``, so the bundle is the best epoch, restored without unpickling anything.
@@ -221,8 +205,8 @@ def plot_curves(metrics_csv: Path, out: Path) -> None:
     a1.legend()
     a2.legend()
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    from serkit.evaluation import save_figure
+    save_figure(fig, out, 110)
 
 
 def data_summary(utts: list[Utterance], parts: list[str]) -> dict[str, Any]:
@@ -258,43 +242,6 @@ def spec_of(cfg: TrainConfig) -> AudioSpec:
 def split_for(utts: list[Utterance], cfg: TrainConfig) -> list[str]:
     return split(utts, cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed,
                  test_corpus=cfg.test_corpus)
-
-
-def check_run_folder(out: Path, inputs: list[str | os.PathLike], resume: bool, force: bool) -> None:
-    """Check, before any work, that a run may be written to ``out``: a new or empty folder; the
-    run to continue (``resume``); with ``force``, a folder that holds a run (started over) or other
-    files (left alone). Anything else raises :class:`OutputError` (FileNotFoundError for a
-    ``resume`` with no run)."""
-    if rank_zero_only.rank != 0:   # DDP's other processes start after (or beside) rank 0's checks
-        return
-    kind = folder_kind(out) if out.is_dir() else None
-    if resume:
-        if kind != "run" or not (out / "config.json").is_file():
-            raise FileNotFoundError(f"--resume: no run to resume in {out} (no serkit run's config.json)")
-    else:
-        has_run = kind == "run" and any(p.name != MARKER for p in out.iterdir())
-        if has_run and not force:
-            raise OutputError(f"--out {out} holds a serkit run; pass --resume to continue it, --force to "
-                              "start it over (its files are replaced), or choose a new folder")
-        check_output_folder(out, "run", force=force, inputs=inputs, flag="--out")
-    # where the run's bundle and report go at the end: never a serkit folder of another kind
-    check_output_folder(out / "bundle", "bundle", force=True, flag="--out")
-    check_output_folder(out / "eval", "eval", force=True, flag="--out")
-
-
-def claim_run_folder(out: Path, resume: bool, force: bool) -> None:
-    """Create ``out`` with serkit's mark (after :func:`check_run_folder`); with ``force`` (and no
-    ``resume``) first remove the previous run's files, and nothing else, so nothing of it (a
-    checkpoint, a report, a bundle) can pass for the new run's."""
-    if rank_zero_only.rank != 0:
-        return
-    if force and not resume:
-        from serkit.bundle import BUNDLE_FILES
-        from serkit.evaluation import EVAL_FILES
-        remove_owned(out, [*RUN_FILES, *(f"bundle/{n}" for n in BUNDLE_FILES),
-                           *(f"eval/{n}" for n in (*EVAL_FILES, MARKER))])
-    out.mkdir(parents=True, exist_ok=True)
-    mark_folder(out, "run")
 
 
 def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,6 @@ from serkit.batch import run_batch
 from serkit.bundle import BundleError, read_config, save_bundle
 from serkit.cli import main
 from serkit.inference import Predictor, load_model
-from serkit.manifest import SkipReport
 from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
 from serkit.prepare import prepare
 from serkit.safety import to_json, write_json

@@ -1,0 +1,71 @@
+"""A training run's folder: what may be trained into, what a run writes, and its checkpoints.
+
+A run folder carries serkit's mark (``.serkit.json``, see :mod:`serkit.safety`). Training into
+a folder that holds a run needs ``resume`` (continue it) or ``force`` (start over: the previous
+run's files, and nothing else, are removed first, so none of its checkpoints, reports or bundle
+can pass for the new run's); a non-empty folder serkit did not write needs ``force`` (only
+serkit's file names are written there). Lightning's ``last.ckpt`` is written atomically.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
+
+from serkit.safety import (MARKER, OutputError, atomic_file, check_output_folder, folder_kind, mark_folder,
+                           remove_owned)
+
+#: What a run writes (relative to the run folder), besides ``bundle/`` and ``eval/``: the files
+#: ``train(force=True)`` removes before it starts over. Other files in the folder are left alone.
+RUN_FILES = ("config.json", "split.csv", "metrics.csv", "curves.png", "checkpoints/last.ckpt",
+             "checkpoints/best.safetensors", "checkpoints/best.json", "logs/metrics.csv", "logs/hparams.yaml")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints (``last.ckpt``) written to a temporary file beside the target and
+    renamed into place: a kill mid-write leaves the previous checkpoint whole."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        with atomic_file(path, "wb") as fh:
+            torch.save(checkpoint, fh)
+
+
+def check_run_folder(out: Path, inputs: list[str | os.PathLike], resume: bool, force: bool) -> None:
+    """Check, before any work, that a run may be written to ``out``: a new or empty folder; the
+    run to continue (``resume``); with ``force``, a folder that holds a run (started over) or other
+    files (left alone). Anything else raises :class:`OutputError` (FileNotFoundError for a
+    ``resume`` with no run)."""
+    if rank_zero_only.rank != 0:   # DDP's other processes start after (or beside) rank 0's checks
+        return
+    kind = folder_kind(out) if out.is_dir() else None
+    if resume:
+        if kind != "run" or not (out / "config.json").is_file():
+            raise FileNotFoundError(f"--resume: no run to resume in {out} (no serkit run's config.json)")
+    else:
+        has_run = kind == "run" and any(p.name != MARKER for p in out.iterdir())
+        if has_run and not force:
+            raise OutputError(f"--out {out} holds a serkit run; pass --resume to continue it, --force to "
+                              "start it over (its files are replaced), or choose a new folder")
+        check_output_folder(out, "run", force=force, inputs=inputs, flag="--out")
+    # where the run's bundle and report go at the end: never a serkit folder of another kind
+    check_output_folder(out / "bundle", "bundle", force=True, flag="--out")
+    check_output_folder(out / "eval", "eval", force=True, flag="--out")
+
+
+def claim_run_folder(out: Path, resume: bool, force: bool) -> None:
+    """Create ``out`` with serkit's mark (after :func:`check_run_folder`); with ``force`` (and no
+    ``resume``) first remove the previous run's files, and nothing else, so nothing of it (a
+    checkpoint, a report, a bundle) can pass for the new run's."""
+    if rank_zero_only.rank != 0:
+        return
+    if force and not resume:
+        from serkit.bundle import BUNDLE_FILES
+        from serkit.evaluation import EVAL_FILES
+        remove_owned(out, [*RUN_FILES, *(f"bundle/{n}" for n in BUNDLE_FILES),
+                           *(f"eval/{n}" for n in (*EVAL_FILES, MARKER))])
+    out.mkdir(parents=True, exist_ok=True)
+    mark_folder(out, "run")
