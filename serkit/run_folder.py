@@ -23,6 +23,10 @@ from serkit.safety import (MARKER, OutputError, atomic_file, check_output_folder
 #: ``train(force=True)`` removes before it starts over. Other files in the folder are left alone.
 RUN_FILES = ("config.json", "split.csv", "metrics.csv", "curves.png", "checkpoints/last.ckpt",
              "checkpoints/best.safetensors", "checkpoints/best.json", "logs/metrics.csv", "logs/hparams.yaml")
+#: What a run that got as far as training leaves: a folder holding none of these holds a run that
+#: failed before its first epoch (its settings and split only), which a new run simply replaces.
+STARTED = ("checkpoints/last.ckpt", "checkpoints/best.safetensors", "metrics.csv", "logs/metrics.csv",
+           "bundle", "eval")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -34,35 +38,36 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, fh)
 
 
-def check_run_folder(out: Path, inputs: list[str | os.PathLike], resume: bool, force: bool) -> None:
+def check_run_folder(out: Path, inputs: list[str | os.PathLike], resume: bool, force: bool) -> bool:
     """Check, before any work, that a run may be written to ``out``: a new or empty folder; the
-    run to continue (``resume``); with ``force``, a folder that holds a run (started over) or other
-    files (left alone). Anything else raises :class:`OutputError` (FileNotFoundError for a
-    ``resume`` with no run)."""
+    run to continue (``resume``); a run that never trained; with ``force``, a folder that holds a
+    run (started over) or other files (left alone). Anything else raises :class:`OutputError`
+    (FileNotFoundError for a ``resume`` with no run). Returns whether the previous run's files
+    must go first (pass it to :func:`claim_run_folder`)."""
     if rank_zero_only.rank != 0:   # DDP's other processes start after (or beside) rank 0's checks
-        return
+        return False
     kind = folder_kind(out) if out.is_dir() else None
     if resume:
         if kind != "run" or not (out / "config.json").is_file():
             raise FileNotFoundError(f"--resume: no run to resume in {out} (no serkit run's config.json)")
     else:
-        has_run = kind == "run" and any(p.name != MARKER for p in out.iterdir())
-        if has_run and not force:
+        if kind == "run" and not force and any((out / name).exists() for name in STARTED):
             raise OutputError(f"--out {out} holds a serkit run; pass --resume to continue it, --force to "
                               "start it over (its files are replaced), or choose a new folder")
         check_output_folder(out, "run", force=force, inputs=inputs, flag="--out")
     # where the run's bundle and report go at the end: never a serkit folder of another kind
     check_output_folder(out / "bundle", "bundle", force=True, flag="--out")
     check_output_folder(out / "eval", "eval", force=True, flag="--out")
+    return not resume and (force or kind == "run")
 
 
-def claim_run_folder(out: Path, resume: bool, force: bool) -> None:
-    """Create ``out`` with serkit's mark (after :func:`check_run_folder`); with ``force`` (and no
-    ``resume``) first remove the previous run's files, and nothing else, so nothing of it (a
-    checkpoint, a report, a bundle) can pass for the new run's."""
+def claim_run_folder(out: Path, clean: bool) -> None:
+    """Create ``out`` with serkit's mark (after :func:`check_run_folder`); with ``clean`` first
+    remove the previous run's files, and nothing else, so nothing of it (a checkpoint, a report,
+    a bundle) can pass for the new run's."""
     if rank_zero_only.rank != 0:
         return
-    if force and not resume:
+    if clean:
         from serkit.bundle import BUNDLE_FILES
         from serkit.evaluation import EVAL_FILES
         remove_owned(out, [*RUN_FILES, *(f"bundle/{n}" for n in BUNDLE_FILES),

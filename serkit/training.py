@@ -254,7 +254,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     first, other files stay); so is a non-empty folder serkit did not write, unless ``force``.
     """
     out = Path(out)
-    check_run_folder(out, [] if isinstance(manifest, list) else [manifest], resume, force)
+    clean = check_run_folder(out, [] if isinstance(manifest, list) else [manifest], resume, force)
     if resume:
         cfg = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
     cfg = cfg or TrainConfig()
@@ -262,12 +262,12 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     utts, labels = select_labels(utts, cfg.emotions)
     cfg.emotions = labels
     parts = split_for(utts, cfg)
-    claim_run_folder(out, resume, force)
-    write_json(out / "config.json", asdict(cfg))
-    write_manifest(with_split(utts, parts), out / "split.csv")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     model = build_model(cfg, len(labels))  # before decoding: a bad backbone fails fast
+    claim_run_folder(out, clean)           # only now: a run that cannot start leaves nothing
+    write_json(out / "config.json", asdict(cfg))
+    write_manifest(with_split(utts, parts), out / "split.csv")
     index = {l: i for i, l in enumerate(labels)}
     waves = decode_all(utts, SAMPLE_RATE, cfg.cache_dir or None, progress=cfg.progress)
     y = [index[u.emotion] for u in utts]

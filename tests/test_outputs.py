@@ -145,6 +145,25 @@ def test_train_refuses_a_run_folder_without_resume_or_force(tmp_path, capsys):
         training.train(corpus.manifest, corpus.root, tiny_config(epochs=1), force=True)
 
 
+def test_a_run_that_never_trained_is_simply_replaced(tmp_path):
+    from serkit.audio import AudioError
+    from synth import write_corrupt
+
+    corpus = write_tone_corpus(tmp_path / "c", speakers=6, per_emotion=2, seed=1)
+    good = corpus.manifest.read_text()
+    bad_clip = corpus.utterances[0].path
+    clip_bytes = bad_clip.read_bytes()
+    write_corrupt(bad_clip)
+    run = tmp_path / "run"
+    with pytest.raises(AudioError):                              # fails while decoding, before epoch 0
+        training.train(corpus.manifest, run, tiny_config(epochs=1, cache_dir=None))
+    assert (run / "config.json").is_file() and not (run / "checkpoints").exists()
+    bad_clip.write_bytes(clip_bytes)
+    assert corpus.manifest.read_text() == good
+    training.train(corpus.manifest, run, tiny_config(epochs=1))   # no --force needed: nothing trained
+    assert (run / "bundle" / "model.safetensors").is_file()
+
+
 def test_checkpoints_are_renamed_into_place_never_written_in_place(tmp_path, monkeypatch):
     corpus = write_tone_corpus(tmp_path / "c", speakers=6, per_emotion=2, seed=1)
     renamed = []
