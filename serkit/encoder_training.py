@@ -94,18 +94,6 @@ class CachedEncoder:
         return self.runtime.head(*self.stats(windows, lengths))
 
 
-def speech_window(scorer: Scorer, wave: np.ndarray) -> tuple[int, int]:
-    """[start, end) of the samples the scorer reads for a clip: its one scoring unit, or (for
-    clips with longer speech or none) the centre of the speech span or of the clip."""
-    units, _ = scorer.units(wave)
-    start, end = (units[0][0], units[-1][1]) if units else (0, len(wave))
-    window = scorer.spec.window_samples
-    if end - start > window:
-        start += (end - start - window) // 2
-        end = start + window
-    return start, end
-
-
 def augmented(wave: np.ndarray, span: tuple[int, int], window: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     """A training view of a clip: its speech span widened into its own silence, gain and noise."""
     s, e = span
@@ -181,7 +169,7 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
     encoder = encoder_for(model, cfg.cache_dir or None)
     scorer = Scorer(encoder, list(range(model.config.n_classes)), spec, vad=cfg.vad)
     window, sr = spec.window_samples, spec.sample_rate
-    spans = {i: speech_window(scorer, waves[i]) for p in ("train", "val") for i in sel[p]}
+    spans = {i: scorer.speech_window(waves[i]) for p in ("train", "val") for i in sel[p]}
     crops, owner = [], []
     for i in sel["train"]:
         crops.append(waves[i][slice(*spans[i])])
