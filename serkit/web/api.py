@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from serkit import __version__
 from serkit.config import VADS
+from serkit.display import prob, seconds
 from serkit.timeline import Timeline
 from serkit.web import ServedModel, service
 from serkit.web.openapi import openapi_spec
@@ -65,26 +66,23 @@ def prediction(served: ServedModel, wave: np.ndarray, probs: np.ndarray, timelin
     and, for clips longer than one window, the timeline of speech segments."""
     p = served.predictor
     best = int(np.argmax(probs))
-    segments = [] if timeline is None else [
-        {"start": s.start, "end": s.end, "emotion": s.emotion, "confidence": round(s.confidence, 4),
-         "probabilities": {label: round(v, 4) for label, v in s.probabilities.items()}, "windows": s.windows}
-        for s in timeline.segments]
+    segments = [] if timeline is None else timeline.to_dict()["segments"]
     return {
         "emotion": p.labels[best],
-        "confidence": round(float(probs[best]), 4),
+        "confidence": prob(probs[best]),
         "probabilities": as_dict(p.labels, probs),
         "model": served.name,
-        "duration_s": round(len(wave) / p.sample_rate, 3),
+        "duration_s": seconds(len(wave) / p.sample_rate),
         "window_s": p.clip_samples / p.sample_rate,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         "vad": None if timeline is None else timeline.vad,
-        "speech_s": None if timeline is None else round(sum(s.end - s.start for s in timeline.segments), 3),
+        "speech_s": None if timeline is None else seconds(sum(s.end - s.start for s in timeline.segments)),
         "timeline": segments,
     }
 
 
 def as_dict(labels: list[str], probs: np.ndarray) -> dict[str, float]:
-    return {label: round(float(v), 4) for label, v in zip(labels, probs)}
+    return {label: prob(v) for label, v in zip(labels, probs)}
 
 
 @bp.get("/api/models")
