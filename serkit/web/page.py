@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 
 from serkit import __version__
+from serkit.display import EMOTION_COLORS, EXTRA_COLORS
 from serkit.web import service
 
 bp = Blueprint("page", __name__)
@@ -21,5 +22,7 @@ def index():
         "max_seconds": s.limits.max_seconds,
         "min_seconds": s.limits.min_seconds,
         "vad": current_app.config["SERKIT_TIMELINE_VAD"],
+        "colors": EMOTION_COLORS,             # the PNG timeline plot's palette too
+        "extra_colors": EXTRA_COLORS,
     }
     return render_template("index.html", settings=settings, version=__version__)
