@@ -47,7 +47,8 @@
     const m = currentModel();
     el.modelHint.textContent = `${m.labels.length} emotions: ${m.labels.join(", ")}. It listens to ` +
       `${m.window_s} seconds at a time and averages longer clips.`;
-    el.vadHint.textContent = `For clips longer than ${m.window_s} seconds: how the timeline is cut. ` +
+    el.vadHint.textContent = `For clips longer than ${m.window_s} seconds, the timeline follows the ` +
+      `stretches of speech (pauses skipped) or cuts equal ${m.window_s}-second pieces (pauses included). ` +
       "The overall emotion is the same either way.";
   }
   describeModel();
