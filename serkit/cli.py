@@ -128,7 +128,7 @@ def expand_paths(items: Sequence[str]) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from serkit.display import prediction_dict
+    from serkit.display import prediction_dict, predictions_table
 
     check_predict_flags(args)
     predictor = load_predictor(args.model, runtime=args.runtime)
@@ -174,37 +174,6 @@ def check_predict_flags(args: argparse.Namespace) -> None:
         raise ValueError("--resume continues a batch job: add --output FILE")
     if not args.output and args.engine != "local":
         raise ValueError(f"--engine {args.engine} runs batch jobs: add --output FILE")
-
-
-def predictions_table(results: list, model_name: str, width: int):
-    """The folder the files share and the predictions as a rich table that fits ``width``
-    columns: file names relative to that folder, cut at the start if still too long."""
-    from rich import box
-    from rich.table import Table
-
-    from serkit.display import cut_start, relative_names
-
-    folder, names = relative_names([r.file for r in results])
-    runners = []
-    for r in results:
-        top = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[1:3] if not r.error else []
-        runners.append(r.error or "  ".join(f"{k} {v:.2f}" for k, v in top))
-    emotion_w = max(len("emotion"), *(len(r.emotion or "error") for r in results))
-    runner_w = max(len("runners-up"), *(len(t) for r, t in zip(results, runners) if not r.error))  # errors wrap
-    name_w = max(12, width - 6 - emotion_w - len("confidence") - runner_w)   # 6: 3 gaps of 2
-    names = [cut_start(n, name_w) for n in names]
-    table = Table(title=f"Predictions ({model_name})",
-                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
-    table.add_column("file", no_wrap=True, min_width=min(name_w, max(map(len, names))))
-    table.add_column("emotion")
-    table.add_column("confidence", justify="right")
-    table.add_column("runners-up")
-    for r, name, runner in zip(results, names, runners):
-        if r.error:
-            table.add_row(name, "[red]error[/]", "", runner)
-        else:
-            table.add_row(name, r.emotion, f"{r.confidence:.2f}", runner)
-    return folder, table
 
 
 def predict_batch(args: argparse.Namespace, predictor, files: list[str]) -> int:

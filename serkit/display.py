@@ -7,6 +7,8 @@
   confidences with :data:`PROB_DECIMALS` decimals, times and durations in seconds with
   :data:`SECONDS_DECIMALS` (milliseconds). Views for people round further: the terminal table
   shows probabilities with 2 decimals, the web page percentages with one.
+- File names in tables: relative to the folder they share (:func:`relative_names`), cut at the
+  start when too long (:func:`cut_start`); :func:`predictions_table` is ``serkit predict``'s.
 """
 from __future__ import annotations
 
@@ -73,3 +75,32 @@ def cut_start(text: str, width: int) -> str:
     if width < 2 or len(text) <= width:
         return text
     return "…" + text[-(width - 1):]
+
+
+def predictions_table(results: Sequence[Any], model_name: str, width: int) -> tuple[str, Any]:
+    """The folder the files share and the predictions as a rich table that fits ``width``
+    columns: file names relative to that folder, cut at the start if still too long."""
+    from rich import box
+    from rich.table import Table
+
+    folder, names = relative_names([r.file for r in results])
+    runners = []
+    for r in results:
+        top = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[1:3] if not r.error else []
+        runners.append(r.error or "  ".join(f"{k} {v:.2f}" for k, v in top))
+    emotion_w = max([len("emotion"), *(len(r.emotion or "error") for r in results)])
+    runner_w = max([len("runners-up"), *(len(t) for r, t in zip(results, runners) if not r.error)])  # errors wrap
+    name_w = max(12, width - 6 - emotion_w - len("confidence") - runner_w)   # 6: 3 gaps of 2
+    names = [cut_start(n, name_w) for n in names]
+    table = Table(title=f"Predictions ({model_name})",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("file", no_wrap=True, min_width=min(name_w, max(map(len, names))))
+    table.add_column("emotion")
+    table.add_column("confidence", justify="right")
+    table.add_column("runners-up")
+    for r, name, runner in zip(results, names, runners):
+        if r.error:
+            table.add_row(name, "[red]error[/]", "", runner)
+        else:
+            table.add_row(name, r.emotion, f"{r.confidence:.2f}", runner)
+    return folder, table

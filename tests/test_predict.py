@@ -288,6 +288,13 @@ def test_cli_predict_table_cuts_long_names_at_the_start(bundle, tmp_path, capsys
     assert all(r.startswith("…") for r in rows)
 
 
+def test_cli_predict_table_when_every_file_fails(bundle, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "predict", "--model", str(bundle), str(tmp_path / "a.wav"),
+                             str(tmp_path / "b.wav"))
+    assert code == 1 and "2 of 2 file(s) could not be scored" in err
+    assert out.count("error") == 2 and out.count("file not found") == 2
+
+
 def test_relative_names_and_cut_start():
     from serkit.display import cut_start, relative_names
 
