@@ -118,9 +118,16 @@
 
   function showResult(r, roundTripMs) {
     const labels = Object.keys(r.probabilities);
-    el.emotion.textContent = r.emotion;
-    el.emotion.style.setProperty("--emotion-color", colorOf(r.emotion, labels.indexOf(r.emotion)));
-    el.confidence.textContent = `${pct(r.confidence)} confidence`;
+    if (r.emotion === null) {            // no speech found: no emotion, the reason instead
+      el.emotion.textContent = "No speech";
+      el.emotion.style.setProperty("--emotion-color", "#7d8590");
+      el.confidence.textContent = r.reason ? r.reason.charAt(0).toUpperCase() + r.reason.slice(1) + "." : "";
+    } else {
+      el.emotion.textContent = r.emotion;
+      el.emotion.style.setProperty("--emotion-color", colorOf(r.emotion, labels.indexOf(r.emotion)));
+      el.confidence.textContent = `${pct(r.confidence)} confidence` +
+        (r.uncertain ? " (uncertain: the top emotions are close, or none is likely)" : "");
+    }
     el.bars.replaceChildren(...labels.map((label, i) => {
       const p = r.probabilities[label];
       const li = document.createElement("li");
@@ -148,7 +155,8 @@
     el.metaTotal.textContent = `${Math.round(roundTripMs)} ms`;
     el.result.hidden = false;
     showTimeline(r, labels);
-    el.status.textContent = `Predicted ${r.emotion} (${pct(r.confidence)}) with the ${r.model} model.`;
+    el.status.textContent = r.emotion === null ? `No speech found (${r.model} model).`
+      : `Predicted ${r.emotion} (${pct(r.confidence)}) with the ${r.model} model.`;
     reveal(el.result);
   }
 
