@@ -1,20 +1,58 @@
-# serkit: the two commands a newcomer needs are `make run` and `make test`.
+# serkit: the two commands a newcomer needs are `make run` and `make test` (`make serve` for the page).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORPORA ?= ../shared/corpora
 DATA   ?= data
+# PyTorch's CPU-only wheels (torch 2.13.0+cpu, ~200 MB) instead of PyPI's Linux build, which pulls
+# GBs of CUDA libraries. The index is added only when it answers within 3 s, so a machine that
+# cannot reach it installs from pip's usual index without waiting on retries. TORCH_INDEX= (empty)
+# skips the index and the check (e.g. to get a CUDA build, or where pip has its own wheelhouse).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# Extras of the two installs: running serkit, and running its tests (dev adds pytest, Playwright,
+# librosa, onnx, silero-vad).
+RUN_EXTRAS  ?=
+TEST_EXTRAS ?= dev
 
-.PHONY: install run serve test default-model benchmark-accuracy benchmark-speed benchmark-load clean
+.PHONY: install install-test run serve test default-model benchmark-accuracy benchmark-speed benchmark-load clean
 
-# Install everything (torch pinned to the 2.13.0 CPU wheel; the rest pinned in constraints.txt).
-$(VENV)/.installed: pyproject.toml constraints.txt
+# Prints pip's option for TORCH_INDEX when it answers within 3 s, else nothing (and a note on stderr).
+define TORCH_PROBE
+import sys, threading, urllib.request
+url, ok = sys.argv[1], []
+def probe():
+    try:
+        urllib.request.urlopen(url, timeout=3)
+        ok.append(url)
+    except (OSError, ValueError):
+        pass
+t = threading.Thread(target=probe, daemon=True)
+t.start()
+t.join(3)
+print(f"--extra-index-url {url}" if ok else "")
+if not ok:
+    print(f"note: {url} cannot be reached (3 s check); torch comes from pip's usual index", file=sys.stderr)
+endef
+export TORCH_PROBE
+PIP_INSTALL = $(BIN)/pip install -q -c constraints.txt $(if $(TORCH_INDEX),$$($(PYTHON) -c "$$TORCH_PROBE" "$(TORCH_INDEX)"))
+extras = $(if $(1),[$(1)])
+
+$(BIN)/pip:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+
+# What running serkit needs (versions pinned in constraints.txt).
+$(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/pip
+	$(PIP_INSTALL) -e '.$(call extras,$(RUN_EXTRAS))'
 	touch $@
 
-install: $(VENV)/.installed
+# ...plus what its tests need.
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/pip
+	$(PIP_INSTALL) -e '.$(call extras,$(TEST_EXTRAS))'
+	touch $@
+
+install: $(VENV)/.installed-run
+install-test: $(VENV)/.installed-test
 
 # The main job: prepare the corpora, then score held-out clips with the shipped default model.
 run: install
@@ -22,12 +60,12 @@ run: install
 	$(BIN)/serkit info
 	$(BIN)/serkit evaluate --split test $(DATA)/manifest.csv --out $(DATA)/default-model-eval
 
-# The web app and JSON API on http://127.0.0.1:5000 (waitress), with the default model.
+# The web app and JSON API on http://127.0.0.1:5000/ (waitress), with the default model.
 serve: install
 	$(BIN)/serkit serve --host 127.0.0.1 --port 5000
 
 # The test suite (tests that need ../shared/corpora skip when it is absent).
-test: install
+test: install-test
 	$(BIN)/python -m pytest -q
 
 # Retrain the shipped default model from ../shared/corpora (six emotions, speaker split).
@@ -36,10 +74,10 @@ default-model: install
 	$(BIN)/serkit train $(DATA)/manifest.csv --out runs/default --seed 0
 	rm -rf serkit/default_model && cp -r runs/default/bundle serkit/default_model
 
-benchmark-accuracy: install
+benchmark-accuracy: install-test
 	$(BIN)/python benchmarks/accuracy.py --corpora $(CORPORA)
 
-benchmark-speed: install
+benchmark-speed: install-test
 	$(BIN)/python benchmarks/speed.py
 
 benchmark-load: install

@@ -1,7 +1,15 @@
-"""Speaker-independent accuracy of serkit models: 5-fold speaker-grouped cross-validation.
+"""Speaker-independent accuracy of serkit models: 5-fold speaker-grouped cross-validation and
+leave-one-corpus-out, per corpus.
 
-    python benchmarks/accuracy.py --corpora ../shared/corpora [--folds 5] [--epochs 60]
-        [--random-split] [--baseline] [--out runs/bench-accuracy]
+    python benchmarks/accuracy.py --corpora ../shared/corpora [--model encoder_head|cnn_lstm]
+        [--folds 5] [--loco] [--epochs 60] [--random-split] [--baseline] [--out runs/bench-accuracy]
+
+Every test figure is computed from the run's own test predictions (``eval/predictions.csv``,
+written through the one scorer, as ``serkit predict`` would answer), per corpus; ASED is judged
+on its sentences 01 and 02 only (the two texts every speaker said in every emotion: its other
+sentences are emotion-specific texts whose words give the label away), and a pool figure is
+also given with ASED so restricted. With ``--loco`` each corpus is also held out whole
+(``--split corpus``), trained on the other three.
 
 For each fold, one fifth of the speakers is the test set, a speaker-grouped validation set is
 drawn from the rest (early stopping and the best epoch), and the model trains on the remainder.
@@ -33,6 +41,39 @@ from serkit.training import TrainConfig, train
 KEYS = ("accuracy", "macro_f1", "uar")
 
 
+FAIR_ASED = ("01", "02")
+
+
+def fair(u: Utterance) -> bool:
+    """Whether a clip counts in the judged figures: every clip except ASED's emotion-specific texts."""
+    return u.corpus != "ased" or getattr(u, "sentence", "") in FAIR_ASED
+
+
+def breakdown(utts: list[Utterance], y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict]:
+    """Metrics over the judged clips ("pool") and per corpus (ASED on sentences 01-02)."""
+    from serkit.evaluation import metrics
+
+    keep = np.array([fair(u) for u in utts])
+    out = {"pool": metrics(y_true[keep], y_pred[keep])}
+    for c in sorted({u.corpus for u in utts}):
+        sel = keep & np.array([u.corpus == c for u in utts])
+        if sel.any():
+            out[c] = metrics(y_true[sel], y_pred[sel])
+    return out
+
+
+def run_predictions(utts: list[Utterance], run: Path, labels: list[str]) -> tuple[list[Utterance], np.ndarray, np.ndarray]:
+    """The test clips of a run and their true and predicted class indices (-1: no speech found)."""
+    import csv
+
+    by_path = {str(u.path): u for u in utts}
+    rows = list(csv.DictReader(open(run / "eval" / "predictions.csv", encoding="utf-8")))
+    test = [by_path[r["File"]] for r in rows]
+    y = np.array([labels.index(u.emotion) for u in test])
+    pred = np.array([labels.index(r["Predicted"]) if r["Predicted"] in labels else -1 for r in rows])
+    return test, y, pred
+
+
 def mfcc_baseline(utts: list[Utterance], parts: list[str]) -> dict[str, float]:
     """40 MFCC + deltas, mean and std per clip, standardised, logistic regression (train part only)."""
     import librosa
@@ -41,7 +82,6 @@ def mfcc_baseline(utts: list[Utterance], parts: list[str]) -> dict[str, float]:
     from sklearn.preprocessing import StandardScaler
 
     from serkit.data import decode_all
-    from serkit.evaluation import metrics
 
     waves = decode_all(utts, progress=False)
     feats = []
@@ -55,7 +95,7 @@ def mfcc_baseline(utts: list[Utterance], parts: list[str]) -> dict[str, float]:
     tr = np.array([p in ("train", "val") for p in parts])
     te = np.array([p == "test" for p in parts])
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1)).fit(x[tr], y[tr])
-    return metrics(y[te], clf.predict(x[te]))
+    return breakdown([u for u, t in zip(utts, te) if t], y[te], clf.predict(x[te]))
 
 
 def run_task(task: tuple[str, list[str]], utts: list[Utterance], cfg: dict, out: Path, baseline: bool,
@@ -66,10 +106,12 @@ def run_task(task: tuple[str, list[str]], utts: list[Utterance], cfg: dict, out:
     torch.set_num_threads(threads)
     name, parts = task
     t0 = time.time()
-    r = train(with_split(utts, parts), out / name, TrainConfig(**cfg))
+    train(with_split(utts, parts), out / name, TrainConfig(**cfg))
     bundle = json.loads((out / name / "bundle" / "config.json").read_text())
+    r = breakdown(*run_predictions(utts, out / name, bundle["labels"]))
     b = mfcc_baseline(utts, parts) if baseline and name != "random-split" else None
-    return name, r, b, time.time() - t0, bundle["training"].get("embedding_cache")
+    training = bundle["training"]
+    return name, r, b, time.time() - t0, training.get("embedding_cache") or training.get("encoder_cache")
 
 
 def summarise(name: str, reports: list[dict]) -> dict:
@@ -81,7 +123,7 @@ def summarise(name: str, reports: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpora", default="../shared/corpora")
-    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--folds", type=int, default=5, help="speaker-grouped folds (0: none, e.g. with --loco)")
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     ap.add_argument("--model", default="cnn_lstm")
     ap.add_argument("--model-options", default="{}", help="JSON of architecture settings, e.g. "
@@ -91,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--random-split", action="store_true", help="also train on the leaky random split")
     ap.add_argument("--baseline", action="store_true", help="also score MFCC + logistic regression")
     ap.add_argument("--only-fold", type=int, help="run this fold alone (0-based)")
+    ap.add_argument("--loco", action="store_true", help="also leave each corpus out whole")
     ap.add_argument("--jobs", type=int, default=1, help="folds trained in parallel processes (cores are shared out)")
     ap.add_argument("--out", default="runs/bench-accuracy")
     ap.add_argument("--seed", type=int, default=0)
@@ -105,8 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     options = json.loads(args.model_options)
     cfg = dict(model=args.model, epochs=args.epochs, seed=args.seed, progress=False, model_options=options,
                **json.loads(args.train_options))
-    tasks = [(f"fold{k}", parts) for k, parts in enumerate(speaker_folds(utts, args.folds, seed=args.seed))
-             if args.only_fold is None or k == args.only_fold]
+    tasks = [] if not args.folds else [
+        (f"fold{k}", parts) for k, parts in enumerate(speaker_folds(utts, args.folds, seed=args.seed))
+        if args.only_fold is None or k == args.only_fold]
+    if args.loco:
+        tasks += [(f"loco-{c}", split(utts, "corpus", test_corpus=c, seed=args.seed))
+                  for c in sorted({u.corpus for u in utts})]
     if args.random_split:
         tasks.append(("random-split", split(utts, "random", seed=args.seed)))
     jobs = max(1, min(args.jobs, len(tasks)))
@@ -117,31 +164,42 @@ def main(argv: list[str] | None = None) -> int:
     else:  # folds train in parallel processes, each with its share of the cores
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             done = list(pool.map(run, tasks))
-    results: dict[str, list[dict]] = {"model": [], "baseline": []}
-    per_corpus: dict[str, list[dict]] = {}
-    summary: dict = {}
+    folds: dict[str, list[dict]] = {}
+    base: dict[str, list[dict]] = {}
+    summary: dict = {"loco": {}, "loco_mfcc_lr": {}}
     for name, r, b, seconds, cache in done:
-        line = f"{name}: " + "  ".join(f"{x} {r[x]:.3f}" for x in KEYS) + f"  ({r['n']} test clips, {seconds:.0f} s)"
-        if cache:  # frozen pretrained encoder: the head trained on cached embeddings
-            line += f"  [embeddings: {cache['misses']} computed, {cache['hits']} cached]"
+        line = f"{name}: " + "  ".join(f"{x} {r['pool'][x]:.3f}" for x in KEYS) + \
+            f"  ({r['pool']['n']} judged test clips, {seconds:.0f} s)"
+        if cache:  # frozen encoder: the head trained on cached statistics
+            line += f"  [encoder windows: {cache.get('misses', cache.get('windows_computed'))} computed, " \
+                    f"{cache.get('hits', cache.get('windows_cached'))} cached]"
         if b:
-            line += "   MFCC+LR: " + "  ".join(f"{x} {b[x]:.3f}" for x in KEYS)
+            line += "   MFCC+LR: " + "  ".join(f"{x} {b['pool'][x]:.3f}" for x in KEYS)
         print(line, flush=True)
+        print("    per corpus: " + ", ".join(f"{c} UAR {m['uar']:.3f} (n {m['n']})" for c, m in r.items()
+                                          if c != "pool"), flush=True)
         if name == "random-split":
-            summary["random_split"] = {x: r[x] for x in KEYS}
-            continue
-        results["model"].append(r)
-        if b:
-            results["baseline"].append(b)
-        for c, m in r["per_corpus"].items():
-            per_corpus.setdefault(c, []).append(m)
-    if results["model"]:
-        print(f"\nspeaker-independent (mean ± sd over {len(results['model'])} folds)")
-        summary["model"] = summarise(args.model, results["model"])
-        for c, ms in sorted(per_corpus.items()):
-            summary[c] = summarise(f"  {c}", ms)
-        if results["baseline"]:
-            summary["mfcc_lr"] = summarise("MFCC + logistic regression", results["baseline"])
+            summary["random_split"] = {x: r["pool"][x] for x in KEYS}
+        elif name.startswith("loco-"):
+            corpus = name[5:]
+            summary["loco"][corpus] = r[corpus]
+            if b:
+                summary["loco_mfcc_lr"][corpus] = b[corpus]
+        else:
+            for c, m in r.items():
+                folds.setdefault(c, []).append(m)
+            for c, m in (b or {}).items():
+                base.setdefault(c, []).append(m)
+    if folds:
+        print(f"\nspeaker-independent CV (mean ± sd over {len(folds['pool'])} folds; ASED: sentences 01-02)")
+        summary["cv"] = {c: summarise(f"{args.model} {c}", ms) for c, ms in sorted(folds.items())}
+        if base:
+            summary["cv_mfcc_lr"] = {c: summarise(f"MFCC+LR {c}", ms) for c, ms in sorted(base.items())}
+    if summary["loco"]:
+        print("\nleave one corpus out (trained on the other corpora; ASED: sentences 01-02)")
+        for c, m in summary["loco"].items():
+            extra = f"   MFCC+LR UAR {summary['loco_mfcc_lr'][c]['uar']:.3f}" if c in summary["loco_mfcc_lr"] else ""
+            print(f"  {c:<10} " + "  ".join(f"{x} {m[x]:.3f}" for x in KEYS) + f"  ({m['n']} clips){extra}")
     if "random_split" in summary:
         print("random utterance split (LEAKY: test speakers also in training): "
               + "  ".join(f"{x} {summary['random_split'][x]:.3f}" for x in KEYS))

@@ -19,7 +19,8 @@
 
 Rows have the columns of ``serkit predict --format csv``: ``file, emotion, confidence, uncertain,
 <one column per label>, duration_s, speech_s, reason, error``; JSONL rows are
-:meth:`Prediction.to_dict` objects. A clip without speech has an empty emotion and a reason.
+:meth:`Prediction.to_dict` objects (both rounded as :mod:`serkit.display` says: probabilities to
+4 decimals, seconds to 3). A clip without speech has an empty emotion and a reason.
 """
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ from typing import Any
 import numpy as np
 
 from serkit.audio import AudioError, load_audio
+from serkit.display import PROB_DECIMALS, SECONDS_DECIMALS, prediction_dict
 from serkit.inference import Prediction, Predictor
-from serkit.safety import OutputError, check_output_file
+from serkit.safety import OutputError, check_output_file, to_json
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 #: Column names a manifest CSV may use for the audio path (matched case-insensitively).
@@ -70,11 +72,14 @@ def csv_columns(labels: Sequence[str]) -> list[str]:
 
 
 def csv_row(r: Prediction, labels: Sequence[str]) -> list[str]:
-    return [r.file, r.emotion or "", f"{r.confidence:.4f}" if r.confidence is not None else "",
+    """One CSV row in the number convention of :mod:`serkit.display` (4-decimal probabilities,
+    durations in seconds to the millisecond)."""
+    p, s = f".{PROB_DECIMALS}f", f".{SECONDS_DECIMALS}f"
+    return [r.file, r.emotion or "", format(r.confidence, p) if r.confidence is not None else "",
             ("yes" if r.uncertain else "no") if r.emotion else "",
-            *[f"{r.probabilities[l]:.4f}" if r.probabilities else "" for l in labels],
-            f"{r.duration_s:.3f}" if r.duration_s is not None else "",
-            f"{r.speech_s:.3f}" if r.speech_s is not None else "", r.reason or "", r.error or ""]
+            *[format(r.probabilities[l], p) if r.probabilities else "" for l in labels],
+            format(r.duration_s, s) if r.duration_s is not None else "",
+            format(r.speech_s, s) if r.speech_s is not None else "", r.reason or "", r.error or ""]
 
 
 def file_key(file: str | os.PathLike) -> str:
@@ -193,7 +198,7 @@ class ResultWriter:
         if self.path.suffix == ".csv":
             text = "".join(self._csv_line(csv_row(r, self.labels)) for r in results)
         else:
-            text = "".join(r.to_json(ensure_ascii=False) + "\n" for r in results)
+            text = "".join(to_json(prediction_dict(r), ensure_ascii=False) + "\n" for r in results)
         self.fh.write(text)
         self._sync()
 

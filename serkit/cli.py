@@ -6,6 +6,7 @@ and exit status 2; nothing in the library calls ``sys.exit``.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 
@@ -74,14 +75,23 @@ def resolve_list(spec: str | None) -> list[str] | None:
     return None if spec in (None, "manifest") else list(resolve_emotions(spec))
 
 
+def load_predictor(model: str | None, runtime: str = "auto"):
+    """The bundle's Predictor; the shipped model is called "default", as on the web page."""
+    from serkit.inference import load_model
+
+    predictor = load_model(model, runtime=runtime)
+    if model is None:
+        predictor.name = "default"
+    return predictor
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from serkit.evaluate_cmd import evaluate_bundle
-    from serkit.inference import load_model
 
     if len(args.paths) > 2:
         raise ValueError("evaluate takes [BUNDLE] MANIFEST")
     bundle, manifest = (args.paths if len(args.paths) == 2 else (args.model, args.paths[0]))
-    predictor = load_model(bundle)
+    predictor = load_predictor(bundle)
     r = evaluate_bundle(predictor, manifest, args.split, args.out, force=args.force)
     console.print(f"{predictor.name} on {args.split} ({r['n']} clips): accuracy {r['accuracy']:.3f}  "
                   f"macro-F1 {r['macro_f1']:.3f}  UAR {r['uar']:.3f}  ECE {r['calibration']['ece_after']:.3f}",
@@ -119,14 +129,11 @@ def expand_paths(items: Sequence[str]) -> list[str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import csv
-
-    from rich.table import Table
-
-    from serkit.inference import load_model
+    from serkit.display import prediction_dict, predictions_table
     from serkit.safety import to_json
 
-    predictor = load_model(args.model, runtime=args.runtime)
+    check_predict_flags(args)
+    predictor = load_predictor(args.model, runtime=args.runtime)
     files = expand_paths(args.paths)
     if not files:
         raise FileNotFoundError("no audio files found in " + ", ".join(args.paths))
@@ -134,35 +141,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return predict_timelines(args, predictor, files)
     if args.output:
         return predict_batch(args, predictor, files)
-    if args.resume:
-        raise ValueError("--resume continues a batch job: add --output FILE")
-    if args.engine != "local":
-        raise ValueError(f"--engine {args.engine} runs batch jobs: add --output FILE")
     results = predictor.predict_files(files, batch_size=args.batch_size)
     if args.format == "json":
-        print(to_json([r.to_dict() for r in results], indent=2))
+        print(to_json([prediction_dict(r) for r in results], indent=2))
     elif args.format == "csv":
+        import csv
+
+        from serkit.batch import csv_columns, csv_row
         w = csv.writer(sys.stdout)
-        w.writerow(["file", "emotion", "confidence", *predictor.labels, "duration_s", "error"])
-        for r in results:
-            w.writerow([r.file, r.emotion or "", f"{r.confidence:.4f}" if r.confidence is not None else "",
-                        *[f"{r.probabilities[l]:.4f}" if r.probabilities else "" for l in predictor.labels],
-                        f"{r.duration_s:.2f}" if r.duration_s is not None else "", r.error or ""])
+        w.writerow(csv_columns(predictor.labels))
+        w.writerows(csv_row(r, predictor.labels) for r in results)
     else:
-        table = Table(title=f"Predictions ({predictor.name})")
-        for col in ("file", "emotion", "confidence", "top 3"):
-            table.add_column(col)
-        for r in results:
-            if r.error:
-                table.add_row(r.file, "[red]error[/]", "", r.error)
-                continue
-            top = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[:3]
-            table.add_row(r.file, r.emotion, f"{r.confidence:.2f}", "  ".join(f"{k} {v:.2f}" for k, v in top))
+        folder, table = predictions_table(results, predictor.name, console.width)
+        if folder:      # once, whole, rather than on every row
+            console.print(f"files in {folder}:", highlight=False, markup=False, soft_wrap=True)
         console.print(table)
     failed = sum(1 for r in results if r.error)
     if failed:
         err_console.print(f"{failed} of {len(results)} file(s) could not be scored")
     return 1 if failed else 0
+
+
+def check_predict_flags(args: argparse.Namespace) -> None:
+    """Flags that only make sense together: refuse, saying why, rather than ignore one."""
+    if not args.timeline:
+        for flag, value in (("--plot", args.plot), ("--segment-seconds", args.segment_seconds)):
+            if value is not None:
+                raise ValueError(f"{flag} belongs to emotion timelines of long recordings: add --timeline")
+    if args.output and not args.timeline and args.output.lower().endswith(".json"):
+        raise ValueError(f"--output {args.output}: a batch job appends rows as it goes (so a killed job can "
+                         "--resume), which a .json array cannot do; write .jsonl (one JSON object a line) "
+                         "or .csv, or print one JSON array with --format json > FILE")
+    if not args.output and args.resume:
+        raise ValueError("--resume continues a batch job: add --output FILE")
+    if not args.output and args.engine != "local":
+        raise ValueError(f"--engine {args.engine} runs batch jobs: add --output FILE")
 
 
 def predict_batch(args: argparse.Namespace, predictor, files: list[str]) -> int:
@@ -186,6 +199,7 @@ def predict_timelines(args: argparse.Namespace, predictor, files: list[str]) -> 
     """serkit predict --timeline: emotions over time of long recordings (see serkit.timeline)."""
     from pathlib import Path
 
+    from rich import box
     from rich.table import Table
 
     from serkit.audio import AudioError
@@ -214,8 +228,6 @@ def predict_timelines(args: argparse.Namespace, predictor, files: list[str]) -> 
             failed += 1
             continue
         timelines.append(tl)
-        if tl.reason:
-            err_console.print(f"{tl.file}: {tl.reason}", highlight=False, markup=False, soft_wrap=True)
         if args.plot:
             err_console.print(f"plot: {tl.plot(pngs[file])}", highlight=False, soft_wrap=True)
     if args.output:
@@ -225,13 +237,20 @@ def predict_timelines(args: argparse.Namespace, predictor, files: list[str]) -> 
                       (timelines[0].to_dict() if timelines else {}), indent=2))
     elif args.format == "csv":
         print(timelines_csv(timelines), end="")
-    else:
-        for tl in timelines:
-            table = Table(title=f"{tl.file}: {tl.duration_s:.1f} s, {len(tl.segments)} segments (vad {tl.vad})")
-            for col in ("start", "end", "emotion", "confidence", "top 3"):
-                table.add_column(col)
+    for tl in timelines:
+        if not tl.segments:     # said in every format, so an empty table or list is not a puzzle
+            why = (tl.reason.split(": ", 1)[-1] if tl.reason      # too short or silent: nothing to score
+                   else "--vad none scores fixed segments anyway")
+            err_console.print(f"{tl.file}: no speech found in {tl.duration_s:.1f} s (vad {tl.vad}); {why}",
+                              highlight=False, markup=False, soft_wrap=True)
+    if not args.output and args.format == "table":
+        for tl in (t for t in timelines if t.segments):
+            table = Table(title=f"{tl.file}: {tl.duration_s:.1f} s, {len(tl.segments)} segments (vad {tl.vad})",
+                          box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+            for col in ("start s", "end s", "emotion", "confidence", "runners-up"):
+                table.add_column(col, justify="left" if col in ("emotion", "runners-up") else "right")
             for seg in tl.segments:
-                top = sorted(seg.probabilities.items(), key=lambda kv: -kv[1])[:3]
+                top = sorted(seg.probabilities.items(), key=lambda kv: -kv[1])[1:3]
                 table.add_row(f"{seg.start:.2f}", f"{seg.end:.2f}", seg.emotion, f"{seg.confidence:.2f}",
                               "  ".join(f"{k} {v:.2f}" for k, v in top))
             console.print(table)
@@ -256,9 +275,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from serkit.model_card import model_card
+    from rich.table import Table
 
-    console.print(model_card(args.bundle), highlight=False)
+    from serkit.model_card import model_card_rows
+
+    title, rows = model_card_rows(args.bundle)
+    grid = Table.grid(padding=(0, 1, 0, 0))         # long values wrap under themselves
+    grid.add_column(no_wrap=True, min_width=15)
+    grid.add_column(overflow="fold")
+    for key, value in rows:
+        grid.add_row("  " + key, value)
+    console.print(title, highlight=False, markup=False, soft_wrap=True)
+    console.print(grid, highlight=False)
     return 0
 
 
@@ -267,9 +295,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.model, host=args.host, port=args.port, threads=args.threads,
           max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
-          torch_threads=args.torch_threads, vad=args.vad,
+          torch_threads=args.torch_threads, vad=args.vad, access_log=not args.quiet,
           announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
     return 0
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (argparse's ArgumentDefaultsHelpFormatter, but
+    not for flags, options without a default, or help that already names it); epilogs keep
+    their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("%(default)" in text or "default" in text.lower() or not action.option_strings
+                or action.default is None or action.default is False or action.default == argparse.SUPPRESS
+                or action.nargs == 0):
+            return text
+        return text + " (default: %(default)s)"
+
+
+EXAMPLES = """examples:
+  serkit predict my.wav                       the emotion of one clip, with the shipped model
+  serkit predict recordings/ -f csv > out.csv every audio file in a folder, as CSV
+  serkit predict --timeline call.wav --plot call.png
+                                              emotions over time in a long recording
+  serkit predict recordings/ -o preds.jsonl   a resumable batch job (rows written as it goes)
+  serkit serve                                the web page and JSON API on http://127.0.0.1:5000/
+  serkit info                                 the model card: data, held-out speakers, metrics
+
+'serkit COMMAND --help' shows a command's options."""
 
 
 def add_force_option(p: argparse.ArgumentParser, what: str) -> None:
@@ -286,16 +340,19 @@ def add_model_option(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from serkit.corpora import READERS
 
-    parser = argparse.ArgumentParser(prog="serkit", description="Speech emotion recognition toolkit.")
+    parser = argparse.ArgumentParser(prog="serkit", description="Speech emotion recognition toolkit.",
+                                     epilog=EXAMPLES, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"serkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = functools.partial(sub.add_parser, formatter_class=HelpFormatter)
 
-    p = sub.add_parser("prepare", help="scan corpus folders and write a manifest CSV")
+    p = add("prepare", help="scan corpus folders and write a manifest CSV")
     p.add_argument("roots", nargs="+", metavar="ROOT", help="corpus folders or CSV lists of clips")
-    p.add_argument("-o", "--output", default="manifest.csv", help="manifest to write (default: %(default)s)")
+    p.add_argument("-o", "--output", default="manifest.csv", help="manifest to write")
     p.add_argument("--corpus", choices=sorted(READERS), help="read every ROOT with this reader, no detection")
     p.add_argument("--emotions", default="default",
-                   help="'default' (angry,happy,sad,fearful,disgust,neutral), 'all', or a comma list")
+                   help="'default' (angry,happy,sad,fearful,disgust,neutral), 'all', or a comma list; "
+                        "default: %(default)s")
     p.add_argument("-v", "--verbose", action="store_true", help="list every skipped file")
     add_force_option(p, "replace a -o file that is not a manifest serkit wrote")
     p.set_defaults(func=cmd_prepare)
@@ -303,37 +360,38 @@ def build_parser() -> argparse.ArgumentParser:
     from serkit.config import MODELS, MONITORS, SPLITS, VADS, TrainConfig
 
     d = TrainConfig()
-    p = sub.add_parser("train", help="train a model on a manifest into a run folder")
+    p = add("train", help="train a model on a manifest into a run folder")
     p.add_argument("manifest", help="manifest CSV from serkit prepare")
     p.add_argument("--out", "-o", required=True, help="run folder (bundle, reports, checkpoints)")
     p.add_argument("--model", default=d.model, choices=MODELS,
                    help="model family: cnn_lstm, pretrained (a Hugging Face encoder) or encoder_head (a head "
                         "on a frozen ONNX encoder, e.g. the shipped serkit:whisper-base-l4)")
     p.add_argument("--split", default=d.split, choices=SPLITS,
-                   help="speaker: no speaker in two parts (default); random: LEAKY utterance split; corpus: leave one corpus out")
-    p.add_argument("--test-corpus", help="held-out corpus for --split corpus")
+                   help="speaker: no speaker in two parts; random: LEAKY utterance split; corpus: leave one corpus out")
+    p.add_argument("--test-corpus", metavar="CORPUS", help="held-out corpus for --split corpus")
     p.add_argument("--test-size", type=float, default=d.test_size, help="share of speakers for test")
     p.add_argument("--val-size", type=float, default=d.val_size, help="share of speakers for validation")
     p.add_argument("--emotions", default="manifest",
-                   help="labels: 'manifest' (every emotion it holds), 'default', 'all' or a comma list")
-    p.add_argument("--seed", type=int, default=d.seed)
+                   help="labels: 'manifest' (every emotion it holds), 'default', 'all' or a comma list; "
+                        "default: %(default)s")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, initialisation and augmentation")
     p.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs")
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
     p.add_argument("--monitor", default=d.monitor, choices=MONITORS, help="validation metric that picks the epoch")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per training step")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     p.add_argument("--no-augment", action="store_true", help="turn off training-time augmentation")
-    p.add_argument("--model-options", help='JSON of architecture settings, e.g. \'{"pooling": "mean"}\'')
+    p.add_argument("--model-options", metavar="JSON", help='JSON of architecture settings, e.g. \'{"pooling": "mean"}\'')
     p.add_argument("--accelerator", default=d.accelerator, help="Lightning accelerator (cpu, gpu, auto)")
     p.add_argument("--devices", default=d.devices, type=lambda v: int(v) if v.isdigit() else v,
                    help="devices per node (an int, or 'auto')")
-    p.add_argument("--num-nodes", type=int, default=d.num_nodes)
+    p.add_argument("--num-nodes", type=int, default=d.num_nodes, help="machines (Lightning num_nodes)")
     p.add_argument("--strategy", default=d.strategy, help="Lightning strategy, e.g. ddp")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader workers")
     p.add_argument("--clip-seconds", type=float, default=d.clip_seconds, help="model window in seconds")
     p.add_argument("--cache-dir", default=d.cache_dir, help="decoded-audio cache folder ('' for none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
-    p.add_argument("--mixup", type=float, default=d.mixup, help="mixup alpha (0: off, the default)")
+    p.add_argument("--mixup", type=float, default=d.mixup, help="mixup alpha (0: off)")
     p.add_argument("--no-speed-perturb", action="store_true", help="no speed perturbation in augmentation")
     p.add_argument("--balance-corpora", action="store_true",
                    help="draw training clips so that every corpus weighs the same per epoch")
@@ -358,32 +416,35 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--encoder-lr", type=float, help="learning rate of trainable encoder layers (default: --lr / 10)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a bundle on a manifest split (metrics, plots, reports)")
+    p = add("evaluate", help="evaluate a bundle on a manifest split (metrics, plots, reports)",
+            usage="%(prog)s [-h] [--model BUNDLE] [--split SPLIT] [--out DIR] [BUNDLE] MANIFEST")
     p.add_argument("paths", nargs="+", metavar="[BUNDLE] MANIFEST",
                    help="a bundle folder (optional; default model otherwise) and a manifest")
     add_model_option(p)
-    p.add_argument("--split", default="test", help="train, val, test (default) or all")
-    p.add_argument("--out", "-o", help="folder for report.json, report.md and plots")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], metavar="SPLIT",
+                   help="part of the manifest's split to score: train, val, test or all")
+    p.add_argument("--out", "-o", metavar="DIR", help="folder for report.json, report.md and plots")
     add_force_option(p, "write the report into an --out folder holding other files")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="predict the emotion of audio files")
+    p = add("predict", help="predict the emotion of audio files")
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files, folders or glob patterns")
     add_model_option(p)
-    p.add_argument("--format", "-f", choices=["table", "json", "csv"], default="table")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--format", "-f", choices=["table", "json", "csv"], default="table",
+                   help="what to print: a table (probabilities to 2 decimals), or JSON or CSV (4 decimals)")
+    p.add_argument("--batch-size", type=int, default=32, help="files (or timeline windows) per model call")
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
-                   help="torch (a bundle) or onnx (a folder from serkit export --onnx); auto: by the folder")
+                   help="torch (a bundle) or onnx (a folder from serkit export --onnx); auto: by the folder; default: %(default)s")
     g = p.add_argument_group("batch jobs (PATH may also be a manifest CSV with a File/path column)")
     g.add_argument("--output", "-o", metavar="FILE", help="write rows to FILE (.csv or .jsonl) as the job "
                    "runs, flushed per batch; progress on stderr")
     g.add_argument("--resume", action="store_true", help="continue a job: skip files already in --output")
     add_force_option(g, "start an existing --output over, replace a timeline or plot file serkit did not write")
-    g.add_argument("--workers", type=int, default=0, help="processes decoding audio (default: 0, in-process)")
+    g.add_argument("--workers", type=int, default=0, help="processes decoding audio (0: in this process)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local (default) or ray: Ray Data with model actors (pip install 'serkit[ray]')")
-    g.add_argument("--actors", type=int, default=2, help="--engine ray: model actors (default: %(default)s)")
+                   help="local, or ray: Ray Data with model actors (pip install 'serkit[ray]')")
+    g.add_argument("--actors", type=int, default=2, help="--engine ray: model actors")
     g.add_argument("--ray-address", metavar="ADDR", default=None,
                    help="--engine ray: a cluster to join (auto, ray://HOST:10001); default: a local Ray")
     g = p.add_argument_group("long recordings (--timeline; --output FILE.json|.csv)")
@@ -391,44 +452,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="emotions over time: speech segments, each with an emotion and probabilities")
     g.add_argument("--vad", choices=VADS, default="auto",
                    help="speech detector: silero (needs serkit[timeline]), energy (level above the noise "
-                        "floor), none (fixed segments); auto: silero when installed, else energy")
+                        "floor), none (fixed segments); auto: silero when installed, else energy; "
+                        "default: %(default)s")
     g.add_argument("--max-segment", type=float, default=10.0, metavar="SECONDS",
-                   help="split longer speech segments into equal parts (default: %(default)s)")
+                   help="split longer speech segments into equal parts")
     g.add_argument("--segment-seconds", type=float, default=None, metavar="SECONDS",
                    help="segment length with --vad none (default: the model's window)")
     g.add_argument("--plot", metavar="PNG", help="plot emotion probabilities over time to PNG "
                    "(a folder when there are several files)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export a bundle to ONNX (fp32, optionally int8)")
+    p = add("export", help="export a bundle to ONNX (fp32, optionally int8)")
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder")
     p.add_argument("--onnx", action="store_true", help="export to ONNX (waveforms in, logits out)")
     p.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 model")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write")
     p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
-                   help="torch.onnx exporter: dynamo (default, ~30 s) or the legacy torchscript (~1 s)")
+                   help="torch.onnx exporter: dynamo (~30 s) or the legacy torchscript (~1 s); default: %(default)s")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 18 dynamo, 17 torchscript)")
     add_force_option(p, "write model.onnx and config.json into a -o folder holding other files")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("info", help="print a bundle's model card")
+    p = add("info", help="print a bundle's model card (training data, held-out speakers, test metrics)")
     p.add_argument("bundle", nargs="?", default=None, help="bundle folder (default: the shipped model)")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("serve", help="serve the web page and JSON API (waitress)")
+    p = add("serve", help="serve the web page and JSON API (waitress)")
     p.add_argument("--model", "-m", metavar="[NAME=]BUNDLE", action="append", default=[],
                    help="bundle folder to serve; repeat for several (default: the shipped default model)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; "
                    "0.0.0.0 for every interface)")
-    p.add_argument("--port", type=int, default=5000, help="default: %(default)s")
-    p.add_argument("--threads", type=int, default=4, help="request threads (default: %(default)s)")
+    p.add_argument("--port", type=int, default=5000, help="port to listen on")
+    p.add_argument("--threads", type=int, default=4, help="request threads")
     p.add_argument("--torch-threads", type=int, default=1,
-                   help="threads one prediction may use (default: %(default)s; requests run in parallel instead)")
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default: %(default)s MB)")
-    p.add_argument("--max-seconds", type=float, default=120.0, help="longest audio (default: %(default)s s)")
+                   help="threads one prediction may use (requests run in parallel instead)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB")
+    p.add_argument("--max-seconds", type=float, default=120.0, help="longest audio in seconds")
     p.add_argument("--vad", choices=VADS, default=None,
                    help="speech detector when a request names none (default: each model's own, silero for "
                         "the shipped ones; energy = any loud sound; none = whole clips)")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no access log (by default every request is logged to stderr with its status and time)")
     p.set_defaults(func=cmd_serve)
     return parser
 

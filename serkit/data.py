@@ -43,14 +43,19 @@ class Augment:
 class ClipDataset(Dataset):
     """(waveform of ``clip_samples``, valid length, label index) for each clip.
 
+    ``spans`` ([start, end) samples per clip, e.g. the speech the scorer would read) limit each
+    clip to its speech: in training widened at random by up to ``widen`` samples at each end
+    (into the clip's own silence, so the model does not depend on where the detector cuts).
     With ``train=True`` a clip longer than the window is cropped at random and augmented;
     otherwise it is centre-cropped and left alone.
     """
 
     def __init__(self, waves: list[np.ndarray], labels: list[int], clip_samples: int,
-                 train: bool = False, augment: Augment | None = None, seed: int = 0):
+                 train: bool = False, augment: Augment | None = None, seed: int = 0,
+                 spans: list[tuple[int, int]] | None = None, widen: int = 0):
         self.waves, self.labels, self.clip_samples = waves, labels, clip_samples
         self.train, self.augment = train, augment
+        self.spans, self.widen = spans, widen
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -58,6 +63,12 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i: int):
         wave = self.waves[i]
+        if self.spans is not None:
+            s, e = self.spans[i]
+            if self.train and self.widen:
+                s = max(0, s - int(self.rng.integers(0, self.widen + 1)))
+                e = min(len(wave), e + int(self.rng.integers(0, self.widen + 1)))
+            wave = wave[s:e]
         if self.train and self.augment is not None:
             wave = self.augment(wave, self.rng)
         length = min(wave.shape[0], self.clip_samples)

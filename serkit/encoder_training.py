@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from serkit.audio import AudioSpec
 from serkit.backbones import ENCODER_FILE, PREFIX, encoder_path, shipped
 from serkit.manifest import Utterance
+from serkit.pool import PoolPlan, pool_loader
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead
 from serkit.scorer import Scorer
 
@@ -90,18 +92,6 @@ class CachedEncoder:
 
     def logits(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return self.runtime.head(*self.stats(windows, lengths))
-
-
-def speech_window(scorer: Scorer, wave: np.ndarray) -> tuple[int, int]:
-    """[start, end) of the samples the scorer reads for a clip: its one scoring unit, or (for
-    clips with longer speech or none) the centre of the speech span or of the clip."""
-    units, _ = scorer.units(wave)
-    start, end = (units[0][0], units[-1][1]) if units else (0, len(wave))
-    window = scorer.spec.window_samples
-    if end - start > window:
-        start += (end - start - window) // 2
-        end = start + window
-    return start, end
 
 
 def augmented(wave: np.ndarray, span: tuple[int, int], window: int, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -172,13 +162,14 @@ def view_features(encoder: CachedEncoder, model: torch.nn.Module, crops: list[np
 
 
 def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.ndarray], y: list[int],
-                 sel: dict[str, list[int]], cfg: Any, spec: AudioSpec, views: int = 3):
+                 sel: dict[str, list[int]], cfg: Any, spec: AudioSpec, plan: PoolPlan, views: int = 3):
     """For :func:`serkit.training.train`: the head to train, a ``loader(part, train)`` factory
-    over cached features of speech views, and what to record in the bundle."""
+    over cached features of speech views (drawn, weighted and masked as the pool ``plan`` says),
+    and what to record in the bundle."""
     encoder = encoder_for(model, cfg.cache_dir or None)
     scorer = Scorer(encoder, list(range(model.config.n_classes)), spec, vad=cfg.vad)
     window, sr = spec.window_samples, spec.sample_rate
-    spans = {i: speech_window(scorer, waves[i]) for p in ("train", "val") for i in sel[p]}
+    spans = {i: scorer.speech_window(waves[i]) for p in ("train", "val") for i in sel[p]}
     crops, owner = [], []
     for i in sel["train"]:
         crops.append(waves[i][slice(*spans[i])])
@@ -193,12 +184,16 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
     x_val = view_features(encoder, model, [waves[i][slice(*spans[i])] for i in sel["val"]], window,
                           cfg.progress, "encoding validation clips")
     model.fit_normalisation(x_train)
-    data = {"train": (x_train, [y[i] for i in owner]), "val": (x_val, [y[i] for i in sel["val"]])}
+    data = {"train": (x_train, owner), "val": (x_val, sel["val"])}
+    position = {i: k for k, i in enumerate(sel["train"])}
+    row_plan = replace(plan, sample_weights=None if plan.sample_weights is None else
+                       np.array([plan.sample_weights[position[i]] for i in owner]))
 
     def loader(part: str, train_: bool) -> DataLoader:
-        x, labels = data[part]
-        ds = TensorDataset(torch.from_numpy(x), torch.zeros(len(labels), dtype=torch.long), torch.tensor(labels))
-        return DataLoader(ds, batch_size=cfg.batch_size, shuffle=train_, drop_last=train_ and len(ds) > cfg.batch_size)
+        x, idx = data[part]
+        ds = TensorDataset(torch.from_numpy(x), torch.zeros(len(idx), dtype=torch.long),
+                           torch.tensor([y[i] for i in idx]))
+        return pool_loader(ds, idx, train_, row_plan if part == "train" else plan, cfg.batch_size, cfg.seed)
 
     c = encoder.cache
     note = {"views": views if cfg.augment else 1, "windows_computed": c.misses, "windows_cached": c.hits,

@@ -23,14 +23,13 @@ import numpy as np
 import soxr
 
 from serkit.audio import AudioError, AudioSpec, load_audio
+from serkit.display import PROB_DECIMALS
 from serkit.bundle import BundleError, for_inference, read_config  # noqa: F401  (for_inference re-exported)
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead, TorchRuntime
 from serkit.scorer import Analysis, Scorer, softmax, window_starts  # noqa: F401  (re-exported)
 
 #: Models that ship inside the package, by the name the CLI, the API and the web page use.
 SHIPPED = {"default": "default_model", "fast": "fast_model"}
-#: Digits of probabilities and confidences in every output (JSON, CSV, web, tables).
-PROB_DIGITS = 4
 
 
 def default_model_path() -> Path:
@@ -151,7 +150,7 @@ class Predictor:
         if analysis.probabilities is not None:
             best = int(np.argmax(analysis.probabilities))
             p.emotion, p.uncertain = self.labels[best], analysis.uncertain
-            p.probabilities = {l: round(float(v), PROB_DIGITS) for l, v in zip(self.labels, analysis.probabilities)}
+            p.probabilities = {l: round(float(v), PROB_DECIMALS) for l, v in zip(self.labels, analysis.probabilities)}
         return p
 
     def predict_waveform(self, wave: np.ndarray, name: str = "<waveform>", sample_rate: int | None = None) -> Prediction:

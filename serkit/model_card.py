@@ -8,7 +8,28 @@ from serkit.bundle import WEIGHTS, read_config
 from serkit.inference import default_model_path
 
 
+#: Where a corpus's speaker's clips are, so a card can say which files to try.
+SPEAKER_FILES = {"ravdess": "Actor_{}", "emodb": "{}*.wav", "cremad": "{}_*.wav", "savee": "{}_*.wav",
+                 "tess": "{}_*.wav"}
+
+
+def speakers_text(speakers: list[str]) -> str:
+    """``["emodb/11", "ravdess/03"]`` -> ``"emodb 11*.wav; ravdess Actor_03"``: by corpus, as files."""
+    by_corpus: dict[str, list[str]] = {}
+    for s in speakers:
+        corpus, _, speaker = s.partition("/")
+        by_corpus.setdefault(corpus, []).append(SPEAKER_FILES.get(corpus, "{}").format(speaker or corpus))
+    return "; ".join(f"{corpus} {', '.join(names)}" for corpus, names in by_corpus.items())
+
+
 def model_card(bundle: str | os.PathLike | None = None) -> str:
+    """The card as plain text: a title line, then one ``  key  value`` line per row."""
+    title, rows = model_card_rows(bundle)
+    return "\n".join([title] + [f"  {key:<14} {value}" for key, value in rows])
+
+
+def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[tuple[str, str]]]:
+    """The card's title and (key, value) rows, for a view that wraps values under each other."""
     folder = Path(bundle) if bundle is not None else default_model_path()
     c = read_config(folder)
     training = c.get("training", {})
@@ -17,33 +38,40 @@ def model_card(bundle: str | os.PathLike | None = None) -> str:
     size_mb = (folder / WEIGHTS).stat().st_size / 1e6 if (folder / WEIGHTS).is_file() else 0.0
     # nested settings (a fine-tuned encoder's whole backbone config) would drown the card
     arch = ", ".join(f"{k}={v}" for k, v in c["model_config"].items() if not isinstance(v, dict))
-    lines = [
-        f"Model card: {folder}",
-        f"  model type     {c['model_type']} ({size_mb:.1f} MB of weights, bundle format {c['format_version']}, "
-        f"serkit {c.get('serkit_version', '?')})",
-        f"  architecture   {arch}",
-        f"  labels         {', '.join(c['labels'])}",
-        f"  audio          {c['audio']['sample_rate']} Hz mono, {c['audio']['clip_seconds']} s windows "
-        "(longer clips: 50% overlapping windows, probabilities averaged)",
-        f"  calibration    temperature {c.get('temperature', 1.0):.3f} (fitted on the validation split)",
+    rows = [
+        ("model type", f"{c['model_type']} ({size_mb:.1f} MB of weights, bundle format {c['format_version']}, "
+                       f"serkit {c.get('serkit_version', '?')})"),
+        ("architecture", arch),
+        ("labels", ", ".join(c["labels"])),
+        ("audio", f"{c['audio']['sample_rate']} Hz mono, {c['audio']['clip_seconds']} s windows "
+                  "(longer clips: 50% overlapping windows, probabilities averaged)"),
+        ("calibration", f"temperature {c.get('temperature', 1.0):.3f} (fitted on the validation split)"),
     ]
     if data:
-        lines += [
-            f"  training data  {', '.join(data.get('corpora', []))}: {data.get('clips')} clips, "
-            f"{data.get('speakers')} speakers, {data.get('hours')} h",
-            f"  split          {tcfg.get('split')} (seed {tcfg.get('seed')}; test {tcfg.get('test_size')}, "
-            f"val {tcfg.get('val_size')}); "
-            + ", ".join(f"{p} {v['clips']} clips/{v['speakers']} speakers" for p, v in data.get("parts", {}).items()),
-            f"  best epoch     {training.get('best_epoch')} of {training.get('epochs_run')} "
-            f"(chosen on validation {tcfg.get('monitor')} = {training.get('best_score', 0):.3f})",
+        rows += [
+            ("training data", f"{', '.join(data.get('corpora', []))}: {data.get('clips')} clips, "
+                              f"{data.get('speakers')} speakers, {data.get('hours')} h"),
+            ("split", f"{tcfg.get('split')} (seed {tcfg.get('seed')}; test {tcfg.get('test_size')}, "
+                      f"val {tcfg.get('val_size')}); "
+                      + ", ".join(f"{p} {v['clips']} clips/{v['speakers']} speakers"
+                                  for p, v in data.get("parts", {}).items())),
+            ("best epoch", f"{training.get('best_epoch')} of {training.get('epochs_run')} "
+                           f"(chosen on validation {tcfg.get('monitor')} = {training.get('best_score', 0):.3f})"),
         ]
         if tcfg.get("split") == "random":
-            lines.append("  WARNING        random split: test speakers were also in training, metrics are inflated")
+            rows.append(("WARNING", "random split: test speakers were also in training, metrics are inflated"))
+        elif data.get("test_speakers"):
+            rows.append(("never heard", f"{speakers_text(data['test_speakers'])} (held-out test speakers: "
+                                        "try their clips for a fair first impression)"))
+            if data.get("val_speakers"):
+                rows.append(("not trained on", f"{speakers_text(data['val_speakers'])} (validation speakers: "
+                                               "they chose the epoch and the temperature)"))
     if test:
-        lines.append(f"  test metrics   accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f}, "
-                     f"UAR {test['uar']:.3f}, ECE {test.get('ece', float('nan')):.3f} ({test['n']} clips, held-out speakers)")
+        rows.append(("test metrics", f"accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f}, "
+                                     f"UAR {test['uar']:.3f}, ECE {test.get('ece', float('nan')):.3f} "
+                                     f"({test['n']} clips, held-out speakers)"))
         for corpus, m in test.get("per_corpus", {}).items():
-            lines.append(f"                 {corpus}: accuracy {m['accuracy']:.3f}, UAR {m['uar']:.3f} ({m['n']} clips)")
+            rows.append(("", f"{corpus}: accuracy {m['accuracy']:.3f}, UAR {m['uar']:.3f} ({m['n']} clips)"))
     if c.get("licence"):
-        lines.append(f"  licence        {c['licence']}")
-    return "\n".join(lines)
+        rows.append(("licence", c["licence"]))
+    return f"Model card: {folder}", rows

@@ -7,7 +7,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from serkit import corpora
@@ -53,26 +55,46 @@ def prepare(roots: Sequence[str | os.PathLike], output: str | os.PathLike | None
     return PrepareResult(utts, report, manifest, skipped_csv)
 
 
-def summary_table(utts: list[Utterance]) -> Table:
-    """Corpus x emotion clip counts with speakers and hours per corpus."""
+def summary_table(utts: list[Utterance], width: int | None = None) -> Table:
+    """Corpus x emotion clip counts with speakers and hours per corpus: a row per corpus, or, when
+    that is wider than ``width`` columns (many emotions), a row per emotion and a column per corpus,
+    so no header or number is ever cut."""
     emotions = sorted({u.emotion for u in utts})
-    table = Table(title="Manifest summary: clips per corpus and emotion")
-    table.add_column("corpus")
-    for e in emotions:
-        table.add_column(e, justify="right")
-    for col in ("clips", "speakers", "hours"):
-        table.add_column(col, justify="right")
     counts = Counter((u.corpus, u.emotion) for u in utts)
     names = sorted({u.corpus for u in utts})
+    columns: dict[str, list[str]] = {}          # corpus (or "total") -> its cells in row order
     for c in [*names, None]:
         sel = [u for u in utts if c is None or u.corpus == c]
-        per_emotion = [sum(n for (cc, e), n in counts.items() if e == em and c in (None, cc))
-                       for em in emotions]
-        if c is None:
-            table.add_section()
-        table.add_row("total" if c is None else c, *map(str, per_emotion), str(len(sel)),
-                      str(len({u.group for u in sel})), f"{sum(u.duration or 0 for u in sel) / 3600:.2f}")
-    return table
+        per_emotion = [sum(n for (cc, e), n in counts.items() if e == em and c in (None, cc)) for em in emotions]
+        columns["total" if c is None else c] = [*map(str, per_emotion), str(len(sel)),
+                                                str(len({u.group for u in sel})),
+                                                f"{sum(u.duration or 0 for u in sel) / 3600:.2f}"]
+    fields = [*emotions, "clips", "speakers", "hours"]
+    title = "Manifest summary: clips per corpus and emotion"
+    wide = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    wide.add_column("corpus")
+    for f in fields:
+        wide.add_column(f, justify="right")
+    for name, cells in columns.items():
+        if name == "total":
+            wide.add_section()
+        wide.add_row(name, *cells)
+    if width is None or _natural_width(wide) <= width:
+        return wide
+    tall = Table(title="Manifest summary: clips", box=box.SIMPLE_HEAD, pad_edge=False)
+    tall.add_column("")
+    for name in columns:
+        tall.add_column(name, justify="right")
+    for i, f in enumerate(fields):
+        if f == "clips":
+            tall.add_section()
+        tall.add_row(f, *(cells[i] for cells in columns.values()))
+    return tall
+
+
+def _natural_width(table: Table) -> int:
+    """Columns ``table`` needs to show every cell and header whole."""
+    return Measurement.get(Console(width=10_000), Console(width=10_000).options, table).maximum
 
 
 def skip_table(report: SkipReport) -> Table:
@@ -85,7 +107,7 @@ def skip_table(report: SkipReport) -> Table:
 
 
 def print_summary(result: PrepareResult, console: Console, verbose: bool = False) -> None:
-    console.print(summary_table(result.utterances))
+    console.print(summary_table(result.utterances, console.width))
     if len(result.skipped):
         console.print(skip_table(result.skipped))
         if verbose:

@@ -179,6 +179,18 @@ class Scorer:
             return [span], None
         return split_long(segments, int(self.max_segment_s * sr)), None
 
+    def speech_window(self, wave: np.ndarray) -> tuple[int, int]:
+        """[start, end) of the samples a model should learn from for this clip: its one scoring
+        unit, or (for clips whose speech is longer than a window, or has none) the centre window
+        of the speech span, or of the clip."""
+        units, _ = self.units(np.asarray(wave, np.float32))
+        start, end = (units[0][0], units[-1][1]) if units else (0, len(wave))
+        window = self.spec.window_samples
+        if end - start > window:
+            start += (end - start - window) // 2
+            end = start + window
+        return start, end
+
     def analyse(self, waves: Sequence[np.ndarray], batch_size: int = 64, vad: str | None = None) -> list[Analysis]:
         """Speech-first analysis of each clip (see the module docstring), all clips' units
         scored in shared batches. Raises AudioError for non-finite audio."""

@@ -36,10 +36,11 @@ import soundfile as sf
 import soxr
 
 from serkit.audio import UNKNOWN_LENGTH, AudioError, check_samples, open_length_error
-from serkit.vad import FRAME, frames_of, make_vad, speech_segments, split_long
+from serkit import display
 from serkit.inference import Predictor
 from serkit.safety import atomic_file, atomic_write_text, first_line, to_json
 from serkit.scorer import MIN_SECONDS, NO_SPEECH, SILENCE_DBFS, window_starts
+from serkit.vad import FRAME, frames_of, make_vad, speech_segments, split_long
 
 
 
@@ -124,8 +125,13 @@ class Timeline:
     reason: str | None = None         # why nothing was scored (a recording too short or silent)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "duration_s": round(self.duration_s, 3), "vad": self.vad,
-                "labels": self.labels, "segments": [asdict(s) for s in self.segments], "reason": self.reason}
+        """JSON-ready, in :mod:`serkit.display`'s convention (probabilities 4 decimals, seconds 3);
+        ``reason`` says why nothing was scored (None when segments were looked for)."""
+        return {"file": self.file, "duration_s": display.seconds(self.duration_s), "vad": self.vad,
+                "labels": self.labels,
+                "segments": [{**asdict(s), "confidence": display.prob(s.confidence),
+                              "probabilities": display.probs(s.probabilities)}
+                             for s in self.segments], "reason": self.reason}
 
     def csv_rows(self) -> list[list[Any]]:
         return [[self.file, f"{s.start:.3f}", f"{s.end:.3f}", s.emotion, f"{s.confidence:.4f}",
@@ -142,25 +148,24 @@ class Timeline:
 
         minutes = self.duration_s > 600
         unit, scale = ("min", 60.0) if minutes else ("s", 1.0)
-        fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 5), sharex=True,
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, layout="constrained",
                                           gridspec_kw={"height_ratios": [4, 1]})
-        colors = plt.get_cmap("tab10")
+        color = {label: display.emotion_color(label, k) for k, label in enumerate(self.labels)}  # as the web page
         for k, label in enumerate(self.labels):
             xs, ys = [], []
             for s in self.segments:
                 xs += [s.start / scale, s.end / scale, np.nan]
                 ys += [s.probabilities[label]] * 2 + [np.nan]
-            top.plot(xs, ys, color=colors(k % 10), lw=2, label=label)
+            top.plot(xs, ys, color=color[label], lw=2, label=label)
         for s in self.segments:
-            top.axvspan(s.start / scale, s.end / scale, color=colors(self.labels.index(s.emotion) % 10),
-                        alpha=0.08, lw=0)
+            top.axvspan(s.start / scale, s.end / scale, color=color[s.emotion], alpha=0.08, lw=0)
         for s in self.segments:
             if (s.end - s.start) > 0.03 * self.duration_s:
                 top.text((s.start + s.end) / 2 / scale, 1.04, s.emotion, ha="center", va="bottom", fontsize=8,
-                         color=colors(self.labels.index(s.emotion) % 10), clip_on=False)
+                         color=color[s.emotion], clip_on=False)
         top.set(ylim=(-0.02, 1.02), ylabel="probability")
         fig.suptitle(f"{Path(self.file).name}: emotion over time ({len(self.segments)} segments, vad {self.vad})")
-        top.legend(loc="upper right", ncol=min(len(self.labels), 7), fontsize=8)
+        top.legend(loc="upper left", bbox_to_anchor=(1.005, 1), borderaxespad=0, fontsize=8)  # beside the data
         if len(self.speech_prob):
             step = max(1, len(self.speech_prob) // 4000)      # at most ~4000 points drawn
             t = np.arange(0, len(self.speech_prob), step) * self.frame_s / scale
@@ -168,7 +173,6 @@ class Timeline:
         for s in self.segments:
             bottom.axvspan(s.start / scale, s.end / scale, color="tab:green", alpha=0.2, lw=0)
         bottom.set(ylabel="speech", xlabel=f"time ({unit})", xlim=(0, self.duration_s / scale))
-        fig.tight_layout()
         path = Path(path)
         with atomic_file(path, "wb") as fh:
             fig.savefig(fh, format="png", dpi=110, metadata={"Software": PLOT_SOFTWARE})

@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save
 from torch.utils.data import DataLoader
 
 from serkit.audio import SAMPLE_RATE, AudioSpec
-from serkit.scorer import AGGREGATION, UNCERTAIN_BELOW, UNCERTAIN_MARGIN
+from serkit.scorer import AGGREGATION, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, Scorer
 from serkit.data import Augment, ClipDataset, decode_all
 from serkit.evaluation import evaluate_logits, fit_temperature, metrics
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
@@ -279,9 +279,17 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     # class weights, corpus balancing and corpus label masks over the pool (serkit.pool)
     plan = plan_pool(utts, y, sel, labels, cfg.class_weights, cfg.balance_corpora, cfg.corpus_label_mask)
 
+    spans: dict[int, tuple[int, int]] = {}
+    if cfg.model == "cnn_lstm":   # train on the speech the scorer will read (see serkit.scorer)
+        from serkit.encoder_training import AUG_WIDEN_S
+        finder = Scorer(None, labels, spec_of(cfg), vad=cfg.vad)
+        spans = {i: finder.speech_window(waves[i]) for p in ("train", "val") for i in sel[p]}
+
     def loader(part: str, train_: bool) -> DataLoader:
         ds = ClipDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]], clip_samples,
-                         train=train_, augment=Augment(speed_prob=0.5 if cfg.speed_perturb else 0.0) if (train_ and cfg.augment) else None, seed=cfg.seed)
+                         train=train_, augment=Augment(speed_prob=0.5 if cfg.speed_perturb else 0.0) if (train_ and cfg.augment) else None, seed=cfg.seed,
+                         spans=[spans[i] for i in sel[part]] if spans else None,
+                         widen=int(AUG_WIDEN_S * SAMPLE_RATE) if spans else 0)
         return pool_loader(ds, sel[part], train_, plan, cfg.batch_size, cfg.seed, cfg.num_workers)
 
     if not cfg.augment and hasattr(model.config, "freq_masks"):
@@ -290,7 +298,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     if cfg.model == "encoder_head":
         # A frozen ONNX encoder: only the head trains, on cached statistics of speech views.
         from serkit.encoder_training import head_loaders
-        net, loader, extra = head_loaders(model, utts, waves, y, sel, cfg, spec_of(cfg))
+        net, loader, extra = head_loaders(model, utts, waves, y, sel, cfg, spec_of(cfg), plan)
     elif getattr(model, "cacheable", False):
         # Frozen pretrained encoder: only its head trains, on cached pooled embeddings
         # (serkit.embeddings); the bundle below is still the whole waveform model.
@@ -390,6 +398,9 @@ CORPUS_LICENCES = {
     "cremad": "CREMA-D: Open Database License (Cao et al., 2014)",
     "tess": "TESS: CC BY-NC-ND 4.0 (Dupuis & Pichora-Fuller, 2010)",
     "savee": "SAVEE: free for research use (Haq & Jackson, 2009)",
+    "nemo": "nEMO: CC BY-NC-SA 4.0 (Christop, LREC-COLING 2024)",
+    "ased": "ASED: no licence stated; offered freely with a request to cite (Retta et al., ACM TALLIP "
+            "2022): research use only",
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -41,10 +42,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_LOG: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """``serkit serve`` exactly as a user starts it, on loopback only."""
+    """``serkit serve`` exactly as a user starts it, on loopback only (its log: SERVER_LOG["path"])."""
     folder = tmp_path_factory.mktemp("browser")
+    SERVER_LOG["path"] = folder / "server.log"
     bundle = make_bundle(folder / "tiny")
     port = free_port()
     log = (folder / "server.log").open("wb")
@@ -107,7 +112,7 @@ def page(browser, server):
 
 
 def read_result(page) -> dict:
-    page.wait_for_selector("#result:not([hidden])")
+    page.wait_for_selector("#result:not([hidden]):not(.stale)")
     bars = page.locator("#bars li")
     return {
         "emotion": page.text_content("#emotion"),
@@ -115,42 +120,157 @@ def read_result(page) -> dict:
                   bars.nth(i).locator(".bar-value").inner_text(),
                   bars.nth(i).locator(".bar-fill").bounding_box()["width"]) for i in range(bars.count())],
         "model": page.inner_text("#meta-model"),
-        "cells": page.locator("#timeline li").count(),
-        "spans": page.evaluate("""() => [...document.querySelectorAll('#timeline li')].map((li) => {
+        "cells": page.locator("#timeline .cell").count(),
+        "spans": page.evaluate("""() => [...document.querySelectorAll('#timeline .cell')].map((li) => {
             const strip = li.parentElement.getBoundingClientRect(), box = li.getBoundingClientRect();
             return [(box.left - strip.left) / strip.width, (box.right - strip.left) / strip.width]; })"""),
     }
+
+
+def upload(page, path: Path) -> dict:
+    page.set_input_files("#file", str(path))
+    return read_result(page)
+
+
+def long_recording(seconds: int = 102, sr: int = 16000) -> np.ndarray:
+    """Bursts of 4 s of sound (chirps and noise in turn) with 2 s pauses between them."""
+    rng = np.random.default_rng(5)
+    t = np.arange(4 * sr) / sr
+    parts = []
+    for k in range(seconds // 6):
+        sound = (0.3 * np.sin(2 * np.pi * (150 + 60 * k + 80 * t) * t) if k % 2 == 0
+                 else 0.2 * rng.standard_normal(len(t)))
+        parts += [sound, 0.001 * rng.standard_normal(2 * sr)]
+    return np.concatenate(parts).astype(np.float32)[: seconds * sr]
+
+
+def in_view(page, selector: str) -> bool:
+    return page.evaluate("""(sel) => { const b = document.querySelector(sel).getBoundingClientRect();
+        return b.top > -2 && b.top < window.innerHeight; }""", selector)   # -2: sub-pixel scrolling
 
 
 def test_upload_shows_emotion_bars_and_timeline(page, tmp_path, artifacts):
     assert page.title().startswith("serkit")
     assert page.locator("#model option").all_inner_texts() == ["tiny"]
     assert "angry, happy, sad" in page.inner_text("#model-hint")
+    words = page.inner_text("section[aria-labelledby=input-heading]")
+    assert "window" not in words and "VAD" not in words                  # plain words, no jargon
     clip = tmp_path / "long clip.wav"
     wave, truth = speech_and_pause()             # 8 s: sound 0-2 s, a pause, sound 4-8 s
     clip.write_bytes(wav_bytes(wave))
-    page.set_input_files("#file", str(clip))
-    r = read_result(page)
-    page.screenshot(path=str(artifacts / "web-result.png"), full_page=True)
+    r = upload(page, clip)
+    page.screenshot(path=str(artifacts / "desktop-result.png"), full_page=True)
     assert r["emotion"] in LABELS and r["model"] == "tiny"
     assert [b[0] for b in r["bars"]] == LABELS
     assert all(b[1].endswith("%") and b[2] > 0 for b in r["bars"])
     widths = {label: width for label, _, width in r["bars"]}
     assert widths[r["emotion"]] == max(widths.values())          # the top class has the longest bar
     assert page.is_visible("#timeline-block") and "Predicted" in page.inner_text("#status")
+    assert page.evaluate("document.activeElement.id") == "result"
     # one cell per speech segment, placed at its time: the pause is a gap in the strip
     assert r["cells"] == 2
     for (left, right), (start, end) in zip(r["spans"], truth):
         assert abs(left - start / 8) < 0.03 and abs(right - end / 8) < 0.03
-    assert "2 speech segments" in page.inner_text("#timeline-hint") and "energy VAD" in page.inner_text("#timeline-hint")
-    # fixed windows instead: 3 s cells tiling the clip, silence included
+    hint = page.inner_text("#timeline-hint")
+    assert "2 stretches of speech" in hint and "found by loudness" in hint and "VAD" not in hint
+    # the segment list under the strip: time span, emotion and confidence of each
+    rows = page.locator("#segments .segment").all_inner_texts()
+    assert len(rows) == 2 and all(" s" in row and "%" in row for row in rows)
+    assert rows[0].split()[0].startswith("0.0–2.")
+    # "Equal pieces" instead: the clip on show is analysed again at once, no new upload
+    page.focus("#vad")
     page.select_option("#vad", "none")
-    page.evaluate("document.getElementById('result').hidden = true")
-    page.set_input_files("#file", [])
-    page.set_input_files("#file", str(clip))
+    page.wait_for_function("() => document.getElementById('timeline-hint').textContent.includes('3 pieces of 3')")
     r = read_result(page)
-    assert r["cells"] == 3 and "3 windows of 3" in page.inner_text("#timeline-hint")
+    assert r["cells"] == 3
     assert [round(8 * x) for span in r["spans"] for x in span] == [0, 3, 3, 6, 6, 8]
+    assert page.evaluate("document.activeElement.id") == "vad"     # the focus stays on the changed setting
+
+
+def test_the_page_and_the_png_plot_share_one_palette(page, tmp_path):
+    from serkit.display import EMOTION_COLORS
+
+    clip = tmp_path / "c.wav"
+    clip.write_bytes(audio_bytes(2.0))
+    upload(page, clip)
+    fills = page.evaluate("""() => [...document.querySelectorAll('#bars .bar-fill')]
+        .map((f) => getComputedStyle(f).backgroundColor)""")
+    rgb = [tuple(int(EMOTION_COLORS[label][i:i + 2], 16) for i in (1, 3, 5)) for label in LABELS]
+    assert fills == [f"rgb({r}, {g}, {b})" for r, g, b in rgb]
+
+
+def test_old_result_is_dimmed_with_progress_while_a_new_clip_is_analysed(page, tmp_path, artifacts):
+    clip = tmp_path / "first.wav"
+    clip.write_bytes(audio_bytes(2.0))
+    upload(page, clip)
+    held = []
+    page.route("**/api/predict", lambda route: held.append(route))     # answer later
+    second = tmp_path / "second.wav"
+    second.write_bytes(audio_bytes(2.5, seed=1))
+    page.set_input_files("#file", str(second))
+    page.wait_for_function("() => document.getElementById('result').classList.contains('stale')")
+    assert page.is_visible("#progress") and "Analysing second.wav" in page.inner_text("#status")
+    assert float(page.evaluate("getComputedStyle(document.getElementById('result')).opacity")) < 0.5
+    page.screenshot(path=str(artifacts / "desktop-analysing.png"))
+    page.wait_for_function("() => document.getElementById('status').textContent.match(/ [0-9]+ s$/)")   # time runs
+    held[0].continue_()
+    page.unroute("**/api/predict")
+    read_result(page)
+    assert page.is_hidden("#progress") and page.inner_text("#meta-duration") == "2.500 s"
+
+
+def test_a_segment_plays_when_its_row_or_cell_is_pressed(page, tmp_path):
+    clip = tmp_path / "two parts.wav"
+    wave, truth = speech_and_pause()
+    clip.write_bytes(wav_bytes(wave))
+    upload(page, clip)
+    page.click("#segments li:nth-child(2) .segment")
+    page.wait_for_function("() => !document.getElementById('player').paused")
+    now = page.evaluate("document.getElementById('player').currentTime")
+    assert truth[1][0] - 0.2 <= now < truth[1][1]
+    assert page.get_attribute("#segments li:nth-child(2) .segment", "aria-current") == "true"
+    assert "is-playing" in page.get_attribute("#timeline .cell:nth-child(2)", "class")
+    # the first segment plays from its start and stops at its end
+    page.click("#timeline .cell:nth-child(1)")
+    page.wait_for_function("() => document.getElementById('player').paused", timeout=10_000)
+    end = page.evaluate("document.getElementById('player').currentTime")
+    seg_end = float(page.locator("#segments .segment-time").first.inner_text().split("–")[1].split()[0])
+    assert seg_end - 0.05 <= end <= seg_end + 0.6
+
+
+def test_timeline_by_keyboard_with_a_visible_readout_and_ring(page, tmp_path, artifacts):
+    clip = tmp_path / "long.wav"
+    clip.write_bytes(wav_bytes(long_recording()))
+    r = upload(page, clip)
+    assert r["cells"] == 17
+    page.focus("#timeline .cell:nth-child(1)")
+    first = page.inner_text("#readout")
+    assert first.startswith("0:00.0–0:0") and "%" in first
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.dataset.index") == "1"
+    assert page.inner_text("#readout").startswith("0:0") and page.inner_text("#readout") != first
+    page.keyboard.press("End")
+    assert page.evaluate("document.activeElement.dataset.index") == "16"
+    # the ring is drawn outside the cell and nothing up the tree cuts it off
+    ring = page.evaluate("""() => { const c = document.activeElement, s = getComputedStyle(c);
+        let clipped = false;
+        for (let n = c.parentElement; n; n = n.parentElement)
+            if (getComputedStyle(n).overflow !== 'visible') clipped = n.tagName !== 'HTML' && n.tagName !== 'BODY';
+        return [s.outlineStyle, parseFloat(s.outlineWidth), clipped]; }""")
+    assert ring == ["solid", 3.0, False]
+    page.locator("#timeline-block").screenshot(path=str(artifacts / "desktop-timeline-focus.png"))
+    # ticks at round times, m:ss past a minute, and their labels never overlap
+    ticks = page.evaluate("""() => [...document.querySelectorAll('#ticks .tick')].map((t) => {
+        const b = t.getBoundingClientRect(); return [t.textContent, b.left, b.right]; })""")
+    assert len(ticks) >= 5 and ticks[0][0] == "0:00" and ticks[1][0] in ("0:10", "0:15", "0:20", "0:30")
+    assert all(a[2] <= b[1] for a, b in zip(ticks, ticks[1:]))
+    # confidence is the cell's strength: opacity from 0.35 at chance to 1 at certainty
+    alphas = page.evaluate("""() => [...document.querySelectorAll('#timeline .cell')].map((c) =>
+        parseFloat(getComputedStyle(c).backgroundColor.split(',')[3]))""")
+    confidences = [float(t.split()[-1].rstrip("%")) / 100
+                   for t in page.locator("#segments .segment").all_inner_texts()]
+    for alpha, conf in zip(alphas, confidences):
+        assert alpha == pytest.approx(0.35 + 0.65 * min(max((conf - 1 / 3) / (2 / 3), 0), 1), abs=0.01)
 
 
 def test_drag_and_drop(page):
@@ -179,14 +299,20 @@ def test_recording_is_encoded_to_wav_in_the_page(page):
     assert page.get_attribute("#record", "aria-pressed") == "false"
 
 
-def test_errors_are_shown_in_words(page, tmp_path, artifacts):
+def test_errors_are_shown_in_words_and_leave_no_dead_player(page, tmp_path, artifacts):
+    good = tmp_path / "good.wav"
+    good.write_bytes(audio_bytes(1.0))
+    upload(page, good)
+    assert page.is_visible("#player")
     bad = tmp_path / "notes.wav"
     bad.write_text("this is a text file with an audio name\n" * 50)
     page.set_input_files("#file", str(bad))
     page.wait_for_selector("#error:not([hidden])")
     assert "not an audio file" in page.inner_text("#error")
     assert page.get_attribute("#error", "role") == "alert" and page.is_hidden("#result")
-    page.screenshot(path=str(artifacts / "web-error.png"), full_page=True)
+    assert page.is_hidden("#clip") and page.get_attribute("#player", "src") is None
+    assert page.evaluate("document.activeElement.id") == "error"
+    page.screenshot(path=str(artifacts / "desktop-error.png"), full_page=True)
 
 
 def test_keyboard_reaches_every_control_in_order(page):
@@ -197,15 +323,50 @@ def test_keyboard_reaches_every_control_in_order(page):
     assert order[:5] == ["skip", "model", "vad", "file", "record"]
 
 
-def test_small_screen_layout(browser, server, tmp_path, artifacts):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, reduced_motion="reduce")
+@pytest.fixture
+def phone(browser, server):
+    """A 375 px wide touch screen."""
+    context = browser.new_context(viewport={"width": 375, "height": 740}, reduced_motion="reduce",
+                                  has_touch=True, is_mobile=True, device_scale_factor=2)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(server)
-    clip = tmp_path / "c.flac"
-    sf.write(str(clip), np.sin(np.arange(16000 * 5) / 7).astype(np.float32) * 0.3, 16000)
-    page.set_input_files("#file", str(clip))
-    read_result(page)
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390     # no sideways scrolling
-    page.screenshot(path=str(artifacts / "web-mobile.png"), full_page=True)
+    yield page
     context.close()
+
+
+def test_phone_scrolls_to_the_result_and_taps_play_segments(phone, tmp_path, artifacts):
+    clip = tmp_path / "c.flac"
+    sf.write(str(clip), long_recording(30), 16000)
+    upload(phone, clip)
+    phone.wait_for_function("() => document.activeElement.id === 'result'")
+    assert in_view(phone, "#result-card") and phone.evaluate("window.scrollY") > 200
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375     # no sideways scrolling
+    phone.screenshot(path=str(artifacts / "phone-result.png"))
+    phone.screenshot(path=str(artifacts / "phone-result-full.png"), full_page=True)
+    rows = phone.locator("#segments .segment")
+    assert rows.count() == 5 and all(rows.nth(i).bounding_box()["height"] >= 40 for i in range(5))  # tap-sized
+    phone.tap("#timeline .cell:nth-child(3)")
+    phone.wait_for_function("() => !document.getElementById('player').paused")
+    assert 11.8 <= phone.evaluate("document.getElementById('player').currentTime") < 16.5
+    assert re.match(r"1[12]\.\d–1[56]\.\d s: ", phone.inner_text("#readout"))
+
+
+def test_phone_scrolls_to_an_error(phone, tmp_path, artifacts):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio\n" * 100)
+    phone.set_input_files("#file", str(bad))
+    phone.wait_for_selector("#error:not([hidden])")
+    phone.wait_for_function("() => document.activeElement.id === 'error'")
+    assert in_view(phone, "#error") and phone.is_hidden("#clip")
+    phone.screenshot(path=str(artifacts / "phone-error.png"))
+
+
+def test_server_logs_every_request(server, page, tmp_path):
+    bad = tmp_path / "x.wav"
+    bad.write_text("no")
+    page.set_input_files("#file", str(bad))
+    page.wait_for_selector("#error:not([hidden])")
+    log = SERVER_LOG["path"].read_text()
+    assert '"GET / " 200' not in log and '"GET /" 200' in log
+    assert '"POST /api/predict" 415' in log and " ms" in log

@@ -11,7 +11,7 @@ import torch
 
 from serkit.bundle import save_bundle
 from serkit.cli import main
-from serkit.inference import Predictor, load_model, softmax, window_starts
+from serkit.inference import load_model, softmax, window_starts
 from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
 from synth import EMOTIONS, SR, tone_clip, write_clip, write_corrupt
 
@@ -153,7 +153,7 @@ def test_cli_predict_json(bundle, audio_dir, capsys):
     # the same numbers as the Python API
     api = load_model(bundle).predict_files(files)
     for r, p in zip(rows, api):
-        assert r["probabilities"] == pytest.approx(p.probabilities, abs=1e-6)
+        assert r["probabilities"] == pytest.approx(p.probabilities, abs=5e-5)   # JSON carries 4 decimals
 
 
 def test_cli_predict_csv(bundle, audio_dir, capsys):
@@ -244,3 +244,98 @@ def test_cli_predict_bad_bundle_is_an_error(tmp_path, audio_dir, capsys):
     code, out, err = run_cli(capsys, "predict", "-m", str(tmp_path / "notabundle"), str(files[0]))
     assert code == 2
     assert "not a serkit bundle" in err
+
+
+# ------------------------------------------------------------------- what a person sees
+
+def narrow_console(monkeypatch, width: int = 80):
+    """The CLI's console as a terminal of ``width`` columns (writing to the captured stdout)."""
+    from rich.console import Console
+
+    import serkit.cli as cli
+    monkeypatch.setattr(cli, "console", Console(width=width, color_system=None))
+
+
+def test_cli_predict_table_shows_names_relative_to_their_folder_at_80_columns(bundle, tmp_path, capsys,
+                                                                             monkeypatch):
+    rng = np.random.default_rng(1)
+    deep = tmp_path / "a-rather-long-folder-name" / "corpora" / "ravdess"
+    files = [write_clip(deep / f"Actor_0{i}" / f"03-01-05-01-01-01-0{i}.wav", tone_clip("angry", 0.4, rng))
+             for i in (1, 2, 3)]
+    narrow_console(monkeypatch)
+    code, out, err = run_cli(capsys, "predict", "--model", str(bundle), *map(str, files))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(map(len, lines[1:])) <= 80                               # the table
+    assert lines[0] == f"files in {deep}:"                              # the shared folder, once, whole
+    rows = [ln for ln in lines if ".wav" in ln]
+    assert len(rows) == 3                                               # one line per file, nothing wrapped
+    for i, row in zip((1, 2, 3), rows):
+        assert row.startswith(f"Actor_0{i}/03-01-05-01-01-01-0{i}.wav")   # whole, not cut at the end
+
+
+def test_cli_predict_table_cuts_long_names_at_the_start(bundle, tmp_path, capsys, monkeypatch):
+    rng = np.random.default_rng(2)
+    files = [write_clip(tmp_path / ("x" * 60) / f"clip-{name}.wav", tone_clip("sad", 0.4, rng))
+             for name in ("one", "two")]
+    missing = "/nonexistent-folder/missing.wav"       # no shared folder but /
+    narrow_console(monkeypatch)
+    code, out, err = run_cli(capsys, "predict", "--model", str(bundle), *map(str, files), missing)
+    assert code == 1
+    assert max(map(len, out.splitlines())) <= 80
+    rows = [ln for ln in out.splitlines() if "clip-" in ln]
+    assert [r.split()[0][-12:] for r in rows] == ["clip-one.wav", "clip-two.wav"]
+    assert all(r.startswith("…") for r in rows)
+
+
+def test_cli_predict_table_when_every_file_fails(bundle, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "predict", "--model", str(bundle), str(tmp_path / "a.wav"),
+                             str(tmp_path / "b.wav"))
+    assert code == 1 and "2 of 2 file(s) could not be scored" in err
+    assert out.count("error") == 2 and out.count("file not found") == 2
+
+
+def test_relative_names_and_cut_start():
+    from serkit.display import cut_start, relative_names
+
+    assert relative_names(["/d/a/x.wav", "/d/b/y.wav"]) == ("/d", ["a/x.wav", "b/y.wav"])
+    assert relative_names(["x.wav", "y.wav"]) == ("", ["x.wav", "y.wav"])
+    assert relative_names(["/a/x.wav", "b/y.wav"]) == ("", ["/a/x.wav", "b/y.wav"])
+    assert relative_names(["/d/x.wav"]) == ("/d", ["x.wav"])
+    assert cut_start("abcdefgh", 5) == "…efgh" and cut_start("abc", 5) == "abc"
+
+
+def test_cli_predict_numbers_follow_one_convention(bundle, audio_dir, capsys):
+    _, files = audio_dir
+    code, out, _ = run_cli(capsys, "predict", "-m", str(bundle), "-f", "json", *map(str, files))
+    assert code == 0
+    for r in json.loads(out):
+        for v in [*r["probabilities"].values(), r["confidence"]]:
+            assert v == round(v, 4)
+        assert r["duration_s"] == round(r["duration_s"], 3)
+    assert json.loads(out)[1]["duration_s"] == 1.3
+    code, out, _ = run_cli(capsys, "predict", "-m", str(bundle), "-f", "csv", *map(str, files))
+    row = list(csv.DictReader(io.StringIO(out)))[1]
+    assert row["duration_s"] == "1.300" and len(row["confidence"].split(".")[1]) == 4
+
+
+def test_cli_default_model_is_called_default(audio_dir, capsys):
+    _, files = audio_dir
+    code, out, err = run_cli(capsys, "predict", str(files[0]))
+    assert code == 0, err
+    assert "Predictions (default)" in out
+
+
+def test_cli_predict_flags_that_need_another_say_why(bundle, audio_dir, tmp_path, capsys):
+    _, files = audio_dir
+    png = tmp_path / "t.png"
+    code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "--plot", str(png), str(files[0]))
+    assert code == 2 and "--plot" in err and "add --timeline" in err and not png.exists()
+    out = tmp_path / "preds.json"
+    code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "-o", str(out), str(files[0]))
+    assert code == 2 and ".jsonl" in err and "--format json" in err and not out.exists()
+    code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "-o", str(tmp_path / "p.jsonl"), "--no-progress",
+                           str(files[0]))
+    assert code == 0
+    row = json.loads((tmp_path / "p.jsonl").read_text())
+    assert all(v == round(v, 4) for v in row["probabilities"].values())

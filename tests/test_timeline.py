@@ -270,3 +270,48 @@ def test_energy_vad_threshold_adapts_to_the_noise_floor():
     scores = np.concatenate([vad(f) for f in frames_of(iter([noisy]))])
     speech = vad.finish(scores)
     assert speech[:120].mean() < 0.05 and speech[-30:-1].mean() == 1.0    # a loud noise floor is not speech
+
+
+def test_cli_timeline_on_silence_says_no_speech_found(bundle, tmp_path, capsys):
+    silent = write_clip(tmp_path / "silent.wav", np.zeros(SR * 8, np.float32))
+    for fmt in ("table", "json"):
+        assert main(["predict", "--timeline", str(silent), "--model", str(bundle), "--vad", "energy",
+                     "-f", fmt, "--no-progress"]) == 0
+        out, err = capsys.readouterr()
+        assert f"{silent}: no speech found in 8.0 s (vad energy); the recording is silent" in err
+        assert "--vad none" not in err           # digital silence is not scored with fixed segments either
+        if fmt == "table":
+            assert out == ""                     # no empty table
+        else:
+            assert json.loads(out)["segments"] == []
+
+
+def test_timeline_json_has_4_decimal_probabilities_and_millisecond_times(predictor, recording):
+    path, _, _ = recording
+    data = predictor.predict_timeline(str(path), vad="energy").to_dict()
+    for seg in data["segments"]:
+        assert all(v == round(v, 4) for v in [seg["confidence"], *seg["probabilities"].values()])
+        assert seg["start"] == round(seg["start"], 3) and seg["end"] == round(seg["end"], 3)
+    assert data["duration_s"] == round(data["duration_s"], 3)
+
+
+def test_plot_uses_the_page_palette_and_its_legend_leaves_the_data_free(predictor, recording, tmp_path,
+                                                                        monkeypatch):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from serkit.display import emotion_color
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)      # keep the figure to look at it
+    path, _, _ = recording
+    predictor.predict_timeline(str(path), vad="energy").plot(tmp_path / "t.png")
+    [fig] = figures
+    top = fig.axes[0]
+    assert {line.get_label(): to_hex(line.get_color()) for line in top.get_lines()} == {
+        label: emotion_color(label, k) for k, label in enumerate(predictor.labels)}
+    fig.canvas.draw()
+    legend, data = top.get_legend().get_window_extent(), top.get_window_extent()
+    monkeypatch.undo()
+    plt.close(fig)
+    assert not legend.overlaps(data)

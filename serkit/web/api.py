@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 from serkit import __version__
 from serkit.audio import AudioError
 from serkit.config import VADS
-from serkit.inference import PROB_DIGITS
+from serkit.display import prob, seconds
 from serkit.scorer import MIN_SECONDS, Analysis, window_starts
 from serkit.web import ServedModel, service
 from serkit.web.openapi import openapi_spec
@@ -73,13 +73,13 @@ def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: floa
     r = p.prediction(served.name, wave, a)
     long = len(wave) > p.clip_samples
     segments = [] if not long or a.segment_probabilities is None else [
-        {"start": round(s / sr, 3), "end": round(e / sr, 3), "emotion": p.labels[int(np.argmax(q))],
-         "confidence": round(float(q.max()), PROB_DIGITS), "probabilities": as_dict(p.labels, q),
+        {"start": seconds(s / sr), "end": seconds(e / sr), "emotion": p.labels[int(np.argmax(q))],
+         "confidence": prob(q.max()), "probabilities": as_dict(p.labels, q),
          "windows": len(window_starts(e - s, p.clip_samples, p.spec.hop_samples))}
         for (s, e), q in zip(a.segments, a.segment_probabilities)]
     return {
         "emotion": r.emotion,
-        "confidence": None if r.confidence is None else round(r.confidence, PROB_DIGITS),
+        "confidence": None if r.confidence is None else prob(r.confidence),
         "uncertain": r.uncertain,
         "reason": r.reason,
         "probabilities": r.probabilities or {},
@@ -94,7 +94,7 @@ def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: floa
 
 
 def as_dict(labels: list[str], probs: np.ndarray) -> dict[str, float]:
-    return {label: round(float(v), PROB_DIGITS) for label, v in zip(labels, probs)}
+    return {label: prob(v) for label, v in zip(labels, probs)}
 
 
 @bp.get("/api/models")

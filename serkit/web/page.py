@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 
 from serkit import __version__
+from serkit.display import EMOTION_COLORS, EXTRA_COLORS
 from serkit.scorer import MIN_SECONDS
 from serkit.web import service
 
@@ -22,5 +23,7 @@ def index():
         "max_seconds": s.limits.max_seconds,
         "min_seconds": MIN_SECONDS,
         "vad": current_app.config["SERKIT_TIMELINE_VAD"],
+        "colors": EMOTION_COLORS,             # the PNG timeline plot's palette too
+        "extra_colors": EXTRA_COLORS,
     }
     return render_template("index.html", settings=settings, version=__version__)

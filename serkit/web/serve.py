@@ -1,12 +1,63 @@
 """``serkit serve``: the app on waitress, a production WSGI server (never Flask's debug server)."""
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+access_log = logging.getLogger("serkit.access")
+
+
+class AccessLog:
+    """WSGI middleware: one log line per request once its response is sent, e.g.
+    ``127.0.0.1 "POST /api/predict" 200 412 B 83.4 ms`` (INFO; 4xx WARNING, 5xx ERROR)."""
+
+    def __init__(self, app: Callable, logger: logging.Logger = access_log):
+        self.app, self.log = app, logger
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
+        status = ["-"]
+
+        def start(line: str, headers: list, exc_info: Any = None) -> Callable:
+            status[0] = line.split(" ", 1)[0]
+            return start_response(line, headers, exc_info)
+
+        def done(size: int) -> None:
+            code = int(status[0]) if status[0].isdigit() else 500
+            query = environ.get("QUERY_STRING")
+            target = environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+            level = logging.ERROR if code >= 500 else logging.WARNING if code >= 400 else logging.INFO
+            self.log.log(level, '%s "%s %s" %s %d B %.1f ms', environ.get("REMOTE_ADDR", "-"),
+                         environ.get("REQUEST_METHOD", "-"), target, status[0], size,
+                         (time.perf_counter() - started) * 1000)
+
+        return _CountedBody(self.app(environ, start), done)
+
+
+class _CountedBody:
+    """The response body, passed through; counts its bytes and reports them when closed."""
+
+    def __init__(self, body: Iterable[bytes], done: Callable[[int], None]):
+        self.body, self.done, self.size = body, done, 0
+
+    def __iter__(self):
+        for chunk in self.body:
+            self.size += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.done(self.size)
 
 
 def model_name(folder: Path) -> str:
@@ -38,15 +89,13 @@ def parse_model_specs(specs: Sequence[str]) -> dict[str, Path] | None:
 
 def serve(specs: Sequence[str] = (), host: str = "127.0.0.1", port: int = 5000, threads: int = 4,
           max_upload_mb: float = 20.0, max_seconds: float = 120.0, torch_threads: int | None = 1,
-          vad: str | None = None, announce: Any = print) -> None:
+          vad: str | None = None, announce: Any = print, access_log: bool = True) -> None:
     """Load the models once, then serve until interrupted.
 
     ``torch_threads`` is per prediction: with several request threads, one torch thread each uses
     the cores better than every request fighting for all of them (None keeps torch's default).
+    ``access_log``: log every request (:class:`AccessLog`) to stderr.
     """
-    import logging
-
-    import torch
     from waitress import serve as waitress_serve
 
     from serkit.web import create_app
@@ -55,15 +104,19 @@ def serve(specs: Sequence[str] = (), host: str = "127.0.0.1", port: int = 5000, 
         raise ValueError(f"--threads {threads}: give at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)   # busy threads under load are normal
-    if torch_threads:
-        torch.set_num_threads(torch_threads)
     max_bytes = int(max_upload_mb * 1024 * 1024)
     app = create_app({"SERKIT_MODELS": parse_model_specs(specs), "MAX_CONTENT_LENGTH": max_bytes,
                       "SERKIT_MAX_SECONDS": max_seconds, "SERKIT_TIMELINE_VAD": vad})
+    torch = sys.modules.get("torch")   # imported only by models that need it (the shipped ones do not)
+    if torch_threads and torch is not None:
+        torch.set_num_threads(torch_threads)
+    if access_log:
+        app.wsgi_app = AccessLog(app.wsgi_app)
     names = ", ".join(app.extensions["serkit"].models)
     shown = f"[{host}]" if ":" in host else host
     announce(f"serving {names} on http://{shown}:{port}/  (waitress, {threads} threads, "
-             f"torch {torch.get_num_threads()} threads; Ctrl-C stops)")
+             + (f"torch {torch.get_num_threads()} threads; " if torch is not None else "")
+             + f"{'requests logged' if access_log else 'no access log'}; Ctrl-C stops)")
     # waitress refuses bodies a little over the app's limit itself, before buffering them.
     waitress_serve(app, host=host, port=port, threads=threads, ident="serkit",
                    max_request_body_size=max_bytes + 65536, clear_untrusted_proxy_headers=True)

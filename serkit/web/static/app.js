@@ -13,20 +13,26 @@
     emotion: $("emotion"), confidence: $("confidence"), bars: $("bars"),
     metaModel: $("meta-model"), metaDuration: $("meta-duration"), metaServer: $("meta-server"),
     metaTotal: $("meta-total"), timelineBlock: $("timeline-block"), timeline: $("timeline"),
-    timelineHint: $("timeline-hint"), timelineEnd: $("timeline-end"), legend: $("legend"),
-    timelineEmpty: $("timeline-empty"), vad: $("vad"),
+    timelineHint: $("timeline-hint"), legend: $("legend"),
+    timelineEmpty: $("timeline-empty"), vad: $("vad"), vadHint: $("vad-hint"), ticks: $("ticks"),
+    readout: $("readout"), segments: $("segments"), progress: $("progress"), resultCard: $("result-card"),
   };
 
   const TARGET_RATE = 16000;
-  const COLORS = {
-    angry: "#d64541", happy: "#e5a50a", sad: "#3b6fd4", fearful: "#8e5bd0", disgust: "#3d9a50",
-    neutral: "#7d8590", surprised: "#ee7b30", calm: "#1f9e9e", boredom: "#a07850",
-  };
-  const PALETTE = ["#c2185b", "#00897b", "#5e35b1", "#f4511e", "#6d4c41", "#039be5"];
-  const colorOf = (label, i) => COLORS[label] || PALETTE[i % PALETTE.length];
+  // One palette, defined in serkit/display.py and shared with the PNG timeline plot.
+  const colorOf = (label, i) => settings.colors[label] || settings.extra_colors[Math.max(i, 0) % settings.extra_colors.length];
   const pct = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
   const mb = (bytes) => `${Math.round(bytes / 1048576)} MB`;
   const secs = (s) => (s < 10 ? s.toFixed(1) : Math.round(s)) + " s";
+  // A time on the clip: "4.5 s" in short clips, "1:04.5" from a minute on.
+  const clock = (s, long, digits = 1) => {
+    if (!long) return s.toFixed(digits);
+    const m = Math.floor(s / 60), rest = s - 60 * m;
+    return `${m}:${rest < 10 ? "0" : ""}${rest.toFixed(digits)}`;
+  };
+  const span = (a, b, long) => long ? `${clock(a, true)}–${clock(b, true)}` : `${a.toFixed(1)}–${b.toFixed(1)} s`;
+  const reducedMotion = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  const HOW_FOUND = { silero: "found by a speech detector", energy: "found by loudness" };
 
   // -- model choice ----------------------------------------------------------------------------
   for (const m of settings.models) {
@@ -39,15 +45,20 @@
   const currentModel = () => settings.models.find((m) => m.name === el.model.value) || settings.models[0];
   function describeModel() {
     const m = currentModel();
-    el.modelHint.textContent = `${m.labels.length} emotions: ${m.labels.join(", ")} · ${m.window_s} s windows`;
+    el.modelHint.textContent = `${m.labels.length} emotions: ${m.labels.join(", ")}. It listens to ` +
+      `${m.window_s} seconds at a time and averages longer clips.`;
+    el.vadHint.textContent = `For clips longer than ${m.window_s} seconds, the timeline follows the ` +
+      `stretches of speech (pauses skipped) or cuts equal ${m.window_s}-second pieces (pauses included). ` +
+      "The overall emotion is the same either way.";
   }
-  el.model.addEventListener("change", describeModel);
   describeModel();
   el.fileHint.textContent = `WAV, FLAC, OGG, MP3 or AIFF, up to ${mb(settings.max_upload_bytes)} and ` +
     `${settings.max_seconds} s; other formats your browser plays are converted first.`;
 
   // -- showing state ---------------------------------------------------------------------------
   let busy = false;
+  let held = null;          // {blob, name}: the clip on show, analysed again when a setting changes
+  let ticker = 0;
   function setBusy(on, text) {
     busy = on;
     el.file.disabled = on;
@@ -56,13 +67,35 @@
     el.drop.classList.toggle("disabled", on);
     if (!recording) el.record.disabled = on || !canRecord;
     if (text) el.status.textContent = text;
-    el.result.closest("section").setAttribute("aria-busy", on ? "true" : "false");
+    el.progress.hidden = !on;
+    el.result.classList.toggle("stale", on);      // the previous result stays, dimmed, until the new one
+    el.resultCard.setAttribute("aria-busy", on ? "true" : "false");
+    clearInterval(ticker);
+    if (on && text) {
+      const started = performance.now();
+      ticker = setInterval(() => {
+        el.status.textContent = `${text} ${Math.floor((performance.now() - started) / 1000)} s`;
+      }, 1000);
+    }
+  }
+  // Bring what just arrived into view (on a phone the result card is below the fold) and move
+  // the focus there, so keyboard and screen-reader users land on it too.
+  // After a changed setting the focus stays on that setting (arrow keys may still be moving it).
+  let keepFocus = false;
+  function reveal(target) {
+    const box = target.getBoundingClientRect();
+    if (box.top < 0 || box.top > window.innerHeight - 80) {    // its card's top, heading and all
+      el.resultCard.scrollIntoView({ block: "start", behavior: reducedMotion ? "auto" : "smooth" });
+    }
+    if (!keepFocus) target.focus({ preventScroll: true });
   }
   function showError(message) {
     el.error.textContent = message;
     el.error.hidden = false;
     el.result.hidden = true;
+    hideClip();                     // no player left for a clip that gave no result
     el.status.textContent = "No result.";
+    reveal(el.error);
   }
   function clearError() {
     el.error.hidden = true;
@@ -74,12 +107,27 @@
     el.clipName.textContent = name;
     el.clip.hidden = false;
   }
+  function hideClip() {
+    stopSegment();
+    if (el.player.src) URL.revokeObjectURL(el.player.src);
+    el.player.removeAttribute("src");
+    el.player.load();
+    el.clip.hidden = true;
+    held = null;
+  }
 
   function showResult(r, roundTripMs) {
     const labels = Object.keys(r.probabilities);
-    el.emotion.textContent = r.emotion;
-    el.emotion.style.setProperty("--emotion-color", colorOf(r.emotion, labels.indexOf(r.emotion)));
-    el.confidence.textContent = `${pct(r.confidence)} confidence`;
+    if (r.emotion === null) {            // no speech found: no emotion, the reason instead
+      el.emotion.textContent = "No speech";
+      el.emotion.style.setProperty("--emotion-color", "#7d8590");
+      el.confidence.textContent = r.reason ? r.reason.charAt(0).toUpperCase() + r.reason.slice(1) + "." : "";
+    } else {
+      el.emotion.textContent = r.emotion;
+      el.emotion.style.setProperty("--emotion-color", colorOf(r.emotion, labels.indexOf(r.emotion)));
+      el.confidence.textContent = `${pct(r.confidence)} confidence` +
+        (r.uncertain ? " (uncertain: the top emotions are close, or none is likely)" : "");
+    }
     el.bars.replaceChildren(...labels.map((label, i) => {
       const p = r.probabilities[label];
       const li = document.createElement("li");
@@ -102,41 +150,73 @@
       return li;
     }));
     el.metaModel.textContent = r.model;
-    el.metaDuration.textContent = `${r.duration_s.toFixed(2)} s`;
+    el.metaDuration.textContent = `${r.duration_s.toFixed(3)} s`;
     el.metaServer.textContent = `${Math.round(r.elapsed_ms)} ms`;
     el.metaTotal.textContent = `${Math.round(roundTripMs)} ms`;
-    showTimeline(r, labels);
     el.result.hidden = false;
-    el.status.textContent = `Predicted ${r.emotion} (${pct(r.confidence)}) with ${r.model}.`;
+    showTimeline(r, labels);
+    el.status.textContent = r.emotion === null ? `No speech found (${r.model} model).`
+      : `Predicted ${r.emotion} (${pct(r.confidence)}) with the ${r.model} model.`;
+    reveal(el.result);
   }
 
-  // The strip spans the clip; each segment (a speech segment found by the server's VAD, or a
-  // fixed window) is a cell placed at its start and end, so pauses show as gaps.
+  // -- the timeline: a strip of the whole clip, ticks, a readout and a list of its segments ------
+  // Each segment (a stretch of speech, or a fixed piece) is a cell placed at its start and end, so
+  // pauses show as gaps; its colour is its emotion, its strength the confidence. Cells and list
+  // rows play their segment; the strip is one tab stop, arrow keys move within it.
+  let shown = { segments: [], duration: 0, long: false, labels: [] };
   function showTimeline(r, labels) {
     const t = r.timeline || [];
+    stopSegment();
     el.timelineBlock.hidden = !r.vad;
     if (!r.vad) return;
-    const span = Math.max(r.duration_s, 0.001);
-    const at = (s) => `${(100 * Math.min(Math.max(s / span, 0), 1)).toFixed(3)}%`;
-    el.timeline.replaceChildren(...t.map((w) => {
+    shown = { segments: t, duration: Math.max(r.duration_s, 0.001), long: r.duration_s >= 60, labels };
+    const at = (s) => `${(100 * Math.min(Math.max(s / shown.duration, 0), 1)).toFixed(3)}%`;
+    el.timeline.replaceChildren(...t.map((w, i) => {
+      const cell = document.createElement("button");
+      cell.type = "button";
+      cell.className = "cell";
+      cell.style.left = at(w.start);
+      cell.style.width = `calc(${at(w.end)} - ${at(w.start)})`;
+      cell.style.backgroundColor = tint(colorOf(w.emotion, labels.indexOf(w.emotion)), strength(w.confidence, labels.length));
+      cell.setAttribute("aria-label", describe(w));
+      cell.tabIndex = i === 0 ? 0 : -1;
+      cell.dataset.index = String(i);
+      return cell;
+    }));
+    el.segments.replaceChildren(...t.map((w, i) => {
       const li = document.createElement("li");
-      li.className = "cell";
-      li.style.left = at(w.start);
-      li.style.width = `calc(${at(w.end)} - ${at(w.start)})`;
-      li.style.backgroundColor = colorOf(w.emotion, labels.indexOf(w.emotion));
-      const text = `${w.start.toFixed(1)}–${w.end.toFixed(1)} s: ${w.emotion} ${pct(w.confidence)}`;
-      li.title = text;
-      li.setAttribute("aria-label", text);
-      li.tabIndex = 0;
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "segment";
+      b.dataset.index = String(i);
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.backgroundColor = colorOf(w.emotion, labels.indexOf(w.emotion));
+      const time = document.createElement("span");
+      time.className = "segment-time";
+      time.textContent = span(w.start, w.end, shown.long);
+      const emotion = document.createElement("span");
+      emotion.className = "segment-emotion";
+      emotion.textContent = w.emotion;
+      const value = document.createElement("span");
+      value.className = "segment-value";
+      value.textContent = pct(w.confidence);
+      b.append(swatch, time, emotion, value);
+      b.setAttribute("aria-label", `Play ${describe(w)}`);
+      li.append(b);
       return li;
     }));
-    el.timelineEnd.textContent = `${r.duration_s.toFixed(1)} s`;
+    drawTicks();
     const n = t.length;
     el.timelineHint.textContent = r.vad === "none"
-      ? `(${n} windows of ${r.window_s} s)`
-      : `(${n} speech segment${n === 1 ? "" : "s"}, ${secs(r.speech_s)} of speech; ${r.vad} VAD)`;
+      ? `(${n} piece${n === 1 ? "" : "s"} of ${r.window_s} s)`
+      : `(${n} stretch${n === 1 ? "" : "es"} of speech, ${secs(r.speech_s)} in all, ${HOW_FOUND[r.vad] || r.vad})`;
     el.timelineEmpty.hidden = n > 0;
-    el.timelineEmpty.textContent = n ? "" : `The ${r.vad} voice-activity detector found no speech in this clip.`;
+    el.timelineEmpty.textContent = n ? "" : `No speech was found in this clip (${HOW_FOUND[r.vad] || r.vad}). ` +
+      "Choose “Equal pieces” under Long recordings to see every part of it.";
+    el.readout.textContent = n ? "Choose a segment to hear it; paler means less sure." : "";
+    el.readout.classList.add("is-idle");
     const seen = [...new Set(t.map((w) => w.emotion))];
     el.legend.replaceChildren(...seen.map((label) => {
       const li = document.createElement("li");
@@ -147,6 +227,108 @@
       return li;
     }));
   }
+
+  function describe(w) {
+    const others = Object.entries(w.probabilities).filter(([k]) => k !== w.emotion)
+      .sort((a, b) => b[1] - a[1]).slice(0, 2).map(([k, v]) => `${k} ${pct(v)}`).join(", ");
+    return `${span(w.start, w.end, shown.long)}: ${w.emotion} ${pct(w.confidence)}` + (others ? ` (then ${others})` : "");
+  }
+  // Confidence from chance (1 / number of labels) to certainty as opacity from 0.35 to 1.
+  function strength(confidence, n) {
+    const chance = 1 / Math.max(n, 2);
+    return 0.35 + 0.65 * Math.min(Math.max((confidence - chance) / (1 - chance), 0), 1);
+  }
+  function tint(hex, alpha) {
+    const v = parseInt(hex.slice(1), 16);
+    return `rgba(${(v >> 16) & 255}, ${(v >> 8) & 255}, ${v & 255}, ${alpha.toFixed(3)})`;
+  }
+
+  // Ticks at a round step that leaves about 60 px between labels at the strip's current width.
+  const STEPS = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+  function drawTicks() {
+    const width = el.timeline.clientWidth;
+    if (!width || el.timelineBlock.hidden) return;
+    const d = shown.duration;
+    const most = Math.max(2, Math.floor(width / 60));
+    const step = STEPS.find((s) => d / s <= most) || STEPS[STEPS.length - 1];
+    const ticks = [];
+    for (let s = 0; s <= d + 1e-9; s += step) ticks.push(s);
+    el.ticks.replaceChildren(...ticks.map((s) => {
+      const tick = document.createElement("span");
+      const x = s / d;
+      tick.className = "tick" + (x === 0 ? " is-first" : x > 0.94 ? " is-last" : "");
+      tick.style.left = `${(100 * x).toFixed(3)}%`;
+      tick.textContent = shown.long ? clock(s, true, 0) : `${Number.isInteger(s) ? s : s.toFixed(1)} s`;
+      return tick;
+    }));
+  }
+  if (window.ResizeObserver) new ResizeObserver(() => drawTicks()).observe(el.timeline);
+
+  function readout(i) {
+    const w = shown.segments[i];
+    if (!w) return;
+    el.readout.textContent = describe(w);
+    el.readout.classList.remove("is-idle");
+  }
+  function indexOf(target) {
+    const owner = target && target.closest("[data-index]");
+    return owner ? Number(owner.dataset.index) : -1;
+  }
+  el.timeline.addEventListener("click", (e) => { const i = indexOf(e.target); if (i >= 0) playSegment(i); });
+  el.segments.addEventListener("click", (e) => { const i = indexOf(e.target); if (i >= 0) playSegment(i); });
+  el.timeline.addEventListener("focusin", (e) => readout(indexOf(e.target)));
+  el.segments.addEventListener("focusin", (e) => readout(indexOf(e.target)));
+  el.timeline.addEventListener("mouseover", (e) => readout(indexOf(e.target)));
+  el.timeline.addEventListener("keydown", (e) => {
+    const i = indexOf(e.target), n = shown.segments.length;
+    if (i < 0 || !n) return;
+    const to = { ArrowRight: i + 1, ArrowDown: i + 1, ArrowLeft: i - 1, ArrowUp: i - 1, Home: 0, End: n - 1 }[e.key];
+    if (to === undefined) return;
+    e.preventDefault();
+    focusCell(Math.min(Math.max(to, 0), n - 1));
+  });
+  function focusCell(i) {
+    const cells = el.timeline.children;
+    for (const c of cells) c.tabIndex = -1;
+    cells[i].tabIndex = 0;
+    cells[i].focus();
+  }
+
+  // Playing one segment: seek, play, pause at its end; the rows and cells show what is playing.
+  let segmentEnd = null;
+  function playSegment(i) {
+    const w = shown.segments[i];
+    if (!w || el.clip.hidden) return;
+    segmentEnd = w.end;
+    el.player.currentTime = w.start;
+    const playing = el.player.play();
+    if (playing && playing.catch) playing.catch(() => { segmentEnd = null; });
+    markPlaying(i);
+    readout(i);
+  }
+  function stopSegment() {
+    segmentEnd = null;
+    markPlaying(-1);
+  }
+  function markPlaying(i) {
+    for (const group of [el.timeline.children, el.segments.querySelectorAll(".segment")]) {
+      for (const node of group) {
+        const on = Number(node.dataset.index) === i;
+        node.classList.toggle("is-playing", on);
+        if (on) node.setAttribute("aria-current", "true");
+        else node.removeAttribute("aria-current");
+      }
+    }
+  }
+  el.player.addEventListener("timeupdate", () => {
+    const now = el.player.currentTime;
+    if (segmentEnd !== null && now >= segmentEnd) {
+      el.player.pause();
+      segmentEnd = null;
+    }
+    if (!el.player.paused) markPlaying(shown.segments.findIndex((w) => now >= w.start && now < w.end));
+  });
+  el.player.addEventListener("pause", () => { if (segmentEnd === null) markPlaying(-1); });
 
   // -- talking to the API ----------------------------------------------------------------------
   async function post(blob, filename) {
@@ -170,10 +352,11 @@
     return { ok: response.ok, status: response.status, body, ms: performance.now() - started };
   }
 
-  async function analyse(blob, filename) {
+  async function analyse(blob, filename, again = false) {
     if (busy) return;
+    keepFocus = again;
+    const returnTo = again ? document.activeElement : null;   // disabled while busy, it loses the focus
     clearError();
-    showClip(blob, filename);
     if (blob.size > settings.max_upload_bytes) {
       showError(`The file is ${mb(blob.size)}; this server takes at most ${mb(settings.max_upload_bytes)}.`);
       return;
@@ -191,12 +374,27 @@
         const wav = await toWav(blob).catch(() => null);
         if (wav) r = await post(wav, filename.replace(/\.[^.]*$/, "") + ".wav");
       }
-      if (r.ok) showResult(r.body, r.ms);
-      else showError(r.body.message || `The server answered ${r.status}.`);
+      setBusy(false);
+      if (returnTo && returnTo !== document.body && document.activeElement === document.body) returnTo.focus();
+      if (r.ok) {
+        if (!held || held.blob !== blob) showClip(blob, filename);
+        held = { blob, name: filename };
+        showResult(r.body, r.ms);
+      } else {
+        showError(r.body.message || `The server answered ${r.status}.`);
+      }
     } finally {
       setBusy(false);
     }
   }
+
+  // A changed setting applies to the clip on show at once.
+  function reanalyse() {
+    describeModel();
+    if (held && !busy) analyse(held.blob, held.name, true);
+  }
+  el.model.addEventListener("change", reanalyse);
+  el.vad.addEventListener("change", reanalyse);
 
   // -- file input and drag and drop ------------------------------------------------------------
   el.file.addEventListener("change", () => {
