@@ -225,7 +225,12 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", war
         elif runtime == "onnx":
             raise BundleError(f"{folder}: not an ONNX export; make one with: serkit export {folder} --onnx -o DIR")
         else:
-            from serkit.bundle import load_bundle   # imports torch: for the bundles that need it
+            try:
+                import torch  # noqa: F401  (PyTorch bundles need it; the shipped models do not)
+            except ImportError:
+                raise BundleError(f"{folder}: a {config['model_type']} bundle runs on PyTorch: "
+                                  "pip install 'serkit[train]', or export it with serkit export --onnx") from None
+            from serkit.bundle import load_bundle
             model, config = load_bundle(folder)
             predictor = Predictor(for_inference(model, config["model_type"]), config, name=name)
     return predictor.warmup() if warmup else predictor
