@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from serkit.audio import AudioError, load_audio
-from serkit.display import PROB_DECIMALS, SECONDS_DECIMALS, prediction_dict
+from serkit.display import PROB_DECIMALS, SECONDS_DECIMALS, prediction_dict, progress_bar  # noqa: F401
 from serkit.inference import Prediction, Predictor
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
@@ -242,16 +242,6 @@ def unique(files: Iterable[str]) -> tuple[list[str], int]:
         n += 1
         seen.setdefault(str(f), None)
     return list(seen), n - len(seen)
-
-
-def progress_bar(enabled: bool = True):
-    """A rich progress bar on stderr (files done, rate, time left); disabled: a no-op one."""
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled)
 
 
 def write_batches(batches: Iterable[list[Prediction]], writer: ResultWriter, total: int, skipped: int,

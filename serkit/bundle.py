@@ -22,7 +22,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from serkit import __version__
+from serkit.errors import BundleError
+from serkit.version import __version__
 
 if TYPE_CHECKING:   # torch is needed only to build, save or load a PyTorch model, not to read a config
     from torch import nn
@@ -31,10 +32,6 @@ FORMAT = "serkit-bundle"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-
-
-class BundleError(ValueError):
-    """A folder that is not a usable serkit bundle; the message names the folder and the problem."""
 
 
 def _registry() -> dict[str, tuple[type, type]]:
