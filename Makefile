@@ -9,9 +9,10 @@ DATA   ?= data
 # cannot reach it installs from pip's usual index without waiting on retries. TORCH_INDEX= (empty)
 # skips the index and the check (e.g. to get a CUDA build, or where pip has its own wheelhouse).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
-# Extras of the two installs: running serkit, and running its tests (dev adds pytest, Playwright,
-# librosa, onnx, silero-vad).
-RUN_EXTRAS  ?=
+# Extras of the two installs: running serkit's main job (the core serves; eval adds the reports'
+# scikit-learn and matplotlib), and running its tests (dev: train's torch, Lightning, transformers
+# and ONNX exporter, plus pytest, Playwright, librosa, silero-vad).
+RUN_EXTRAS  ?= eval
 TEST_EXTRAS ?= dev
 
 .PHONY: install install-test run serve test default-model benchmark-accuracy benchmark-speed benchmark-load clean

@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from serkit.version import __version__
 
 
 def load_model(path=None):

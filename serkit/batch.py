@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from serkit.audio import AudioError, load_audio
-from serkit.display import PROB_DECIMALS, SECONDS_DECIMALS, prediction_dict
+from serkit.display import PROB_DECIMALS, SECONDS_DECIMALS, prediction_dict, progress_bar  # noqa: F401
 from serkit.inference import Prediction, Predictor
 from serkit.safety import OutputError, check_output_file, to_json
 
@@ -281,16 +281,6 @@ def unique(files: Iterable[str]) -> tuple[list[str], int]:
         n += 1
         seen.setdefault(file_key(f), str(f))
     return list(seen.values()), n - len(seen)
-
-
-def progress_bar(enabled: bool = True):
-    """A rich progress bar on stderr (files done, rate, time left); disabled: a no-op one."""
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled)
 
 
 def write_batches(batches: Iterable[list[Prediction]], writer: ResultWriter, total: int, skipped: int,

@@ -21,8 +21,9 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from serkit import __version__
+from serkit.errors import BundleError
 from serkit.safety import BUNDLE_FORMAT, CONFIG, atomic_folder, to_json
+from serkit.version import __version__
 
 if TYPE_CHECKING:   # torch is needed only to build, save or load a PyTorch model, not to read a config
     from torch import nn
@@ -33,10 +34,6 @@ WEIGHTS = "model.safetensors"
 ENCODER = "encoder.onnx"    # serkit.backbones.ENCODER_FILE: an encoder-head bundle's own encoder
 #: The files of a bundle: what serkit replaces in a bundle folder (anything else there stays).
 BUNDLE_FILES = (WEIGHTS, CONFIG, ENCODER)
-
-
-class BundleError(ValueError):
-    """A folder that is not a usable serkit bundle; the message names the folder and the problem."""
 
 
 def _registry() -> dict[str, tuple[type, type]]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from serkit import __version__
+from serkit.version import __version__
 
 console = Console()
 err_console = Console(stderr=True)

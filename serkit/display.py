@@ -104,3 +104,13 @@ def predictions_table(results: Sequence[Any], model_name: str, width: int) -> tu
         else:
             table.add_row(name, r.emotion, f"{r.confidence:.2f}", runner)
     return folder, table
+
+
+def progress_bar(enabled: bool = True):
+    """A rich progress bar on stderr (files done, rate, time left); disabled: a no-op one."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), disable=not enabled)

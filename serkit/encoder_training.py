@@ -174,7 +174,8 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
     for i in sel["train"]:
         crops.append(waves[i][slice(*spans[i])])
         owner.append(i)
-        for view in range(1, views if cfg.augment else 1):
+        linear = model.config.head_hidden == 0 and model.config.combine == "concat"
+        for view in range(1, views if cfg.augment and not linear else 1):
             # seeded by the clip and the view, not the run: every fold of a cross-validation
             # sees a clip's same views, so their encoder statistics are computed once
             rng = np.random.default_rng([cfg.seed, view, zlib.crc32(str(utts[i].path).encode())])
@@ -184,6 +185,17 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
     x_val = view_features(encoder, model, [waves[i][slice(*spans[i])] for i in sel["val"]], window,
                           cfg.progress, "encoding validation clips")
     model.fit_normalisation(x_train)
+    c = encoder.cache
+    note = {"views": len(crops) // max(1, len(sel["train"])), "windows_computed": c.misses, "windows_cached": c.hits,
+            "augment": f"views 1..: speech span widened by up to {AUG_WIDEN_S} s, gain ±6 dB, noise 15-40 dB SNR"}
+    if cfg.progress:
+        print(f"encoder statistics: {c.hits} cached, {c.misses} computed", flush=True)
+    if model.config.head_hidden == 0 and model.config.combine == "concat":
+        # a linear head is a logistic regression: fitted to convergence by scikit-learn, its
+        # regularisation chosen on validation, instead of epochs of gradient steps
+        fit = fit_linear_head(model, x_train, np.array([y[i] for i in owner]), x_val,
+                              np.array([y[i] for i in sel["val"]]), cfg.class_weights)
+        return model, None, {"encoder_cache": note, "head_fit": fit}
     data = {"train": (x_train, owner), "val": (x_val, sel["val"])}
     position = {i: k for k, i in enumerate(sel["train"])}
     row_plan = replace(plan, sample_weights=None if plan.sample_weights is None else
@@ -195,9 +207,35 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
                            torch.tensor([y[i] for i in idx]))
         return pool_loader(ds, idx, train_, row_plan if part == "train" else plan, cfg.batch_size, cfg.seed)
 
-    c = encoder.cache
-    note = {"views": views if cfg.augment else 1, "windows_computed": c.misses, "windows_cached": c.hits,
-            "augment": f"views 1..: speech span widened by up to {AUG_WIDEN_S} s, gain ±6 dB, noise 15-40 dB SNR"}
-    if cfg.progress:
-        print(f"encoder statistics: {c.hits} cached, {c.misses} computed", flush=True)
     return model, loader, {"encoder_cache": note}
+
+
+LINEAR_C = (0.001, 0.003, 0.01)
+
+
+def fit_linear_head(model: torch.nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+                    y_val: np.ndarray, balanced: bool = True) -> dict[str, Any]:
+    """Fit a linear head (``head_hidden=0``, ``combine="concat"``) as an L2 logistic regression on
+    the standardised features, with the inverse regularisation C chosen by validation UAR from
+    :data:`LINEAR_C`; the coefficients become the head's Linear layer."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+
+    n_classes = model.config.n_classes
+    if len(np.unique(y_train)) < n_classes:
+        raise ValueError("a linear head needs training clips of every class")
+    z = lambda x: ((x - model.feat_mean.numpy()) / model.feat_std.numpy()).reshape(len(x), -1)  # noqa: E731
+    tried = {}
+    best = None
+    for c in LINEAR_C:
+        clf = LogisticRegression(C=c, max_iter=300, class_weight="balanced" if balanced else None)
+        clf.fit(z(x_train), y_train)
+        tried[c] = float(balanced_accuracy_score(y_val, clf.predict(z(x_val))))
+        if best is None or tried[c] > tried[best[0]]:
+            best = (c, clf)
+    linear = model.mlp[-1]
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(best[1].coef_.astype(np.float32)))
+        linear.bias.copy_(torch.from_numpy(best[1].intercept_.astype(np.float32)))
+    return {"method": "scikit-learn LogisticRegression (L2, lbfgs)", "C": best[0],
+            "val_uar_by_C": tried, "class_weight": "balanced" if balanced else None}

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ import torch
 from torch import nn
 
 from serkit.bundle import CONFIG, load_bundle
+from serkit.models.quantize import INT8_OPS, quantize_int8  # noqa: F401  (re-exported)
 from serkit.safety import atomic_folder, check_output_folder, to_json
 from serkit.scorer import softmax
 
@@ -51,9 +51,6 @@ ONNX_INT8 = "model.int8.onnx"
 EXPORTERS = ("dynamo", "torchscript")
 #: The files of an export folder: what serkit replaces there (anything else in it stays).
 EXPORT_FILES = (ONNX_FP32, ONNX_INT8, CONFIG)
-#: Operators quantised by ``--int8``. Conv is left in fp32 on purpose: onnxruntime's ConvInteger
-#: made the CNN-LSTM twice as slow on CPU (29 vs 62 clips/s), while int8 MatMul/LSTM keep speed.
-INT8_OPS = ("MatMul", "Gemm", "LSTM", "Attention")
 #: Default parity bound for fp32 exports: largest absolute difference of any class probability.
 FP32_TOLERANCE = 1e-4
 
@@ -126,21 +123,6 @@ def _export_graph(model: nn.Module, path: Path, clip_samples: int, exporter: str
         raise ValueError(f"unknown exporter {exporter!r}; choose {' or '.join(EXPORTERS)}")
     model.eval()
     return opset
-
-
-def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, ops: tuple[str, ...] = INT8_OPS) -> None:
-    """Dynamic int8 quantisation (int8 weights, activations quantised on the fly) of ``src``.
-
-    The graph is first constant-folded by onnxruntime's pre-processing, so that weights built
-    inside the graph (the LSTM's) become constants the quantiser can see.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=list(ops))
 
 
 def _session(path: Path):

@@ -25,7 +25,7 @@ import soxr
 from serkit.audio import AudioError, AudioSpec, load_audio
 from serkit.display import PROB_DECIMALS
 from serkit.bundle import BundleError, for_inference, read_config  # noqa: F401  (for_inference re-exported)
-from serkit.runtimes import EncoderHeadRuntime, NumpyHead, TorchRuntime
+from serkit.runtimes import EncoderHeadRuntime, NumpyHead, OnnxRuntime, TorchRuntime
 from serkit.scorer import Analysis, Scorer, softmax, window_starts  # noqa: F401  (re-exported)
 
 #: Models that ship inside the package, by the name the CLI, the API and the web page use.
@@ -226,7 +226,6 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", war
     folder = resolve_model(path)
     if folder.suffix == ".onnx" or (runtime != "torch" and (folder / "config.json").is_file()
                                     and "onnx" in read_config(folder)):
-        from serkit.onnx_runtime import load_onnx_model
         predictor: Predictor = load_onnx_model(folder)
     else:
         config = read_config(folder)
@@ -236,7 +235,12 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", war
         elif runtime == "onnx":
             raise BundleError(f"{folder}: not an ONNX export; make one with: serkit export {folder} --onnx -o DIR")
         else:
-            from serkit.bundle import load_bundle   # imports torch: for the bundles that need it
+            try:
+                import torch  # noqa: F401  (PyTorch bundles need it; the shipped models do not)
+            except ImportError:
+                raise BundleError(f"{folder}: a {config['model_type']} bundle runs on PyTorch: "
+                                  "pip install 'serkit[train]', or export it with serkit export --onnx") from None
+            from serkit.bundle import load_bundle
             model, config = load_bundle(folder)
             predictor = Predictor(for_inference(model, config["model_type"]), config, name=name)
     return predictor.warmup() if warmup else predictor
@@ -265,3 +269,44 @@ def encoder_head_runtime(folder: Path, config: dict[str, Any]) -> EncoderHeadRun
     except Exception as exc:  # safetensors raises its own error types for truncated files
         raise BundleError(f"{weights}: not a readable safetensors file ({str(exc).splitlines()[0]})") from None
     return EncoderHeadRuntime(encoder_path(mc["backbone"], folder), NumpyHead(state, mc))
+
+
+class OnnxPredictor(Predictor):
+    """Predictor whose model is an ONNX graph run by onnxruntime (CPU)."""
+
+    def __init__(self, model_path: str | os.PathLike, config: dict[str, Any], name: str = "model",
+                 threads: int | None = None):
+        self.model_path = Path(model_path)
+        try:
+            runtime = OnnxRuntime(self.model_path, threads)
+        except ValueError as exc:
+            raise BundleError(str(exc)) from None
+        super().__init__(runtime, config, name)
+
+
+def load_onnx_model(path: str | os.PathLike, precision: str | None = None,
+                    threads: int | None = None) -> OnnxPredictor:
+    """An :class:`OnnxPredictor` for an export folder or one of its ``.onnx`` files.
+
+    ``precision`` (``"fp32"`` or ``"int8"``) picks a file of the folder; by default the one the
+    export made its default (int8 when exported with ``--int8``).
+    """
+    p = Path(path)
+    folder = p.parent if p.suffix == ".onnx" else p
+    config = read_config(folder)
+    if p.suffix == ".onnx":
+        if not p.is_file():
+            raise BundleError(f"{p}: no such ONNX file")
+        model_file = p
+    else:
+        info = config.get("onnx")
+        if not info:
+            raise BundleError(f"{folder}: not an ONNX export (config.json has no 'onnx' section); "
+                              "make one with: serkit export BUNDLE --onnx -o DIR")
+        choice = precision or info.get("default", "fp32")
+        files = info.get("files", {})
+        if choice not in files or Path(files[choice]).name != files[choice]:
+            raise BundleError(f"{folder}: no {choice} model in this export "
+                              f"(it has {', '.join(files) or 'none'})")
+        model_file = folder / files[choice]
+    return OnnxPredictor(model_file, config, name=model_name(folder), threads=threads)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from serkit import corpora
+import serkit.corpora as corpora
 from serkit.emotions import resolve_emotions
 from serkit.manifest import SkipReport, Utterance, is_manifest, is_skip_report, write_manifest
 from serkit.safety import check_output_file

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from serkit import __version__
+from serkit.version import __version__
 
 MARKER = ".serkit.json"
 CONFIG = "config.json"

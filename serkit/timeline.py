@@ -29,18 +29,21 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from serkit.audio import UNKNOWN_LENGTH, AudioError, check_samples, open_length_error
-from serkit import display
-from serkit.inference import Predictor
+import serkit.display as display
+from serkit.display import progress_bar
 from serkit.safety import atomic_file, atomic_write_text, first_line, to_json
 from serkit.scorer import MIN_SECONDS, NO_SPEECH, SILENCE_DBFS, window_starts
 from serkit.vad import FRAME, frames_of, make_vad, speech_segments, split_long
+
+if TYPE_CHECKING:   # the Predictor calls this module; it is only a type here
+    from serkit.inference import Predictor
 
 
 
@@ -235,8 +238,6 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
     Memory stays bounded by the block size, the model's batch and one score per 32 ms frame
     (450 KB per hour), whatever the length of the recording.
     """
-    from serkit.batch import progress_bar
-
     sr = predictor.sample_rate
     stream = AudioStream(source, sr, block_seconds)
     detector = None if vad == "none" else make_vad(vad)

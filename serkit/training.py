@@ -307,6 +307,9 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
 
         def loader(part: str, train_: bool) -> DataLoader:  # the cached embeddings, drawn as planned
             return pool_loader(cached(part, train_).dataset, sel[part], train_, plan, cfg.batch_size, cfg.seed)
+    if "head_fit" in extra:   # a linear head fitted in closed form: no epochs to run
+        model.eval()
+        return finish(model, cfg, labels, utts, parts, waves, out, pool=plan.summary(), **extra)
     module = SERModule(net, cfg, plan.class_weights)
 
     best = BestWeights(out / "checkpoints" / "best.safetensors", cfg.monitor, resume=resume)

@@ -72,14 +72,18 @@ def test_a_window_scores_the_same_alone_or_in_a_batch(encoder):
     np.testing.assert_array_equal(together, alone)
 
 
-def test_train_an_encoder_head_and_serve_it_without_torch(encoder, tmp_path):
+@pytest.mark.parametrize("head", [
+    {"head_hidden": 16, "dropout": 0.0},                                   # an MLP, trained with Lightning
+    {"head_hidden": 0, "combine": "concat", "pooling": "mean"},           # linear: a logistic regression
+])
+def test_train_an_encoder_head_and_serve_it_without_torch(encoder, tmp_path, head):
     from serkit.training import train
 
     root, _ = encoder
     corpus = write_tone_corpus(tmp_path / "corpus", speakers=8, per_emotion=3, emotions=("angry", "sad", "happy"))
     cfg = tiny_config(model="encoder_head", epochs=15, lr=3e-3, batch_size=16,
                       model_options={"backbone": str(root / "int8" / "encoder.onnx"), "layers": [1, 2],
-                                     "dim": 32, "head_hidden": 16, "dropout": 0.0})
+                                     "dim": 32, **head})
     report = train(corpus.manifest, tmp_path / "run", cfg)
     assert report["uar"] > 0.6            # three well-separated tones, held-out speakers
     bundle = tmp_path / "run" / "bundle"
@@ -87,6 +91,8 @@ def test_train_an_encoder_head_and_serve_it_without_torch(encoder, tmp_path):
     assert config["model_config"]["backbone"] == "encoder.onnx"     # carried inside, no absolute path
     assert (bundle / "encoder.onnx").is_file()
     assert config["scoring"]["aggregation"] == "mean_logits"
+    if head["head_hidden"] == 0:
+        assert config["training"]["head_fit"]["C"] in (0.001, 0.003, 0.01)
     # served: scoring a clip imports no torch
     clip = corpus.utterances[0].path
     code = ("import sys, serkit; m = serkit.load_model(sys.argv[1]); p = m.predict_file(sys.argv[2]); "

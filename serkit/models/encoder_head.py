@@ -122,7 +122,7 @@ def export_stats_encoder(backbone: str, out: Path, max_layers: int, clip_seconds
     import onnxruntime as ort
 
     from serkit.backbones import ENCODER_FILE, INFO_FILE
-    from serkit.export import quantize_int8
+    from serkit.models.quantize import quantize_int8
 
     model = StatsEncoder(backbone, max_layers, clip_seconds).eval()
     window = model.window

@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from serkit.errors import BundleError
 from serkit.features import conv_stft_power, dft_basis, exporting
 
 # WavLM's attention passes a float position bias and a boolean padding mask to torch's
@@ -574,8 +575,6 @@ class PretrainedSER(nn.Module):
         return self.state_dict()
 
     def load_bundle_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        from serkit.bundle import BundleError
-
         try:
             if self.frozen:
                 extra = [k for k in state if not k.startswith("head.")]

@@ -21,17 +21,18 @@ import io
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from flask import Flask, Request, current_app, jsonify, request
+from flask import Flask, Request, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from serkit.config import VADS
 from serkit.inference import Predictor, default_model_path, load_model
 from serkit.vad import make_vad
+from serkit.web import api, page
+from serkit.web.service import ServedModel, Service, service  # noqa: F401  (re-exported)
 from serkit.web.uploads import ApiError, Limits
 
 DEFAULTS: dict[str, Any] = {
@@ -69,46 +70,6 @@ class MemoryRequest(Request):
         return io.BytesIO()
 
 
-@dataclass
-class ServedModel:
-    name: str
-    source: str
-    predictor: Predictor
-
-    def info(self) -> dict[str, Any]:
-        c = self.predictor.config
-        return {
-            "name": self.name,
-            "model_type": c.get("model_type"),
-            "labels": self.predictor.labels,
-            "audio": {"sample_rate": self.predictor.sample_rate,
-                      "clip_seconds": self.predictor.clip_samples / self.predictor.sample_rate},
-            "temperature": self.predictor.temperature,
-            "serkit_version": c.get("serkit_version"),
-            "metrics": c.get("metrics", {}),
-        }
-
-
-@dataclass
-class Service:
-    """What the views need, built once per app: the loaded models and the limits."""
-
-    models: dict[str, ServedModel]
-    default: str
-    limits: Limits
-
-    def model(self, name: str | None) -> ServedModel:
-        name = name or self.default
-        if name not in self.models:
-            raise ApiError(404, "unknown_model", f"No model called {name!r}; this server has "
-                           f"{', '.join(sorted(self.models))}.", models=sorted(self.models))
-        return self.models[name]
-
-
-def service() -> Service:
-    return current_app.extensions["serkit"]
-
-
 def load_models(spec: Mapping[str, str | os.PathLike | Predictor] | None) -> dict[str, ServedModel]:
     """Load every bundle of ``spec`` (name -> folder or Predictor); the default model when None."""
     if spec is None:
@@ -134,7 +95,6 @@ def warm_up(predictor: Predictor) -> None:
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: load the models, register the page and API blueprints and the error handlers."""
-    from serkit.web import api, page
 
     app = Flask(__name__)
     app.request_class = MemoryRequest

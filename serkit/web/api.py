@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
-from serkit import __version__
 from serkit.audio import AudioError
+from serkit.version import __version__
 from serkit.config import VADS
 from serkit.display import prob, seconds
 from serkit.scorer import MIN_SECONDS, Analysis, window_starts
-from serkit.web import ServedModel, service
+from serkit.web.service import ServedModel, service
 from serkit.web.openapi import openapi_spec
 from serkit.web.uploads import ApiError, decode_upload
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from serkit import __version__
+from serkit.version import __version__
 from serkit.config import VADS
 
 ERROR_CODES = {

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
-from serkit import __version__
+from serkit.version import __version__
 from serkit.display import EMOTION_COLORS, EXTRA_COLORS
 from serkit.scorer import MIN_SECONDS
-from serkit.web import service
+from serkit.web.service import service
 
 bp = Blueprint("page", __name__)
 

@@ -1,0 +1,50 @@
+"""What the views share, built once per app: the loaded models and the limits."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+
+from serkit.inference import Predictor
+from serkit.web.uploads import ApiError, Limits
+
+
+@dataclass
+class ServedModel:
+    name: str
+    source: str
+    predictor: Predictor
+
+    def info(self) -> dict[str, Any]:
+        c = self.predictor.config
+        return {
+            "name": self.name,
+            "model_type": c.get("model_type"),
+            "labels": self.predictor.labels,
+            "audio": {"sample_rate": self.predictor.sample_rate,
+                      "clip_seconds": self.predictor.clip_samples / self.predictor.sample_rate},
+            "temperature": self.predictor.temperature,
+            "serkit_version": c.get("serkit_version"),
+            "metrics": c.get("metrics", {}),
+        }
+
+
+@dataclass
+class Service:
+    """What the views need, built once per app: the loaded models and the limits."""
+
+    models: dict[str, ServedModel]
+    default: str
+    limits: Limits
+
+    def model(self, name: str | None) -> ServedModel:
+        name = name or self.default
+        if name not in self.models:
+            raise ApiError(404, "unknown_model", f"No model called {name!r}; this server has "
+                           f"{', '.join(sorted(self.models))}.", models=sorted(self.models))
+        return self.models[name]
+
+
+def service() -> Service:
+    return current_app.extensions["serkit"]
