@@ -15,7 +15,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 RUN_EXTRAS  ?= eval
 TEST_EXTRAS ?= dev
 
-.PHONY: install install-test run serve test default-model benchmark-accuracy benchmark-speed benchmark-load clean
+.PHONY: install install-test run serve test default-model fast-model benchmark-accuracy benchmark-speed benchmark-load clean
 
 # Prints pip's option for TORCH_INDEX when it answers within 3 s, else nothing (and a note on stderr).
 define TORCH_PROBE
@@ -70,10 +70,16 @@ test: install-test
 	$(BIN)/python -m pytest -q
 
 # Retrain the shipped default model from ../shared/corpora (six emotions, speaker split).
-default-model: install
+default-model: install-test
 	$(BIN)/serkit prepare $(CORPORA) -o $(DATA)/manifest.csv
-	$(BIN)/serkit train $(DATA)/manifest.csv --out runs/default --seed 0
+	$(BIN)/serkit train $(DATA)/manifest.csv --out runs/default --model encoder_head --seed 0
 	rm -rf serkit/default_model && cp -r runs/default/bundle serkit/default_model
+
+# Retrain the shipped fast model (CNN-LSTM) on the same split.
+fast-model: install-test
+	$(BIN)/serkit prepare $(CORPORA) -o $(DATA)/manifest.csv
+	$(BIN)/serkit train $(DATA)/manifest.csv --out runs/fast --model cnn_lstm --epochs 12 --patience 5 --seed 0 --no-corpus-label-mask
+	rm -rf serkit/fast_model && cp -r runs/fast/bundle serkit/fast_model
 
 benchmark-accuracy: install-test
 	$(BIN)/python benchmarks/accuracy.py --corpora $(CORPORA)

@@ -134,7 +134,7 @@ def embedding_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list
         return DataLoader(ds, batch_size=cfg.batch_size, shuffle=train_,
                           drop_last=train_ and len(ds) > cfg.batch_size)
 
-    note = {"hits": cache.hits, "misses": cache.misses, "folder": str(cache.folder) if cache.folder else None,
+    note = {"hits": cache.hits, "misses": cache.misses,
             "augment": "not applied: the head trains on cached embeddings of each clip's centre window"}
     if cfg.progress:
         print(f"embedding cache: {cache.hits} hits, {cache.misses} computed"

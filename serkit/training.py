@@ -234,6 +234,11 @@ def select_labels(utts: list[Utterance], emotions: list[str] | None) -> tuple[li
     return [u for u in utts if u.emotion in labels], labels
 
 
+#: Settings of how a run ran, not of what it made: left out of bundles (a bundle records no
+#: machine's cache folder or device count).
+RUN_ONLY = ("cache_dir", "progress", "num_workers", "accelerator", "devices", "num_nodes", "strategy")
+
+
 def spec_of(cfg: TrainConfig) -> AudioSpec:
     """The audio spec a run trains (and its bundle scores) with."""
     return AudioSpec(sample_rate=SAMPLE_RATE, clip_seconds=cfg.clip_seconds)
@@ -387,7 +392,7 @@ def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: li
         files = bundle_files(model)
     # force: the run folder was checked and claimed when training started (check_run_folder)
     save_bundle(out / "bundle", model, labels, spec.to_dict(), temperature, files=files, scoring=scoring, force=True,
-                training={"config": asdict(cfg), "data": data_summary(utts, parts), **train_info,
+                training={"config": {k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY}, "data": data_summary(utts, parts), **train_info,
                           "validation": {k: val_report[k] for k in ("accuracy", "macro_f1", "uar", "n")}},
                 metrics={"test": summary},
                 licence=licence_note(sorted({u.corpus for u in utts})))

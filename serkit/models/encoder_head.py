@@ -37,16 +37,22 @@ COMBINES = ("weighted", "concat")
 
 @dataclass
 class EncoderHeadConfig:
-    """The head's architecture and the encoder it reads; stored in the bundle's config.json."""
+    """The head's architecture and the encoder it reads; stored in the bundle's config.json.
+
+    The defaults are the shipped default model's design: the mean of Whisper-base's hidden
+    layers 1-4 over the speech, side by side (2,048 features), standardised, and a logistic
+    regression. On fold 0 of the pool's speaker CV it beat an MLP on per-layer mean and std
+    (pool UAR 0.796 against 0.769; see the README's results).
+    """
 
     n_classes: int = 6
     backbone: str = "serkit:whisper-base-l4"   # serkit:NAME (shipped) or a file in the bundle
     layers: list[int] = field(default_factory=lambda: [1, 2, 3, 4])   # hidden layers used (0 = embeddings)
     dim: int = 512                  # the encoder's hidden size
-    pooling: str = "stats"          # stats: mean and std per layer; mean: mean only
-    combine: str = "weighted"       # weighted: learned softmax-weighted sum over layers; concat
-    head_hidden: int = 256          # MLP hidden units (0: a linear head)
-    dropout: float = 0.3
+    pooling: str = "mean"           # mean: mean per layer; stats: mean and std
+    combine: str = "concat"         # concat: the layers side by side; weighted: a learned softmax-weighted sum
+    head_hidden: int = 0            # 0: a linear head, fitted as a logistic regression; > 0: an MLP (Lightning)
+    dropout: float = 0.3            # MLP heads only
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
