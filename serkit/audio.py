@@ -222,14 +222,16 @@ class WaveformCache:
 
 
 def decode_all(utts: Sequence[Any], sample_rate: int = SAMPLE_RATE,
-               cache_root: str | os.PathLike | None = CACHE_ROOT,
+               cache_root: str | os.PathLike | None | type[Ellipsis] = ...,
                progress: bool = True) -> list[np.ndarray]:
     """Waveforms of ``utts`` (anything with a ``path``) in order, through the on-disk cache in
-    ``cache_root/waveforms`` (None: no cache; train and evaluate share the one cache root).
+    ``cache_root/waveforms`` (default: :data:`CACHE_ROOT`; None: no cache; train and evaluate
+    share the one cache root).
 
     Raises :class:`~serkit.audio.AudioError` naming the first file that cannot be decoded:
     a manifest should only hold files that ``prepare`` could read.
     """
+    cache_root = CACHE_ROOT if cache_root is ... else cache_root
     cache = WaveformCache(Path(cache_root) / "waveforms", sample_rate) if cache_root is not None else None
     load = cache.load if cache else (lambda p: load_audio(p, sample_rate))
     items = track(utts, description="decoding audio", disable=not progress, transient=True)

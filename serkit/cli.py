@@ -43,7 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         monitor=args.monitor, augment=not args.no_augment, model_options=options,
         emotions=resolve_list(args.emotions), accelerator=args.accelerator, devices=args.devices,
         num_nodes=args.num_nodes, strategy=args.strategy, num_workers=args.num_workers,
-        clip_seconds=args.clip_seconds, cache_dir=args.cache_dir, progress=not args.no_progress,
+        clip_seconds=args.clip_seconds, vad=args.vad, cache_dir=args.cache_dir, progress=not args.no_progress,
         mixup=args.mixup, speed_perturb=not args.no_speed_perturb,
         test_size=args.test_size, val_size=args.val_size,
         balance_corpora=args.balance_corpora, corpus_label_mask=not args.no_corpus_label_mask,
@@ -389,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default=d.strategy, help="Lightning strategy, e.g. ddp")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader workers")
     p.add_argument("--clip-seconds", type=float, default=d.clip_seconds, help="model window in seconds")
+    p.add_argument("--vad", choices=VADS, default=d.vad, help=TrainConfig.__dataclass_fields__["vad"].metadata["help"])
     p.add_argument("--cache-dir", default=d.cache_dir, help="decoded-audio cache folder ('' for none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     p.add_argument("--mixup", type=float, default=d.mixup, help="mixup alpha (0: off)")

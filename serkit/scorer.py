@@ -53,10 +53,10 @@ class Runtime(Protocol):
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis, in float64 for stability, returned as float32."""
+    """Softmax over the last axis, in float64."""
     z = np.asarray(x, np.float64)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
@@ -153,7 +153,8 @@ class Scorer:
         return (sums / np.bincount(owner, minlength=len(waves))[:, None]).astype(np.float32)
 
     def calibrate(self, logits: np.ndarray) -> np.ndarray:
-        return softmax(np.asarray(logits) / self.temperature)
+        """Calibrated probabilities (float32) of uncalibrated logits."""
+        return softmax(np.asarray(logits) / self.temperature).astype(np.float32)
 
     def proba(self, waves: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities (n, classes) of clips as given (no speech detection)."""

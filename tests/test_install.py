@@ -63,19 +63,19 @@ def closed_port_url() -> str:
 
 def test_reachable_cpu_index_is_added(venv, index_url):
     calls, _ = make(venv, "install", f"TORCH_INDEX={index_url}")
-    assert calls == [f"install -q -c constraints.txt --extra-index-url {index_url} -e ."]
+    assert calls == [f"install -q -c constraints.txt --extra-index-url {index_url} -e .[eval]"]
 
 
 def test_unreachable_index_is_left_out_with_a_note(venv):
     url = closed_port_url()
     calls, err = make(venv, "install", f"TORCH_INDEX={url}")
-    assert calls == ["install -q -c constraints.txt -e ."]
+    assert calls == ["install -q -c constraints.txt -e .[eval]"]
     assert f"{url} cannot be reached" in err
 
 
 def test_empty_torch_index_skips_the_check(venv):
     calls, err = make(venv, "install", "TORCH_INDEX=")
-    assert calls == ["install -q -c constraints.txt -e ."] and "cannot be reached" not in err
+    assert calls == ["install -q -c constraints.txt -e .[eval]"] and "cannot be reached" not in err
 
 
 def test_run_installs_no_dev_extras_and_test_adds_them(venv):

@@ -161,7 +161,8 @@ def test_cli_predict_csv(bundle, audio_dir, capsys):
     code, out, err = run_cli(capsys, "predict", "-m", str(bundle), "-f", "csv", *map(str, files))
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert list(rows[0]) == ["file", "emotion", "confidence", *EMOTIONS, "duration_s", "error"]
+    assert list(rows[0]) == ["file", "emotion", "confidence", "uncertain", *EMOTIONS, "duration_s", "speech_s",
+                            "reason", "error"]
     assert [r["file"] for r in rows] == [str(f) for f in files]
     for r in rows:
         probs = [float(r[e]) for e in EMOTIONS]

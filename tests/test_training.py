@@ -5,6 +5,8 @@ import csv
 import json
 
 import numpy as np
+
+import serkit.audio
 import pytest
 
 import serkit.training as training
@@ -164,7 +166,7 @@ def test_evaluate_bundle_rebuilds_the_training_split(tmp_path_factory, tmp_path,
     import serkit.evaluate_cmd as ev
     from serkit.inference import load_model
 
-    monkeypatch.setattr(ev, "DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(serkit.audio, "CACHE_ROOT", tmp_path / "cache")
     corpus, run, report = trained_run(tmp_path_factory)
     predictor = load_model(run / "bundle")
     again = ev.evaluate_bundle(predictor, corpus.manifest, "test", tmp_path / "eval", progress=False)
@@ -248,7 +250,7 @@ def test_cli_prepare_train_evaluate_predict_info(tmp_path, capsys, monkeypatch):
     real_decode = training.decode_all
     monkeypatch.setattr(training, "decode_all",
                         lambda utts, sr, cache_dir, progress=True: real_decode(utts, sr, cache, progress=False))
-    monkeypatch.setattr(ev, "DEFAULT_CACHE", cache)
+    monkeypatch.setattr(serkit.audio, "CACHE_ROOT", cache)
 
     tree = tmp_path / "ravdess"
     clips = write_ravdess_tree(tree, actors=6, seconds=0.5)
@@ -264,7 +266,7 @@ def test_cli_prepare_train_evaluate_predict_info(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     options = json.dumps({"channels": [4, 8, 8], "lstm_hidden": 16})
     assert main(["train", str(manifest), "--out", str(run), "--epochs", "2", "--batch-size", "16",
-                 "--lr", "0.01", "--model-options", options]) == 0
+                 "--lr", "0.01", "--model-options", options, "--vad", "energy"]) == 0   # tones: not speech to silero
     out = capsys.readouterr().out
     assert "test: accuracy" in out and "UAR" in out and str(run / "bundle") in out
     assert "  ravdess: accuracy" in out  # per corpus, as evaluate prints it
@@ -286,7 +288,7 @@ def test_cli_prepare_train_evaluate_predict_info(tmp_path, capsys, monkeypatch):
     assert main(["predict", "--model", str(bundle), "--format", "json", str(tree)]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == len(clips)
-    assert all(r["emotion"] in EMOTIONS and r["error"] is None for r in rows)
+    assert all(r["emotion"] in EMOTIONS and r["error"] is None for r in rows), [r for r in rows if r["emotion"] not in EMOTIONS][:2]
 
     assert main(["info", str(bundle)]) == 0
     out = capsys.readouterr().out
