@@ -169,6 +169,10 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
     encoder = encoder_for(model, cfg.cache_dir or None)
     scorer = Scorer(encoder, list(range(model.config.n_classes)), spec, vad=cfg.vad)
     window, sr = spec.window_samples, spec.sample_rate
+    width = encoder.runtime.session.get_inputs()[0].shape[1]
+    if isinstance(width, int) and width != window:
+        raise ValueError(f"the encoder {model.config.backbone} takes windows of {width / sr:g} s; "
+                         f"--clip-seconds {spec.clip_seconds:g} does not fit it")
     spans = {i: scorer.speech_window(waves[i]) for p in ("train", "val") for i in sel[p]}
     crops, owner = [], []
     for i in sel["train"]:

@@ -239,9 +239,11 @@ def select_labels(utts: list[Utterance], emotions: list[str] | None) -> tuple[li
 RUN_ONLY = ("cache_dir", "progress", "num_workers", "accelerator", "devices", "num_nodes", "strategy")
 
 
-def spec_of(cfg: TrainConfig) -> AudioSpec:
-    """The audio spec a run trains (and its bundle scores) with."""
-    return AudioSpec(sample_rate=SAMPLE_RATE, clip_seconds=cfg.clip_seconds)
+def spec_of(cfg: TrainConfig, model: torch.nn.Module | None = None) -> AudioSpec:
+    """The audio spec a run trains (and its bundle scores) with: the model's own window when its
+    architecture fixes one (a pretrained encoder's ``clip_seconds``), else ``--clip-seconds``."""
+    window = getattr(getattr(model, "config", None), "clip_seconds", None) or cfg.clip_seconds
+    return AudioSpec(sample_rate=SAMPLE_RATE, clip_seconds=window)
 
 
 def split_for(utts: list[Utterance], cfg: TrainConfig) -> list[str]:
@@ -280,14 +282,14 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     for p in ("train", "val"):
         if not sel[p]:
             raise ValueError(f"the {p} part of the split is empty; add speakers or change --val-size/--test-size")
-    clip_samples = int(round(cfg.clip_seconds * SAMPLE_RATE))
+    clip_samples = spec_of(cfg, model).window_samples
     # class weights, corpus balancing and corpus label masks over the pool (serkit.pool)
     plan = plan_pool(utts, y, sel, labels, cfg.class_weights, cfg.balance_corpora, cfg.corpus_label_mask)
 
     spans: dict[int, tuple[int, int]] = {}
     if cfg.model == "cnn_lstm":   # train on the speech the scorer will read (see serkit.scorer)
         from serkit.encoder_training import AUG_WIDEN_S
-        finder = Scorer(None, labels, spec_of(cfg), vad=cfg.vad)
+        finder = Scorer(None, labels, spec_of(cfg, model), vad=cfg.vad)
         spans = {i: finder.speech_window(waves[i]) for p in ("train", "val") for i in sel[p]}
 
     def loader(part: str, train_: bool) -> DataLoader:
@@ -303,7 +305,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     if cfg.model == "encoder_head":
         # A frozen ONNX encoder: only the head trains, on cached statistics of speech views.
         from serkit.encoder_training import head_loaders
-        net, loader, extra = head_loaders(model, utts, waves, y, sel, cfg, spec_of(cfg), plan)
+        net, loader, extra = head_loaders(model, utts, waves, y, sel, cfg, spec_of(cfg, model), plan)
     elif getattr(model, "cacheable", False):
         # Frozen pretrained encoder: only its head trains, on cached pooled embeddings
         # (serkit.embeddings); the bundle below is still the whole waveform model.
@@ -359,7 +361,7 @@ def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: li
     from serkit.bundle import save_bundle
     from serkit.inference import Predictor
 
-    spec = spec_of(cfg)
+    spec = spec_of(cfg, model)
     if cfg.model == "encoder_head":     # the served runtime (ONNX encoder, NumPy head), cache beneath
         from serkit.encoder_training import encoder_for
         runtime = encoder_for(model, cfg.cache_dir or None)
