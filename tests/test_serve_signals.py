@@ -99,3 +99,16 @@ def test_no_handler_outside_the_main_thread():
     t.start()
     t.join(timeout=10)
     assert ran == [before, None]
+
+
+@pytest.mark.parametrize("stopped, exits", [("SIGTERM", True), (None, False)])
+def test_serve_command_skips_the_teardown_only_after_a_signal(monkeypatch, stopped, exits):
+    """After a signal the command ends the process at once (torch's unloading would slow
+    ``docker stop``); a server that returned by itself goes back through main() as usual."""
+    from serkit.cli import main
+
+    calls = []
+    monkeypatch.setattr(serve_mod, "serve", lambda specs, **kw: stopped)
+    monkeypatch.setattr(serve_mod, "exit_at_once", lambda code=0: calls.append(code))
+    assert main(["serve", "--port", "8123"]) == 0
+    assert calls == ([0] if exits else [])

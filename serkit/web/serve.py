@@ -1,8 +1,11 @@
 """``serkit serve``: the app on waitress, a production WSGI server (never Flask's debug server)."""
 from __future__ import annotations
 
+import logging
+import os
 import re
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,14 +70,12 @@ def run_until_signalled(server: Any) -> str | None:
 
 def serve(specs: Sequence[str] = (), host: str = "127.0.0.1", port: int = 5000, threads: int = 4,
           max_upload_mb: float = 20.0, max_seconds: float = 120.0, torch_threads: int | None = 1,
-          vad: str = "auto", announce: Any = print) -> None:
-    """Load the models once, then serve until Ctrl-C or SIGTERM.
+          vad: str = "auto", announce: Any = print) -> str | None:
+    """Load the models once, then serve until Ctrl-C or SIGTERM; the name of the signal that stopped it.
 
     ``torch_threads`` is per prediction: with several request threads, one torch thread each uses
     the cores better than every request fighting for all of them (None keeps torch's default).
     """
-    import logging
-
     import torch
     from waitress import create_server
 
@@ -99,3 +100,17 @@ def serve(specs: Sequence[str] = (), host: str = "127.0.0.1", port: int = 5000, 
     server.print_listen("Serving on http://{}:{}")   # as waitress.serve logs it
     stopped = run_until_signalled(server)
     announce(f"stopped ({stopped})" if stopped else "stopped")
+    return stopped
+
+
+def exit_at_once(code: int = 0) -> None:
+    """End the process now, after a clean stop: logs and output flushed, without Python's teardown.
+
+    The server has closed its sockets and threads and wrote no files. What is left is unloading
+    torch and the rest, which takes a second or more on a busy machine: that second would make
+    ``docker stop`` slow for nothing. Only the command line calls this, never library code.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
