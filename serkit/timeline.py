@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import importlib.util
 import io
 import json
 import math
@@ -126,6 +127,21 @@ def frames_of(blocks: Iterator[np.ndarray], frame: int = FRAME) -> Iterator[np.n
 
 # -------------------------------------------------------------------------------------- VAD
 
+SILERO_MODEL = "silero_vad_16k_sequence.onnx"
+
+
+def silero_model_path() -> Path:
+    """The silero-vad package's sequence ONNX model, found without importing the package: its
+    ``__init__`` imports torch, which a serving install need not have. ImportError when missing."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("No module named 'silero_vad'")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / SILERO_MODEL
+    if not path.is_file():
+        raise ImportError(f"silero-vad has no {SILERO_MODEL} at {path.parent}")
+    return path
+
+
 @functools.lru_cache(maxsize=2)
 def _silero_session(path: str):
     """One onnxruntime session per process (``run`` is thread-safe; the LSTM state lives in each
@@ -150,12 +166,12 @@ class SileroVAD:
 
     def __init__(self):
         try:
-            import onnxruntime as ort
-            from silero_vad import data as silero_data
+            import onnxruntime  # noqa: F401
+            path = silero_model_path()
         except ImportError as exc:
             raise ValueError(f"--vad silero needs silero-vad and onnxruntime: pip install 'serkit[timeline]' "
                              f"(or use --vad energy) ({exc})") from None
-        self.session = _silero_session(str(Path(silero_data.__file__).parent / "silero_vad_16k_sequence.onnx"))
+        self.session = _silero_session(str(path))
         self.reset()
 
     def reset(self) -> None:
@@ -205,7 +221,7 @@ def make_vad(vad: str):
     if vad == "auto":
         try:
             import onnxruntime  # noqa: F401
-            import silero_vad  # noqa: F401
+            silero_model_path()
         except ImportError:
             return EnergyVAD()
         return SileroVAD()
