@@ -7,6 +7,8 @@
 #   BASE         a Debian-based image with Python 3.11 and its venv module (python:3.11-slim; or a
 #                stand-in made from Debian's packages with debootstrap and `docker import`)
 #   EXTRAS       the package's extras: timeline = silero VAD for the long-clip timeline
+#   NO_DEPS      packages installed afterwards without their declared dependencies (for a
+#                torch-free image: silero-vad declares torch, but serkit runs only its ONNX file)
 #   TORCH_INDEX  an extra pip index for torch's CPU-only wheel (PyTorch's CPU index); empty: none.
 #                A wheel put in docker/wheels/ beforehand is offered to pip first (--find-links),
 #                e.g. `pip download torch==2.13.0 --no-deps -d docker/wheels` on the host.
@@ -15,6 +17,7 @@ ARG BASE=python:3.11-slim
 # -- build: a venv in /opt/serkit; the sources, the wheels and pip's work stay in this stage --
 FROM ${BASE} AS build
 ARG EXTRAS=timeline
+ARG NO_DEPS=
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/serkit
@@ -26,7 +29,8 @@ WORKDIR /src
 # CPU build (2.13.0+cpu, from docker/wheels/ or TORCH_INDEX), never to PyPI's CUDA build.
 RUN /opt/serkit/bin/pip install -q --find-links /wheels ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} \
         -c constraints.txt ".${EXTRAS:+[$EXTRAS]}" \
-    && /opt/serkit/bin/pip check
+    && /opt/serkit/bin/pip check \
+    && if [ -n "$NO_DEPS" ]; then /opt/serkit/bin/pip install -q --no-deps -c constraints.txt $NO_DEPS; fi
 # Not needed to serve: torch's C++ headers, C++ test programs and tools (all but its shared-memory
 # manager), and the packages' own test suites.
 RUN set -e; site=$(/opt/serkit/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
