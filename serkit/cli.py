@@ -291,12 +291,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from serkit.web.serve import serve
+    from serkit.web.serve import exit_at_once, serve
 
-    serve(args.model, host=args.host, port=args.port, threads=args.threads,
-          max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
-          torch_threads=args.torch_threads, vad=args.vad, access_log=not args.quiet,
-          announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    stopped = serve(args.model, host=args.host, port=args.port, threads=args.threads,
+                    max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
+                    torch_threads=args.torch_threads, vad=args.vad, access_log=not args.quiet,
+                    announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    if stopped:          # SIGTERM/SIGINT: all closed; skip unloading libraries (`docker stop` stays fast)
+        exit_at_once(0)
     return 0
 
 

@@ -12,7 +12,10 @@ Stated tolerances:
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,6 +187,18 @@ def test_silero_streaming_equals_silero_on_the_whole_array():
     ours = np.concatenate([vad(f) for f in frames_of(iter(blocks), FRAME)])
     theirs = silero.load_silero_vad(sequence=True).audio_forward(wave)
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_silero_is_found_without_importing_its_package():
+    """silero-vad's ``__init__`` imports torch; a serving install without torch must still get
+    silero (not a silent fall-back to the energy detector), so only its ONNX file is used."""
+    pytest.importorskip("silero_vad")
+    pytest.importorskip("onnxruntime")
+    code = ("import sys; from serkit.timeline import make_vad; vad = make_vad('auto'); "
+            "print(vad.name, 'silero_vad' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=300, check=True).stdout.split()
+    assert out == ["silero", "False"]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

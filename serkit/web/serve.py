@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -87,16 +90,43 @@ def parse_model_specs(specs: Sequence[str]) -> dict[str, Path] | None:
     return models
 
 
+def run_until_signalled(server: Any) -> str | None:
+    """Run a waitress ``server`` until SIGTERM or SIGINT; the name of the signal that stopped it.
+
+    Both signals raise SystemExit in the main thread, which waitress's loop catches to close its
+    sockets and threads, so ``serkit serve`` returns 0. SIGTERM needs this: as PID 1 in a
+    container a process that leaves it at its default is not stopped by it, and ``docker stop``
+    waits 10 s, then kills it. Signal handlers can only be set in the main thread; elsewhere the
+    server runs as it is (None).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        server.run()
+        return None
+    stopped: list[str] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopped.append(signal.Signals(signum).name)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return stopped[0] if stopped else None
+
+
 def serve(specs: Sequence[str] = (), host: str = "127.0.0.1", port: int = 5000, threads: int = 4,
           max_upload_mb: float = 20.0, max_seconds: float = 120.0, torch_threads: int | None = 1,
-          vad: str | None = None, announce: Any = print, access_log: bool = True) -> None:
-    """Load the models once, then serve until interrupted.
+          vad: str | None = None, announce: Any = print, access_log: bool = True) -> str | None:
+    """Load the models once, then serve until Ctrl-C or SIGTERM; the name of the signal that stopped it.
 
     ``torch_threads`` is per prediction: with several request threads, one torch thread each uses
     the cores better than every request fighting for all of them (None keeps torch's default).
     ``access_log``: log every request (:class:`AccessLog`) to stderr.
     """
-    from waitress import serve as waitress_serve
+    from waitress import create_server
 
     from serkit.web import create_app
 
@@ -118,5 +148,22 @@ def serve(specs: Sequence[str] = (), host: str = "127.0.0.1", port: int = 5000, 
              + (f"torch {torch.get_num_threads()} threads; " if torch is not None else "")
              + f"{'requests logged' if access_log else 'no access log'}; Ctrl-C stops)")
     # waitress refuses bodies a little over the app's limit itself, before buffering them.
-    waitress_serve(app, host=host, port=port, threads=threads, ident="serkit",
-                   max_request_body_size=max_bytes + 65536, clear_untrusted_proxy_headers=True)
+    server = create_server(app, host=host, port=port, threads=threads, ident="serkit",
+                           max_request_body_size=max_bytes + 65536, clear_untrusted_proxy_headers=True)
+    server.print_listen("Serving on http://{}:{}")   # as waitress.serve logs it
+    stopped = run_until_signalled(server)
+    announce(f"stopped ({stopped})" if stopped else "stopped")
+    return stopped
+
+
+def exit_at_once(code: int = 0) -> None:
+    """End the process now, after a clean stop: logs and output flushed, without Python's teardown.
+
+    The server has closed its sockets and threads and wrote no files. What is left is unloading
+    torch and the rest, which takes a second or more on a busy machine: that second would make
+    ``docker stop`` slow for nothing. Only the command line calls this, never library code.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
