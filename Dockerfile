@@ -6,9 +6,10 @@
 # Build arguments
 #   BASE         a Debian-based image with Python 3.11 and its venv module (python:3.11-slim; or a
 #                stand-in made from Debian's packages with debootstrap and `docker import`)
-#   EXTRAS       the package's extras: timeline = silero VAD for the long-clip timeline
-#   NO_DEPS      packages installed afterwards without their declared dependencies (for a
-#                torch-free image: silero-vad declares torch, but serkit runs only its ONNX file)
+#   EXTRAS       the package's extras. Empty (default): the serving install, no torch: the shipped
+#                models run on onnxruntime and the Silero VAD ships inside serkit. "train": the
+#                full image (torch, Lightning, transformers) for serving your own PyTorch bundles.
+#   NO_DEPS      packages installed afterwards without their declared dependencies
 #   TORCH_INDEX  an extra pip index for torch's CPU-only wheel (PyTorch's CPU index); empty: none.
 #                A wheel put in docker/wheels/ beforehand is offered to pip first (--find-links),
 #                e.g. `pip download torch==2.13.0 --no-deps -d docker/wheels` on the host.
@@ -16,7 +17,7 @@ ARG BASE=python:3.11-slim
 
 # -- build: a venv in /opt/serkit; the sources, the wheels and pip's work stay in this stage --
 FROM ${BASE} AS build
-ARG EXTRAS=timeline
+ARG EXTRAS=
 ARG NO_DEPS=
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
