@@ -81,15 +81,16 @@ def predictions_table(results: Sequence[Any], model_name: str, width: int) -> tu
     """The folder the files share and the predictions as a rich table that fits ``width``
     columns: file names relative to that folder, cut at the start if still too long."""
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     folder, names = relative_names([r.file for r in results])
     runners = []
     for r in results:
-        top = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[1:3] if not r.error else []
-        runners.append(r.error or "  ".join(f"{k} {v:.2f}" for k, v in top))
-    emotion_w = max([len("emotion"), *(len(r.emotion or "error") for r in results)])
-    runner_w = max([len("runners-up"), *(len(t) for r, t in zip(results, runners) if not r.error)])  # errors wrap
+        top = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[1:3] if r.emotion else []
+        runners.append(r.error or ("  ".join(f"{k} {v:.2f}" for k, v in top) if r.emotion else r.reason or ""))
+    emotion_w = max([len("emotion"), *(len(r.emotion or "no speech") + 1 for r in results)])
+    runner_w = max([len("runners-up"), *(len(t) for r, t in zip(results, runners) if r.emotion)])  # reasons wrap
     name_w = max(12, width - 6 - emotion_w - len("confidence") - runner_w)   # 6: 3 gaps of 2
     names = [cut_start(n, name_w) for n in names]
     table = Table(title=f"Predictions ({model_name})",
@@ -100,17 +101,27 @@ def predictions_table(results: Sequence[Any], model_name: str, width: int) -> tu
     table.add_column("runners-up")
     for r, name, runner in zip(results, names, runners):
         if r.error:
-            table.add_row(name, "[red]error[/]", "", runner)
+            table.add_row(name, "[red]error[/]", "", escape(runner))
+        elif r.emotion is None:
+            table.add_row(name, "no speech", "", escape(runner))
         else:
-            table.add_row(name, r.emotion, f"{r.confidence:.2f}", runner)
+            table.add_row(name, r.emotion + ("?" if r.uncertain else ""), f"{r.confidence:.2f}", runner)
+    if any(r.uncertain for r in results):
+        table.caption = "? uncertain: the top emotion is under 0.5 or within 0.1 of the runner-up"
     return folder, table
 
 
 def progress_bar(enabled: bool = True):
     """A rich progress bar on stderr (files done, rate, time left); disabled: a no-op one."""
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), disable=not enabled)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from serkit.backbones import backbone_info
 from serkit.bundle import WEIGHTS, read_config
 from serkit.inference import default_model_path
 
@@ -43,8 +44,10 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
                        f"serkit {c.get('serkit_version', '?')})"),
         ("architecture", arch),
         ("labels", ", ".join(c["labels"])),
-        ("audio", f"{c['audio']['sample_rate']} Hz mono, {c['audio']['clip_seconds']} s windows "
-                  "(longer clips: 50% overlapping windows, probabilities averaged)"),
+        ("audio", f"{c['audio']['sample_rate']} Hz mono, {c['audio']['clip_seconds']} s windows"),
+        ("scoring", f"speech first ({c.get('scoring', {}).get('vad', 'auto')} speech detector; no speech: no "
+                    "emotion); speech longer than a window: the mean of its 50%-overlapping windows' logits "
+                    "per segment, segments weighted by duration"),
         ("calibration", f"temperature {c.get('temperature', 1.0):.3f} (fitted on the validation split)"),
     ]
     if data:
@@ -55,9 +58,11 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
                       f"val {tcfg.get('val_size')}); "
                       + ", ".join(f"{p} {v['clips']} clips/{v['speakers']} speakers"
                                   for p, v in data.get("parts", {}).items())),
-            ("best epoch", f"{training.get('best_epoch')} of {training.get('epochs_run')} "
-                           f"(chosen on validation {tcfg.get('monitor')} = {training.get('best_score', 0):.3f})"),
         ]
+        fit = training.get("head_fit")
+        rows.append(("head", f"{fit['method']}, C {fit['C']} chosen on validation") if fit else
+                    ("best epoch", f"{training.get('best_epoch')} of {training.get('epochs_run')} "
+                                   f"(chosen on validation {tcfg.get('monitor')} = {training.get('best_score', 0):.3f})"))
         if tcfg.get("split") == "random":
             rows.append(("WARNING", "random split: test speakers were also in training, metrics are inflated"))
         elif data.get("test_speakers"):
@@ -72,6 +77,12 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
                                      f"({test['n']} clips, held-out speakers)"))
         for corpus, m in test.get("per_corpus", {}).items():
             rows.append(("", f"{corpus}: accuracy {m['accuracy']:.3f}, UAR {m['uar']:.3f} ({m['n']} clips)"))
+    backbone = c["model_config"].get("backbone") if c["model_type"] == "encoder_head" else None
+    if backbone:
+        info = backbone_info(backbone)
+        rows.append(("encoder", f"{backbone}: {info.get('source', 'inside the bundle')} hidden layers 0-"
+                                f"{info.get('layers', 1) - 1}, {info.get('precision', '?')} ONNX"
+                                + (" (OpenAI's weights, MIT licence)" if "whisper" in str(info.get("source")) else "")))
     if c.get("licence"):
-        rows.append(("licence", c["licence"]))
+        rows.append(("licence", c["licence"] + " Speech detection: Silero VAD (MIT licence)."))
     return f"Model card: {folder}", rows
