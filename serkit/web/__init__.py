@@ -7,7 +7,7 @@ Every bundle is loaded once, when the app is built (so once per server process),
 request. Configuration keys (all optional):
 
 ``SERKIT_MODELS``         mapping name -> bundle folder (or an already loaded Predictor);
-                          default ``{"default": serkit.default_model_path()}``
+                          default: the shipped models, ``default`` and ``fast``
 ``SERKIT_DEFAULT_MODEL``  the name used when a request names none (default: the first)
 ``MAX_CONTENT_LENGTH``    largest request body in bytes (default 20 MiB) -> 413
 ``SERKIT_MAX_SECONDS``    longest audio accepted (default 120 s) -> 413
@@ -29,7 +29,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from serkit.config import VADS
-from serkit.inference import Predictor, default_model_path, load_model
+from serkit.inference import SHIPPED, Predictor, load_model, shipped_model_path
 from serkit.vad import make_vad
 from serkit.web import api, page
 from serkit.web.service import ServedModel, Service, service  # noqa: F401  (re-exported)
@@ -72,8 +72,8 @@ class MemoryRequest(Request):
 
 def load_models(spec: Mapping[str, str | os.PathLike | Predictor] | None) -> dict[str, ServedModel]:
     """Load every bundle of ``spec`` (name -> folder or Predictor); the default model when None."""
-    if spec is None:
-        spec = {"default": default_model_path()}
+    if spec is None:   # the shipped models, the default first
+        spec = {name: shipped_model_path(name) for name in SHIPPED if (shipped_model_path(name) / "config.json").is_file()}
     if not spec:
         raise ValueError("no models to serve; give at least one bundle")
     models = {}
