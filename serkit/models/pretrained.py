@@ -165,14 +165,40 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def resolve_backbone(spec: str, revision: str | None = None) -> Path:
+#: Folders (os.pathsep-separated) where a bundle's backbone folder may lie, besides the Hugging
+#: Face cache and the bundle's own folder.
+BACKBONE_DIRS_ENV = "SERKIT_BACKBONE_DIRS"
+
+
+def backbone_places(bundle: Path | None = None) -> list[Path]:
+    """Where a backbone folder named by a bundle (not by the user) may lie: the Hugging Face hub
+    cache, the bundle's own folder and the folders in ``$SERKIT_BACKBONE_DIRS``."""
+    from huggingface_hub import constants
+
+    places = [Path(constants.HF_HUB_CACHE)] + ([bundle] if bundle is not None else [])
+    places += [Path(p).expanduser() for p in os.environ.get(BACKBONE_DIRS_ENV, "").split(os.pathsep) if p.strip()]
+    return [p.resolve() for p in places]
+
+
+def resolve_backbone(spec: str, revision: str | None = None, trusted: bool = True,
+                     bundle: Path | None = None) -> Path:
     """The local folder holding backbone ``spec``: the folder itself, or the hub snapshot in the
     Hugging Face cache (downloaded, config and safetensors only, when the hub can be reached).
 
+    ``trusted=False`` is for a backbone that a bundle (``bundle``) names rather than the user:
+    a hub name is then only looked up in the local cache, never downloaded, and a folder must lie
+    inside :func:`backbone_places`, so a tampered bundle cannot make loading reach the network or
+    read and hash files anywhere on the machine.
     Raises :class:`BackboneError` with what to do when it cannot.
     """
     path = Path(spec).expanduser()
     if path.is_dir():
+        if not trusted and not any(path.resolve().is_relative_to(p) for p in backbone_places(bundle)):
+            raise BackboneError(
+                f"{bundle}: its backbone folder {spec} is outside the places a bundle may name (the "
+                f"Hugging Face cache, the bundle's folder, ${BACKBONE_DIRS_ENV}); if you trust this "
+                f"bundle, add the folder's parent to {BACKBONE_DIRS_ENV} (export {BACKBONE_DIRS_ENV}="
+                f"{path.resolve().parent})")
         return path.resolve()
     if path.exists():
         raise BackboneError(f"--backbone {spec}: is a file; pass the model's folder (config.json + model.safetensors)")
@@ -188,6 +214,10 @@ def resolve_backbone(spec: str, revision: str | None = None) -> Path:
         raise BackboneError(f"--backbone {spec!r} is neither a folder nor a valid model name ({exc})") from None
     except (OSError, ValueError):
         pass  # not in the local cache
+    if not trusted:
+        raise BackboneError(f"{bundle}: its backbone {spec!r} is not in the local Hugging Face cache, and serkit "
+                            "never downloads what a bundle names; fetch it yourself first (huggingface-cli "
+                            f"download {spec}), or train with --backbone {spec}")
     if _offline() or not _hub_reachable():
         raise BackboneError(f"cannot reach the model hub for {spec!r} and it is not in the local "
                             "Hugging Face cache; pass a local folder with --backbone PATH")
@@ -420,7 +450,9 @@ class PooledHead(nn.Module):
 class PretrainedSER(nn.Module):
     """Waveforms (batch, samples) float32 at 16 kHz + valid lengths (batch,) -> logits (batch, classes)."""
 
-    def __init__(self, config: PretrainedConfig):
+    def __init__(self, config: PretrainedConfig, trusted: bool = True, bundle: Path | None = None):
+        """``trusted=False``: the config comes from the bundle ``bundle``, not from the user (see
+        :func:`resolve_backbone`)."""
         super().__init__()
         from transformers import AutoConfig
 
@@ -436,7 +468,7 @@ class PretrainedSER(nn.Module):
             hf_config = AutoConfig.for_model(stored.pop("model_type"), **stored)
             folder = None
         else:
-            folder = resolve_backbone(c.backbone, c.revision)
+            folder = resolve_backbone(c.backbone, c.revision, trusted=trusted, bundle=bundle)
             checksum = weights_checksum(folder)
             if c.checksum and c.checksum != checksum:
                 raise BackboneError(
