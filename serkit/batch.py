@@ -20,15 +20,16 @@ import csv
 import io
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from serkit.audio import AudioError, load_audio
+from serkit.audio import MAX_SECONDS, AudioError, load_audio
 from serkit.inference import Prediction, Predictor
+from serkit.manifest import reading_csv
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 #: Column names a manifest CSV may use for the audio path (matched case-insensitively).
@@ -43,7 +44,7 @@ def manifest_paths(manifest: str | os.PathLike) -> list[str]:
     Relative paths resolve against the CSV's folder, as in :func:`serkit.manifest.read_manifest`.
     """
     manifest = Path(manifest)
-    with open(manifest, newline="", encoding="utf-8-sig") as fh:
+    with open(manifest, newline="", encoding="utf-8-sig") as fh, reading_csv(manifest):
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []
         column = next((f for f in fields if f.strip().lower() in PATH_COLUMNS), None)
@@ -102,7 +103,7 @@ def read_done(path: str | os.PathLike, labels: Sequence[str]) -> set[str]:
     _drop_partial_last_line(path)
     done: set[str] = set()
     if path.suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh, reading_csv(path):
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is not None and header != csv_columns(labels):
@@ -110,7 +111,7 @@ def read_done(path: str | os.PathLike, labels: Sequence[str]) -> set[str]:
                                  f"({', '.join(csv_columns(labels))}); write to a new file")
             done.update(row[0] for row in reader if row)
     else:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
             for n, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
@@ -139,7 +140,8 @@ class ResultWriter:
                              "or remove the file")
         self.done = read_done(self.path, self.labels) if exists else set()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = open(self.path, "a", newline="", encoding="utf-8")
+        # surrogateescape: a file name that is not UTF-8 is written as its own bytes (and read back so)
+        self.fh = open(self.path, "a", newline="", encoding="utf-8", errors="surrogateescape")
         if self.path.suffix == ".csv" and self.fh.tell() == 0:
             self.fh.write(self._csv_line(csv_columns(self.labels)))
             self._sync()
@@ -195,6 +197,40 @@ class DecodeDataset:
 
 def _as_list(batch: list) -> list:
     return batch
+
+
+def header_seconds(path: str) -> float:
+    """The length a file's header states (0 when it cannot be read: decoding will say why)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(path)
+        return info.frames / info.samplerate if info.frames < 2 ** 62 else MAX_SECONDS
+    except (RuntimeError, sf.LibsndfileError, OSError, ValueError, TypeError, EOFError, ZeroDivisionError):
+        return 0.0
+
+
+class budget_batches:
+    """Indices of ``files`` in order, in groups of at most ``batch_size`` files whose stated lengths
+    add up to at most ``max_seconds`` (a longer file is a group of its own, which decoding refuses),
+    so the audio a batch holds in memory is bounded however long the files are. Lazy (headers are
+    read as the groups are taken) and iterable again, as a DataLoader's ``batch_sampler``."""
+
+    def __init__(self, files: Sequence[str], batch_size: int, max_seconds: float = MAX_SECONDS):
+        self.files, self.batch_size, self.max_seconds = files, batch_size, max_seconds
+
+    def __iter__(self) -> Iterator[list[int]]:
+        group: list[int] = []
+        seconds = 0.0
+        for i, f in enumerate(self.files):
+            length = header_seconds(f)
+            if group and (len(group) >= self.batch_size or seconds + length > self.max_seconds):
+                yield group
+                group, seconds = [], 0.0
+            group.append(i)
+            seconds += length
+        if group:
+            yield group
 
 
 @dataclass
@@ -286,8 +322,8 @@ def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: 
     with ResultWriter(output, predictor.labels, resume=resume) as writer:
         todo = [f for f in files if f not in writer.done]
         skipped = len(files) - len(todo)
-        loader = DataLoader(DecodeDataset(todo, predictor.sample_rate), batch_size=batch_size,
-                            num_workers=workers, collate_fn=_as_list, shuffle=False)
+        loader = DataLoader(DecodeDataset(todo, predictor.sample_rate), batch_sampler=budget_batches(todo, batch_size),
+                            num_workers=workers, collate_fn=_as_list)
         batches = (score_batch(predictor, items, batch_size) for items in (loader if todo else []))
         scored, failed = write_batches(batches, writer, len(files), skipped, "scoring", progress, on_batch)
     return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates)
