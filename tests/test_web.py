@@ -362,7 +362,7 @@ def test_upload_over_byte_limit_is_413(bundle):
 
 def test_too_short_audio_is_422(client):
     assert_error(post_file(client, audio_bytes(0.1)), 422, "too_short")
-    assert_error(post_file(client, wav_header(0)), 422, "too_short")        # a header, no samples
+    assert_error(post_file(client, wav_header(0)), 400, "undecodable")      # a header, no samples: not audio at all
 
 
 @pytest.mark.parametrize("wave", [
