@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from serkit import corpora
 from serkit.emotions import resolve_emotions
-from serkit.manifest import SkipReport, Utterance, write_manifest
+from serkit.manifest import SkipReport, Utterance, display_path, write_manifest
 
 
 @dataclass
@@ -59,7 +60,7 @@ def summary_table(utts: list[Utterance]) -> Table:
                        for em in emotions]
         if c is None:
             table.add_section()
-        table.add_row("total" if c is None else c, *map(str, per_emotion), str(len(sel)),
+        table.add_row("total" if c is None else escape(c), *map(str, per_emotion), str(len(sel)),
                       str(len({u.group for u in sel})), f"{sum(u.duration or 0 for u in sel) / 3600:.2f}")
     return table
 
@@ -69,7 +70,7 @@ def skip_table(report: SkipReport) -> Table:
     for col in ("corpus", "reason", "files"):
         table.add_column(col, justify="right" if col == "files" else "left")
     for (corpus, reason), n in sorted(report.counts().items()):
-        table.add_row(corpus, reason, str(n))
+        table.add_row(escape(corpus), escape(reason), str(n))
     return table
 
 
@@ -79,7 +80,7 @@ def print_summary(result: PrepareResult, console: Console, verbose: bool = False
         console.print(skip_table(result.skipped))
         if verbose:
             for corpus, reason, path in result.skipped.items:
-                console.print(f"  skipped [{corpus}] {reason}: {path}", highlight=False,
+                console.print(f"  skipped [{corpus}] {reason}: {display_path(path)}", highlight=False,
                               markup=False, soft_wrap=True)
     if result.manifest:
         console.print(f"wrote {len(result.utterances)} clips to {result.manifest}"
