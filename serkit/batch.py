@@ -203,8 +203,10 @@ def header_seconds(path: str) -> float:
     """The length a file's header states (0 when it cannot be read: decoding will say why)."""
     import soundfile as sf
 
+    if not os.path.isfile(path):      # missing, a folder, or a FIFO (whose open would wait for a writer)
+        return 0.0
     try:
-        info = sf.info(path)
+        info = sf.info(os.fsencode(path))
         return info.frames / info.samplerate if info.frames < 2 ** 62 else MAX_SECONDS
     except (RuntimeError, sf.LibsndfileError, OSError, ValueError, TypeError, EOFError, ZeroDivisionError):
         return 0.0

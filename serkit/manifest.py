@@ -64,7 +64,8 @@ class SkipReport:
             w = csv.writer(fh)
             w.writerow(["Dataset", "Reason", "File"])
             for corpus, reason, p in self.items:
-                w.writerow([corpus, reason, display_path(_rel(Path(p).resolve(), base))])
+                # abspath, not resolve: a symlink loop is a file to report, not an error
+                w.writerow([corpus, reason, display_path(_rel(Path(os.path.abspath(p)), base))])
 
 
 @contextmanager
