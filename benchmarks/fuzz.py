@@ -21,11 +21,12 @@ the server listens on 127.0.0.1 only.
   worker process (one import of torch, not one per case), and every ``--subprocess-every``-th case
   also as a real ``python -m serkit`` command. Outcomes: ``ok`` (exit 0), ``expected error`` (exit
   1 with per-file errors, or exit 2 with one ``error:`` line or a usage message), ``traceback``,
-  ``bad output`` (``-f json`` output that is not strict JSON), ``hang`` and ``user file changed``
-  (a file in the user's folder whose bytes changed).
+  ``messy error`` (exit 2 without exactly one ``error:`` line), ``bad output`` (``-f json``
+  output that is not strict JSON), ``hang`` and ``user file changed`` (a file in the user's
+  folder whose bytes changed).
 
-Exits 1 when any case ends in a traceback, 5xx, bad answer, hang, connection error or changed
-user file.
+Exits 1 when any case ends in a traceback, 5xx, bad answer or output, messy error, hang,
+connection error or changed user file.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ from load import Client, HOST, encode, fuzz_request, multipart, mutate, seeds, s
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["angry", "happy", "sad"]
-BAD = ("traceback", "5xx", "bad answer", "bad output", "hang", "connection error", "user file changed")
+BAD = ("traceback", "5xx", "bad answer", "bad output", "messy error", "hang", "connection error", "user file changed")
 
 
 # ----------------------------------------------------------------------------- the workspace
@@ -282,7 +283,10 @@ def run_in_process(argv: list[str], timeout: float) -> dict:
     return result
 
 
-def classify(argv: list[str], r: dict) -> str:
+def classify(argv: list[str], r: dict, python_stderr_only: bool = True) -> str:
+    """The outcome of one CLI case. ``python_stderr_only``: the case ran in the worker, whose
+    captured stderr holds only what Python wrote (not a C library's own notes on fd 2), so a
+    user's mistake must show there as exactly one ``error:`` line."""
     if r["exception"] == "hang":
         return "hang"
     if r["exception"] or "Traceback (most recent call last)" in r["stderr"]:
@@ -295,6 +299,10 @@ def classify(argv: list[str], r: dict) -> str:
             return "bad output"
     if rc == 0:
         return "ok"
+    lines = [line for line in r["stderr"].splitlines() if line.strip()]
+    if rc == 2 and python_stderr_only and not any(line.startswith("usage:") for line in lines) \
+            and (len(lines) != 1 or not lines[0].startswith("error: ")):
+        return "messy error"
     if rc in (1, 2):
         return "expected error"
     return "traceback"
@@ -363,7 +371,7 @@ def run_cli_cases(ws: dict, count: int, seed: int, timeout: float, every: int) -
             if every and k % every == 0:
                 runs.append(("subprocess", run_subprocess(argv, ws["root"], timeout + 30)))
             for how, r in runs:
-                outcome = classify(argv, r)
+                outcome = classify(argv, r, python_stderr_only=how == "in-process")
                 after = snapshot(ws["user"])
                 if after != before:
                     changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))

@@ -147,7 +147,7 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
         raise BundleError(f"{path}: {size / 1e6:.1f} MB is far too large for a bundle's config "
                           f"(at most {MAX_CONFIG_BYTES // 1024 // 1024} MiB)")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8-sig"))   # an editor's BOM is fine
     except RecursionError:
         raise BundleError(f"{path}: nested too deeply to be a bundle's config") from None
     except (ValueError, OSError) as exc:   # JSONDecodeError, UnicodeDecodeError, huge integers
@@ -184,7 +184,10 @@ def load_bundle(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatches raise even with strict=False
-            raise BundleError(f"{folder}: weights do not fit the model ({exc})") from None
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            first = next((line for line in lines if line.startswith("size mismatch")), lines[0] if lines else "")
+            more = f"; {len(lines) - 2} more" if len(lines) > 2 else ""
+            raise BundleError(f"{folder}: weights do not fit the model ({first}{more})") from None
         if missing or unexpected:
             raise BundleError(f"{folder}: weights do not fit the model "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

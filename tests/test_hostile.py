@@ -166,11 +166,24 @@ def test_a_tampered_config_is_one_bundle_error_naming_file_and_key(copy_of, case
         one_error_line(*run_cli(capsys, *argv)[::2], "config.json")
 
 
-def test_the_schema_passes_every_bundle_serkit_writes(bundle):
+def test_the_schema_passes_every_bundle_serkit_writes(bundle, copy_of):
     from serkit.inference import default_model_path
 
     for folder in (bundle, default_model_path()):
         assert read_config(folder)["labels"]
+    edited = copy_of()                                       # saved by an editor that writes a BOM
+    (edited / "config.json").write_text("\ufeff" + (edited / "config.json").read_text(), encoding="utf-8")
+    assert read_config(edited)["labels"] == LABELS
+
+
+def test_weights_of_another_shape_are_one_line(copy_of, tmp_path, capsys):
+    folder = copy_of()
+    torch.manual_seed(0)
+    wider = save_bundle(tmp_path / "wider", CNNLSTM(CNNLSTMConfig(n_classes=3, channels=[4, 8, 8], lstm_hidden=16)),
+                        LABELS, {"sample_rate": SR, "clip_seconds": 3.0})
+    (folder / "model.safetensors").write_bytes((wider / "model.safetensors").read_bytes())
+    one_error_line(*run_cli(capsys, "predict", "-m", folder, folder / "x.wav")[::2],
+                   "weights do not fit the model (size mismatch for lstm.")
 
 
 @pytest.mark.parametrize("weights", [b"", b"hello, not safetensors" * 10, "half", b"\xff" * 16])
