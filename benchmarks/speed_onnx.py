@@ -21,6 +21,7 @@ Compare numbers only within one run, on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -44,6 +45,9 @@ def backbone_bundle(spec: str, tmp: Path) -> Path:
     from speed import random_backbone
 
     path = str(random_backbone(spec.split(":", 1)[1], tmp)) if spec.startswith("random:") else spec
+    # The bundle names this folder; loading it (export, the eager baseline) must find it allowed.
+    os.environ["SERKIT_BACKBONE_DIRS"] = os.pathsep.join(
+        p for p in (os.environ.get("SERKIT_BACKBONE_DIRS"), str(Path(path).resolve().parent)) if p)
     torch.manual_seed(0)
     model_ = PretrainedSER(PretrainedConfig(n_classes=len(DEFAULT_EMOTIONS), backbone=path, clip_seconds=3.0))
     return save_bundle(tmp / "backbone-bundle", model_.eval(), list(DEFAULT_EMOTIONS),

@@ -21,8 +21,13 @@ from rich.progress import track
 SAMPLE_RATE = 16000          # Hz: every model in serkit sees 16 kHz mono
 CLIP_SECONDS = 3.0           # default model window
 CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)  # 48000 samples in a 3 s window
-MAX_SECONDS = 3600.0         # load_audio refuses longer inputs (an hour is 230 MB of float32);
-                             # long recordings go through the streaming timeline instead
+MAX_SECONDS = 1200.0         # load_audio refuses longer inputs: 20 min is 77 MB of float32 at 16 kHz, and
+                             # scoring it holds about 6x that in windows; long recordings go through the
+                             # streaming timeline instead (bounded memory at any length)
+BUDGET_RATE, BUDGET_CHANNELS = 48000, 2   # the raw-sample budget: max_seconds of 48 kHz stereo (as the web app's)
+MAX_SAMPLES = int(MAX_SECONDS * BUDGET_RATE * BUDGET_CHANNELS)   # 115.2 M samples x channels
+BLOCK_VALUES = 1 << 22       # samples x channels decoded per block (16 MB of float32): the multichannel
+                             # source is never held whole, only its mono mix at the target rate
 CACHE_ROOT = Path(os.environ.get("SERKIT_CACHE", Path.home() / ".cache" / "serkit"))  # every cache lives here
 UNKNOWN_LENGTH = 2**62       # frame counts from here up mean "not in the header" (libsndfile: 2**63 - 1)
 MAX_AMPLITUDE = 1000.0       # float samples beyond +-1000 (+60 dBFS) are not audio scaled to +-1
@@ -88,7 +93,7 @@ def check_samples(data: np.ndarray, name: str) -> None:
 
 def _describe(source: AudioSource) -> str:
     if isinstance(source, (str, os.PathLike)):
-        return str(source)
+        return os.fsencode(source).decode("utf-8", "backslashreplace")   # printable, whatever the name's bytes
     if isinstance(source, (bytes, bytearray)):
         return f"<{len(source)} bytes>"
     return getattr(source, "name", None) or "<file object>"
@@ -103,17 +108,26 @@ def open_length_error(name: str, exc: Exception) -> AudioError:
                       "e.g. ffmpeg -i IN OUT.flac")
 
 
+def sample_budget(max_seconds: float) -> int:
+    """Raw samples x channels that ``max_seconds`` of 48 kHz stereo hold: what a decode may cost."""
+    return int(max_seconds * BUDGET_RATE * BUDGET_CHANNELS)
+
+
 def load_audio(
     source: AudioSource,
     sample_rate: int = SAMPLE_RATE,
     max_seconds: float | None = MAX_SECONDS,
+    max_samples: int | None = MAX_SAMPLES,
 ) -> np.ndarray:
     """Decode ``source`` (a path, raw bytes or a binary file object) to mono float32 at ``sample_rate``.
 
-    Any channel count is averaged to mono; any rate is resampled with soxr (high quality).
+    Any channel count is averaged to mono; any rate is resampled with soxr (high quality), block
+    by block, so memory holds the mono result and one block, never the whole multichannel source.
     Returns a 1-D array of samples in [-1, 1] (float inputs are kept as they are).
-    Raises :class:`AudioError` for undecodable, zero-length, NaN/inf-filled input and for input
-    longer than ``max_seconds`` (checked from the header, before decoding); ``None`` disables the cap.
+    Raises :class:`AudioError` for undecodable, zero-length, NaN/inf-filled input, for input
+    longer than ``max_seconds`` and for input holding more than ``max_samples`` samples x channels
+    (both checked from the header, before decoding; a header without a length is checked while
+    decoding); ``None`` disables a cap.
     Samples beyond :data:`MAX_AMPLITUDE` raise :class:`OutOfRangeAudio`.
     """
     name = _describe(source)
@@ -121,46 +135,75 @@ def load_audio(
         if not source:
             raise AudioError(f"{name}: empty input (0 bytes)")
         source = io.BytesIO(source)
-    elif isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
-        raise AudioError(f"{name}: file not found")
+    elif isinstance(source, (str, os.PathLike)):
+        if not Path(source).is_file():
+            raise AudioError(f"{name}: file not found")
+        source = os.fsencode(source)   # libsndfile opens any name as bytes, UTF-8 or not
     too_long = ("{name}: {seconds} s is longer than the {limit:.0f} s limit; split it, or score it "
                 "as a timeline (serkit predict --timeline)")
     try:
         with sf.SoundFile(source) as f:
-            rate, frames = f.samplerate, f.frames
+            rate, frames, channels = f.samplerate, f.frames, f.channels
             cap = None if max_seconds is None else int(max_seconds * rate)
-            if frames >= UNKNOWN_LENGTH:
-                # A streamed file (e.g. FLAC from a live encoder) whose header leaves the length
-                # open: libsndfile reports 2**63 - 1 frames. Decode in blocks up to the cap.
-                blocks, total = [], 0
-                while True:
-                    try:
-                        block = f.read(1 << 16, dtype="float32", always_2d=True)
-                    except (sf.LibsndfileError, RuntimeError) as exc:
-                        raise open_length_error(name, exc) from None
-                    if not len(block):
-                        break
-                    blocks.append(block)
-                    total += len(block)
-                    if cap is not None and total > cap:
-                        raise AudioError(too_long.format(name=name, seconds=f"over {max_seconds:.0f}",
-                                                         limit=max_seconds))
-                data = np.concatenate(blocks) if blocks else np.zeros((0, f.channels), np.float32)
-            elif cap is not None and frames > cap:
-                raise AudioError(too_long.format(name=name, seconds=f"{frames / rate:.0f}", limit=max_seconds))
-            else:
-                data = f.read(dtype="float32", always_2d=True)
+            open_length = frames >= UNKNOWN_LENGTH   # a streamed file (e.g. FLAC from a live encoder):
+            if not open_length:                      # libsndfile reports 2**63 - 1 frames
+                if cap is not None and frames > cap:
+                    raise AudioError(too_long.format(name=name, seconds=f"{frames / rate:.0f}", limit=max_seconds))
+                if max_samples is not None and frames * channels > max_samples:
+                    raise too_many_samples(name, frames, channels, rate, max_samples)
+            limit = None
+            if open_length:   # checked while decoding: stop as soon as the stream goes past a cap
+                caps = [c for c in (cap, None if max_samples is None else max_samples // channels) if c is not None]
+                limit = min(caps) if caps else None
+            wave, total = _decode_mono(f, name, sample_rate, open_length, limit)
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, EOFError) as exc:
         raise AudioError(f"{name}: cannot decode audio ({exc})") from None
-    if data.shape[0] == 0:
+    if total == 0:
         raise AudioError(f"{name}: contains no samples")
-    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     check_samples(wave, name)
-    if rate != sample_rate:
-        wave = soxr.resample(wave, rate, sample_rate, quality="HQ")
-    return np.ascontiguousarray(wave, dtype=np.float32)
+    return wave
+
+
+def too_many_samples(name: str, frames: int, channels: int, rate: int, max_samples: int) -> AudioError:
+    return AudioError(f"{name}: {frames / rate:.0f} s of {channels} channel(s) at {rate} Hz is {frames * channels:,} "
+                      f"samples, more than the {max_samples:,} decoded at once ({max_samples / 96000:.0f} s of "
+                      "48 kHz stereo); score it as a timeline (serkit predict --timeline), or downmix it first")
+
+
+def _decode_mono(f: sf.SoundFile, name: str, sample_rate: int, open_length: bool,
+                 limit: int | None = None) -> tuple[np.ndarray, int]:
+    """The open file's mono mix at ``sample_rate``, decoded and resampled block by block, and the
+    number of source frames read. Raises AudioError for non-finite samples, a failed read, or
+    more than ``limit`` frames."""
+    rate, channels = f.samplerate, f.channels
+    resampler = (soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ")
+                 if rate != sample_rate else None)     # bit-identical to resampling all at once
+    block = max(1, BLOCK_VALUES // max(channels, 1))
+    parts, total = [], 0
+    while True:
+        try:
+            data = f.read(block, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            if open_length:
+                raise open_length_error(name, exc) from None
+            raise AudioError(f"{name}: cannot decode audio ({exc})") from None
+        if not len(data):
+            break
+        total += len(data)
+        if limit is not None and total > limit:
+            raise AudioError(f"{name}: the header leaves the length open and the audio goes on past "
+                             f"{limit / rate:.0f} s, the most decoded at once; split it, or score it as a "
+                             "timeline (serkit predict --timeline)")
+        mono = data.mean(axis=1) if channels > 1 else data[:, 0]
+        if not np.isfinite(mono).all():
+            raise AudioError(f"{name}: contains NaN or infinite samples")
+        parts.append(resampler.resample_chunk(np.ascontiguousarray(mono)) if resampler else mono)
+    if resampler is not None and total:
+        parts.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+    wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return np.ascontiguousarray(wave, dtype=np.float32), total
 
 
 def pad_or_trim(wave: np.ndarray, length: int, crop: str = "center",

@@ -28,16 +28,17 @@ import csv
 import io
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from serkit.audio import AudioError, load_audio
+from serkit.audio import MAX_SECONDS, AudioError, load_audio
 from serkit.display import PROB_DECIMALS, SECONDS_DECIMALS, prediction_dict, progress_bar  # noqa: F401
 from serkit.inference import Prediction, Predictor
+from serkit.manifest import reading_csv
 from serkit.safety import OutputError, check_output_file, to_json
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
@@ -53,7 +54,7 @@ def manifest_paths(manifest: str | os.PathLike) -> list[str]:
     Relative paths resolve against the CSV's folder, as in :func:`serkit.manifest.read_manifest`.
     """
     manifest = Path(manifest)
-    with open(manifest, newline="", encoding="utf-8-sig") as fh:
+    with open(manifest, newline="", encoding="utf-8-sig") as fh, reading_csv(manifest):
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []
         column = next((f for f in fields if f.strip().lower() in PATH_COLUMNS), None)
@@ -103,10 +104,7 @@ def read_done(path: str | os.PathLike, labels: Sequence[str]) -> set[str]:
         return set()
     data = path.read_bytes()
     complete = data[:data.rfind(b"\n") + 1]
-    try:
-        text = complete.decode("utf-8")
-    except UnicodeDecodeError:
-        raise OutputError(f"{path}: not UTF-8 text; is this a serkit output? Write to a new file") from None
+    text = complete.decode("utf-8", errors="surrogateescape")   # file names that are not UTF-8 round-trip
     files = _csv_files(path, text, labels) if path.suffix == ".csv" else _jsonl_files(path, text, labels)
     tail = data[len(complete):]
     if tail:   # a row cut by a kill: dropped, once it is sure to be the start of one of serkit's
@@ -121,7 +119,8 @@ def read_done(path: str | os.PathLike, labels: Sequence[str]) -> set[str]:
 
 
 def _csv_files(path: Path, text: str, labels: Sequence[str]) -> list[str]:
-    rows = list(csv.reader(io.StringIO(text)))
+    with reading_csv(path):      # fields as long as serkit's own rows may be
+        rows = list(csv.reader(io.StringIO(text)))
     if not rows:        # only a cut header line: nothing was scored
         return []
     header = rows[0]
@@ -177,7 +176,8 @@ class ResultWriter:
         exists = self.path.is_file() and self.path.stat().st_size > 0
         self.done = read_done(self.path, self.labels) if exists and resume else set()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = open(self.path, "a" if resume else "w", newline="", encoding="utf-8")
+        # surrogateescape: a file name that is not UTF-8 is written as its own bytes (and read back so)
+        self.fh = open(self.path, "a" if resume else "w", newline="", encoding="utf-8", errors="surrogateescape")
         if self.path.suffix == ".csv" and self.fh.tell() == 0:
             self.fh.write(self._csv_line(csv_columns(self.labels)))
             self._sync()
@@ -239,6 +239,42 @@ def decode_item(file: str, sample_rate: int) -> tuple[str, np.ndarray | None, st
 
 def _as_list(batch: list) -> list:
     return batch
+
+
+def header_seconds(path: str) -> float:
+    """The length a file's header states (0 when it cannot be read: decoding will say why)."""
+    import soundfile as sf
+
+    if not os.path.isfile(path):      # missing, a folder, or a FIFO (whose open would wait for a writer)
+        return 0.0
+    try:
+        info = sf.info(os.fsencode(path))
+        return info.frames / info.samplerate if info.frames < 2 ** 62 else MAX_SECONDS
+    except (RuntimeError, sf.LibsndfileError, OSError, ValueError, TypeError, EOFError, ZeroDivisionError):
+        return 0.0
+
+
+class budget_batches:
+    """Indices of ``files`` in order, in groups of at most ``batch_size`` files whose stated lengths
+    add up to at most ``max_seconds`` (a longer file is a group of its own, which decoding refuses),
+    so the audio a batch holds in memory is bounded however long the files are. Lazy (headers are
+    read as the groups are taken) and iterable again, as a DataLoader's ``batch_sampler``."""
+
+    def __init__(self, files: Sequence[str], batch_size: int, max_seconds: float = MAX_SECONDS):
+        self.files, self.batch_size, self.max_seconds = files, batch_size, max_seconds
+
+    def __iter__(self) -> Iterator[list[int]]:
+        group: list[int] = []
+        seconds = 0.0
+        for i, f in enumerate(self.files):
+            length = header_seconds(f)
+            if group and (len(group) >= self.batch_size or seconds + length > self.max_seconds):
+                yield group
+                group, seconds = [], 0.0
+            group.append(i)
+            seconds += length
+        if group:
+            yield group
 
 
 @dataclass
@@ -326,8 +362,8 @@ def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: 
     with ResultWriter(output, predictor.labels, resume=resume, force=force, inputs=inputs) as writer:
         todo = [f for f in files if file_key(f) not in writer.done]
         skipped = len(files) - len(todo)
-        loader = DataLoader(DecodeDataset(todo, predictor.sample_rate), batch_size=batch_size,
-                            num_workers=workers, collate_fn=_as_list, shuffle=False)
+        loader = DataLoader(DecodeDataset(todo, predictor.sample_rate), batch_sampler=budget_batches(todo, batch_size),
+                            num_workers=workers, collate_fn=_as_list)
         batches = (score_batch(predictor, items, batch_size) for items in (loader if todo else []))
         scored, failed = write_batches(batches, writer, len(files), skipped, "scoring", progress, on_batch)
     return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates)

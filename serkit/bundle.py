@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from serkit.errors import BundleError
+from serkit.models.configs import CNNLSTMConfig, EncoderHeadConfig, PretrainedConfig
 from serkit.safety import BUNDLE_FORMAT, CONFIG, atomic_folder, to_json
 from serkit.version import __version__
 
@@ -34,6 +35,11 @@ WEIGHTS = "model.safetensors"
 ENCODER = "encoder.onnx"    # serkit.backbones.ENCODER_FILE: an encoder-head bundle's own encoder
 #: The files of a bundle: what serkit replaces in a bundle folder (anything else there stays).
 BUNDLE_FILES = (WEIGHTS, CONFIG, ENCODER)
+
+
+#: model_type -> its config dataclass (torch-free: a config is read and checked without PyTorch).
+CONFIG_CLASSES: dict[str, type] = {"cnn_lstm": CNNLSTMConfig, "pretrained": PretrainedConfig,
+                                   "encoder_head": EncoderHeadConfig}
 
 
 def _registry() -> dict[str, tuple[type, type]]:
@@ -57,7 +63,13 @@ def model_type_of(model: nn.Module) -> str:
     raise BundleError(f"no bundle model type for {type(model).__name__}")
 
 
-def build_model(model_type: str, model_config: dict[str, Any]) -> nn.Module:
+def build_model(model_type: str, model_config: dict[str, Any], source: str | os.PathLike | None = None) -> nn.Module:
+    """The model of a config (checked first, see :mod:`serkit.bundle_schema`).
+
+    ``source`` names the bundle the config comes from: such a config is not the user's own, so
+    it may not make the model reach the network or read a backbone folder outside the places a
+    bundle may name (see :func:`serkit.models.pretrained.resolve_backbone`).
+    """
     registry = _registry()
     if model_type not in registry:
         raise BundleError(f"unknown model type {model_type!r}; this serkit knows {', '.join(registry)}")
@@ -66,7 +78,16 @@ def build_model(model_type: str, model_config: dict[str, Any]) -> nn.Module:
     # Settings added after a bundle was written take the value that bundle was trained with
     # (the config class's LEGACY), not today's default.
     stored = {**getattr(config_cls, "LEGACY", {}), **model_config}
-    return model_cls(config_cls(**{k: v for k, v in stored.items() if k in known}))
+    untrusted = {"trusted": False, "bundle": Path(source)} if source is not None and model_type == "pretrained" else {}
+    try:
+        return model_cls(config_cls(**{k: v for k, v in stored.items() if k in known}), **untrusted)
+    except BundleError:
+        raise
+    except (ValueError, TypeError) as exc:   # a setting the schema passes but the model refuses
+        if type(exc) not in (ValueError, TypeError):
+            raise                            # a specific error (BackboneError) already says where
+        where = str(source or "model_config")
+        raise BundleError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
 
 
 def save_bundle(folder: str | os.PathLike, model: nn.Module, labels: list[str],
@@ -120,43 +141,64 @@ def check_outputs(folder: str | os.PathLike, config: dict[str, Any]) -> None:
 
 
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:
-    """The bundle's config.json, checked for format and version."""
+    """The bundle's config.json, checked for format, version and :mod:`serkit.bundle_schema`."""
+    from serkit.bundle_schema import MAX_CONFIG_BYTES, validate_config
+
     folder = Path(folder)
     path = folder / CONFIG
     if not path.is_file():
         raise BundleError(f"{folder}: not a serkit bundle (no {CONFIG})")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise BundleError(f"{path}: {size / 1e6:.1f} MB is far too large for a bundle's config "
+                          f"(at most {MAX_CONFIG_BYTES // 1024 // 1024} MiB)")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+        config = json.loads(path.read_text(encoding="utf-8-sig"))   # an editor's BOM is fine
+    except RecursionError:
+        raise BundleError(f"{path}: nested too deeply to be a bundle's config") from None
+    except (ValueError, OSError) as exc:   # JSONDecodeError, UnicodeDecodeError, huge integers
         raise BundleError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise BundleError(f"{path}: not a serkit bundle (a JSON {type(config).__name__}, not an object)")
     if config.get("format") != FORMAT:
         raise BundleError(f"{folder}: not a serkit bundle (format {config.get('format')!r})")
     version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise BundleError(f"{path}: format_version {version!r} is not a bundle format version")
+    if version > FORMAT_VERSION:
         raise BundleError(f"{folder}: bundle format {version} is newer than this serkit reads "
                           f"({FORMAT_VERSION}); upgrade serkit")
+    validate_config(config, path, CONFIG_CLASSES)
     check_outputs(folder, config)
     return config
 
 
 def load_bundle(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a bundle (in eval mode) and return it with its config."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = Path(folder)
     config = read_config(folder)
-    model = build_model(config["model_type"], config["model_config"])
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise BundleError(f"{folder}: missing {WEIGHTS}")
-    state = load_file(str(weights))
+    try:
+        state = load_file(str(weights))   # checks the header against the file's length
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BundleError(f"{weights}: not a readable safetensors file ({exc}); "
+                          "is it truncated or replaced?") from None
+    model = build_model(config["model_type"], config["model_config"], source=folder)
     if hasattr(model, "load_bundle_state_dict"):
         model.load_bundle_state_dict(state)
     else:
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatches raise even with strict=False
-            raise BundleError(f"{folder}: weights do not fit the model ({exc})") from None
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            first = next((line for line in lines if line.startswith("size mismatch")), lines[0] if lines else "")
+            more = f"; {len(lines) - 2} more" if len(lines) > 2 else ""
+            raise BundleError(f"{folder}: weights do not fit the model ({first}{more})") from None
         if missing or unexpected:
             raise BundleError(f"{folder}: weights do not fit the model "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

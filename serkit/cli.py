@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from serkit.version import __version__
 
@@ -21,6 +23,7 @@ err_console = Console(stderr=True)
 def cmd_prepare(args: argparse.Namespace) -> int:
     from serkit.prepare import prepare, print_summary
 
+    not_a_folder(args.output, "--output")
     result = prepare(args.roots, args.output, corpus=args.corpus, emotions=args.emotions, force=args.force)
     print_summary(result, console, verbose=args.verbose)
     if not result.utterances:
@@ -54,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       f"UAR {report['uar']:.3f}  ({report['n']} clips)")
         for corpus, m in report["per_corpus"].items():
             console.print(f"  {corpus}: accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  ({m['n']} clips)")
-    console.print(f"bundle: {args.out}/bundle   report: {args.out}/eval/report.md", highlight=False)
+    console.print(f"bundle: {args.out}/bundle   report: {args.out}/eval/report.md", highlight=False, markup=False)
     return 0
 
 
@@ -95,16 +98,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     r = evaluate_bundle(predictor, manifest, args.split, args.out, force=args.force)
     console.print(f"{predictor.name} on {args.split} ({r['n']} clips): accuracy {r['accuracy']:.3f}  "
                   f"macro-F1 {r['macro_f1']:.3f}  UAR {r['uar']:.3f}  ECE {r['calibration']['ece_after']:.3f}",
-                  highlight=False)
+                  highlight=False, markup=False)
     for corpus, m in r["per_corpus"].items():
-        console.print(f"  {corpus}: accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  ({m['n']} clips)")
+        console.print(f"  {corpus}: accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  ({m['n']} clips)", markup=False)
     if args.out:
-        console.print(f"report: {args.out}/report.md", highlight=False)
+        console.print(f"report: {args.out}/report.md", highlight=False, markup=False)
     return 0
 
 
 def expand_paths(items: Sequence[str]) -> list[str]:
-    """Files, folders (searched recursively for audio) and glob patterns, in a stable order."""
+    """Files, folders (searched recursively for audio) and glob patterns, in a stable order.
+
+    A path that exists is taken as it is, whatever characters its name holds
+    (``interview [take 2].wav``); only a path that does not exist is read as a pattern.
+    """
     import glob
     from pathlib import Path
 
@@ -118,7 +125,7 @@ def expand_paths(items: Sequence[str]) -> list[str]:
         elif p.suffix.lower() == ".csv" and p.is_file():   # a manifest: its path column
             from serkit.batch import manifest_paths
             out += manifest_paths(p)
-        elif any(ch in item for ch in "*?["):
+        elif not p.exists() and any(ch in item for ch in "*?["):
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 raise FileNotFoundError(f"no file matches {item}")
@@ -132,7 +139,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from serkit.display import prediction_dict, predictions_table
     from serkit.safety import to_json
 
+    from serkit.batch import budget_batches
+
     check_predict_flags(args)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size {args.batch_size}: give at least 1")
     predictor = load_predictor(args.model, runtime=args.runtime)
     files = expand_paths(args.paths)
     if not files:
@@ -140,8 +151,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.timeline:
         return predict_timelines(args, predictor, files)
     if args.output:
+        not_a_folder(args.output, "--output")
         return predict_batch(args, predictor, files)
-    results = predictor.predict_files(files, batch_size=args.batch_size)
+    results = []
+    for group in budget_batches(files, args.batch_size):   # bounded audio in memory per batch
+        results += predictor.predict_files([files[i] for i in group], batch_size=args.batch_size)
     if args.format == "json":
         print(to_json([prediction_dict(r) for r in results], indent=2))
     elif args.format == "csv":
@@ -191,7 +205,7 @@ def predict_batch(args: argparse.Namespace, predictor, files: list[str]) -> int:
         summary = run_batch(predictor, files, args.output, batch_size=args.batch_size, workers=args.workers,
                             resume=args.resume, progress=not args.no_progress, force=args.force,
                             inputs=args.paths)
-    err_console.print(summary.line(), highlight=False, soft_wrap=True)
+    err_console.print(summary.line(), highlight=False, markup=False, soft_wrap=True)
     return 1 if summary.failed else 0
 
 
@@ -210,6 +224,7 @@ def predict_timelines(args: argparse.Namespace, predictor, files: list[str]) -> 
         raise ValueError("--resume is for batch jobs, not --timeline")
     if args.output and Path(args.output).suffix not in (".json", ".csv"):
         raise ValueError(f"--output {args.output}: a timeline is written to .json or .csv")
+    not_a_folder(args.output, "--output")
     plot_folder = args.plot and (len(files) > 1 or not args.plot.lower().endswith(".png"))
     pngs = {file: Path(args.plot) / f"{Path(file).stem}.png" if plot_folder else Path(args.plot)
             for file in files} if args.plot else {}
@@ -217,6 +232,8 @@ def predict_timelines(args: argparse.Namespace, predictor, files: list[str]) -> 
     targets = ([(args.output, "--output")] if args.output else []) + [(png, "--plot") for png in pngs.values()]
     for path, flag in targets:
         check_output_file(path, inputs=files, force=args.force, ours=is_timeline_file, flag=flag)
+    if args.plot and not plot_folder:
+        not_a_folder(args.plot, "--plot")
     timelines, failed = [], 0
     for file in files:
         try:
@@ -229,9 +246,10 @@ def predict_timelines(args: argparse.Namespace, predictor, files: list[str]) -> 
             continue
         timelines.append(tl)
         if args.plot:
-            err_console.print(f"plot: {tl.plot(pngs[file])}", highlight=False, soft_wrap=True)
+            err_console.print(f"plot: {tl.plot(pngs[file])}", highlight=False, markup=False, soft_wrap=True)
     if args.output:
-        err_console.print(f"timeline: {write_timelines(timelines, args.output)}", highlight=False, soft_wrap=True)
+        err_console.print(f"timeline: {write_timelines(timelines, args.output)}", highlight=False, markup=False,
+                          soft_wrap=True)
     elif args.format == "json":
         print(to_json([t.to_dict() for t in timelines] if len(files) > 1 else
                       (timelines[0].to_dict() if timelines else {}), indent=2))
@@ -245,7 +263,7 @@ def predict_timelines(args: argparse.Namespace, predictor, files: list[str]) -> 
                               highlight=False, markup=False, soft_wrap=True)
     if not args.output and args.format == "table":
         for tl in (t for t in timelines if t.segments):
-            table = Table(title=f"{tl.file}: {tl.duration_s:.1f} s, {len(tl.segments)} segments (vad {tl.vad})",
+            table = Table(title=escape(f"{tl.file}: {tl.duration_s:.1f} s, {len(tl.segments)} segments (vad {tl.vad})"),
                           box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
             for col in ("start s", "end s", "emotion", "confidence", "runners-up"):
                 table.add_column(col, justify="left" if col in ("emotion", "runners-up") else "right")
@@ -269,8 +287,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         size = (r.folder / name).stat().st_size / 1e6
         console.print(f"{r.folder / name}  {precision}  {size:.2f} MB  max |p - p_torch| "
                       f"{p['max_abs_prob_diff']:.1e}  top-1 agreement {p['top1_agreement']:.0%}",
-                      highlight=False, soft_wrap=True)
-    console.print(f"use it: serkit predict --model {r.folder} FILES", highlight=False, soft_wrap=True)
+                      highlight=False, markup=False, soft_wrap=True)
+    console.print(f"use it: serkit predict --model {r.folder} FILES", highlight=False, markup=False, soft_wrap=True)
     return 0
 
 
@@ -284,7 +302,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     grid.add_column(no_wrap=True, min_width=15)
     grid.add_column(overflow="fold")
     for key, value in rows:
-        grid.add_row("  " + key, value)
+        grid.add_row("  " + escape(key), escape(value))
     console.print(title, highlight=False, markup=False, soft_wrap=True)
     console.print(grid, highlight=False)
     return 0
@@ -296,7 +314,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stopped = serve(args.model, host=args.host, port=args.port, threads=args.threads,
                     max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                     torch_threads=args.torch_threads, vad=args.vad, access_log=not args.quiet,
-                    announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
+                    connection_limit=args.connection_limit, channel_timeout=args.channel_timeout,
+                    request_timeout=args.request_timeout, cleanup_interval=args.cleanup_interval,
+                    announce=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True))
     if stopped:          # SIGTERM/SIGINT: all closed; skip unloading libraries (`docker stop` stays fast)
         exit_at_once(0)
     return 0
@@ -334,6 +354,26 @@ def add_force_option(p: argparse.ArgumentParser, what: str) -> None:
                         "an output that is an input is always refused)")
 
 
+def not_a_folder(path: str | None, flag: str) -> None:
+    """An output file that names an existing folder is refused before any work is done."""
+    if path and os.path.isdir(path):
+        raise IsADirectoryError(f"{flag} {path} is a folder; name a file")
+
+
+def bounded(kind: type, low: float, high: float | None = None):
+    """An argparse type: a ``kind`` number from ``low`` to ``high``, else a usage error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value != value or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give "
+                                             + (f"{low:g} to {high:g}" if high is not None else f"at least {low:g}"))
+        return value
+    return parse
+
+
 def add_model_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", metavar="BUNDLE", default=None,
                    help="model bundle folder (default: the shipped default model)")
@@ -359,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_force_option(p, "replace a -o file that is not a manifest serkit wrote")
     p.set_defaults(func=cmd_prepare)
 
-    from serkit.config import MODELS, MONITORS, SPLITS, VADS, TrainConfig
+    from serkit.config import MODELS, MONITORS, SERVE_DEFAULTS, SPLITS, VADS, TrainConfig
 
     d = TrainConfig()
     p = add("train", help="train a model on a manifest into a run folder")
@@ -485,12 +525,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bundle folder to serve; repeat for several (default: the shipped default model)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; "
                    "0.0.0.0 for every interface)")
-    p.add_argument("--port", type=int, default=5000, help="port to listen on")
-    p.add_argument("--threads", type=int, default=4, help="request threads")
-    p.add_argument("--torch-threads", type=int, default=1,
-                   help="threads one prediction may use (requests run in parallel instead)")
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB")
-    p.add_argument("--max-seconds", type=float, default=120.0, help="longest audio in seconds")
+    p.add_argument("--port", type=bounded(int, 0, 65535), default=5000,
+                   help="default: %(default)s; 0 picks a free port (printed at start-up)")
+    p.add_argument("--threads", type=bounded(int, 1, 256), default=4, help="request threads (default: %(default)s)")
+    p.add_argument("--torch-threads", type=bounded(int, 1, 1024), default=1,
+                   help="threads one prediction may use (default: %(default)s; requests run in parallel instead)")
+    p.add_argument("--max-upload-mb", type=bounded(float, 0.001, 4096), default=20.0,
+                   help="largest upload (default: %(default)s MB)")
+    p.add_argument("--max-seconds", type=bounded(float, 0.5, 36000), default=120.0,
+                   help="longest audio (default: %(default)s s)")
+    g = p.add_argument_group("connections (waitress; put a reverse proxy in front of a public server, see docs/web.md)")
+    g.add_argument("--connection-limit", type=bounded(int, 1, 100000), default=SERVE_DEFAULTS["connection_limit"],
+                   help="open connections at most; more wait in the listen queue (default: %(default)s)")
+    g.add_argument("--channel-timeout", type=bounded(int, 1, 86400), default=SERVE_DEFAULTS["channel_timeout"],
+                   help="seconds before a connection that sends nothing is closed (default: %(default)s)")
+    g.add_argument("--request-timeout", type=bounded(int, 1, 86400), default=SERVE_DEFAULTS["request_timeout"],
+                   help="seconds for a request to arrive whole, else its connection is closed: a client "
+                        "trickling bytes cannot hold a connection (default: %(default)s)")
+    g.add_argument("--cleanup-interval", type=bounded(int, 1, 3600), default=SERVE_DEFAULTS["cleanup_interval"],
+                   help="seconds between checks of the two timeouts (default: %(default)s)")
     p.add_argument("--vad", choices=VADS, default=None,
                    help="speech detector when a request names none (default: each model's own, silero for "
                         "the shipped ones; energy = any loud sound; none = whole clips)")
@@ -502,9 +555,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):   # a file name that is not UTF-8 prints as escapes, never fails
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        status = args.func(args)
+        sys.stdout.flush()    # a reader that went away shows here, not at the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # The reader went away (``serkit predict ... | head``): stop quietly, and point stdout at
+        # /dev/null so that the interpreter's last flush does not complain either.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):   # stdout is not a file (a test's capture)
+            pass
+        return 0
+    except (ValueError, OSError) as exc:   # OSError: missing files, folders, permissions, a full disk
         err_console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:

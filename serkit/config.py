@@ -15,6 +15,11 @@ MODELS = ("cnn_lstm", "pretrained", "encoder_head")
 MONITORS = ("val_uar", "val_macro_f1", "val_accuracy")
 #: Voice-activity detectors of emotion timelines (serkit.timeline): auto = silero when installed, else energy.
 VADS = ("auto", "silero", "energy", "none")
+#: ``serkit serve``'s connection limits (waitress settings, plus serkit's request deadline): ``connection_limit``
+#: open connections at most; ``channel_timeout`` seconds before an idle connection is closed;
+#: ``cleanup_interval`` seconds between checks; ``request_timeout`` seconds for a request to arrive whole
+#: (a client that trickles its headers or body, "slowloris", is cut off then).
+SERVE_DEFAULTS = {"connection_limit": 500, "channel_timeout": 30, "cleanup_interval": 5, "request_timeout": 60}
 
 
 @dataclass

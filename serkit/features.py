@@ -14,10 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-N_FFT = 400        # 25 ms at 16 kHz, the analysis window itself (as Whisper; 3.5x faster STFT than 512)
-WIN_LENGTH = 400   # 25 ms analysis window
-HOP_LENGTH = 160   # 10 ms: 100 frames per second, 301 frames for a 3 s clip
-N_MELS = 64
+from serkit.models.configs import HOP_LENGTH, N_FFT, N_MELS, WIN_LENGTH  # noqa: E402,F401  (defined with the config)
 
 
 def exporting() -> bool:

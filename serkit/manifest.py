@@ -10,6 +10,8 @@ import csv
 import math
 import os
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -83,7 +85,35 @@ class SkipReport:
             w = csv.writer(fh)
             w.writerow(SKIP_COLUMNS)
             for corpus, reason, p in self.items:
-                w.writerow([corpus, reason, _rel(Path(p).resolve(), base)])
+                # abspath, not resolve: a symlink loop is a file to report, not an error
+                w.writerow([corpus, reason, display_path(_rel(Path(os.path.abspath(p)), base))])
+
+
+@contextmanager
+def reading_csv(path: str | os.PathLike) -> Iterator[None]:
+    """Within the block, a CSV that is not UTF-8 text or holds a field over the csv module's limit
+    (128 KiB) raises ValueError naming the file, the line and the fix, not a bare codec error."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        data = Path(path).read_bytes()
+        try:
+            data.decode("utf-8")
+            where = ""
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            where = f" (line {line}: byte 0x{data[exc.start]:02x})"
+        raise ValueError(f"{path}: not UTF-8 text{where}; save it as UTF-8 (\"CSV UTF-8\" in a spreadsheet, "
+                         f"or iconv -f latin1 -t utf-8 {path} > utf8.csv)") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a readable CSV ({exc}); a list of clips has short fields "
+                         "(path, emotion, speaker)") from None
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A path as text that can always be printed and written as UTF-8: bytes of a file name that
+    are not UTF-8 are shown as escapes (``bad\\xe9.wav``)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -120,7 +150,7 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
     base = path.parent
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh, reading_csv(path):
         reader = csv.DictReader(fh)
         missing = {"Emotion", "File"} - set(reader.fieldnames or ())
         if missing:

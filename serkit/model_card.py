@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from serkit.backbones import backbone_info
 from serkit.bundle import WEIGHTS, read_config
@@ -23,6 +24,16 @@ def speakers_text(speakers: list[str]) -> str:
     return "; ".join(f"{corpus} {', '.join(names)}" for corpus, names in by_corpus.items())
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """A config section as a dict ({} when a hand-edited config holds something else there)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _num(value: Any, spec: str = ".3f") -> str:
+    """A number formatted by ``spec``; what is not a number is shown as it is."""
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
 def model_card(bundle: str | os.PathLike | None = None) -> str:
     """The card as plain text: a title line, then one ``  key  value`` line per row."""
     title, rows = model_card_rows(bundle)
@@ -33,9 +44,9 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
     """The card's title and (key, value) rows, for a view that wraps values under each other."""
     folder = Path(bundle) if bundle is not None else default_model_path()
     c = read_config(folder)
-    training = c.get("training", {})
-    tcfg, data = training.get("config", {}), training.get("data", {})
-    test = c.get("metrics", {}).get("test", {})
+    training = _obj(c.get("training"))
+    tcfg, data = _obj(training.get("config")), _obj(training.get("data"))
+    test = _obj(_obj(c.get("metrics")).get("test"))
     size_mb = (folder / WEIGHTS).stat().st_size / 1e6 if (folder / WEIGHTS).is_file() else 0.0
     # nested settings (a fine-tuned encoder's whole backbone config) would drown the card
     arch = ", ".join(f"{k}={v}" for k, v in c["model_config"].items() if not isinstance(v, dict))
@@ -48,7 +59,7 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
         ("scoring", f"speech first ({c.get('scoring', {}).get('vad', 'auto')} speech detector; no speech: no "
                     "emotion); speech longer than a window: the mean of its 50%-overlapping windows' logits "
                     "per segment, segments weighted by duration"),
-        ("calibration", f"temperature {c.get('temperature', 1.0):.3f} (fitted on the validation split)"),
+        ("calibration", f"temperature {_num(c.get('temperature', 1.0))} (fitted on the validation split)"),
     ]
     if data:
         rows += [
@@ -56,8 +67,8 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
                               f"{data.get('speakers')} speakers, {data.get('hours')} h"),
             ("split", f"{tcfg.get('split')} (seed {tcfg.get('seed')}; test {tcfg.get('test_size')}, "
                       f"val {tcfg.get('val_size')}); "
-                      + ", ".join(f"{p} {v['clips']} clips/{v['speakers']} speakers"
-                                  for p, v in data.get("parts", {}).items())),
+                      + ", ".join(f"{p} {_obj(v).get('clips')} clips/{_obj(v).get('speakers')} speakers"
+                                  for p, v in _obj(data.get("parts")).items())),
         ]
         fit = training.get("head_fit")
         rows.append(("head", f"{fit['method']}, C {fit['C']} chosen on validation") if fit else
@@ -72,11 +83,12 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
                 rows.append(("not trained on", f"{speakers_text(data['val_speakers'])} (validation speakers: "
                                                "they chose the epoch and the temperature)"))
     if test:
-        rows.append(("test metrics", f"accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f}, "
-                                     f"UAR {test['uar']:.3f}, ECE {test.get('ece', float('nan')):.3f} "
-                                     f"({test['n']} clips, held-out speakers)"))
-        for corpus, m in test.get("per_corpus", {}).items():
-            rows.append(("", f"{corpus}: accuracy {m['accuracy']:.3f}, UAR {m['uar']:.3f} ({m['n']} clips)"))
+        rows.append(("test metrics", f"accuracy {_num(test.get('accuracy'))}, macro-F1 {_num(test.get('macro_f1'))}, "
+                                     f"UAR {_num(test.get('uar'))}, ECE {_num(test.get('ece', float('nan')))} "
+                                     f"({test.get('n')} clips, held-out speakers)"))
+        for corpus, m in _obj(test.get("per_corpus")).items():
+            m = _obj(m)
+            rows.append(("", f"{corpus}: accuracy {_num(m.get('accuracy'))}, UAR {_num(m.get('uar'))} ({m.get('n')} clips)"))
     backbone = c["model_config"].get("backbone") if c["model_type"] == "encoder_head" else None
     if backbone:
         info = backbone_info(backbone)

@@ -10,11 +10,12 @@ from pathlib import Path
 from rich import box
 from rich.console import Console
 from rich.measure import Measurement
+from rich.markup import escape
 from rich.table import Table
 
 import serkit.corpora as corpora
 from serkit.emotions import resolve_emotions
-from serkit.manifest import SkipReport, Utterance, is_manifest, is_skip_report, write_manifest
+from serkit.manifest import SkipReport, Utterance, display_path, is_manifest, is_skip_report, write_manifest
 from serkit.safety import check_output_file
 
 
@@ -66,7 +67,7 @@ def summary_table(utts: list[Utterance], width: int | None = None) -> Table:
     for c in [*names, None]:
         sel = [u for u in utts if c is None or u.corpus == c]
         per_emotion = [sum(n for (cc, e), n in counts.items() if e == em and c in (None, cc)) for em in emotions]
-        columns["total" if c is None else c] = [*map(str, per_emotion), str(len(sel)),
+        columns["total" if c is None else escape(c)] = [*map(str, per_emotion), str(len(sel)),
                                                 str(len({u.group for u in sel})),
                                                 f"{sum(u.duration or 0 for u in sel) / 3600:.2f}"]
     fields = [*emotions, "clips", "speakers", "hours"]
@@ -102,7 +103,7 @@ def skip_table(report: SkipReport) -> Table:
     for col in ("corpus", "reason", "files"):
         table.add_column(col, justify="right" if col == "files" else "left")
     for (corpus, reason), n in sorted(report.counts().items()):
-        table.add_row(corpus, reason, str(n))
+        table.add_row(escape(corpus), escape(reason), str(n))
     return table
 
 
@@ -112,7 +113,7 @@ def print_summary(result: PrepareResult, console: Console, verbose: bool = False
         console.print(skip_table(result.skipped))
         if verbose:
             for corpus, reason, path in result.skipped.items:
-                console.print(f"  skipped [{corpus}] {reason}: {path}", highlight=False,
+                console.print(f"  skipped [{corpus}] {reason}: {display_path(path)}", highlight=False,
                               markup=False, soft_wrap=True)
     if result.manifest:
         console.print(f"wrote {len(result.utterances)} clips to {result.manifest}"

@@ -50,6 +50,18 @@ def _groups(utts: list[Utterance]) -> np.ndarray:
     return np.array([u.group for u in utts])
 
 
+def _too_few(what: str, labels: np.ndarray, groups: np.ndarray | None = None) -> SplitError:
+    """The error for a split scikit-learn cannot make: the smallest classes, and what to do."""
+    counts = Counter(labels.tolist())
+    fewest = ", ".join(f"{k.split('|')[-1] if groups is None else k} {n}" for k, n in
+                       sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))[:3])
+    speakers = "" if groups is None else f" from {len(set(groups.tolist()))} speakers"
+    return SplitError(
+        f"{what}: too few clips{speakers} to split as asked (fewest clips per "
+        f"{'emotion' if groups is None else 'corpus|emotion'}: {fewest}); every emotion needs clips in each "
+        "part. Add clips or speakers, leave rare emotions out (--emotions), or change --test-size/--val-size")
+
+
 def _group_holdout(idx: np.ndarray, utts: list[Utterance], fraction: float,
                    seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split ``idx`` into (rest, held) with about ``fraction`` of the speaker groups held out."""
@@ -61,7 +73,10 @@ def _group_holdout(idx: np.ndarray, utts: list[Utterance], fraction: float,
         raise SplitError(f"only {n_groups} speaker(s) left to split; a speaker-independent split "
                          "needs at least 3 speakers in all (or use --split random)")
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    folds = list(cv.split(np.zeros(len(sub)), _strata(sub), groups))
+    try:
+        folds = list(cv.split(np.zeros(len(sub)), _strata(sub), groups))
+    except ValueError:
+        raise _too_few("speaker-independent split", _strata(sub), groups) from None
     # The shuffle only breaks ties between equally mixed speakers, so with uneven speakers every
     # seed gives the same folds: the seed also picks which fold is held out.
     rest, held = folds[int(np.random.default_rng(seed).integers(n_splits))]
@@ -87,9 +102,12 @@ def split(utts: list[Utterance], protocol: str = "speaker", *, test_size: float 
     parts = np.array(["train"] * len(utts), dtype=object)
     if protocol == "random":
         labels = np.array([u.emotion for u in utts])
-        rest, test = train_test_split(idx, test_size=test_size, stratify=labels, random_state=seed)
-        train, val = train_test_split(rest, test_size=val_size / (1 - test_size),
-                                      stratify=labels[rest], random_state=seed)
+        try:
+            rest, test = train_test_split(idx, test_size=test_size, stratify=labels, random_state=seed)
+            train, val = train_test_split(rest, test_size=val_size / (1 - test_size),
+                                          stratify=labels[rest], random_state=seed)
+        except ValueError:
+            raise _too_few("random split", labels) from None
     elif protocol == "corpus":
         corpora = sorted({u.corpus for u in utts})
         if test_corpus not in corpora:
@@ -122,7 +140,11 @@ def speaker_folds(utts: list[Utterance], k: int = 5, *, val_size: float = 0.15,
         raise SplitError(f"{k}-fold speaker CV needs more than {k} speakers; found {len(set(groups))}")
     idx = np.arange(len(utts))
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    for rest, test in cv.split(idx, _strata(utts), groups):
+    try:
+        folds = list(cv.split(idx, _strata(utts), groups))
+    except ValueError:
+        raise _too_few(f"{k}-fold speaker CV", _strata(utts), groups) from None
+    for rest, test in folds:
         train, val = _group_holdout(rest, utts, val_size / (1 - 1 / k), seed)
         parts = np.array(["train"] * len(utts), dtype=object)
         parts[test], parts[val] = "test", "val"

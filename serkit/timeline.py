@@ -35,7 +35,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from serkit.audio import UNKNOWN_LENGTH, AudioError, check_samples, open_length_error
+from serkit.audio import BLOCK_VALUES, UNKNOWN_LENGTH, AudioError, check_samples, open_length_error
 import serkit.display as display
 from serkit.display import progress_bar
 from serkit.safety import atomic_file, atomic_write_text, first_line, to_json
@@ -66,12 +66,12 @@ class AudioStream:
             check_samples(self.wave, self.name)
             self.duration_s, self.open_length = len(self.wave) / sample_rate, False
             return
-        self.wave, self.name = None, str(source)
+        self.wave, self.name, self.path = None, os.fsencode(source).decode("utf-8", "backslashreplace"), source
         if not Path(source).is_file():
             raise AudioError(f"{self.name}: file not found")
         try:
-            with sf.SoundFile(self.name) as f:
-                self.source_rate, frames = f.samplerate, f.frames
+            with sf.SoundFile(os.fsencode(self.path)) as f:
+                self.source_rate, frames, self.channels = f.samplerate, f.frames, f.channels
         except (sf.LibsndfileError, RuntimeError, TypeError, EOFError) as exc:
             raise AudioError(f"{self.name}: cannot decode audio ({exc})") from None
         if frames == 0:
@@ -88,8 +88,10 @@ class AudioStream:
         resampler = (soxr.ResampleStream(self.source_rate, self.sample_rate, 1, dtype="float32", quality="HQ")
                      if self.source_rate != self.sample_rate else None)
         try:
-            with sf.SoundFile(self.name) as f:
-                for data in f.blocks(blocksize=int(self.block_seconds * self.source_rate), dtype="float32",
+            with sf.SoundFile(os.fsencode(self.path)) as f:
+                # at most BLOCK_VALUES samples x channels at a time, whatever the channel count
+                frames = max(1, min(int(self.block_seconds * self.source_rate), BLOCK_VALUES // max(self.channels, 1)))
+                for data in f.blocks(blocksize=frames, dtype="float32",
                                      always_2d=True):
                     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
                     check_samples(mono, self.name)

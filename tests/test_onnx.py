@@ -166,11 +166,12 @@ def test_default_dynamo_exporter_matches_pytorch(exported, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["whisper", "wav2vec2", "hubert", "wavlm"])
-def test_pretrained_bundles_export_with_dynamo(tmp_path, family):
+def test_pretrained_bundles_export_with_dynamo(tmp_path, family, monkeypatch):
     """Tiny random encoders of every family (Whisper: fixed window; wav2vec2 and WavLM: masked
     GroupNorm; HuBERT: per-frame LayerNorm) export with the default exporter, front-end included,
     and the onnxruntime Predictor matches PyTorch on clips of one to seven windows."""
     pretrained = pytest.importorskip("serkit.models.pretrained")
+    monkeypatch.setenv("SERKIT_BACKBONE_DIRS", str(tmp_path))   # the bundle's backbone lies here
     import torch
 
     from serkit.bundle import save_bundle

@@ -28,6 +28,13 @@ from serkit.models.pretrained import BackboneError, PretrainedConfig, Pretrained
 
 CLIP = 0.5  # seconds: the model window of every test here
 
+@pytest.fixture(autouse=True)
+def backbone_folders_may_lie_in_tmp(monkeypatch, tmp_path_factory):
+    """The bundles made here name backbone folders under pytest's temporary folder, which is not
+    a place a bundle may name by default (see resolve_backbone): allow it, as a user would."""
+    monkeypatch.setenv("SERKIT_BACKBONE_DIRS", str(tmp_path_factory.getbasetemp()))
+
+
 @pytest.fixture(scope="module")
 def backbones(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("backbones")

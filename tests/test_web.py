@@ -368,6 +368,7 @@ def test_upload_over_byte_limit_is_413(bundle):
 def test_too_short_audio_is_no_speech(client):
     body = post_file(client, audio_bytes(0.1)).get_json()
     assert body["emotion"] is None and "shorter than 0.25 s" in body["reason"]
+    assert_error(post_file(client, wav_header(0)), 400, "undecodable")      # a header, no samples: not audio at all
 
 
 @pytest.mark.parametrize("wave", [

@@ -33,6 +33,7 @@ CONFLICTING = "conflicting duplicates (one file, different labels)"
 
 #: Which of two copies of one clip (``x.wav`` and ``x.ogg``) is kept: the first in this order.
 _FORMAT_PREFERENCE = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".oga", ".mp3")
+NOT_UTF8 = "name is not UTF-8 (rename it)"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,16 @@ def audio_files(root: Path) -> list[Path]:
         dirnames.sort()
         out.extend(Path(dirpath) / f for f in sorted(filenames))
     return out
+
+
+def is_utf8_name(path: Path) -> bool:
+    """False for a path whose bytes are not UTF-8 (Python holds them as surrogate escapes): such a
+    name cannot be written to a UTF-8 manifest, so the file is counted as skipped, not kept."""
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def is_audio_name(path: Path) -> bool:
@@ -132,6 +143,9 @@ def scan_with(
     keep = set(emotions)
     out: list[Utterance] = []
     for path in files:
+        if not is_utf8_name(path):
+            report.add(name, NOT_UTF8, path)
+            continue
         if not is_audio_name(path):
             report.add(name, NOT_AUDIO, path)
             continue

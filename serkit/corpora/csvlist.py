@@ -16,7 +16,7 @@ from pathlib import Path
 from serkit.corpora.base import Parsed, is_audio_name, scan_with
 from serkit.corpora.folder import LABELS
 from serkit.emotions import ALL_EMOTIONS
-from serkit.manifest import SkipReport, Utterance
+from serkit.manifest import SkipReport, Utterance, reading_csv
 
 NAME = "csv"
 
@@ -36,7 +36,7 @@ def scan(csv_path: str | Path, emotions: Iterable[str] = ALL_EMOTIONS,
          report: SkipReport | None = None) -> list[Utterance]:
     """The clips a CSV lists. Raises ValueError naming the CSV when a needed column is missing."""
     csv_path = Path(csv_path)
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh, reading_csv(csv_path):
         reader = csv.DictReader(fh)
         fields = list(reader.fieldnames or [])
         path_col, emo_col = _column(fields, PATH_COLUMNS), _column(fields, EMOTION_COLUMNS)

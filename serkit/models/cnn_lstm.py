@@ -5,42 +5,12 @@ pooling over valid frames (attention or mean) -> linear head.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from serkit.features import HOP_LENGTH, N_FFT, N_MELS, WIN_LENGTH, LogMel
-
-
-@dataclass
-class CNNLSTMConfig:
-    """Architecture settings; saved in the bundle's config.json and used to rebuild the model."""
-
-    #: What bundles written before a setting existed (or changed its default) were trained with.
-    LEGACY: ClassVar[dict[str, Any]] = {"downsample": "pool", "n_fft": 512}
-
-    n_classes: int = 6
-    sample_rate: int = 16000
-    n_fft: int = N_FFT
-    win_length: int = WIN_LENGTH
-    hop_length: int = HOP_LENGTH
-    n_mels: int = N_MELS
-    normalize: str = "utterance"
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
-    # How each conv block halves time and frequency: "stride" (every convolution strided) or
-    # "pool" (the first convolution strided, the others at full resolution followed by 2x2
-    # max-pooling: 4x the later blocks' multiply-adds; the first shipped model's design).
-    downsample: str = "stride"
-    lstm_hidden: int = 96
-    pooling: str = "attention"     # "attention" or "mean", both over valid frames only
-    dropout: float = 0.3
-    # SpecAugment (training only): masks per example and their maximum widths
-    freq_masks: int = 2
-    freq_mask_width: int = 8
-    time_masks: int = 2
-    time_mask_width: int = 25
+from serkit.features import LogMel
+from serkit.models.configs import CNNLSTMConfig  # noqa: F401  (re-exported)
 
 
 def spec_augment(x: torch.Tensor, n_masks: int, width: int, dim: int) -> torch.Tensor:

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,41 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-POOLINGS = ("stats", "mean")
-COMBINES = ("weighted", "concat")
-
-
-@dataclass
-class EncoderHeadConfig:
-    """The head's architecture and the encoder it reads; stored in the bundle's config.json.
-
-    The defaults are the shipped default model's design: the mean of Whisper-base's hidden
-    layers 1-4 over the speech, side by side (2,048 features), standardised, and a logistic
-    regression. On fold 0 of the pool's speaker CV it beat an MLP on per-layer mean and std
-    (pool UAR 0.796 against 0.769; see the README's results).
-    """
-
-    n_classes: int = 6
-    backbone: str = "serkit:whisper-base-l4"   # serkit:NAME (shipped) or a file in the bundle
-    layers: list[int] = field(default_factory=lambda: [1, 2, 3, 4])   # hidden layers used (0 = embeddings)
-    dim: int = 512                  # the encoder's hidden size
-    pooling: str = "mean"           # mean: mean per layer; stats: mean and std
-    combine: str = "concat"         # concat: the layers side by side; weighted: a learned softmax-weighted sum
-    head_hidden: int = 0            # 0: a linear head, fitted as a logistic regression; > 0: an MLP (Lightning)
-    dropout: float = 0.3            # MLP heads only
-
-    def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {self.pooling!r}; choose {', '.join(POOLINGS)}")
-        if self.combine not in COMBINES:
-            raise ValueError(f"unknown combine {self.combine!r}; choose {', '.join(COMBINES)}")
-        if not self.layers or any(not isinstance(i, int) or i < 0 for i in self.layers):
-            raise ValueError(f"layers must be a non-empty list of hidden-layer indices, not {self.layers}")
-
-    @property
-    def features(self) -> int:
-        return self.dim * (2 if self.pooling == "stats" else 1)
-
+from serkit.models.configs import COMBINES, HEAD_POOLINGS, EncoderHeadConfig  # noqa: F401  (re-exported)
 
 class EncoderHead(nn.Module):
     """Per-layer features (batch, len(layers), features) -> logits (batch, classes)."""

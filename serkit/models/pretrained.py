@@ -50,7 +50,6 @@ import os
 import socket
 import threading
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -60,70 +59,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from serkit.errors import BundleError
+from serkit.models.configs import (  # noqa: F401  (re-exported)
+    DEFAULT_BACKBONE, POOLINGS, WHISPER_HOP, WHISPER_SAMPLES_PER_POSITION, WHISPER_STRIDE, BackboneError,
+    PretrainedConfig)
 from serkit.features import conv_stft_power, dft_basis, exporting
 
 # WavLM's attention passes a float position bias and a boolean padding mask to torch's
 # multi-head attention, which warns on every call with a padding mask; the result is correct.
 warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask is deprecated")
-
-DEFAULT_BACKBONE = "facebook/wav2vec2-base"
-POOLINGS = ("mean", "stats", "attention")
-WHISPER_HOP = 160            # samples per Whisper mel frame (10 ms at 16 kHz)
-WHISPER_STRIDE = 2           # the second convolution halves time: one position per 20 ms
-WHISPER_SAMPLES_PER_POSITION = WHISPER_HOP * WHISPER_STRIDE   # 320 samples per encoder frame
-
-
-class BackboneError(ValueError):
-    """A backbone that cannot be found, reached, trusted or used; names the backbone and the fix."""
-
-
-@dataclass
-class PretrainedConfig:
-    """Architecture settings; saved in the bundle's config.json and used to rebuild the model.
-
-    ``checksum`` is filled when the backbone loads and verified when a frozen-encoder bundle
-    loads the backbone again; ``backbone_config`` and ``feature_config`` (the Hugging Face model
-    and feature-extractor settings) are filled when the encoder trains, so that a fine-tuned
-    bundle rebuilds the model without the backbone folder.
-    """
-
-    n_classes: int = 6
-    backbone: str = DEFAULT_BACKBONE   # hub name or local folder (stored as an absolute path)
-    revision: str | None = None        # hub revision (branch, tag or commit) for hub names
-    checksum: str | None = None        # "sha256:..." of the backbone's .safetensors files
-    freeze: str = "head"               # "head" | "top:N" | "none"
-    pooling: str = "mean"              # "mean" | "stats" (mean and std) | "attention"
-    layer_weights: bool = True         # learned softmax-weighted sum over all hidden layers
-    layer: int = -1                    # the hidden layer used without layer_weights (0 = embeddings)
-    concat_layers: bool = False        # concatenate every layer's features instead (overrides the two above)
-    max_layers: int | None = None      # keep only the first N transformer layers (less compute)
-    layer_norm: bool = True            # normalise each layer's frames (no parameters) before pooling
-    head_hidden: int = 256             # hidden units of the MLP head (0: a linear head)
-    dropout: float = 0.2
-    encoder_lr: float | None = None    # learning rate of trainable encoder layers (None: lr / 10)
-    clip_seconds: float = 3.0          # the model window; Whisper's position table is cropped to it
-    sample_rate: int = 16000
-    backbone_config: dict[str, Any] | None = None
-    feature_config: dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
-        self.top_layers()  # validates freeze
-        if self.clip_seconds <= 0:
-            raise ValueError(f"clip_seconds must be positive, got {self.clip_seconds}")
-
-    def top_layers(self) -> int | None:
-        """N for ``freeze="top:N"``, 0 for ``head``, None for ``none`` (everything trains)."""
-        f = str(self.freeze)
-        if f == "head":
-            return 0
-        if f == "none":
-            return None
-        if f.startswith("top:") and f[4:].isdigit() and int(f[4:]) >= 1:
-            return int(f[4:])
-        raise ValueError(f"unknown --freeze {self.freeze!r}; choose head, top:N (N >= 1 layers) or none")
-
 
 # ----------------------------------------------------------------------------- backbones
 
@@ -166,14 +109,40 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def resolve_backbone(spec: str, revision: str | None = None) -> Path:
+#: Folders (os.pathsep-separated) where a bundle's backbone folder may lie, besides the Hugging
+#: Face cache and the bundle's own folder.
+BACKBONE_DIRS_ENV = "SERKIT_BACKBONE_DIRS"
+
+
+def backbone_places(bundle: Path | None = None) -> list[Path]:
+    """Where a backbone folder named by a bundle (not by the user) may lie: the Hugging Face hub
+    cache, the bundle's own folder and the folders in ``$SERKIT_BACKBONE_DIRS``."""
+    from huggingface_hub import constants
+
+    places = [Path(constants.HF_HUB_CACHE)] + ([bundle] if bundle is not None else [])
+    places += [Path(p).expanduser() for p in os.environ.get(BACKBONE_DIRS_ENV, "").split(os.pathsep) if p.strip()]
+    return [p.resolve() for p in places]
+
+
+def resolve_backbone(spec: str, revision: str | None = None, trusted: bool = True,
+                     bundle: Path | None = None) -> Path:
     """The local folder holding backbone ``spec``: the folder itself, or the hub snapshot in the
     Hugging Face cache (downloaded, config and safetensors only, when the hub can be reached).
 
+    ``trusted=False`` is for a backbone that a bundle (``bundle``) names rather than the user:
+    a hub name is then only looked up in the local cache, never downloaded, and a folder must lie
+    inside :func:`backbone_places`, so a tampered bundle cannot make loading reach the network or
+    read and hash files anywhere on the machine.
     Raises :class:`BackboneError` with what to do when it cannot.
     """
     path = Path(spec).expanduser()
     if path.is_dir():
+        if not trusted and not any(path.resolve().is_relative_to(p) for p in backbone_places(bundle)):
+            raise BackboneError(
+                f"{bundle}: its backbone folder {spec} is outside the places a bundle may name (the "
+                f"Hugging Face cache, the bundle's folder, ${BACKBONE_DIRS_ENV}); if you trust this "
+                f"bundle, add the folder's parent to {BACKBONE_DIRS_ENV} (export {BACKBONE_DIRS_ENV}="
+                f"{path.resolve().parent})")
         return path.resolve()
     if path.exists():
         raise BackboneError(f"--backbone {spec}: is a file; pass the model's folder (config.json + model.safetensors)")
@@ -189,6 +158,10 @@ def resolve_backbone(spec: str, revision: str | None = None) -> Path:
         raise BackboneError(f"--backbone {spec!r} is neither a folder nor a valid model name ({exc})") from None
     except (OSError, ValueError):
         pass  # not in the local cache
+    if not trusted:
+        raise BackboneError(f"{bundle}: its backbone {spec!r} is not in the local Hugging Face cache, and serkit "
+                            "never downloads what a bundle names; fetch it yourself first (huggingface-cli "
+                            f"download {spec}), or train with --backbone {spec}")
     if _offline() or not _hub_reachable():
         raise BackboneError(f"cannot reach the model hub for {spec!r} and it is not in the local "
                             "Hugging Face cache; pass a local folder with --backbone PATH")
@@ -421,7 +394,9 @@ class PooledHead(nn.Module):
 class PretrainedSER(nn.Module):
     """Waveforms (batch, samples) float32 at 16 kHz + valid lengths (batch,) -> logits (batch, classes)."""
 
-    def __init__(self, config: PretrainedConfig):
+    def __init__(self, config: PretrainedConfig, trusted: bool = True, bundle: Path | None = None):
+        """``trusted=False``: the config comes from the bundle ``bundle``, not from the user (see
+        :func:`resolve_backbone`)."""
         super().__init__()
         from transformers import AutoConfig
 
@@ -437,7 +412,7 @@ class PretrainedSER(nn.Module):
             hf_config = AutoConfig.for_model(stored.pop("model_type"), **stored)
             folder = None
         else:
-            folder = resolve_backbone(c.backbone, c.revision)
+            folder = resolve_backbone(c.backbone, c.revision, trusted=trusted, bundle=bundle)
             checksum = weights_checksum(folder)
             if c.checksum and c.checksum != checksum:
                 raise BackboneError(

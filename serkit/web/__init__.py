@@ -27,6 +27,7 @@ from typing import IO, Any
 from flask import Flask, Request, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
+from werkzeug.formparser import FormDataParser
 
 from serkit.config import VADS
 from serkit.inference import SHIPPED, Predictor, load_model, shipped_model_path
@@ -68,6 +69,13 @@ class MemoryRequest(Request):
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
                          filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
         return io.BytesIO()
+
+    def make_form_data_parser(self) -> FormDataParser:
+        """A parser that raises ValueError on a malformed multipart body (werkzeug's default
+        answers it with an empty form, which would read as "no file")."""
+        parser = super().make_form_data_parser()
+        parser.silent = False
+        return parser
 
 
 def load_models(spec: Mapping[str, str | os.PathLike | Predictor] | None) -> dict[str, ServedModel]:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from serkit.audio import AudioError
 from serkit.version import __version__
@@ -27,8 +28,15 @@ def read_upload() -> tuple[str | None, str, bytes]:
             upload = request.files.get("file")
             name = request.form.get("model") or request.args.get("model")
             vad = request.form.get("vad") or request.args.get("vad")
-        except ValueError:       # werkzeug's multipart parser on a malformed body
-            raise ApiError(400, "bad_request", "The multipart body cannot be parsed.") from None
+        except ValueError as exc:       # werkzeug's multipart parser on a malformed body
+            raise ApiError(400, "bad_request", f"The multipart body cannot be parsed ({exc}).") from None
+        except RequestEntityTooLarge:
+            limit = current_app.config["MAX_CONTENT_LENGTH"]
+            if limit and (request.content_length or 0) > limit:
+                raise                    # the body itself is too large: the 413 handler says so
+            raise ApiError(400, "bad_request", f"The multipart body has more than {request.max_form_parts} "
+                           f"parts or a form field over {request.max_form_memory_size} bytes; send the audio "
+                           "in the field 'file' and at most the fields 'model' and 'vad'.") from None
         service().model(name)    # an unknown model is a 404 even without a file
         vad = check_vad(vad)
         if upload is None:

@@ -7,8 +7,10 @@ from serkit.version import __version__
 from serkit.config import VADS
 
 ERROR_CODES = {
-    "400": "Undecodable audio: an audio signature but corrupt or truncated data, an empty upload, "
-           "no `file` field, an unsupported sample rate or channel count.",
+    "400": "Undecodable audio: an audio signature but corrupt or truncated data (a header only, or "
+           "fewer samples than the header states), an empty upload, no `file` field, an unsupported "
+           "sample rate or channel count; or a malformed multipart body (broken framing, more parts "
+           "than the form parser takes).",
     "404": "Unknown model name.",
     "413": "Too large: the body exceeds the upload limit, or the audio exceeds the duration limit "
            "(checked from the header, before decoding).",

@@ -119,19 +119,34 @@ def run_until_signalled(server: Any) -> str | None:
 
 def serve(specs: Sequence[str] = (), host: str = "127.0.0.1", port: int = 5000, threads: int = 4,
           max_upload_mb: float = 20.0, max_seconds: float = 120.0, torch_threads: int | None = 1,
-          vad: str | None = None, announce: Any = print, access_log: bool = True) -> str | None:
+          vad: str | None = None, announce: Any = print, access_log: bool = True,
+          connection_limit: int | None = None, channel_timeout: int | None = None,
+          cleanup_interval: int | None = None, request_timeout: int | None = None) -> str | None:
     """Load the models once, then serve until Ctrl-C or SIGTERM; the name of the signal that stopped it.
 
     ``torch_threads`` is per prediction: with several request threads, one torch thread each uses
     the cores better than every request fighting for all of them (None keeps torch's default).
-    ``access_log``: log every request (:class:`AccessLog`) to stderr.
+    ``access_log``: log every request (:class:`AccessLog`) to stderr. The connection limits
+    default to :data:`serkit.config.SERVE_DEFAULTS`. A port that cannot be listened on raises
+    OSError before the "serving" line is announced.
     """
     from waitress import create_server
 
+    from serkit.config import SERVE_DEFAULTS
     from serkit.web import create_app
 
+    limits = {"connection_limit": connection_limit, "channel_timeout": channel_timeout,
+              "cleanup_interval": cleanup_interval, "request_timeout": request_timeout}
+    limits = {k: SERVE_DEFAULTS[k] if v is None else v for k, v in limits.items()}
     if threads < 1:
         raise ValueError(f"--threads {threads}: give at least 1")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port {port}: give 0 to 65535")
+    for name, value in limits.items():
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} {value}: give at least 1")
+    if max_upload_mb <= 0 or max_seconds <= 0:
+        raise ValueError(f"--max-upload-mb {max_upload_mb} and --max-seconds {max_seconds} must be positive")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)   # busy threads under load are normal
     max_bytes = int(max_upload_mb * 1024 * 1024)
@@ -143,13 +158,23 @@ def serve(specs: Sequence[str] = (), host: str = "127.0.0.1", port: int = 5000, 
     if access_log:
         app.wsgi_app = AccessLog(app.wsgi_app)
     names = ", ".join(app.extensions["serkit"].models)
+    try:
+        # waitress refuses bodies a little over the app's limit itself, before buffering them.
+        server = create_server(app, host=host, port=port, threads=threads, ident="serkit",
+                               max_request_body_size=max_bytes + 65536, clear_untrusted_proxy_headers=True,
+                               connection_limit=limits["connection_limit"],
+                               channel_timeout=limits["channel_timeout"],
+                               cleanup_interval=limits["cleanup_interval"])
+    except OSError as exc:   # in use, not this machine's address, no permission for a low port
+        raise OSError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); "
+                      "is another server using it? Pick another --port") from None
+    cut_slow_requests(server, limits["request_timeout"])
     shown = f"[{host}]" if ":" in host else host
-    announce(f"serving {names} on http://{shown}:{port}/  (waitress, {threads} threads, "
-             + (f"torch {torch.get_num_threads()} threads; " if torch is not None else "")
+    bound = getattr(server, "effective_port", port)
+    announce(f"serving {names} on http://{shown}:{bound}/  (waitress, {threads} threads, "
+             + (f"torch {torch.get_num_threads()} threads, " if torch is not None else "")
+             + f"at most {limits['connection_limit']} connections; "
              + f"{'requests logged' if access_log else 'no access log'}; Ctrl-C stops)")
-    # waitress refuses bodies a little over the app's limit itself, before buffering them.
-    server = create_server(app, host=host, port=port, threads=threads, ident="serkit",
-                           max_request_body_size=max_bytes + 65536, clear_untrusted_proxy_headers=True)
     server.print_listen("Serving on http://{}:{}")   # as waitress.serve logs it
     stopped = run_until_signalled(server)
     announce(f"stopped ({stopped})" if stopped else "stopped")
@@ -167,3 +192,29 @@ def exit_at_once(code: int = 0) -> None:
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(code)
+
+
+def cut_slow_requests(server: Any, timeout: float) -> None:
+    """Make waitress drop a connection whose request has not arrived whole ``timeout`` seconds
+    after its first bytes (a client trickling its headers or body, "slowloris"). waitress only
+    closes connections that send nothing for ``channel_timeout`` seconds; this adds the deadline
+    to its periodic maintenance (every ``cleanup_interval`` seconds)."""
+    from waitress.server import BaseWSGIServer
+
+    servers = {id(s): s for s in [server, *getattr(server, "map", {}).values()] if isinstance(s, BaseWSGIServer)}
+    for one in servers.values():
+        idle_check = one.maintenance
+
+        def maintenance(now: float, one: Any = one, idle_check: Any = idle_check) -> None:
+            idle_check(now)
+            for channel in list(one.active_channels.values()):
+                partial = channel.request
+                if partial is None or channel.requests:
+                    continue
+                first_seen = getattr(partial, "serkit_first_seen", None)
+                if first_seen is None:
+                    partial.serkit_first_seen = now
+                elif now - first_seen > timeout:
+                    channel.will_close = True
+
+        one.maintenance = maintenance

@@ -26,12 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from serkit.audio import AudioError, OutOfRangeAudio, load_audio
+from serkit.audio import AudioError, OutOfRangeAudio, load_audio, sample_budget
 
 MIN_RATE, MAX_RATE = 4000, 192000     # Hz: input sample rates accepted
 MAX_CHANNELS = 8
 OPEN_LENGTH = 2 ** 62                  # libsndfile's frame count when the header leaves the length open
-BUDGET_RATE, BUDGET_CHANNELS = 48000, 2  # raw-sample budget: max_seconds of 48 kHz stereo
 
 #: Leading bytes of formats libsndfile reads (an upload that starts so but fails is corrupt: 400).
 SNDFILE_SIGNATURES: dict[bytes, str] = {
@@ -46,6 +45,10 @@ OTHER_AUDIO_SIGNATURES: dict[bytes, str] = {
     b"\x30\x26\xb2\x75\x8e\x66\xcf\x11": "WMA/ASF",
 }
 SUPPORTED = "WAV, FLAC, OGG (Vorbis or Opus), MP3 or AIFF"
+
+
+#: Uploads whose header promises at least this long are checked for truncation (half of it must decode).
+TRUNCATED_CHECK_S = 0.25
 
 
 class ApiError(Exception):
@@ -118,15 +121,22 @@ def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> np.ndarray:
     if frames >= OPEN_LENGTH:   # libsndfile cannot read such a stream to its end from memory
         raise ApiError(400, "undecodable", "The file does not say how long it is (a streamed FLAC?); "
                        "re-encode it with its length, e.g. ffmpeg -i in.flac out.wav.")
+    if frames == 0:             # a header and nothing after it: a cut-off upload, not a short clip
+        raise ApiError(400, "undecodable", f"The upload holds no audio samples (a {kind[0] if kind else 'file'} "
+                       "header only); it is truncated or corrupt.")
     check_length(frames, rate, channels, limits)
     try:
-        wave = load_audio(_Bytes(data), sample_rate, max_seconds=None)
+        wave = load_audio(_Bytes(data), sample_rate, max_seconds=None, max_samples=None)
     except OutOfRangeAudio as exc:
         raise ApiError(422, "out_of_range", f"The audio cannot be scored ({str(exc).split(': ', 1)[-1]}).") from None
     except AudioError as exc:
         detail = str(exc).split(": ", 1)[-1]
         raise ApiError(400, "undecodable", f"The audio cannot be decoded ({detail}).") from None
-    if not len(wave):   # the decoder found no samples although the header promised some
+    promised = frames / rate
+    if promised >= TRUNCATED_CHECK_S and len(wave) < 0.5 * promised * sample_rate:
+        raise ApiError(400, "undecodable", f"The header promises {promised:.3g} s of audio but only "
+                       f"{len(wave) / sample_rate:.3g} s decode; the upload is truncated or corrupt.")
+    if not len(wave):
         raise ApiError(400, "undecodable", "The upload looks like audio but holds no samples; "
                        "it may be corrupt or truncated.")
     return wave   # too short, silent or not speech: the scorer answers "no speech", as everywhere
@@ -138,7 +148,7 @@ def check_length(frames: int, rate: int, channels: int, limits: Limits) -> None:
     if seconds > limits.max_seconds:
         raise ApiError(413, "too_long", f"The audio is {seconds:,.1f} s long; this server takes at most "
                        f"{limits.max_seconds:g} s. Send a shorter clip.", duration_s=round(seconds, 3))
-    if frames * channels > limits.max_seconds * BUDGET_RATE * BUDGET_CHANNELS:
+    if frames * channels > sample_budget(limits.max_seconds):   # the same budget as every decode
         raise ApiError(413, "too_large", f"The audio holds too many samples ({channels} channels at "
                        f"{rate} Hz); send at most {limits.max_seconds:g} s of 48 kHz stereo.")
 
