@@ -102,7 +102,7 @@ def validate_config(config: Any, source: str | Path, registry: dict[str, type]) 
 
     ``registry`` maps each known model type to its config dataclass.
     """
-    from serkit.bundle import BundleError
+    from serkit.errors import BundleError
 
     try:
         check_config(config, registry)
