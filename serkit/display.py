@@ -92,8 +92,8 @@ def predictions_table(results: Sequence[Any], model_name: str, width: int) -> tu
     emotion_w = max([len("emotion"), *(len(r.emotion or "no speech") + 1 for r in results)])
     runner_w = max([len("runners-up"), *(len(t) for r, t in zip(results, runners) if r.emotion)])  # reasons wrap
     name_w = max(12, width - 6 - emotion_w - len("confidence") - runner_w)   # 6: 3 gaps of 2
-    names = [cut_start(n, name_w) for n in names]
-    table = Table(title=f"Predictions ({model_name})",
+    names = [escape(cut_start(n, name_w)) for n in names]
+    table = Table(title=escape(f"Predictions ({model_name})"),
                   box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
     table.add_column("file", no_wrap=True, min_width=min(name_w, max(map(len, names))))
     table.add_column("emotion")

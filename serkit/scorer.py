@@ -33,7 +33,7 @@ from typing import Protocol
 import numpy as np
 
 from serkit.audio import AudioError, AudioSpec
-from serkit.vad import detect_speech, split_long
+from serkit.vad import detect_speech, split_long, vad_name
 
 AGGREGATION = "mean_logits"
 MIN_SECONDS = 0.25        # shorter clips cannot hold speech the VAD would keep (its 250 ms minimum)
@@ -201,7 +201,7 @@ class Scorer:
         probs = self.calibrate(logits)
         out, i = [], 0
         for w, (units, reason) in zip(waves, found):
-            a = Analysis(n_samples=len(w), segments=units, reason=reason, vad=vad or self.vad)
+            a = Analysis(n_samples=len(w), segments=units, reason=reason, vad=vad_name(vad or self.vad))
             if units:
                 p = probs[i:i + len(units)]
                 dur = np.array([e - s for s, e in units], np.float64)

@@ -181,6 +181,12 @@ def split_long(segments: list[tuple[int, int]], max_samples: int) -> list[tuple[
     return out
 
 
+def vad_name(vad: str) -> str:
+    """The detector ``vad`` stands for: ``auto`` resolves to silero or energy."""
+    detector = make_vad(vad)
+    return "none" if detector is None else detector.name
+
+
 def detect_speech(wave: np.ndarray, sample_rate: int, vad: str = "auto", **options: float) -> list[tuple[int, int]]:
     """[start, end) sample ranges of speech in a clip held in memory (``options``: those of
     :func:`speech_segments`)."""

@@ -125,11 +125,11 @@ from serkit.batch import run_batch
 from serkit.inference import load_model
 
 predictor = load_model({bundle!r})
-slow = predictor.predict_proba
-def predict_proba(waves, batch_size=64):
+slow = predictor.analyse
+def analyse(waves, batch_size=64):
     time.sleep(0.3)                      # slow enough to be killed mid-job
     return slow(waves, batch_size)
-predictor.predict_proba = predict_proba
+predictor.analyse = analyse
 files = open({listing!r}).read().split("\\n")
 run_batch(predictor, files, {out!r}, batch_size=2, progress=False)
 """

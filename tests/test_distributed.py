@@ -53,7 +53,7 @@ def test_ddp_with_two_cpu_processes_trains_one_bundle(tmp_path):
 
     run = tmp_path / "run"
     config = json.loads((run / "bundle" / "config.json").read_text())
-    assert config["training"]["config"]["strategy"] == "ddp" and config["training"]["config"]["devices"] == 2
+    assert "strategy" not in config["training"]["config"]    # how it ran is not what it made
     best = json.loads((run / "checkpoints" / "best.json").read_text())
     assert config["training"]["best_epoch"] == best["epoch"]
     # each rank saw half of the training clips: half as many optimizer steps per epoch
