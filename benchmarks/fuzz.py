@@ -10,7 +10,7 @@ the server listens on 127.0.0.1 only.
   headers, hostile file names, odd content types and model names, broken multipart framing) plus
   header-only and truncated files, 1,500-part forms, a malformed multipart body and float audio
   of absurd amplitude. Outcomes: ``ok`` (200, strict JSON, finite numbers), ``expected error``
-  (4xx with the JSON error shape), ``5xx``, ``bad answer`` (not strict JSON, or NaN), ``connection
+  (4xx with the JSON error shape), ``5xx``, ``bad answer`` (not strict JSON, NaN, or no emotion without a reason), ``connection
   error``, ``hang`` (no answer within ``--timeout``); and the tracebacks in the server's log.
 - CLI (``cli-share``): ``serkit predict`` (table, CSV, JSON, timelines, batch outputs),
   ``prepare``, ``info``, ``evaluate``, ``export`` and ``serve`` on hostile file names (markup,
@@ -433,10 +433,11 @@ def classify_http(status: int, payload: bytes) -> str:
         body = strict_json(payload)
     except ValueError:
         return "expected error" if status == 413 and b"Request Entity Too Large" in payload else "bad answer"
-    if status == 200:
+    if status == 200:   # an emotion with finite probabilities, or (no speech) none and a reason
         probs = body.get("probabilities", {})
         ok = probs and all(isinstance(v, (int, float)) and math.isfinite(v) for v in probs.values())
-        return "ok" if ok else "bad answer"
+        no_speech = body.get("emotion") is None and probs == {} and isinstance(body.get("reason"), str)
+        return "ok" if ok or no_speech else "bad answer"
     if 400 <= status < 500 and isinstance(body, dict) and {"status", "error", "message"} <= set(body):
         return "expected error"
     return "bad answer"

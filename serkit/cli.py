@@ -546,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between checks of the two timeouts (default: %(default)s)")
     p.add_argument("--vad", choices=VADS, default=None,
                    help="speech detector when a request names none (default: each model's own, silero for "
-                        "the shipped ones; energy = any loud sound; none = whole clips)")
+                        "the shipped ones; energy = any loud sound; none = the clip in pieces of one window)")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no access log (by default every request is logged to stderr with its status and time)")
     p.set_defaults(func=cmd_serve)

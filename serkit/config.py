@@ -52,7 +52,7 @@ class TrainConfig:
     clip_seconds: float = field(default=3.0, metadata={"help": "model window in seconds"})
     vad: str = field(default="auto", metadata={
         "help": "speech detector of the scorer, stored in the bundle: auto (silero), silero, energy "
-                "(any loud sound is speech: for synthetic data), none (score whole clips)"})
+                "(any loud sound is speech: for synthetic data), none (the clip in pieces of one window)"})
     model_options: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "architecture overrides (fields of the model's config dataclass)"})
     accelerator: str = field(default="cpu", metadata={"help": "Lightning accelerator: cpu, gpu, auto"})

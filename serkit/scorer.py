@@ -172,6 +172,12 @@ class Scorer:
             return [], f"{NO_SPEECH}: the clip is {len(wave) / sr:.2f} s long, shorter than {MIN_SECONDS} s"
         if rms_dbfs(wave) <= SILENCE_DBFS:
             return [], f"{NO_SPEECH}: the clip is silent (level at or below {SILENCE_DBFS:.0f} dBFS)"
+        if vad == "none":    # no detection: the clip in consecutive pieces of one window
+            window = self.spec.window_samples
+            pieces = [(s, min(s + window, len(wave))) for s in range(0, len(wave), window)]
+            if len(pieces) > 1 and pieces[-1][1] - pieces[-1][0] < MIN_SECONDS * sr:
+                pieces[-2:] = [(pieces[-2][0], pieces[-1][1])]    # no sliver of its own
+            return pieces, None
         segments = detect_speech(wave, sr, vad)
         if not segments:
             return [], f"{NO_SPEECH} (voice-activity detector: {vad})"

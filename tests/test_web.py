@@ -217,11 +217,11 @@ def test_long_clip_timeline_is_the_speech_segments(client, bundle):
     assert body["probabilities"] == same.probabilities and body["emotion"] == same.emotion
 
 
-def test_vad_none_scores_the_whole_clip_and_the_server_default_vad(client, bundle):
+def test_vad_none_scores_equal_pieces_and_the_server_default_vad(client, bundle):
     wave, _ = speech_and_pause()
     body = client.post("/api/predict?vad=none", data=wav_bytes(wave), content_type="audio/wav").get_json()
     assert body["vad"] == "none"
-    assert [(s["start"], s["end"], s["windows"]) for s in body["timeline"]] == [(0.0, 8.0, 5)]
+    assert [(s["start"], s["end"]) for s in body["timeline"]] == [(0.0, 3.0), (3.0, 6.0), (6.0, 8.0)]
     energy = create_app({"SERKIT_MODELS": {"tiny": bundle}, "SERKIT_TIMELINE_VAD": "energy"}).test_client()
     body = post_file(energy, wav_bytes(wave)).get_json()        # the request names no vad
     assert body["vad"] == "energy" and len(body["timeline"]) == 2

@@ -61,7 +61,7 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                                {"name": "vad", "in": "query", "required": False, "schema": vad_param,
                                 "description": "The speech detector (also accepted as a multipart "
                                                "field): silero, energy (any loud sound), auto (silero "
-                                               "when onnxruntime is installed) or none (the whole clip); "
+                                               "when onnxruntime is installed) or none (the clip in pieces of one window); "
                                                "default: the server's, else the model's own."}],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
@@ -109,7 +109,7 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                     "window_s": {"type": "number", "description": "The model's window length"},
                     "elapsed_ms": {"type": "number", "description": "Server time: parse, decode, predict"},
                     "vad": {"type": "string", "description": "The speech detector used (silero, energy, "
-                            "or none: the whole clip)"},
+                            "or none: the clip in pieces of one window)"},
                     "speech_s": {"type": "number", "description": "Seconds of speech scored"},
                     "timeline": {"type": "array", "description": "For clips longer than one window: the "
                                  "scored speech in time order, each piece scored like a clip (the mean of "

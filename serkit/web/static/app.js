@@ -168,8 +168,9 @@
   function showTimeline(r, labels) {
     const t = r.timeline || [];
     stopSegment();
-    el.timelineBlock.hidden = !r.vad;
-    if (!r.vad) return;
+    const long = r.duration_s > r.window_s;   // clips of one window have no timeline
+    el.timelineBlock.hidden = !long;
+    if (!long) return;
     shown = { segments: t, duration: Math.max(r.duration_s, 0.001), long: r.duration_s >= 60, labels };
     const at = (s) => `${(100 * Math.min(Math.max(s / shown.duration, 0), 1)).toFixed(3)}%`;
     el.timeline.replaceChildren(...t.map((w, i) => {
