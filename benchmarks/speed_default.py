@@ -70,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     runtime = p.runtime
     print(f"{p!r}")
     # latency on one thread
-    if hasattr(runtime, "threads"):
+    from serkit.runtimes import onnx_session
+    if hasattr(runtime, "threads"):          # encoder + head: each window runs alone on one thread
         runtime.threads = 1
+    elif hasattr(runtime, "path"):           # an exported graph: a one-thread session
+        runtime.session = onnx_session(str(runtime.path), 1)
     single = waves[0]
     med, p90 = timed(lambda: p.logits([single]), args.repeats)
     print(f"latency, 1 thread, model on one 3 s window:  median {med * 1000:.1f} ms, p90 {p90 * 1000:.1f} ms, "
@@ -81,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     # throughput on two threads
     if hasattr(runtime, "threads"):
         runtime.threads = 2
+    elif hasattr(runtime, "path"):
+        runtime.session = onnx_session(str(runtime.path), 2)
     med, _ = timed(lambda: p.analyse(waves), max(3, args.repeats // 10))
     print(f"throughput, 2 threads: {len(waves) / med:.0f} clips/s ({len(waves)} clips of 3 s per call)")
     # whole-process start-up
