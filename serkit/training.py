@@ -47,7 +47,21 @@ from serkit.run_folder import AtomicCheckpointIO, check_run_folder, claim_run_fo
 from serkit.safety import atomic_file, atomic_write_bytes, write_json
 from serkit.splits import split, summarize
 
+def check_model_options(cfg: TrainConfig) -> None:
+    """``--model-options`` keys must be fields of the model family's config dataclass: a typo is
+    one error naming the valid keys, before anything is written."""
+    from dataclasses import fields
+
+    from serkit.bundle import CONFIG_CLASSES
+    known = {f.name for f in fields(CONFIG_CLASSES[cfg.model])} - {"n_classes"}
+    unknown = sorted(set(cfg.model_options) - known)
+    if unknown:
+        raise ValueError(f"--model-options: {', '.join(map(repr, unknown))} is not a {cfg.model} setting; "
+                         f"choose from {', '.join(sorted(known))}")
+
+
 def build_model(cfg: TrainConfig, n_classes: int) -> torch.nn.Module:
+    check_model_options(cfg)
     if cfg.model == "encoder_head":
         from serkit.models.encoder_head import EncoderHead, EncoderHeadConfig
         return EncoderHead(EncoderHeadConfig(n_classes=n_classes, **cfg.model_options))
