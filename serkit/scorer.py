@@ -180,7 +180,7 @@ class Scorer:
             return pieces, None
         segments = detect_speech(wave, sr, vad)
         if not segments:
-            return [], f"{NO_SPEECH} (voice-activity detector: {vad})"
+            return [], f"{NO_SPEECH} (voice-activity detector: {vad_name(vad)})"
         span = (segments[0][0], segments[-1][1])
         if span[1] - span[0] <= self.spec.window_samples:
             return [span], None
