@@ -201,3 +201,29 @@ def markdown_report(r: dict[str, Any]) -> str:
     lines += ["", "Confusion matrices: `confusion_counts.png`, `confusion_normalized.png`; "
               "calibration: `reliability.png`.", ""]
     return "\n".join(lines)
+
+
+def plot_curves(metrics_csv: Path, out: Path) -> None:
+    """Training curves (loss, validation UAR/accuracy per epoch) from Lightning's metrics.csv."""
+    import csv
+
+    rows = list(csv.DictReader(open(metrics_csv, encoding="utf-8")))
+    series: dict[str, dict[int, float]] = {}
+    for r in rows:
+        for k, v in r.items():
+            if v not in ("", None) and k not in ("epoch", "step"):
+                series.setdefault(k, {})[int(r["epoch"])] = float(v)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for k in ("train_loss", "val_loss"):
+        if k in series:
+            a1.plot(list(series[k]), list(series[k].values()), label=k)
+    for k in ("val_uar", "val_accuracy", "val_macro_f1"):
+        if k in series:
+            a2.plot(list(series[k]), list(series[k].values()), label=k)
+    a1.set(xlabel="epoch", title="loss")
+    a2.set(xlabel="epoch", title="validation", ylim=(0, 1))
+    a1.legend()
+    a2.legend()
+    fig.tight_layout()
+
+    save_figure(fig, out, 110)

@@ -39,8 +39,9 @@ from torch.utils.data import DataLoader
 from serkit.audio import SAMPLE_RATE, AudioSpec
 from serkit.scorer import AGGREGATION, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, Scorer
 from serkit.data import Augment, ClipDataset, decode_all
-from serkit.evaluation import evaluate_logits, fit_temperature, metrics
+from serkit.evaluation import evaluate_logits, fit_temperature, metrics, plot_curves
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
+from serkit.corpora import licence_note
 from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
 from serkit.pool import masked_cross_entropy, plan_pool, pool_loader
 from serkit.run_folder import AtomicCheckpointIO, check_run_folder, claim_run_folder
@@ -191,36 +192,6 @@ def _prepend_metrics(earlier: str, path: Path) -> None:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-
-
-def plot_curves(metrics_csv: Path, out: Path) -> None:
-    """Training curves (loss, validation UAR/accuracy per epoch) from Lightning's metrics.csv."""
-    import csv
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = list(csv.DictReader(open(metrics_csv, encoding="utf-8")))
-    series: dict[str, dict[int, float]] = {}
-    for r in rows:
-        for k, v in r.items():
-            if v not in ("", None) and k not in ("epoch", "step"):
-                series.setdefault(k, {})[int(r["epoch"])] = float(v)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    for k in ("train_loss", "val_loss"):
-        if k in series:
-            a1.plot(list(series[k]), list(series[k].values()), label=k)
-    for k in ("val_uar", "val_accuracy", "val_macro_f1"):
-        if k in series:
-            a2.plot(list(series[k]), list(series[k].values()), label=k)
-    a1.set(xlabel="epoch", title="loss")
-    a2.set(xlabel="epoch", title="validation", ylim=(0, 1))
-    a1.legend()
-    a2.legend()
-    fig.tight_layout()
-    from serkit.evaluation import save_figure
-    save_figure(fig, out, 110)
 
 
 def data_summary(utts: list[Utterance], parts: list[str]) -> dict[str, Any]:
@@ -413,21 +384,3 @@ def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: li
                 metrics={"test": summary},
                 licence=licence_note(sorted({u.corpus for u in utts})))
     return report or {}
-
-
-#: Licences of the corpora serkit reads; a model trained on them inherits these terms.
-CORPUS_LICENCES = {
-    "ravdess": "RAVDESS: CC BY-NC-SA 4.0 (Livingstone & Russo, 2018)",
-    "emodb": "EmoDB: free for research use (Burkhardt et al., 2005)",
-    "cremad": "CREMA-D: Open Database License (Cao et al., 2014)",
-    "tess": "TESS: CC BY-NC-ND 4.0 (Dupuis & Pichora-Fuller, 2010)",
-    "savee": "SAVEE: free for research use (Haq & Jackson, 2009)",
-    "nemo": "nEMO: CC BY-NC-SA 4.0 (Christop, LREC-COLING 2024)",
-    "ased": "ASED: no licence stated; offered freely with a request to cite (Retta et al., ACM TALLIP "
-            "2022): research use only",
-}
-
-
-def licence_note(corpora: list[str]) -> str:
-    terms = [CORPUS_LICENCES.get(c, f"{c}: see the data's own licence") for c in corpora]
-    return "Trained on data under these terms, which the weights inherit: " + "; ".join(terms) + "."

@@ -133,3 +133,9 @@ def dedupe(utts: list[Utterance], report: SkipReport) -> list[Utterance]:
         for u in (group[1:] if same else group):
             report.add(u.corpus, REPEATED if same else CONFLICTING, u.path)
     return out
+
+
+def licence_note(corpora: Iterable[str]) -> str:
+    """The terms a model trained on ``corpora`` inherits, from each corpus module's ``LICENCE``."""
+    terms = [getattr(READERS.get(c), "LICENCE", None) or f"{c}: see the data's own licence" for c in corpora]
+    return "Trained on data under these terms, which the weights inherit: " + "; ".join(terms) + "."

@@ -32,6 +32,8 @@ from serkit.emotions import ALL_EMOTIONS
 from serkit.manifest import SkipReport, Utterance
 
 NAME = "ased"
+#: The corpus's terms, which a model trained on it inherits (printed in model cards).
+LICENCE = 'ASED: no licence stated; offered freely with a request to cite (Retta et al., ACM TALLIP 2022): research use only'
 
 #: The emotion letter of the name -> canonical emotion.
 LABELS = {"n": "neutral", "f": "fearful", "h": "happy", "s": "sad", "a": "angry"}

@@ -20,6 +20,8 @@ from serkit.emotions import ALL_EMOTIONS
 from serkit.manifest import SkipReport, Utterance
 
 NAME = "cremad"
+#: The corpus's terms, which a model trained on it inherits (printed in model cards).
+LICENCE = 'CREMA-D: Open Database License (Cao et al., 2014)'
 
 LABELS = {
     "ANG": "angry", "DIS": "disgust", "FEA": "fearful",

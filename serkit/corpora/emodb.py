@@ -18,6 +18,8 @@ from serkit.emotions import ALL_EMOTIONS
 from serkit.manifest import SkipReport, Utterance
 
 NAME = "emodb"
+#: The corpus's terms, which a model trained on it inherits (printed in model cards).
+LICENCE = 'EmoDB: free for research use (Burkhardt et al., 2005)'
 
 LABELS = {
     "W": "angry", "L": "boredom", "E": "disgust", "A": "fearful",

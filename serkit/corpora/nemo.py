@@ -38,6 +38,8 @@ from serkit.emotions import ALL_EMOTIONS
 from serkit.manifest import SkipReport, Utterance
 
 NAME = "nemo"
+#: The corpus's terms, which a model trained on it inherits (printed in model cards).
+LICENCE = 'nEMO: CC BY-NC-SA 4.0 (Christop, LREC-COLING 2024)'
 
 LABELS = {
     "anger": "angry", "fear": "fearful", "happiness": "happy",

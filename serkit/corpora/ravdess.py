@@ -19,6 +19,8 @@ from serkit.emotions import ALL_EMOTIONS
 from serkit.manifest import SkipReport, Utterance
 
 NAME = "ravdess"
+#: The corpus's terms, which a model trained on it inherits (printed in model cards).
+LICENCE = 'RAVDESS: CC BY-NC-SA 4.0 (Livingstone & Russo, 2018)'
 
 #: The emotion field of the name -> canonical emotion.
 LABELS = {

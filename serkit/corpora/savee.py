@@ -17,6 +17,8 @@ from serkit.emotions import ALL_EMOTIONS
 from serkit.manifest import SkipReport, Utterance
 
 NAME = "savee"
+#: The corpus's terms, which a model trained on it inherits (printed in model cards).
+LICENCE = 'SAVEE: free for research use (Haq & Jackson, 2009)'
 
 LABELS = {
     "a": "angry", "d": "disgust", "f": "fearful", "h": "happy",

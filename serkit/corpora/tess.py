@@ -19,6 +19,8 @@ from serkit.emotions import ALL_EMOTIONS
 from serkit.manifest import SkipReport, Utterance
 
 NAME = "tess"
+#: The corpus's terms, which a model trained on it inherits (printed in model cards).
+LICENCE = 'TESS: CC BY-NC-ND 4.0 (Dupuis & Pichora-Fuller, 2010)'
 
 LABELS = {
     "angry": "angry", "disgust": "disgust", "fear": "fearful", "happy": "happy",
