@@ -46,10 +46,10 @@
   function describeModel() {
     const m = currentModel();
     el.modelHint.textContent = `${m.labels.length} emotions: ${m.labels.join(", ")}. It listens to ` +
-      `${m.window_s} seconds at a time and averages longer clips.`;
+      `${m.window_s} seconds at a time, to the speech only; a clip without speech gets no emotion.`;
     el.vadHint.textContent = `For clips longer than ${m.window_s} seconds, the timeline follows the ` +
       `stretches of speech (pauses skipped) or cuts equal ${m.window_s}-second pieces (pauses included). ` +
-      "The overall emotion is the same either way.";
+      "The overall emotion weighs each stretch or piece by its length.";
   }
   describeModel();
   el.fileHint.textContent = `WAV, FLAC, OGG, MP3 or AIFF, up to ${mb(settings.max_upload_bytes)} and ` +
