@@ -99,14 +99,14 @@ def mfcc_baseline(utts: list[Utterance], parts: list[str]) -> dict[str, float]:
 
 
 def run_task(task: tuple[str, list[str]], utts: list[Utterance], cfg: dict, out: Path, baseline: bool,
-             threads: int) -> tuple[str, dict, dict | None, float, dict | None]:
+             threads: int, force: bool = False) -> tuple[str, dict, dict | None, float, dict | None]:
     """Train and test one fold (or the random split): (name, report, baseline, seconds, cache info)."""
     import torch
 
     torch.set_num_threads(threads)
     name, parts = task
     t0 = time.time()
-    train(with_split(utts, parts), out / name, TrainConfig(**cfg))
+    train(with_split(utts, parts), out / name, TrainConfig(**cfg), force=force)
     bundle = json.loads((out / name / "bundle" / "config.json").read_text())
     r = breakdown(*run_predictions(utts, out / name, bundle["labels"]))
     b = mfcc_baseline(utts, parts) if baseline and name != "random-split" else None
@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", action="store_true", help="also score MFCC + logistic regression")
     ap.add_argument("--only-fold", type=int, help="run this fold alone (0-based)")
     ap.add_argument("--loco", action="store_true", help="also leave each corpus out whole")
+    ap.add_argument("--force", action="store_true",
+                    help="train again into run folders of an earlier benchmark in --out (serkit's files only)")
     ap.add_argument("--jobs", type=int, default=1, help="folds trained in parallel processes (cores are shared out)")
     ap.add_argument("--out", default="runs/bench-accuracy")
     ap.add_argument("--seed", type=int, default=0)
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.random_split:
         tasks.append(("random-split", split(utts, "random", seed=args.seed)))
     jobs = max(1, min(args.jobs, len(tasks)))
-    run = partial(run_task, utts=utts, cfg=cfg, out=Path(args.out), baseline=args.baseline,
+    run = partial(run_task, utts=utts, cfg=cfg, out=Path(args.out), baseline=args.baseline, force=args.force,
                   threads=max(1, (os.cpu_count() or 1) // jobs))
     if jobs == 1:
         done = [run(t) for t in tasks]

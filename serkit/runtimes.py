@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from serkit.models.configs import EncoderHeadConfig
+
 
 @functools.lru_cache(maxsize=4)
 def _pool(threads: int) -> ThreadPoolExecutor:
@@ -86,15 +88,16 @@ class NumpyHead:
     """
 
     def __init__(self, state: dict[str, np.ndarray], config: dict[str, Any]):
-        self.layers = list(config["layers"])
-        self.stats = config.get("pooling", "stats") == "stats"
-        self.combine = config.get("combine", "weighted")
+        c = EncoderHeadConfig(**{k: v for k, v in config.items() if k in EncoderHeadConfig.__dataclass_fields__})
+        self.layers, self.stats, self.combine = list(c.layers), c.pooling == "stats", c.combine
         self.s = {k: np.asarray(v, np.float32) for k, v in state.items()}
-        n_linear = len([k for k in self.s if k.startswith("mlp.") and k.endswith(".weight")])
-        self.linear = [(self.s[k + ".weight"], self.s[k + ".bias"]) for k in sorted(
-            {k.rsplit(".", 1)[0] for k in self.s if k.startswith("mlp.")}, key=lambda k: int(k.split(".")[1]))]
-        if len(self.linear) != n_linear or not self.linear:
-            raise ValueError("the head's weights have no linear layers")
+        layers = sorted({k.split(".")[1] for k in self.s if k.startswith("mlp.")}, key=int)   # mlp.<i>.weight
+        needed = ["feat_mean", "feat_std", *(["layer_logits"] if self.combine == "weighted" else []),
+                  *(f"mlp.{i}.{p}" for i in layers for p in ("weight", "bias"))]
+        missing = [k for k in needed if k not in self.s]
+        if missing or not layers:
+            raise ValueError(f"the head's weights lack {', '.join(missing) or 'linear layers'}")
+        self.linear = [(self.s[f"mlp.{i}.weight"], self.s[f"mlp.{i}.bias"]) for i in layers]
 
     def __call__(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         x = mean[:, self.layers]

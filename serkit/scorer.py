@@ -4,7 +4,7 @@ Every figure serkit publishes and every answer it gives (evaluate, temperature f
 predict, web, batch, Ray, timelines, ONNX) goes through :class:`Scorer`::
 
     waveform  1-D float32 at spec.sample_rate
-      -> checks: finite samples (else AudioError); shorter than MIN_SECONDS or digitally
+      -> checks: finite samples within +-1000 (else AudioError); shorter than MIN_SECONDS or digitally
          silent: "no speech"
       -> speech segments (serkit.vad, silero by default); none found: "no speech"
       -> scoring units: when the speech (first start to last end, pauses included) fits one
@@ -32,8 +32,8 @@ from typing import Protocol
 
 import numpy as np
 
-from serkit.audio import AudioError, AudioSpec
-from serkit.vad import detect_speech, split_long, vad_name
+from serkit.audio import AudioError, AudioSpec, check_samples
+from serkit.vad import detect_speech, fixed_segments, split_long, vad_name
 
 AGGREGATION = "mean_logits"
 MIN_SECONDS = 0.25        # shorter clips cannot hold speech the VAD would keep (its 250 ms minimum)
@@ -69,22 +69,25 @@ def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
     return starts
 
 
-def rms_dbfs(wave: np.ndarray) -> float:
-    """Root-mean-square level of ``wave`` in dB relative to full scale (-inf dB for zeros: -200)."""
-    power = float(np.mean(np.square(wave, dtype=np.float64))) if len(wave) else 0.0
-    return 10 * np.log10(power) if power > 1e-20 else -200.0
+def too_little(n_samples: int, mean_square: float, sample_rate: int, what: str = "clip") -> str | None:
+    """Why audio of ``n_samples`` with this mean square has nothing to score (shorter than
+    :data:`MIN_SECONDS`, or at or below :data:`SILENCE_DBFS`), or None: the one rule of every
+    entry point, timelines included."""
+    if n_samples < MIN_SECONDS * sample_rate:
+        return f"{NO_SPEECH}: the {what} is {n_samples / sample_rate:.2f} s long, shorter than {MIN_SECONDS} s"
+    if mean_square <= 1e-20 or 10 * np.log10(mean_square) <= SILENCE_DBFS:
+        return f"{NO_SPEECH}: the {what} is silent (level at or below {SILENCE_DBFS:.0f} dBFS)"
+    return None
 
 
 @dataclass
 class Analysis:
     """What the scorer found in one clip. ``probabilities`` is None when there is no speech
-    (``reason`` says why); ``logits`` is the single unit's aggregated logits (None when the clip
-    was scored as several segments); ``segments`` are [start, end) samples of the scoring units
-    with their calibrated probabilities in ``segment_probabilities``."""
+    (``reason`` says why); ``segments`` are [start, end) samples of the scoring units with their
+    calibrated probabilities in ``segment_probabilities``; ``vad`` names the detector that ran."""
 
     n_samples: int
     probabilities: np.ndarray | None = None
-    logits: np.ndarray | None = None
     segments: list[tuple[int, int]] = field(default_factory=list)
     segment_probabilities: np.ndarray | None = None
     uncertain: bool = False
@@ -144,8 +147,10 @@ class Scorer:
         """Uncalibrated logits per clip (n, classes): the mean of each clip's window logits."""
         if not len(waves):
             return np.zeros((0, len(self.labels)), np.float32)
-        if any(len(w) == 0 for w in waves):
-            raise AudioError("cannot score an empty clip")
+        for w in waves:
+            if len(w) == 0:
+                raise AudioError("cannot score an empty clip")
+            check_samples(w, "the audio")
         rows, lengths, owner = self.cut(waves)
         logits = self.window_logits(rows, lengths, batch_size)
         sums = np.zeros((len(waves), logits.shape[1]), np.float64)
@@ -165,19 +170,13 @@ class Scorer:
         """The scoring units of a clip ([start, end) samples), or [] and the reason there are none
         (``vad``: a detector for this call instead of the scorer's)."""
         vad = vad or self.vad
-        if not np.isfinite(wave).all():
-            raise AudioError("the audio contains NaN or infinite samples")
+        check_samples(wave, "the audio")     # NaN/inf or absurd amplitude: an error, not an answer
         sr = self.spec.sample_rate
-        if len(wave) < MIN_SECONDS * sr:
-            return [], f"{NO_SPEECH}: the clip is {len(wave) / sr:.2f} s long, shorter than {MIN_SECONDS} s"
-        if rms_dbfs(wave) <= SILENCE_DBFS:
-            return [], f"{NO_SPEECH}: the clip is silent (level at or below {SILENCE_DBFS:.0f} dBFS)"
+        reason = too_little(len(wave), float(np.mean(np.square(wave, dtype=np.float64))) if len(wave) else 0.0, sr)
+        if reason:
+            return [], reason
         if vad == "none":    # no detection: the clip in consecutive pieces of one window
-            window = self.spec.window_samples
-            pieces = [(s, min(s + window, len(wave))) for s in range(0, len(wave), window)]
-            if len(pieces) > 1 and pieces[-1][1] - pieces[-1][0] < MIN_SECONDS * sr:
-                pieces[-2:] = [(pieces[-2][0], pieces[-1][1])]    # no sliver of its own
-            return pieces, None
+            return fixed_segments(len(wave), self.spec.window_samples, int(MIN_SECONDS * sr)), None
         segments = detect_speech(wave, sr, vad)
         if not segments:
             return [], f"{NO_SPEECH} (voice-activity detector: {vad_name(vad)})"
@@ -203,19 +202,16 @@ class Scorer:
         scored in shared batches. Raises AudioError for non-finite audio."""
         found = [self.units(np.asarray(w, np.float32), vad) for w in waves]
         pieces = [w[s:e] for w, (units, _) in zip(waves, found) for s, e in units]
-        logits = self.logits(pieces, batch_size)
-        probs = self.calibrate(logits)
+        probs = self.calibrate(self.logits(pieces, batch_size))
+        detector = vad_name(vad or self.vad)
         out, i = [], 0
         for w, (units, reason) in zip(waves, found):
-            a = Analysis(n_samples=len(w), segments=units, reason=reason, vad=vad_name(vad or self.vad))
+            a = Analysis(n_samples=len(w), segments=units, reason=reason, vad=detector)
             if units:
                 p = probs[i:i + len(units)]
                 dur = np.array([e - s for s, e in units], np.float64)
                 a.segment_probabilities = p
-                if len(units) == 1:
-                    a.probabilities, a.logits = p[0], logits[i]
-                else:
-                    a.probabilities = ((p * dur[:, None]).sum(0) / dur.sum()).astype(np.float32)
+                a.probabilities = p[0] if len(units) == 1 else ((p * dur[:, None]).sum(0) / dur.sum()).astype(np.float32)
                 a.uncertain = self.is_uncertain(a.probabilities)
                 i += len(units)
             out.append(a)

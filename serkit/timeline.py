@@ -39,8 +39,8 @@ from serkit.audio import BLOCK_VALUES, UNKNOWN_LENGTH, AudioError, check_samples
 import serkit.display as display
 from serkit.display import progress_bar
 from serkit.safety import atomic_file, atomic_write_text, first_line, to_json
-from serkit.scorer import MIN_SECONDS, NO_SPEECH, SILENCE_DBFS, window_starts
-from serkit.vad import FRAME, frames_of, make_vad, speech_segments, split_long
+from serkit.scorer import MIN_SECONDS, too_little, window_starts
+from serkit.vad import FRAME, fixed_segments, frames_of, make_vad, speech_segments, split_long
 
 if TYPE_CHECKING:   # the Predictor calls this module; it is only a type here
     from serkit.inference import Predictor
@@ -279,15 +279,6 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
                     speech_prob=speech.astype(np.float32), reason=reason)
 
 
-def fixed_segments(n_samples: int, step: int, min_samples: int) -> list[tuple[int, int]]:
-    """Consecutive ``step``-sample segments covering ``n_samples``; a last one shorter than
-    ``min_samples`` joins the one before it (never a segment of a few samples scored alone)."""
-    segments = [(s, min(s + step, n_samples)) for s in range(0, n_samples, step)]
-    if len(segments) > 1 and segments[-1][1] - segments[-1][0] < min_samples:
-        segments[-2:] = [(segments[-2][0], segments[-1][1])]
-    return segments
-
-
 class _Counted:
     """One pass over the stream that counts samples and their energy and advances a
     progress-bar task (seconds)."""
@@ -307,17 +298,9 @@ class _Counted:
             yield block
         self.bar.update(self.task, completed=self.total)
 
-
     def no_speech(self, sample_rate: int) -> str | None:
-        """After a pass: why the recording has nothing to score (the scorer's words and limits,
-        :func:`serkit.scorer.rms_dbfs`'s level), or None."""
-        if self.samples < MIN_SECONDS * sample_rate:
-            return (f"{NO_SPEECH}: the recording is {self.samples / sample_rate:.2f} s long, "
-                    f"shorter than {MIN_SECONDS} s")
-        power = self.squares / self.samples
-        if power <= 1e-20 or 10 * np.log10(power) <= SILENCE_DBFS:
-            return f"{NO_SPEECH}: the recording is silent (level at or below {SILENCE_DBFS:.0f} dBFS)"
-        return None
+        """After a pass: why the recording has nothing to score (the scorer's rule), or None."""
+        return too_little(self.samples, self.squares / max(self.samples, 1), sample_rate, "recording")
 
 
 def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple[int, int]],

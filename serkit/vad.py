@@ -181,6 +181,15 @@ def split_long(segments: list[tuple[int, int]], max_samples: int) -> list[tuple[
     return out
 
 
+def fixed_segments(n_samples: int, step: int, min_samples: int) -> list[tuple[int, int]]:
+    """Consecutive ``step``-sample segments covering ``n_samples``; a last one shorter than
+    ``min_samples`` joins the one before it (never a segment of a few samples scored alone)."""
+    segments = [(s, min(s + step, n_samples)) for s in range(0, n_samples, step)]
+    if len(segments) > 1 and segments[-1][1] - segments[-1][0] < min_samples:
+        segments[-2:] = [(segments[-2][0], segments[-1][1])]
+    return segments
+
+
 def vad_name(vad: str) -> str:
     """The detector ``vad`` stands for: ``auto`` resolves to silero or energy."""
     detector = make_vad(vad)

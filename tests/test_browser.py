@@ -11,11 +11,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -27,19 +22,14 @@ if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 
-from test_web import LABELS, audio_bytes, make_bundle, speech_and_pause, wav_bytes  # noqa: E402
+from live_server import start_server  # noqa: E402
+from test_web import LABELS, audio_bytes, speech_and_pause, wav_bytes  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run",
         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 TIMEOUT_MS = 60_000
 EXPECTED_4XX = "the server responded with a status of 4"   # Chromium logs a JSON error reply too
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SERVER_LOG: dict[str, Path] = {}
@@ -49,33 +39,11 @@ SERVER_LOG: dict[str, Path] = {}
 def server(tmp_path_factory):
     """``serkit serve`` exactly as a user starts it, on loopback only (its log: SERVER_LOG["path"])."""
     folder = tmp_path_factory.mktemp("browser")
-    SERVER_LOG["path"] = folder / "server.log"
-    bundle = make_bundle(folder / "tiny")
-    port = free_port()
-    log = (folder / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "serkit", "serve", "--model", str(bundle),
-                             "--host", "127.0.0.1", "--port", str(port), "--threads", "2",
-                             "--vad", "energy"],    # tones are not speech to silero
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"serkit serve exited: {(folder / 'server.log').read_text()}")
-        try:
-            with urllib.request.urlopen(url + "healthz", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if time.time() > deadline:
-                proc.terminate()
-                pytest.fail("serkit serve did not answer /healthz")
-            time.sleep(0.2)
+    proc, url, SERVER_LOG["path"] = start_server(folder)
     yield url
     proc.terminate()
     proc.wait(10)
-    log.close()
-    assert "Traceback" not in (folder / "server.log").read_text()
+    assert "Traceback" not in SERVER_LOG["path"].read_text()
 
 
 @pytest.fixture(scope="module")

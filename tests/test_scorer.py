@@ -110,3 +110,15 @@ def test_a_model_option_typo_is_one_error_before_anything_is_written(tmp_path, c
     err = capsys.readouterr().err
     assert rc == 2 and "'lstm_hiden' is not a cnn_lstm setting" in err and "lstm_hidden" in err
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_every_waveform_entry_point_refuses_absurd_amplitudes(bundle):
+    """The amplitude check lives in the scorer, so the Python API refuses what load_audio and the
+    web app refuse (1e18 once overflowed a model's features into NaN)."""
+    from serkit.audio import OutOfRangeAudio
+
+    p = load_model(bundle)
+    loud = tone_clip("angry", 0.8, np.random.default_rng(2)) * np.float32(1e18)
+    for call in (p.predict_waveform, p.predict_proba, lambda w: p.analyse([w])):
+        with pytest.raises(OutOfRangeAudio):
+            call(loud)

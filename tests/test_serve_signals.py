@@ -7,48 +7,13 @@ SIGTERM like Ctrl-C: waitress closes its sockets and the command returns 0.
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from serkit.web import serve as serve_mod
-from test_web import make_bundle
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(folder: Path) -> tuple[subprocess.Popen, str, Path]:
-    bundle = make_bundle(folder / "tiny")
-    port = free_port()
-    log_path = folder / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "serkit", "serve", "--model", str(bundle),
-                                 "--host", "127.0.0.1", "--port", str(port), "--threads", "2",
-                                 "--vad", "energy"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/healthz"
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"serkit serve exited early: {log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return proc, url, log_path
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("serkit serve did not answer /healthz")
-            time.sleep(0.2)
+from live_server import start_server
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -243,8 +243,6 @@ def test_resume_without_a_run_is_an_error(tmp_path):
 # ---------------------------------------------------------------------------------- CLI flow
 
 def test_cli_prepare_train_evaluate_predict_info(tmp_path, capsys, monkeypatch):
-    import serkit.evaluate_cmd as ev
-
     # keep every decoded-audio cache inside tmp_path (the CLI has no option for it)
     cache = tmp_path / "cache"
     real_decode = training.decode_all
