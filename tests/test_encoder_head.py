@@ -37,6 +37,15 @@ def test_export_stats_encoder_matches_torch_and_records_its_source(encoder):
     assert fp32["parity_max_abs_diff_mean"] < 1e-4
     assert info["layers"] == 3 and info["dim"] == 32 and info["precision"] == "int8"
     assert info["checksum_of_source"].startswith("sha256:")
+    # a folder of the user's is not written into; serkit's own encoder folder is rewritten whole
+    (root / "mine").mkdir()
+    (root / "mine" / "notes.txt").write_text("keep")
+    from serkit.safety import OutputError
+    with pytest.raises(OutputError, match="did not write"):
+        export_stats_encoder(str(root / "whisper"), root / "mine", max_layers=1, clip_seconds=0.5)
+    assert sorted(p.name for p in (root / "mine").iterdir()) == ["notes.txt"]
+    again = export_stats_encoder(str(root / "whisper"), root / "fp32", max_layers=1, clip_seconds=0.5, int8=False)
+    assert again["layers"] == 2 and json.loads((root / "fp32" / "backbone.json").read_text())["layers"] == 2
 
 
 @pytest.mark.parametrize("combine,pooling,hidden", [("weighted", "stats", 16), ("concat", "mean", 0)])

@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 from serkit.models.configs import COMBINES, HEAD_POOLINGS, EncoderHeadConfig  # noqa: F401  (re-exported)
+from serkit.safety import atomic_folder, mark_folder
+
 
 class EncoderHead(nn.Module):
     """Per-layer features (batch, len(layers), features) -> logits (batch, classes)."""
@@ -86,18 +88,29 @@ class StatsEncoder(nn.Module):
 
 
 def export_stats_encoder(backbone: str, out: Path, max_layers: int, clip_seconds: float = 3.0,
-                         int8: bool = True, source: str | None = None) -> dict[str, Any]:
+                         int8: bool = True, source: str | None = None, force: bool = False) -> dict[str, Any]:
     """Write ``out/encoder.onnx`` (int8 unless ``int8=False``) and ``out/backbone.json`` for the
     encoder at ``backbone`` (a local folder or hub name) truncated to ``max_layers`` layers;
-    checks the graph against PyTorch and returns what backbone.json says."""
+    checks the graph against PyTorch and returns what backbone.json says. ``out`` is written as
+    serkit writes every folder (:func:`serkit.safety.atomic_folder`: new, empty or serkit's own
+    encoder folder, else ``force``; whole or not at all)."""
+    from serkit.backbones import ENCODER_FILE, INFO_FILE
+
+    model = StatsEncoder(backbone, max_layers, clip_seconds).eval()
+    with atomic_folder(out, "encoder", (ENCODER_FILE, INFO_FILE), force=force) as tmp:
+        info = _write_encoder(model, tmp, int8, source or str(backbone))
+        mark_folder(tmp, "encoder")
+    return info
+
+
+def _write_encoder(model: StatsEncoder, out: Path, int8: bool, source: str) -> dict[str, Any]:
+    """Export, quantise and check ``model`` into the (temporary) folder ``out``."""
     import onnxruntime as ort
 
     from serkit.backbones import ENCODER_FILE, INFO_FILE
     from serkit.models.quantize import quantize_int8
 
-    model = StatsEncoder(backbone, max_layers, clip_seconds).eval()
     window = model.window
-    out.mkdir(parents=True, exist_ok=True)
     fp32 = out / "encoder.fp32.onnx"
     g = torch.Generator().manual_seed(0)
     wave = 0.1 * torch.randn(2, window, generator=g)
@@ -130,8 +143,8 @@ def export_stats_encoder(backbone: str, out: Path, max_layers: int, clip_seconds
         ["mean"], {"wave": x, "lengths": lens})[0]
     digest = model.ser.config.checksum
     info = {
-        "source": source or str(backbone), "checksum_of_source": digest,
-        "layers": max_layers + 1, "dim": int(ref.shape[-1]), "window_samples": int(window),
+        "source": source, "checksum_of_source": digest,
+        "layers": int(ref.shape[1]), "dim": int(ref.shape[-1]), "window_samples": int(window),
         "sample_rate": 16000, "precision": "int8" if int8 else "fp32",
         "outputs": "mean, std (batch, layers, dim): hidden layers 0..max_layers, layer-normalised per "
                    "frame, pooled over valid frames",
