@@ -78,23 +78,14 @@ def resolve_list(spec: str | None) -> list[str] | None:
     return None if spec in (None, "manifest") else list(resolve_emotions(spec))
 
 
-def load_predictor(model: str | None, runtime: str = "auto"):
-    """The bundle's Predictor; the shipped model is called "default", as on the web page."""
-    from serkit.inference import load_model
-
-    predictor = load_model(model, runtime=runtime)
-    if model is None:
-        predictor.name = "default"
-    return predictor
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from serkit.evaluate_cmd import evaluate_bundle
+    from serkit.inference import load_model
 
     if len(args.paths) > 2:
         raise ValueError("evaluate takes [BUNDLE] MANIFEST")
     bundle, manifest = (args.paths if len(args.paths) == 2 else (args.model, args.paths[0]))
-    predictor = load_predictor(bundle)
+    predictor = load_model(bundle)
     r = evaluate_bundle(predictor, manifest, args.split, args.out, force=args.force)
     console.print(f"{predictor.name} on {args.split} ({r['n']} clips): accuracy {r['accuracy']:.3f}  "
                   f"macro-F1 {r['macro_f1']:.3f}  UAR {r['uar']:.3f}  ECE {r['calibration']['ece_after']:.3f}",
@@ -136,15 +127,13 @@ def expand_paths(items: Sequence[str]) -> list[str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from serkit.batch import budget_batches
     from serkit.display import prediction_dict, predictions_table
+    from serkit.inference import load_model
     from serkit.safety import to_json
 
-    from serkit.batch import budget_batches
-
     check_predict_flags(args)
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size {args.batch_size}: give at least 1")
-    predictor = load_predictor(args.model, runtime=args.runtime)
+    predictor = load_model(args.model, runtime=args.runtime)   # a shipped model is named as on the page
     files = expand_paths(args.paths)
     if not files:
         raise FileNotFoundError("no audio files found in " + ", ".join(args.paths))
@@ -475,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_option(p)
     p.add_argument("--format", "-f", choices=["table", "json", "csv"], default="table",
                    help="what to print: a table (probabilities to 2 decimals), or JSON or CSV (4 decimals)")
-    p.add_argument("--batch-size", type=int, default=32, help="files (or timeline windows) per model call")
+    p.add_argument("--batch-size", type=bounded(int, 1), default=32, help="files (or timeline windows) per model call")
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
                    help="torch (a bundle) or onnx (a folder from serkit export --onnx); auto: by the folder; default: %(default)s")
     g = p.add_argument_group("batch jobs (PATH may also be a manifest CSV with a File/path column)")

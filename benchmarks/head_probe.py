@@ -1,0 +1,82 @@
+"""Which of a frozen encoder's layers carry the emotion: logistic regressions on one fold.
+
+    python benchmarks/head_probe.py [--encoder serkit:whisper-base-l4 | PATH.onnx] [--fold 0]
+                                    [--manifest data/manifest.csv]
+
+Each clip is read as the scorer reads it (the speech span, `Scorer.speech_window`), through the
+encoder graph given (its statistics cached as training caches them), and a standardised
+logistic regression (C 0.003) is fitted on the other four folds of the 5-fold speaker split and
+tested on ``--fold``: pool UAR and per corpus (ASED on sentences 01-02). Prints one line per
+feature set: the mean of layers 1-4 (the shipped design), mean and std of 1-4, and, for an
+encoder graph with more layers (e.g. one exported with ``max_layers=6``), layers 1-6 and 5-6.
+This is how README's "top layers" and "mean vs stats" figures were measured.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import recall_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from serkit.audio import CACHE_ROOT, AudioSpec, decode_all
+from serkit.encoder_training import encoder_for
+from serkit.manifest import read_manifest
+from serkit.models.encoder_head import EncoderHead, EncoderHeadConfig
+from serkit.scorer import Scorer
+from serkit.splits import speaker_folds
+
+LABELS = ["angry", "happy", "sad", "fearful", "disgust", "neutral"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--encoder", default="serkit:whisper-base-l4")
+    ap.add_argument("--manifest", default="data/manifest.csv")
+    ap.add_argument("--fold", type=int, default=0)
+    args = ap.parse_args(argv)
+    if not Path(args.manifest).is_file():
+        print(f"no manifest {args.manifest}: run serkit prepare ../shared/corpora -o {args.manifest}", file=sys.stderr)
+        return 2
+    utts = [u for u in read_manifest(args.manifest) if u.emotion in LABELS]
+    waves = decode_all(utts, progress=False)
+    encoder = encoder_for(EncoderHead(EncoderHeadConfig(layers=[0], backbone=args.encoder)), str(CACHE_ROOT))
+    scorer = Scorer(encoder, LABELS, AudioSpec())
+    stats = []
+    for i in range(0, len(waves), 64):
+        crops = [w[slice(*scorer.speech_window(w))] for w in waves[i:i + 64]]
+        rows = np.zeros((len(crops), scorer.spec.window_samples), np.float32)
+        for j, c in enumerate(crops):
+            rows[j, :len(c)] = c
+        mean, std = encoder.stats(rows, np.array([len(c) for c in crops]))
+        stats.append(np.concatenate([mean, std], axis=-1))           # (clips, layers, 2 * dim)
+    x = np.concatenate(stats)
+    dim = x.shape[-1] // 2
+    y = np.array([LABELS.index(u.emotion) for u in utts])
+    corpus = np.array([u.corpus for u in utts])
+    judged = np.array([u.corpus != "ased" or u.sentence in ("01", "02") for u in utts])
+    parts = np.array(list(speaker_folds(utts, 5, seed=0))[args.fold])
+    train, test = parts != "test", parts == "test"
+    sets = {"mean of layers 1-4 (shipped)": x[:, 1:5, :dim], "mean and std of layers 1-4": x[:, 1:5]}
+    if x.shape[1] > 5:
+        sets.update({f"mean of layers 1-{x.shape[1] - 1}": x[:, 1:, :dim], f"mean of layers 5-{x.shape[1] - 1}": x[:, 5:, :dim]})
+    print(f"{args.encoder}: {len(utts)} clips, {x.shape[1]} hidden layers; fold {args.fold} of 5 as test")
+    for name, feats in sets.items():
+        t = time.time()
+        f = feats.reshape(len(feats), -1)
+        pred = make_pipeline(StandardScaler(), LogisticRegression(C=0.003, max_iter=200)).fit(f[train], y[train]).predict(f[test])
+        scores = {}
+        for c in ["pool", *sorted(set(corpus))]:
+            sel = judged[test] & ((corpus[test] == c) if c != "pool" else True)
+            scores[c] = recall_score(y[test][sel], pred[sel], labels=np.unique(y[test][sel]), average="macro")
+        print(f"{name:<32}" + "  ".join(f"{c} {v:.3f}" for c, v in scores.items()) + f"  ({time.time() - t:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
