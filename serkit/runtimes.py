@@ -121,7 +121,8 @@ class EncoderHeadRuntime:
 
     Each window runs through the encoder ALONE (batch of one), in ``threads`` parallel threads
     of one core each: an int8 graph quantises its activations with one scale per call, so in a
-    batch a window's numbers would depend on the other windows (measured: up to 0.13 apart).
+    batch a window's numbers would depend on the other windows (tests/test_encoder_head.py
+    shows a batched call moving them).
     Alone, a clip gets the same answer in ``serkit predict``, the web app and evaluation.
     """
 

@@ -79,6 +79,10 @@ def test_a_window_scores_the_same_alone_or_in_a_batch(encoder):
     together = runtime.logits(windows, lengths)
     alone = np.concatenate([runtime.logits(windows[i:i + 1], lengths[i:i + 1]) for i in range(4)])
     np.testing.assert_array_equal(together, alone)
+    # the control: one batched call of the int8 graph moves a quiet window's statistics
+    batched = runtime.session.run(["mean"], {"wave": windows, "lengths": lengths})[0]
+    single = runtime.session.run(["mean"], {"wave": windows[:1], "lengths": lengths[:1]})[0]
+    assert np.abs(batched[0] - single[0]).max() > 1e-3
 
 
 @pytest.mark.parametrize("head", [
