@@ -79,7 +79,8 @@ class MemoryRequest(Request):
 
 
 def load_models(spec: Mapping[str, str | os.PathLike | Predictor] | None) -> dict[str, ServedModel]:
-    """Load every bundle of ``spec`` (name -> folder or Predictor); the default model when None."""
+    """Load every bundle of ``spec`` (name -> folder or Predictor), each once and warmed up by
+    :func:`serkit.load_model`; the shipped models when None."""
     if spec is None:   # the shipped models, the default first
         spec = {name: shipped_model_path(name) for name in SHIPPED if (shipped_model_path(name) / "config.json").is_file()}
     if not spec:
@@ -92,13 +93,7 @@ def load_models(spec: Mapping[str, str | os.PathLike | Predictor] | None) -> dic
             models[name] = ServedModel(name, f"<{source.name}>", source)
         else:
             models[name] = ServedModel(name, str(Path(source)), load_model(source))
-        warm_up(models[name].predictor)
     return models
-
-
-def warm_up(predictor: Predictor) -> None:
-    """One prediction at start-up, so the first client does not pay for lazy set-up."""
-    predictor.warmup()
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
