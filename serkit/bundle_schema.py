@@ -95,6 +95,7 @@ class SchemaError(ValueError):
 
     def __init__(self, key: str, problem: str):
         super().__init__(f"{key}: {problem}")
+        self.key, self.problem = key, problem
 
 
 def validate_config(config: Any, source: str | Path, registry: dict[str, type]) -> dict[str, Any]:

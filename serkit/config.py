@@ -1,10 +1,20 @@
-"""Training configuration, kept free of heavy imports so the CLI starts fast."""
+"""Every setting of the command line, in one file: the training run (:class:`TrainConfig`),
+prediction (:class:`PredictSettings`) and the web server (:class:`ServeSettings`).
+
+Each field is declared once, with its type, default, help text and bounds; the ``serkit``
+command's options are generated from them (:mod:`serkit.settings`), and the same checks run
+when a setting is built in Python. Only options that describe one run rather than a setting
+(paths, ``--out``, ``--resume``, ``--force``...) are written by hand in :mod:`serkit.cli`.
+Kept free of heavy imports so the CLI starts fast.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
-from serkit.audio import CACHE_ROOT as DEFAULT_CACHE  # noqa: E402  (one cache root)
+from serkit.audio import CACHE_ROOT as DEFAULT_CACHE  # one cache root
+from serkit.bundle_schema import MAX_CLIP_SECONDS, Rule
+from serkit.settings import check_settings, setting
 
 #: Split protocols (see serkit.splits).
 SPLITS = ("speaker", "random", "corpus")
@@ -15,63 +25,145 @@ MODELS = ("cnn_lstm", "pretrained", "encoder_head")
 MONITORS = ("val_uar", "val_macro_f1", "val_accuracy")
 #: Voice-activity detectors of emotion timelines (serkit.timeline): auto = silero when installed, else energy.
 VADS = ("auto", "silero", "energy", "none")
-#: ``serkit serve``'s connection limits (waitress settings, plus serkit's request deadline): ``connection_limit``
-#: open connections at most; ``channel_timeout`` seconds before an idle connection is closed;
-#: ``cleanup_interval`` seconds between checks; ``request_timeout`` seconds for a request to arrive whole
-#: (a client that trickles its headers or body, "slowloris", is cut off then).
-SERVE_DEFAULTS = {"connection_limit": 500, "channel_timeout": 30, "cleanup_interval": 5, "request_timeout": 60}
+
+SHARE = Rule(0, 1, lo_open=True, hi_open=True)
+AT_LEAST_0, AT_LEAST_1, POSITIVE = Rule(0), Rule(1), Rule(0, lo_open=True)
+
+
+def emotion_list(text: str) -> list[str] | None:
+    """``--emotions``: 'manifest' (None: every emotion the manifest holds), 'default', 'all' or a comma list."""
+    from serkit.emotions import resolve_emotions
+
+    return None if text == "manifest" else list(resolve_emotions(text))
+
+
+def devices(text: str) -> int | str:
+    """``--devices``: a count, or a Lightning word such as 'auto'."""
+    return int(text) if text.isdigit() else text
 
 
 @dataclass
 class TrainConfig:
     """Everything a training run depends on; written to the run folder and the bundle."""
 
-    model: str = field(default="cnn_lstm", metadata={"help": "model family: " + ", ".join(MODELS)})
-    emotions: list[str] | None = field(default=None, metadata={
-        "help": "labels to train on (default: every emotion in the manifest, in canonical order)"})
-    split: str = field(default="speaker", metadata={"help": "speaker (default), random (leaky), corpus"})
-    test_corpus: str | None = field(default=None, metadata={"help": "held-out corpus for --split corpus"})
-    test_size: float = field(default=0.2, metadata={"help": "share of clips (speakers) for test"})
-    val_size: float = field(default=0.15, metadata={"help": "share of clips (speakers) for validation"})
-    seed: int = field(default=0, metadata={"help": "seed for the split, initialisation and augmentation"})
-    epochs: int = field(default=40, metadata={"help": "maximum epochs"})
-    patience: int = field(default=12, metadata={"help": "epochs without validation gain before stopping"})
-    monitor: str = field(default="val_uar", metadata={"help": "validation metric for early stopping: " + ", ".join(MONITORS)})
-    batch_size: int = field(default=32, metadata={"help": "clips per batch"})
-    lr: float = field(default=2e-3, metadata={"help": "peak learning rate (one-cycle schedule)"})
-    weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
-    label_smoothing: float = field(default=0.05, metadata={"help": "cross-entropy label smoothing"})
-    class_weights: bool = field(default=True, metadata={"help": "weight the loss by inverse class frequency"})
-    balance_corpora: bool = field(default=False, metadata={
-        "help": "draw training clips so that every corpus weighs the same per epoch"})
-    corpus_label_mask: bool = field(default=True, metadata={
-        "help": "leave out of a clip's loss the classes its corpus does not have (serkit.pool)"})
-    augment: bool = field(default=True, metadata={"help": "gain/noise/crop and SpecAugment while training"})
-    speed_perturb: bool = field(default=True, metadata={"help": "speed perturbation (0.9-1.1) among the augmentations"})
-    mixup: float = field(default=0.0, metadata={"help": "mixup Beta(alpha, alpha) on waveforms; 0 turns it off"})
-    clip_seconds: float = field(default=3.0, metadata={"help": "model window in seconds"})
-    vad: str = field(default="auto", metadata={
-        "help": "speech detector of the scorer, stored in the bundle: auto (silero), silero, energy "
-                "(any loud sound is speech: for synthetic data), none (the clip in pieces of one window)"})
-    model_options: dict[str, Any] = field(default_factory=dict, metadata={
-        "help": "architecture overrides (fields of the model's config dataclass)"})
-    accelerator: str = field(default="cpu", metadata={"help": "Lightning accelerator: cpu, gpu, auto"})
-    devices: int | str = field(default=1, metadata={"help": "Lightning devices per node"})
-    num_nodes: int = field(default=1, metadata={"help": "Lightning nodes"})
-    strategy: str = field(default="auto", metadata={"help": "Lightning strategy (ddp for several devices)"})
-    num_workers: int = field(default=0, metadata={"help": "DataLoader workers (audio is decoded up front)"})
-    cache_dir: str | None = field(default=str(DEFAULT_CACHE), metadata={"help": "decoded-audio cache ('' for none)"})
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    model: str = setting("cnn_lstm", "model family: cnn_lstm, pretrained (a Hugging Face encoder) or "
+                         "encoder_head (a head on a frozen ONNX encoder, e.g. the shipped serkit:whisper-base-l4)",
+                         choices=MODELS)
+    emotions: list[str] | None = setting(None, "labels to train on: 'manifest' (every emotion it holds; the "
+                                         "default), 'default', 'all' or a comma list", parse=emotion_list,
+                                         metavar="LIST")
+    split: str = setting("speaker", "speaker: no speaker in two parts; random: LEAKY utterance split; "
+                         "corpus: leave one corpus out", choices=SPLITS)
+    test_corpus: str | None = setting(None, "held-out corpus for --split corpus", metavar="CORPUS")
+    test_size: float = setting(0.2, "share of clips (of speakers, by --split speaker) for test", rule=SHARE)
+    val_size: float = setting(0.15, "share of clips (of speakers, by --split speaker) for validation", rule=SHARE)
+    seed: int = setting(0, "seed of the split, initialisation and augmentation")
+    epochs: int = setting(40, "maximum epochs", rule=AT_LEAST_1)
+    patience: int = setting(12, "epochs without validation gain before stopping", rule=AT_LEAST_0)
+    monitor: str = setting("val_uar", "validation metric that picks the epoch and stops early", choices=MONITORS)
+    batch_size: int = setting(32, "clips per training step", rule=AT_LEAST_1)
+    lr: float = setting(2e-3, "peak learning rate (one-cycle schedule)", rule=Rule(0, 10, lo_open=True))
+    weight_decay: float = setting(1e-2, "AdamW weight decay", rule=AT_LEAST_0)
+    label_smoothing: float = setting(0.05, "cross-entropy label smoothing", rule=Rule(0, 1, hi_open=True))
+    class_weights: bool = setting(True, "weight the loss by inverse class frequency")
+    balance_corpora: bool = setting(False, "draw training clips so that every corpus weighs the same per epoch")
+    corpus_label_mask: bool = setting(True, "leave out of a clip's loss the classes its corpus does not have "
+                                      "(serkit.pool); off: its clips teach them too")
+    augment: bool = setting(True, "training-time augmentation: gain, noise, crop and SpecAugment")
+    speed_perturb: bool = setting(True, "speed perturbation (0.9-1.1) among the augmentations")
+    mixup: float = setting(0.0, "mixup Beta(alpha, alpha) on waveforms; 0 turns it off", rule=AT_LEAST_0)
+    clip_seconds: float = setting(3.0, "model window in seconds", rule=Rule(0, MAX_CLIP_SECONDS, lo_open=True))
+    vad: str = setting("auto", "speech detector of the scorer, stored in the bundle: auto (silero), silero, "
+                       "energy (any loud sound is speech: for synthetic data), none (the clip in pieces of one "
+                       "window)", choices=VADS)
+    model_options: dict[str, Any] = setting(default_factory=dict, help="architecture settings as JSON, e.g. "
+                                            "'{\"pooling\": \"mean\"}': fields of the model family's config "
+                                            "dataclass (serkit/models/configs.py)")
+    accelerator: str = setting("cpu", "Lightning accelerator: cpu, gpu, auto")
+    devices: int | str = setting(1, "Lightning devices per node (an integer, or 'auto')", parse=devices,
+                                 metavar="N|auto")
+    num_nodes: int = setting(1, "machines (Lightning num_nodes)", rule=AT_LEAST_1)
+    strategy: str = setting("auto", "Lightning strategy (ddp for several devices)")
+    num_workers: int = setting(0, "DataLoader workers (audio is decoded up front)", rule=AT_LEAST_0)
+    cache_dir: str | None = setting(str(DEFAULT_CACHE), "decoded-audio cache folder ('' for none)", metavar="DIR")
+    progress: bool = setting(True, "progress bars (--no-progress for logs)")
 
     def __post_init__(self) -> None:
-        if self.monitor not in MONITORS:
-            raise ValueError(f"unknown monitor {self.monitor!r}; choose one of: {', '.join(MONITORS)}")
-        if self.vad not in VADS:
-            raise ValueError(f"unknown vad {self.vad!r}; choose one of: {', '.join(VADS)}")
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose {', '.join(MODELS)}")
+        check_settings(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+#: Help sections of ``serkit predict`` (the CLI adds its run-only options to them).
+BATCH_JOBS = "batch jobs (PATH may also be a manifest CSV with a File/path column)"
+LONG_RECORDINGS = "long recordings (--timeline; --output FILE.json|.csv)"
+
+
+@dataclass
+class PredictSettings:
+    """How ``serkit predict`` scores files and prints the answers."""
+
+    format: str = setting("table", "what to print: a table (probabilities to 2 decimals), or JSON or CSV "
+                          "(4 decimals)", choices=("table", "json", "csv"), flags=("--format", "-f"))
+    batch_size: int = setting(32, "files (or timeline windows) per model call", rule=AT_LEAST_1)
+    runtime: str = setting("auto", "torch (a bundle) or onnx (a folder from serkit export --onnx); auto: by "
+                           "the folder", choices=("auto", "torch", "onnx"))
+    workers: int = setting(0, "processes decoding audio (0: in this process)", rule=Rule(0, 1024), group=BATCH_JOBS)
+    progress: bool = setting(True, "a progress bar on stderr", group=BATCH_JOBS)
+    engine: str = setting("local", "local, or ray: Ray Data with model actors (pip install 'serkit[ray]')",
+                          choices=("local", "ray"), group=BATCH_JOBS)
+    actors: int = setting(2, "--engine ray: model actors", rule=AT_LEAST_1, group=BATCH_JOBS)
+    ray_address: str | None = setting(None, "--engine ray: a cluster to join (auto, ray://HOST:10001); "
+                                      "default: a local Ray", metavar="ADDR", group=BATCH_JOBS)
+    vad: str = setting("auto", "speech detector: silero (needs serkit[timeline]), energy (level above the noise "
+                       "floor), none (fixed segments); auto: silero when installed, else energy",
+                       choices=VADS, group=LONG_RECORDINGS)
+    max_segment: float = setting(10.0, "split longer speech segments into equal parts", rule=POSITIVE,
+                                 metavar="SECONDS", group=LONG_RECORDINGS)
+    segment_seconds: float | None = setting(None, "segment length with --vad none (default: the model's "
+                                            "window)", rule=POSITIVE, metavar="SECONDS", group=LONG_RECORDINGS)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
+#: Help section of ``serkit serve``'s connection limits.
+CONNECTIONS = "connections (waitress; put a reverse proxy in front of a public server, see docs/web.md)"
+
+
+@dataclass
+class ServeSettings:
+    """``serkit serve``: the models, the address, and the limits that keep one client from taking the
+    server down (waitress settings, plus serkit's request deadline against clients that trickle their
+    headers or body, "slowloris")."""
+
+    models: list[str] | None = setting(None, "bundle folder to serve; repeat for several (default: the "
+                                       "shipped default model)", flags=("--model", "-m"), metavar="[NAME=]BUNDLE",
+                                       repeat=True)
+    host: str = setting("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
+    port: int = setting(5000, "port to listen on; 0 picks a free one (printed at start-up)", rule=Rule(0, 65535))
+    threads: int = setting(4, "request threads", rule=Rule(1, 256))
+    torch_threads: int | None = setting(1, "threads one prediction may use (requests run in parallel "
+                                        "instead)", rule=Rule(1, 1024))
+    max_upload_mb: float = setting(20.0, "largest upload in MB", rule=Rule(0.001, 4096))
+    max_seconds: float = setting(120.0, "longest audio in seconds", rule=Rule(0.5, 36000))
+    connection_limit: int = setting(500, "open connections at most; more wait in the listen queue",
+                                    rule=Rule(1, 100000), group=CONNECTIONS)
+    channel_timeout: int = setting(30, "seconds before a connection that sends nothing is closed",
+                                   rule=Rule(1, 86400), group=CONNECTIONS)
+    request_timeout: int = setting(60, "seconds for a request to arrive whole, else its connection is closed: "
+                                   "a client trickling bytes cannot hold a connection", rule=Rule(1, 86400),
+                                   group=CONNECTIONS)
+    cleanup_interval: int = setting(5, "seconds between checks of the two timeouts", rule=Rule(1, 3600),
+                                    group=CONNECTIONS)
+    vad: str | None = setting(None, "speech detector when a request names none (default: each model's own, "
+                              "silero for the shipped ones; energy = any loud sound; none = the clip in pieces "
+                              "of one window)", choices=VADS)
+    quiet: bool = setting(False, "no access log (by default every request is logged to stderr with its status "
+                          "and time)", flags=("--quiet", "-q"))
+
+    def __post_init__(self) -> None:
+        check_settings(self)

@@ -63,7 +63,7 @@ def card_bundle(tmp_path):
 
 
 def test_info_names_the_held_out_speakers_and_wraps_under_its_values(card_bundle, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "console", Console(width=80, color_system=None))
+    monkeypatch.setattr(cli.common, "console", Console(width=80, color_system=None))
     assert cli.main(["info", str(card_bundle)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"Model card: {card_bundle}"
@@ -119,6 +119,6 @@ def test_serve_quiet_turns_the_access_log_off(monkeypatch):
     import serkit.web.serve as serve_mod
 
     seen = {}
-    monkeypatch.setattr(serve_mod, "serve", lambda specs, **kw: seen.update(kw))
-    assert cli.main(["serve"]) == 0 and seen["access_log"] is True
-    assert cli.main(["serve", "--quiet"]) == 0 and seen["access_log"] is False
+    monkeypatch.setattr(serve_mod, "serve", lambda settings, **kw: seen.update(vars(settings)))
+    assert cli.main(["serve"]) == 0 and seen["quiet"] is False
+    assert cli.main(["serve", "--quiet"]) == 0 and seen["quiet"] is True

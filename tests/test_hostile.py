@@ -274,7 +274,7 @@ def test_a_backbone_in_an_allowed_place_loads(tmp_path, monkeypatch):
 def wide_console(monkeypatch):
     """The CLI's table console, wide enough that no file name wraps, writing to a buffer."""
     buf = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=buf, width=400, color_system=None))
+    monkeypatch.setattr(cli.common, "console", Console(file=buf, width=400, color_system=None))
     return buf
 
 

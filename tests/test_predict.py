@@ -254,7 +254,7 @@ def narrow_console(monkeypatch, width: int = 80):
     from rich.console import Console
 
     import serkit.cli as cli
-    monkeypatch.setattr(cli, "console", Console(width=width, color_system=None))
+    monkeypatch.setattr(cli.common, "console", Console(width=width, color_system=None))
 
 
 def test_cli_predict_table_shows_names_relative_to_their_folder_at_80_columns(bundle, tmp_path, capsys,

@@ -73,7 +73,7 @@ def test_serve_command_skips_the_teardown_only_after_a_signal(monkeypatch, stopp
     from serkit.cli import main
 
     calls = []
-    monkeypatch.setattr(serve_mod, "serve", lambda specs, **kw: stopped)
+    monkeypatch.setattr(serve_mod, "serve", lambda settings, **kw: stopped)
     monkeypatch.setattr(serve_mod, "exit_at_once", lambda code=0: calls.append(code))
     assert main(["serve", "--port", "8123"]) == 0
     assert calls == ([0] if exits else [])

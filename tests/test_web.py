@@ -475,7 +475,7 @@ def test_serve_subcommand_parses(monkeypatch):
     from serkit.cli import main
 
     seen = {}
-    monkeypatch.setattr(serve_mod, "serve", lambda specs, **kw: seen.update(specs=specs, **kw))
+    monkeypatch.setattr(serve_mod, "serve", lambda settings, **kw: seen.update(vars(settings)))
     assert main(["serve", "-m", "a", "--model", "b=c", "--port", "8123", "--threads", "2"]) == 0
-    assert seen["specs"] == ["a", "b=c"] and seen["port"] == 8123 and seen["threads"] == 2
+    assert seen["models"] == ["a", "b=c"] and seen["port"] == 8123 and seen["threads"] == 2
     assert seen["host"] == "127.0.0.1"

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from serkit.config import ServeSettings
+
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 access_log = logging.getLogger("serkit.access")
 
@@ -117,64 +119,49 @@ def run_until_signalled(server: Any) -> str | None:
     return stopped[0] if stopped else None
 
 
-def serve(specs: Sequence[str] = (), host: str = "127.0.0.1", port: int = 5000, threads: int = 4,
-          max_upload_mb: float = 20.0, max_seconds: float = 120.0, torch_threads: int | None = 1,
-          vad: str | None = None, announce: Any = print, access_log: bool = True,
-          connection_limit: int | None = None, channel_timeout: int | None = None,
-          cleanup_interval: int | None = None, request_timeout: int | None = None) -> str | None:
+def serve(settings: ServeSettings | None = None, *, announce: Any = print) -> str | None:
     """Load the models once, then serve until Ctrl-C or SIGTERM; the name of the signal that stopped it.
 
-    ``torch_threads`` is per prediction: with several request threads, one torch thread each uses
-    the cores better than every request fighting for all of them (None keeps torch's default).
-    ``access_log``: log every request (:class:`AccessLog`) to stderr. The connection limits
-    default to :data:`serkit.config.SERVE_DEFAULTS`. A port that cannot be listened on raises
-    OSError before the "serving" line is announced.
+    ``settings`` (:class:`serkit.config.ServeSettings`, checked when built) name the models, the
+    address, the threads and the connection limits. ``torch_threads`` is per prediction: with
+    several request threads, one torch thread each uses the cores better than every request
+    fighting for all of them (None keeps torch's default). Unless ``quiet``, every request is
+    logged (:class:`AccessLog`) to stderr. A port that cannot be listened on raises OSError
+    before the "serving" line is announced.
     """
     from waitress import create_server
 
-    from serkit.config import SERVE_DEFAULTS
     from serkit.web import create_app
 
-    limits = {"connection_limit": connection_limit, "channel_timeout": channel_timeout,
-              "cleanup_interval": cleanup_interval, "request_timeout": request_timeout}
-    limits = {k: SERVE_DEFAULTS[k] if v is None else v for k, v in limits.items()}
-    if threads < 1:
-        raise ValueError(f"--threads {threads}: give at least 1")
-    if not 0 <= port <= 65535:
-        raise ValueError(f"--port {port}: give 0 to 65535")
-    for name, value in limits.items():
-        if value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} {value}: give at least 1")
-    if max_upload_mb <= 0 or max_seconds <= 0:
-        raise ValueError(f"--max-upload-mb {max_upload_mb} and --max-seconds {max_seconds} must be positive")
+    s = settings or ServeSettings()
+    host, port, threads = s.host, s.port, s.threads
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)   # busy threads under load are normal
-    max_bytes = int(max_upload_mb * 1024 * 1024)
-    app = create_app({"SERKIT_MODELS": parse_model_specs(specs), "MAX_CONTENT_LENGTH": max_bytes,
-                      "SERKIT_MAX_SECONDS": max_seconds, "SERKIT_TIMELINE_VAD": vad})
+    max_bytes = int(s.max_upload_mb * 1024 * 1024)
+    app = create_app({"SERKIT_MODELS": parse_model_specs(s.models or ()), "MAX_CONTENT_LENGTH": max_bytes,
+                      "SERKIT_MAX_SECONDS": s.max_seconds, "SERKIT_TIMELINE_VAD": s.vad})
     torch = sys.modules.get("torch")   # imported only by models that need it (the shipped ones do not)
-    if torch_threads and torch is not None:
-        torch.set_num_threads(torch_threads)
-    if access_log:
+    if s.torch_threads and torch is not None:
+        torch.set_num_threads(s.torch_threads)
+    if not s.quiet:
         app.wsgi_app = AccessLog(app.wsgi_app)
     names = ", ".join(app.extensions["serkit"].models)
     try:
         # waitress refuses bodies a little over the app's limit itself, before buffering them.
         server = create_server(app, host=host, port=port, threads=threads, ident="serkit",
                                max_request_body_size=max_bytes + 65536, clear_untrusted_proxy_headers=True,
-                               connection_limit=limits["connection_limit"],
-                               channel_timeout=limits["channel_timeout"],
-                               cleanup_interval=limits["cleanup_interval"])
+                               connection_limit=s.connection_limit, channel_timeout=s.channel_timeout,
+                               cleanup_interval=s.cleanup_interval)
     except OSError as exc:   # in use, not this machine's address, no permission for a low port
         raise OSError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); "
                       "is another server using it? Pick another --port") from None
-    cut_slow_requests(server, limits["request_timeout"])
+    cut_slow_requests(server, s.request_timeout)
     shown = f"[{host}]" if ":" in host else host
     bound = getattr(server, "effective_port", port)
     announce(f"serving {names} on http://{shown}:{bound}/  (waitress, {threads} threads, "
              + (f"torch {torch.get_num_threads()} threads, " if torch is not None else "")
-             + f"at most {limits['connection_limit']} connections; "
-             + f"{'requests logged' if access_log else 'no access log'}; Ctrl-C stops)")
+             + f"at most {s.connection_limit} connections; "
+             + f"{'no access log' if s.quiet else 'requests logged'}; Ctrl-C stops)")
     server.print_listen("Serving on http://{}:{}")   # as waitress.serve logs it
     stopped = run_until_signalled(server)
     announce(f"stopped ({stopped})" if stopped else "stopped")

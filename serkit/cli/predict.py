@@ -1,0 +1,209 @@
+"""``serkit predict``: files, folders, globs or a manifest, printed as a table, JSON or CSV; batch
+jobs (``--output``) and emotion timelines of long recordings (``--timeline``).
+
+Its settings are :class:`serkit.config.PredictSettings`; the run's own options (PATH..., --model,
+--output, --resume, --force, --timeline, --plot) are written here.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.markup import escape
+
+from serkit.cli import common
+from serkit.cli.common import add_force_option, add_model_option, not_a_folder
+from serkit.config import BATCH_JOBS, LONG_RECORDINGS, PredictSettings
+from serkit.settings import add_dataclass_arguments, argument_group, dataclass_from_args
+
+
+def expand_paths(items: Sequence[str]) -> list[str]:
+    """Files, folders (searched recursively for audio) and glob patterns, in a stable order.
+
+    A path that exists is taken as it is, whatever characters its name holds
+    (``interview [take 2].wav``); only a path that does not exist is read as a pattern.
+    """
+    import glob
+    from pathlib import Path
+
+    from serkit.corpora.base import audio_files, is_audio_name
+
+    out: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out += [str(f) for f in audio_files(p) if is_audio_name(f)]
+        elif p.suffix.lower() == ".csv" and p.is_file():   # a manifest: its path column
+            from serkit.batch import manifest_paths
+            out += manifest_paths(p)
+        elif not p.exists() and any(ch in item for ch in "*?["):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"no file matches {item}")
+            out += matches
+        else:
+            out.append(item)  # a missing file is reported in its row, not here
+    return out
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from serkit.batch import budget_batches
+    from serkit.display import prediction_dict, predictions_table
+    from serkit.inference import load_model
+    from serkit.safety import to_json
+
+    s = dataclass_from_args(PredictSettings, args)
+    check_predict_flags(args, s)
+    predictor = load_model(args.model, runtime=s.runtime)   # a shipped model is named as on the page
+    files = expand_paths(args.paths)
+    if not files:
+        raise FileNotFoundError("no audio files found in " + ", ".join(args.paths))
+    if args.timeline:
+        return predict_timelines(args, s, predictor, files)
+    if args.output:
+        not_a_folder(args.output, "--output")
+        return predict_batch(args, s, predictor, files)
+    results = []
+    for group in budget_batches(files, s.batch_size):   # bounded audio in memory per batch
+        results += predictor.predict_files([files[i] for i in group], batch_size=s.batch_size)
+    if s.format == "json":
+        print(to_json([prediction_dict(r) for r in results], indent=2))
+    elif s.format == "csv":
+        import csv
+
+        from serkit.batch import csv_columns, csv_row
+        w = csv.writer(sys.stdout)
+        w.writerow(csv_columns(predictor.labels))
+        w.writerows(csv_row(r, predictor.labels) for r in results)
+    else:
+        folder, table = predictions_table(results, predictor.name, common.console.width)
+        if folder:      # once, whole, rather than on every row
+            common.console.print(f"files in {folder}:", highlight=False, markup=False, soft_wrap=True)
+        common.console.print(table)
+    failed = sum(1 for r in results if r.error)
+    if failed:
+        common.err_console.print(f"{failed} of {len(results)} file(s) could not be scored")
+    return 1 if failed else 0
+
+
+def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
+    """Flags that only make sense together: refuse, saying why, rather than ignore one."""
+    if not args.timeline:
+        for flag, value in (("--plot", args.plot), ("--segment-seconds", s.segment_seconds)):
+            if value is not None:
+                raise ValueError(f"{flag} belongs to emotion timelines of long recordings: add --timeline")
+    if args.output and not args.timeline and args.output.lower().endswith(".json"):
+        raise ValueError(f"--output {args.output}: a batch job appends rows as it goes (so a killed job can "
+                         "--resume), which a .json array cannot do; write .jsonl (one JSON object a line) "
+                         "or .csv, or print one JSON array with --format json > FILE")
+    if not args.output and args.resume:
+        raise ValueError("--resume continues a batch job: add --output FILE")
+    if not args.output and s.engine != "local":
+        raise ValueError(f"--engine {s.engine} runs batch jobs: add --output FILE")
+
+
+def predict_batch(args: argparse.Namespace, s: PredictSettings, predictor, files: list[str]) -> int:
+    """serkit predict --output FILE: a resumable batch job (see serkit.batch)."""
+    from serkit.batch import run_batch
+
+    if s.engine == "ray":
+        from serkit.ray_engine import run_ray
+        summary = run_ray(args.model, files, args.output, labels=predictor.labels, runtime=s.runtime,
+                          batch_size=s.batch_size, actors=s.actors, address=s.ray_address,
+                          resume=args.resume, progress=s.progress, force=args.force, inputs=args.paths)
+    else:
+        summary = run_batch(predictor, files, args.output, batch_size=s.batch_size, workers=s.workers,
+                            resume=args.resume, progress=s.progress, force=args.force, inputs=args.paths)
+    common.err_console.print(summary.line(), highlight=False, markup=False, soft_wrap=True)
+    return 1 if summary.failed else 0
+
+
+def predict_timelines(args: argparse.Namespace, s: PredictSettings, predictor, files: list[str]) -> int:
+    """serkit predict --timeline: emotions over time of long recordings (see serkit.timeline)."""
+    from pathlib import Path
+
+    from serkit.audio import AudioError
+    from serkit.safety import check_output_file, to_json
+    from serkit.timeline import is_timeline_file, timelines_csv, write_timelines
+
+    err = common.err_console
+    if args.resume:
+        raise ValueError("--resume is for batch jobs, not --timeline")
+    if args.output and Path(args.output).suffix not in (".json", ".csv"):
+        raise ValueError(f"--output {args.output}: a timeline is written to .json or .csv")
+    not_a_folder(args.output, "--output")
+    plot_folder = args.plot and (len(files) > 1 or not args.plot.lower().endswith(".png"))
+    pngs = {file: Path(args.plot) / f"{Path(file).stem}.png" if plot_folder else Path(args.plot)
+            for file in files} if args.plot else {}
+    # before any work: replace only timelines and plots serkit wrote (or any file, with --force)
+    targets = ([(args.output, "--output")] if args.output else []) + [(png, "--plot") for png in pngs.values()]
+    for path, flag in targets:
+        check_output_file(path, inputs=files, force=args.force, ours=is_timeline_file, flag=flag)
+    if args.plot and not plot_folder:
+        not_a_folder(args.plot, "--plot")
+    timelines, failed = [], 0
+    for file in files:
+        try:
+            tl = predictor.predict_timeline(file, vad=s.vad, max_segment_s=s.max_segment,
+                                            segment_s=s.segment_seconds, batch_size=s.batch_size,
+                                            progress=s.progress)
+        except AudioError as exc:
+            err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+            failed += 1
+            continue
+        timelines.append(tl)
+        if args.plot:
+            err.print(f"plot: {tl.plot(pngs[file])}", highlight=False, markup=False, soft_wrap=True)
+    if args.output:
+        err.print(f"timeline: {write_timelines(timelines, args.output)}", highlight=False, markup=False,
+                  soft_wrap=True)
+    elif s.format == "json":
+        print(to_json([t.to_dict() for t in timelines] if len(files) > 1 else
+                      (timelines[0].to_dict() if timelines else {}), indent=2))
+    elif s.format == "csv":
+        print(timelines_csv(timelines), end="")
+    for tl in timelines:
+        if not tl.segments:     # said in every format, so an empty table or list is not a puzzle
+            why = (tl.reason.split(": ", 1)[-1] if tl.reason      # too short or silent: nothing to score
+                   else "--vad none scores fixed segments anyway")
+            err.print(f"{tl.file}: no speech found in {tl.duration_s:.1f} s (vad {tl.vad}); {why}",
+                      highlight=False, markup=False, soft_wrap=True)
+    if not args.output and s.format == "table":
+        for tl in (t for t in timelines if t.segments):
+            common.console.print(timeline_table(tl))
+    return 1 if failed else 0
+
+
+def timeline_table(tl) -> object:
+    """One timeline's segments as a terminal table: times, emotion, confidence, runners-up."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=escape(f"{tl.file}: {tl.duration_s:.1f} s, {len(tl.segments)} segments (vad {tl.vad})"),
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for col in ("start s", "end s", "emotion", "confidence", "runners-up"):
+        table.add_column(col, justify="left" if col in ("emotion", "runners-up") else "right")
+    for seg in tl.segments:
+        top = sorted(seg.probabilities.items(), key=lambda kv: -kv[1])[1:3]
+        table.add_row(f"{seg.start:.2f}", f"{seg.end:.2f}", seg.emotion, f"{seg.confidence:.2f}",
+                      "  ".join(f"{k} {v:.2f}" for k, v in top))
+    return table
+
+
+def add_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Register predict (``add`` makes a subcommand's parser)."""
+    p = add("predict", help="predict the emotion of audio files")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files, folders or glob patterns")
+    add_model_option(p)
+    batch, long = argument_group(p, BATCH_JOBS), argument_group(p, LONG_RECORDINGS)
+    batch.add_argument("--output", "-o", metavar="FILE", help="write rows to FILE (.csv or .jsonl) as the job "
+                       "runs, flushed per batch; progress on stderr")
+    batch.add_argument("--resume", action="store_true", help="continue a job: skip files already in --output")
+    add_force_option(batch, "start an existing --output over, replace a timeline or plot file serkit did not write")
+    long.add_argument("--timeline", action="store_true",
+                      help="emotions over time: speech segments, each with an emotion and probabilities")
+    long.add_argument("--plot", metavar="PNG", help="plot emotion probabilities over time to PNG "
+                      "(a folder when there are several files)")
+    add_dataclass_arguments(p, PredictSettings)
+    p.set_defaults(func=cmd_predict)

@@ -1,0 +1,127 @@
+"""``serkit prepare``, ``train`` and ``evaluate``: from corpus folders to a bundle and its report.
+
+``train``'s options are generated from :class:`serkit.config.TrainConfig`; only the run's own
+(the manifest, ``--out``, ``--resume``, ``--force``) and the pretrained-encoder shortcuts are
+written here.
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from serkit.cli import common
+from serkit.cli.common import add_force_option, add_model_option, not_a_folder
+from serkit.config import TrainConfig
+from serkit.settings import add_dataclass_arguments, dataclass_from_args
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from serkit.prepare import prepare, print_summary
+
+    not_a_folder(args.output, "--output")
+    result = prepare(args.roots, args.output, corpus=args.corpus, emotions=args.emotions, force=args.force)
+    print_summary(result, common.console, verbose=args.verbose)
+    if not result.utterances:
+        common.err_console.print("error: no labelled clips found; check the folder or pass --corpus")
+        return 1
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from serkit.training import train
+
+    cfg = dataclass_from_args(TrainConfig, args,
+                              model_options={**(args.model_options or {}), **pretrained_options(args)})
+    report = train(args.manifest, args.out, cfg, resume=args.resume, force=args.force)
+    console = common.console
+    if report:
+        console.print(f"test: accuracy {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f}  "
+                      f"UAR {report['uar']:.3f}  ({report['n']} clips)")
+        for corpus, m in report["per_corpus"].items():
+            console.print(f"  {corpus}: accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  ({m['n']} clips)")
+    console.print(f"bundle: {args.out}/bundle   report: {args.out}/eval/report.md", highlight=False, markup=False)
+    return 0
+
+
+def pretrained_options(args: argparse.Namespace) -> dict:
+    """--backbone, --freeze, --pooling, --layer-weights/--last-layer, --encoder-lr as model options."""
+    given = {"backbone": args.backbone, "freeze": args.freeze, "pooling": args.pooling,
+             "layer_weights": args.layer_weights, "encoder_lr": args.encoder_lr}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given and args.model != "pretrained":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ValueError(f"{flags} only apply to pretrained encoders; add --model pretrained")
+    return given
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from serkit.evaluate_cmd import evaluate_bundle
+    from serkit.inference import load_model
+
+    if len(args.paths) > 2:
+        raise ValueError("evaluate takes [BUNDLE] MANIFEST")
+    bundle, manifest = (args.paths if len(args.paths) == 2 else (args.model, args.paths[0]))
+    predictor = load_model(bundle)
+    r = evaluate_bundle(predictor, manifest, args.split, args.out, force=args.force)
+    console = common.console
+    console.print(f"{predictor.name} on {args.split} ({r['n']} clips): accuracy {r['accuracy']:.3f}  "
+                  f"macro-F1 {r['macro_f1']:.3f}  UAR {r['uar']:.3f}  ECE {r['calibration']['ece_after']:.3f}",
+                  highlight=False, markup=False)
+    for corpus, m in r["per_corpus"].items():
+        console.print(f"  {corpus}: accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  ({m['n']} clips)", markup=False)
+    if args.out:
+        console.print(f"report: {args.out}/report.md", highlight=False, markup=False)
+    return 0
+
+
+def add_parsers(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Register prepare, train and evaluate (``add`` makes a subcommand's parser)."""
+    from serkit.corpora import READERS
+
+    p = add("prepare", help="scan corpus folders and write a manifest CSV")
+    p.add_argument("roots", nargs="+", metavar="ROOT", help="corpus folders or CSV lists of clips")
+    p.add_argument("-o", "--output", default="manifest.csv", help="manifest to write")
+    p.add_argument("--corpus", choices=sorted(READERS), help="read every ROOT with this reader, no detection")
+    p.add_argument("--emotions", default="default",
+                   help="'default' (angry,happy,sad,fearful,disgust,neutral), 'all', or a comma list; "
+                        "default: %(default)s")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every skipped file")
+    add_force_option(p, "replace a -o file that is not a manifest serkit wrote")
+    p.set_defaults(func=cmd_prepare)
+
+    p = add("train", help="train a model on a manifest into a run folder",
+            description="Every setting below but the run's own (MANIFEST, --out, --resume, --force) is a field "
+                        "of serkit.config.TrainConfig, stored in the run folder and the bundle.")
+    p.add_argument("manifest", help="manifest CSV from serkit prepare")
+    p.add_argument("--out", "-o", required=True, help="run folder (bundle, reports, checkpoints)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    add_force_option(p, "start over in an --out that holds a run (its files are removed first), or train "
+                        "into a folder holding other files")
+    add_dataclass_arguments(p, TrainConfig)
+    g = p.add_argument_group("pretrained encoders (--model pretrained; shortcuts for --model-options)")
+    g.add_argument("--backbone", metavar="NAME_OR_PATH",
+                   help="Hugging Face model name or local folder (default: facebook/wav2vec2-base); "
+                        "wav2vec2, HuBERT, WavLM, data2vec-audio or Whisper")
+    g.add_argument("--freeze", metavar="head|top:N|none",
+                   help="head: only the head trains, on cached embeddings (default); top:N: also the top N "
+                        "encoder layers; none: full fine-tune (the convolutional front-end stays frozen)")
+    g.add_argument("--pooling", choices=["mean", "stats", "attention"],
+                   help="over real frames: mean (default), stats (mean and std) or attention")
+    g.add_argument("--layer-weights", dest="layer_weights", action="store_const", const=True,
+                   help="learned weighted sum over all hidden layers (default)")
+    g.add_argument("--last-layer", dest="layer_weights", action="store_const", const=False,
+                   help="use the last hidden layer only")
+    g.add_argument("--encoder-lr", type=float, help="learning rate of trainable encoder layers (default: --lr / 10)")
+    p.set_defaults(func=cmd_train)
+
+    p = add("evaluate", help="evaluate a bundle on a manifest split (metrics, plots, reports)",
+            usage="%(prog)s [-h] [--model BUNDLE] [--split SPLIT] [--out DIR] [BUNDLE] MANIFEST")
+    p.add_argument("paths", nargs="+", metavar="[BUNDLE] MANIFEST",
+                   help="a bundle folder (optional; default model otherwise) and a manifest")
+    add_model_option(p)
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], metavar="SPLIT",
+                   help="part of the manifest's split to score: train, val, test or all")
+    p.add_argument("--out", "-o", metavar="DIR", help="folder for report.json, report.md and plots")
+    add_force_option(p, "write the report into an --out folder holding other files")
+    p.set_defaults(func=cmd_evaluate)
+
