@@ -142,3 +142,27 @@ def test_serve_help_shows_the_serve_settings_help_and_defaults(capsys):
         assert " ".join(f.metadata["help"].split()) in text, f.name
     assert "request threads (default: 4)" in text and "(default: 127.0.0.1)" in text
     assert "--quiet, -q" in text and "--model [NAME=]BUNDLE, -m [NAME=]BUNDLE" in text
+
+
+def test_the_serve_options_table_in_docs_matches_serve_settings():
+    """docs/web.md lists every option of ``serkit serve`` with its default: the ones ServeSettings has."""
+    from pathlib import Path
+
+    from serkit.settings import flag_of
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "web.md"
+    rows = {}
+    for line in docs.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `--"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0].strip("`").split(",")[0].split()[0]] = cells[1].strip("`")
+    for f in fields(ServeSettings):
+        flag = flag_of(f)
+        assert flag in rows, f"docs/web.md does not list {flag}"
+        if isinstance(f.default, bool):
+            assert rows[flag] == ("on" if f.default else "off"), flag
+        elif isinstance(f.default, (int, float)):
+            assert float(rows[flag]) == f.default, flag
+        elif isinstance(f.default, str):
+            assert rows[flag] == f.default, flag
+    assert set(rows) == {flag_of(f) for f in fields(ServeSettings)}
