@@ -130,7 +130,8 @@ def test_a_bad_train_value_is_one_line_exit_2_and_writes_nothing(argv, tmp_path,
         cli.main(["train", str(tmp_path / "m.csv"), "--out", str(tmp_path / "run"), *argv])
     err = capsys.readouterr().err
     assert info.value.code == 2
-    assert err.count("\n") == 1 and err.startswith(f"serkit train: error: argument {argv[0]}"), err
+    assert err.count("\n") == 1 and err.startswith(f"error: argument {argv[0]}"), err
+    assert err.rstrip().endswith("(see serkit train --help)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv"]
 
 

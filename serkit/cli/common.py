@@ -14,11 +14,12 @@ err_console = Console(stderr=True)
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``serkit train: error: argument --lr: ...``) that
-    points to ``--help``, not the whole usage of a command with dozens of options; exit status 2."""
+    """argparse, but a usage error is one ``error:`` line, as a library error is
+    (``error: argument --lr: ... (see serkit train --help)``), rather than the whole usage of a
+    command with dozens of options; exit status 2."""
 
     def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
@@ -16,6 +17,11 @@ from serkit.cli import common
 from serkit.cli.common import add_force_option, add_model_option, not_a_folder
 from serkit.config import BATCH_JOBS, LONG_RECORDINGS, PredictSettings
 from serkit.settings import add_dataclass_arguments, argument_group, dataclass_from_args
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from serkit.timeline import Timeline
 
 
 def expand_paths(items: Sequence[str]) -> list[str]:
@@ -175,7 +181,7 @@ def predict_timelines(args: argparse.Namespace, s: PredictSettings, predictor, f
     return 1 if failed else 0
 
 
-def timeline_table(tl) -> object:
+def timeline_table(tl: Timeline) -> Table:
     """One timeline's segments as a terminal table: times, emotion, confidence, runners-up."""
     from rich import box
     from rich.table import Table

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from serkit.cli import common
 from serkit.cli.common import add_force_option, add_model_option, not_a_folder
 from serkit.config import TrainConfig
+from serkit.models.configs import POOLINGS
 from serkit.settings import add_dataclass_arguments, dataclass_from_args
 
 
@@ -105,7 +106,7 @@ def add_parsers(add: Callable[..., argparse.ArgumentParser]) -> None:
     g.add_argument("--freeze", metavar="head|top:N|none",
                    help="head: only the head trains, on cached embeddings (default); top:N: also the top N "
                         "encoder layers; none: full fine-tune (the convolutional front-end stays frozen)")
-    g.add_argument("--pooling", choices=["mean", "stats", "attention"],
+    g.add_argument("--pooling", choices=POOLINGS,
                    help="over real frames: mean (default), stats (mean and std) or attention")
     g.add_argument("--layer-weights", dest="layer_weights", action="store_const", const=True,
                    help="learned weighted sum over all hidden layers (default)")
