@@ -62,7 +62,8 @@ class TrainConfig:
     patience: int = setting(12, "epochs without validation gain before stopping", rule=AT_LEAST_0)
     monitor: str = setting("val_uar", "validation metric that picks the epoch and stops early", choices=MONITORS)
     batch_size: int = setting(32, "clips per training step", rule=AT_LEAST_1)
-    lr: float = setting(2e-3, "peak learning rate (one-cycle schedule)", rule=Rule(0, 10, lo_open=True))
+    lr: float = setting(2e-3, "peak learning rate (one-cycle schedule; 0 leaves the weights as initialised)",
+                        rule=Rule(0, 10))
     weight_decay: float = setting(1e-2, "AdamW weight decay", rule=AT_LEAST_0)
     label_smoothing: float = setting(0.05, "cross-entropy label smoothing", rule=Rule(0, 1, hi_open=True))
     class_weights: bool = setting(True, "weight the loss by inverse class frequency")

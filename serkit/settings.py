@@ -70,7 +70,7 @@ def flag_of(f: Field) -> str:
 
 def check_settings(obj: Any) -> None:
     """Every field of the dataclass ``obj`` has its type, one of its choices and keeps within its
-    rule; else ValueError, e.g. ``TrainConfig.lr: 0.0 is out of range (give a value > 0)``."""
+    rule; else ValueError, e.g. ``TrainConfig.lr: -1 is out of range (give a value >= 0 and <= 10)``."""
     cls = type(obj)
     for f in fields(obj):
         value = getattr(obj, f.name)

@@ -77,7 +77,7 @@ def test_a_bad_value_is_a_usage_error(argv, message, capsys):
 
 
 def test_settings_built_in_python_are_checked_as_the_options_are():
-    for make, needles in [(lambda: TrainConfig(lr=0), ("TrainConfig.lr: 0 is out of range", "(--lr)")),
+    for make, needles in [(lambda: TrainConfig(lr=-1), ("TrainConfig.lr: -1 is out of range", "(--lr)")),
                           (lambda: TrainConfig(epochs="3"), ("TrainConfig.epochs: '3' is not an integer",)),
                           (lambda: TrainConfig(monitor="loss"), ("unknown monitor 'loss' (--monitor); choose",)),
                           (lambda: ServeSettings(port=70000), ("ServeSettings.port: 70000 is out of range",)),
@@ -121,7 +121,7 @@ def test_train_options_round_trip_to_the_config(fake_train, tmp_path):
     assert fake_train["resume"] is True
 
 
-@pytest.mark.parametrize("argv", [["--lr", "0"], ["--epochs", "x"], ["--emotions", "angry,grumpy"],
+@pytest.mark.parametrize("argv", [["--lr", "-0.1"], ["--epochs", "x"], ["--emotions", "angry,grumpy"],
                                   ["--model-options", "{bad"], ["--monitor", "loss"], ["--test-size", "1"],
                                   ["--model", "transformer"], ["--batch-size", "0"]])
 def test_a_bad_train_value_is_one_line_exit_2_and_writes_nothing(argv, tmp_path, capsys):
