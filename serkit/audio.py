@@ -166,6 +166,20 @@ def load_audio(
     return wave
 
 
+#: A file decoded or not: ``(file, wave, None)``, or ``(file, None, error)``.
+Decoded = tuple[str, np.ndarray | None, str | None]
+
+
+def decode_item(file: str, sample_rate: int = SAMPLE_RATE) -> Decoded:
+    """``(file, wave, None)``, or ``(file, None, error)`` when :func:`load_audio` refuses the file:
+    how every loop over many files decodes (the Predictor's, batch jobs' workers, Ray's actors),
+    so one bad file becomes a recorded error and the others go on."""
+    try:
+        return file, load_audio(file, sample_rate), None
+    except AudioError as exc:
+        return file, None, str(exc)
+
+
 def too_many_samples(name: str, frames: int, channels: int, rate: int, max_samples: int) -> AudioError:
     return AudioError(f"{name}: {frames / rate:.0f} s of {channels} channel(s) at {rate} Hz is {frames * channels:,} "
                       f"samples, more than the {max_samples:,} decoded at once ({max_samples / 96000:.0f} s of "

@@ -33,9 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from serkit.audio import MAX_SECONDS, AudioError, load_audio
+from serkit.audio import MAX_SECONDS, Decoded, decode_item
 from serkit.display import PROB_DECIMALS, SECONDS_DECIMALS, prediction_dict, progress_bar  # noqa: F401
 from serkit.inference import Prediction, Predictor
 from serkit.manifest import reading_csv
@@ -216,7 +214,7 @@ class ResultWriter:
 # ------------------------------------------------------------------------------------ the job
 
 class DecodeDataset:
-    """``files[i] -> (file, wave or None, error or None)``; decoding errors become values."""
+    """``files[i] -> (file, wave or None, error or None)`` (:func:`serkit.audio.decode_item`)."""
 
     def __init__(self, files: Sequence[str], sample_rate: int):
         self.files, self.sample_rate = list(files), sample_rate
@@ -224,17 +222,8 @@ class DecodeDataset:
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[str, np.ndarray | None, str | None]:
+    def __getitem__(self, i: int) -> Decoded:
         return decode_item(self.files[i], self.sample_rate)
-
-
-def decode_item(file: str, sample_rate: int) -> tuple[str, np.ndarray | None, str | None]:
-    """``(file, wave, None)``, or ``(file, None, error)`` for audio that cannot be decoded (the
-    local engine's workers and the Ray engine's actors decode alike)."""
-    try:
-        return file, load_audio(file, sample_rate), None
-    except AudioError as exc:
-        return file, None, str(exc)
 
 
 def _as_list(batch: list) -> list:
@@ -295,19 +284,6 @@ class BatchSummary:
         return f"{self.output}: {self.total} files: " + ", ".join(parts)
 
 
-def score_batch(predictor: Predictor, items: list[tuple[str, np.ndarray | None, str | None]],
-                batch_size: int = 64) -> list[Prediction]:
-    """Predictions for decoded ``items`` in order; an item with an error gets an error row."""
-    ok = [i for i, (_, wave, _) in enumerate(items) if wave is not None]
-    analyses = predictor.analyse_each([items[i][1] for i in ok], batch_size) if ok else []
-    out: list[Prediction] = [Prediction(file=f, error=e) for f, _, e in items]
-    for i, a in zip(ok, analyses):
-        file, wave, _ = items[i]
-        out[i] = (Prediction(file=file, error=f"{file}: {a}") if isinstance(a, AudioError)
-                  else predictor.prediction(file, wave, a))
-    return out
-
-
 def unique(files: Iterable[str]) -> tuple[list[str], int]:
     """The files once each (:func:`file_key`), in the spelling of their first mention, and the
     number of repeats left out."""
@@ -364,6 +340,6 @@ def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: 
         skipped = len(files) - len(todo)
         loader = DataLoader(DecodeDataset(todo, predictor.sample_rate), batch_sampler=budget_batches(todo, batch_size),
                             num_workers=workers, collate_fn=_as_list)
-        batches = (score_batch(predictor, items, batch_size) for items in (loader if todo else []))
+        batches = (predictor.predict_decoded(items, batch_size) for items in (loader if todo else []))
         scored, failed = write_batches(batches, writer, len(files), skipped, "scoring", progress, on_batch)
     return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import soxr
 
-from serkit.audio import AudioError, AudioSpec, load_audio
+from serkit.audio import AudioError, AudioSpec, Decoded, decode_item, load_audio
 from serkit.display import PROB_DECIMALS
 from serkit.bundle import BundleError, for_inference, read_config  # noqa: F401  (for_inference re-exported)
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead, OnnxRuntime, TorchRuntime
@@ -161,19 +161,22 @@ class Predictor:
     def predict_files(self, paths: Iterable[str | os.PathLike], batch_size: int = 64) -> list[Prediction]:
         """One Prediction per path, in order; a file that cannot be used gets ``error`` set."""
         paths = [str(p) for p in paths]
-        results: list[Prediction | None] = [None] * len(paths)
-        for start in range(0, len(paths), batch_size):
-            waves, ok = [], []
-            for i in range(start, min(start + batch_size, len(paths))):
-                try:
-                    waves.append(load_audio(paths[i], self.sample_rate))
-                    ok.append(i)
-                except AudioError as exc:
-                    results[i] = Prediction(file=paths[i], error=str(exc))
-            for i, wave, a in zip(ok, waves, self.analyse_each(waves, batch_size)):
-                results[i] = (Prediction(file=paths[i], error=f"{paths[i]}: {a}") if isinstance(a, AudioError)
-                              else self.prediction(paths[i], wave, a))
-        return results  # type: ignore[return-value]
+        return [r for start in range(0, len(paths), batch_size)
+                for r in self.predict_decoded([decode_item(p, self.sample_rate)
+                                               for p in paths[start:start + batch_size]], batch_size)]
+
+    def predict_decoded(self, items: Sequence[Decoded], batch_size: int = 64) -> list[Prediction]:
+        """One Prediction per item of :func:`serkit.audio.decode_item`, in order: an item that
+        could not be decoded, or a clip the model cannot score, gets ``error`` set (the other
+        clips are answered). Every many-file path (:meth:`predict_files`, batch jobs, Ray) ends here."""
+        ok = [i for i, (_, wave, _) in enumerate(items) if wave is not None]
+        analyses = self.analyse_each([items[i][1] for i in ok], batch_size) if ok else []
+        out = [Prediction(file=file, error=error) for file, _, error in items]
+        for i, a in zip(ok, analyses):
+            file, wave, _ = items[i]
+            out[i] = (Prediction(file=file, error=f"{file}: {a}") if isinstance(a, AudioError)
+                      else self.prediction(file, wave, a))
+        return out
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         """The answer for one file; raises :class:`~serkit.audio.AudioError` when it cannot be used."""

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from serkit.batch import BatchSummary, ResultWriter, decode_item, file_key, score_batch, unique, write_batches
+from serkit.audio import decode_item
+from serkit.batch import BatchSummary, ResultWriter, file_key, unique, write_batches
 from serkit.inference import Prediction
 
 
@@ -49,7 +50,7 @@ class ScoreActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         items = [decode_item(str(file), self.predictor.sample_rate) for file in batch["file"]]
-        results = score_batch(self.predictor, items)
+        results = self.predictor.predict_decoded(items)
         return {"file": np.array([r.file for r in results], dtype=object),
                 "row": np.array([r.to_json() for r in results], dtype=object)}
 

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 from serkit.audio import SAMPLE_RATE, AudioSpec
 from serkit.scorer import AGGREGATION, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, Scorer
 from serkit.data import Augment, ClipDataset, decode_all
-from serkit.evaluation import evaluate_logits, fit_temperature, metrics, plot_curves
+from serkit.evaluation import evaluate_logits, fit_temperature, plot_curves
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
 from serkit.corpora import licence_note
 from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
@@ -47,6 +47,7 @@ from serkit.pool import masked_cross_entropy, plan_pool, pool_loader
 from serkit.run_folder import AtomicCheckpointIO, check_run_folder, claim_run_folder
 from serkit.safety import atomic_file, atomic_write_bytes, write_json
 from serkit.splits import split, summarize
+from serkit.val_metrics import first_visits, validation_metrics
 
 def check_model_options(cfg: TrainConfig) -> None:
     """``--model-options`` keys must be fields of the model family's config dataclass: a typo is
@@ -74,25 +75,18 @@ def build_model(cfg: TrainConfig, n_classes: int) -> torch.nn.Module:
                                                                   **cfg.model_options}))
 
 
-def undo_distributed_sampling(gathered: torch.Tensor, n: int) -> torch.Tensor:
-    """Items gathered from every rank, (world, per_rank, ...), back in dataset order, each once.
-
-    Lightning gives each rank a ``DistributedSampler(shuffle=False)``: rank r takes items r,
-    r + W, r + 2W, … of the dataset, padded by repeating its first items until every rank has as
-    many. Reading the gathered items rank-minor restores that padded order; the first ``n`` are
-    the dataset, the rest the repeats.
-    """
-    return gathered.transpose(0, 1).flatten(0, 1)[:n]
-
-
 class SERModule(L.LightningModule):
-    """Cross-entropy training of any serkit model; validation metrics from scikit-learn."""
+    """Cross-entropy training of any serkit model; validation metrics from torchmetrics, which
+    reduce across processes (``n_classes``: default, the number of ``cfg.emotions``)."""
 
-    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, class_weights: torch.Tensor | None):
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, class_weights: torch.Tensor | None,
+                 n_classes: int | None = None):
         super().__init__()
         self.model, self.cfg = model, cfg
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(0))
-        self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+        n_classes = n_classes or len(cfg.emotions or [])
+        self.val_metrics = validation_metrics(n_classes) if n_classes else None
+        self._val_seen = 0
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.model(wave, lengths)
@@ -119,26 +113,20 @@ class SERModule(L.LightningModule):
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
+    def on_validation_epoch_start(self):
+        self._val_seen = 0
+
     def validation_step(self, batch, batch_idx):
         wave, lengths, y, *mask = batch
         logits = self(wave, lengths)  # metrics score every class; only the loss is masked
         self.log("val_loss", self._loss(logits, y, mask[0] if mask else None), on_epoch=True, prog_bar=False, batch_size=len(y), sync_dist=True)
-        self._val.append((logits.detach(), y))
-
-    def on_validation_epoch_end(self):
-        if not self._val:
-            return
-        logits = torch.cat([l for l, _ in self._val])
-        y = torch.cat([t for _, t in self._val])
-        self._val.clear()
-        if self.trainer.world_size > 1:  # every process scores the whole validation set, once
-            n = len(self.trainer.val_dataloaders.dataset)
-            logits = undo_distributed_sampling(self.all_gather(logits), n)
-            y = undo_distributed_sampling(self.all_gather(y), n)
-        m = metrics(y.cpu().numpy(), logits.argmax(1).cpu().numpy())
-        self.log("val_uar", m["uar"], prog_bar=True)
-        self.log("val_macro_f1", m["macro_f1"])
-        self.log("val_accuracy", m["accuracy"], prog_bar=True)
+        if self.val_metrics is None:
+            raise ValueError("SERModule needs n_classes (or cfg.emotions) to score validation")
+        keep = first_visits(len(self.trainer.val_dataloaders.dataset), self.trainer.world_size,
+                            self.trainer.global_rank, self._val_seen, len(y)).to(y.device)
+        self._val_seen += len(y)
+        self.val_metrics.update(logits.detach()[keep], y[keep])
+        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
 
     def configure_optimizers(self):
         params = getattr(self.model, "param_groups", None)
@@ -302,7 +290,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     if "head_fit" in extra:   # a linear head fitted in closed form: no epochs to run
         model.eval()
         return finish(model, cfg, labels, utts, parts, waves, out, pool=plan.summary(), **extra)
-    module = SERModule(net, cfg, plan.class_weights)
+    module = SERModule(net, cfg, plan.class_weights, n_classes=len(labels))
 
     best = BestWeights(out / "checkpoints" / "best.safetensors", cfg.monitor, resume=resume)
     last_ckpt = out / "checkpoints" / "last.ckpt"

@@ -206,3 +206,48 @@ def test_cli_batch_job_over_folder_glob_and_manifest(bundle, tmp_path, capsys):
     assert "9 already done" in capsys.readouterr().err
     assert main(["predict", "--model", str(bundle), str(files[0]), "--resume"]) == 2
     assert "add --output" in capsys.readouterr().err
+
+
+class LoudIsNaN:
+    """A runtime whose output is not finite for a window peaking above 0.9, else plain numbers."""
+
+    name = "test"
+
+    def logits(self, windows, lengths):
+        out = np.stack([windows.mean(1) * 100, windows.std(1) * 10, np.abs(windows).max(1)], 1)
+        out[np.abs(windows).max(1) > 0.9] = np.nan
+        return out.astype(np.float32)
+
+
+def test_every_many_file_path_records_the_same_rows_through_one_loop(tmp_path):
+    """predict_files, a batch job, a Ray actor and Predictor.predict_decoded give the same rows:
+    the good files answered, an undecodable, a missing and an unscorable file an error each."""
+    from serkit.audio import decode_item
+    from serkit.display import prediction_dict
+    from serkit.inference import Predictor
+    from serkit.ray_engine import ScoreActor, _predictions
+
+    rng = np.random.default_rng(1)
+    good = [write_clip(tmp_path / f"good{i}.wav", tone_clip(e, 0.8, rng)) for i, e in enumerate(EMOTIONS)]
+    loud = write_clip(tmp_path / "loud.wav", 0.95 * np.sin(np.linspace(0, 900, SR)).astype(np.float32))
+    corrupt, missing = write_corrupt(tmp_path / "corrupt.wav"), tmp_path / "missing.wav"
+    files = [str(f) for f in (good[0], corrupt, good[1], missing, loud, good[2])]
+    predictor = Predictor(LoudIsNaN(), {"labels": list(EMOTIONS), "audio": {"sample_rate": SR, "clip_seconds": 0.5},
+                                        "scoring": {"vad": "none"}})
+
+    api = [prediction_dict(p) for p in predictor.predict_files(files, batch_size=4)]
+    errors = {r["file"]: r["error"] for r in api if r["error"]}
+    assert errors == {
+        str(corrupt): errors[str(corrupt)],
+        str(missing): f"{missing}: file not found",
+        str(loud): f"{loud}: the model's output is not finite for this audio (is its level absurd?)"}
+    assert errors[str(corrupt)].startswith(f"{corrupt}: cannot decode audio (")
+    assert [r["emotion"] is not None for r in api] == [True, False, True, False, False, True]
+
+    decoded = [prediction_dict(p) for p in predictor.predict_decoded([decode_item(f, SR) for f in files])]
+    summary = run_batch(predictor, files, tmp_path / "out.jsonl", batch_size=4, workers=0, progress=False)
+    actor = ScoreActor.__new__(ScoreActor)        # as Ray runs it, without Ray: the actor's batch call
+    actor.predictor = predictor
+    ray_rows = [prediction_dict(p) for p in _predictions(actor({"file": np.array(files, dtype=object)}), list(EMOTIONS))]
+    assert (summary.scored, summary.failed) == (3, 3)
+    assert decoded == api and rows_of(tmp_path / "out.jsonl") == api and ray_rows == api

@@ -68,17 +68,43 @@ def test_ddp_with_two_cpu_processes_trains_one_bundle(tmp_path):
     assert [predictor.labels[i] for i in probs.argmax(1)] == list(EMOTIONS)
 
 
-@pytest.mark.parametrize("n, world", [(7, 2), (10, 3), (6, 3), (1, 2)])
-def test_gathered_validation_items_count_once_in_dataset_order(n, world):
-    """What DistributedSampler hands each rank, gathered, maps back to the dataset exactly once."""
-    import torch
-    from torch.utils.data import DistributedSampler
 
-    from serkit.training import undo_distributed_sampling
 
-    data = list(range(n))
-    per_rank = [list(DistributedSampler(data, num_replicas=world, rank=r, shuffle=False)) for r in range(world)]
-    assert sum(map(len, per_rank)) > n or n % world == 0          # padding happens when n does not divide
-    gathered = torch.tensor(per_rank)                               # (world, per_rank), as all_gather stacks it
-    assert undo_distributed_sampling(gathered, n).tolist() == data
-    assert undo_distributed_sampling(gathered[..., None].expand(-1, -1, 3), n).shape == (n, 3)
+VALIDATE = """
+import json, os, sys, warnings
+sys.path.insert(0, {tests!r})
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from serkit.training import SERModule, TrainConfig
+from test_val_metrics import PRED, Y, Logits, logits_of
+
+data = TensorDataset(logits_of(PRED), torch.full((len(Y),), 3), torch.from_numpy(Y))
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_progress_bar=False,
+                    enable_model_summary=False, enable_checkpointing=False)
+warnings.filterwarnings("ignore")
+logged = trainer.validate(SERModule(Logits(), TrainConfig(), None, n_classes=3), DataLoader(data, batch_size=4),
+                          verbose=False)[0]
+with open(f"result-{{trainer.global_rank}}.json", "w") as fh:   # a file each: two processes' prints may interleave
+    json.dump({{k: float(v) for k, v in logged.items()}}, fh)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_ddp_validation_metrics_are_those_of_the_whole_split(tmp_path):
+    """Two processes each score half of 11 clips (one repeated as padding): both log the metrics
+    of the whole split, each clip counted once."""
+    from serkit.evaluation import metrics
+    from test_val_metrics import PRED, Y
+
+    script = tmp_path / "validate_ddp.py"
+    script.write_text(VALIDATE.format(tests=str(TESTS)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    results = [json.loads((tmp_path / f"result-{rank}.json").read_text()) for rank in (0, 1)]
+    expected = metrics(Y, PRED)
+    for r in results:
+        assert r["val_uar"] == pytest.approx(expected["uar"], abs=1e-6)
+        assert r["val_macro_f1"] == pytest.approx(expected["macro_f1"], abs=1e-6)
+        assert r["val_accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
