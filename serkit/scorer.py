@@ -59,6 +59,40 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def calibrate(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Calibrated probabilities (float32): ``softmax(logits / temperature)``."""
+    return softmax(np.asarray(logits) / temperature).astype(np.float32)
+
+
+def mean_by(rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """The mean of the rows of each of ``n`` owners (float32): how a unit's window logits become
+    its logits (:data:`AGGREGATION`)."""
+    sums = np.zeros((n, rows.shape[1]), np.float64)
+    np.add.at(sums, owner, rows)
+    return (sums / np.bincount(owner, minlength=n)[:, None]).astype(np.float32)
+
+
+def clip_probabilities(unit_logits: np.ndarray, units: Sequence[Sequence[tuple[int, int]]],
+                       temperature: float = 1.0) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """Calibrated probabilities of each unit (``unit_logits``: one row per unit, clip after clip)
+    and each clip's headline: its one unit's probabilities, or the mean of its units' weighted
+    by their durations; None for a clip without units (no speech)."""
+    probs = calibrate(unit_logits, temperature)
+    heads: list[np.ndarray | None] = []
+    i = 0
+    for clip in units:
+        p = probs[i:i + len(clip)]
+        if not len(clip):
+            heads.append(None)
+        elif len(clip) == 1:
+            heads.append(p[0])
+        else:
+            dur = np.array([e - s for s, e in clip], np.float64)
+            heads.append(((p * dur[:, None]).sum(0) / dur.sum()).astype(np.float32))
+        i += len(clip)
+    return probs, heads
+
+
 def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
     """Start offsets of windows covering ``n_samples``; the last window ends at the clip's end."""
     if n_samples <= window:
@@ -152,14 +186,11 @@ class Scorer:
                 raise AudioError("cannot score an empty clip")
             check_samples(w, "the audio")
         rows, lengths, owner = self.cut(waves)
-        logits = self.window_logits(rows, lengths, batch_size)
-        sums = np.zeros((len(waves), logits.shape[1]), np.float64)
-        np.add.at(sums, owner, logits)
-        return (sums / np.bincount(owner, minlength=len(waves))[:, None]).astype(np.float32)
+        return mean_by(self.window_logits(rows, lengths, batch_size), owner, len(waves))
 
     def calibrate(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (float32) of uncalibrated logits."""
-        return softmax(np.asarray(logits) / self.temperature).astype(np.float32)
+        return calibrate(logits, self.temperature)
 
     def proba(self, waves: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities (n, classes) of clips as given (no speech detection)."""
@@ -202,17 +233,14 @@ class Scorer:
         scored in shared batches. Raises AudioError for non-finite audio."""
         found = [self.units(np.asarray(w, np.float32), vad) for w in waves]
         pieces = [w[s:e] for w, (units, _) in zip(waves, found) for s, e in units]
-        probs = self.calibrate(self.logits(pieces, batch_size))
+        probs, heads = clip_probabilities(self.logits(pieces, batch_size), [u for u, _ in found], self.temperature)
         detector = vad_name(vad or self.vad)
         out, i = [], 0
-        for w, (units, reason) in zip(waves, found):
+        for w, (units, reason), head in zip(waves, found, heads):
             a = Analysis(n_samples=len(w), segments=units, reason=reason, vad=detector)
             if units:
-                p = probs[i:i + len(units)]
-                dur = np.array([e - s for s, e in units], np.float64)
-                a.segment_probabilities = p
-                a.probabilities = p[0] if len(units) == 1 else ((p * dur[:, None]).sum(0) / dur.sum()).astype(np.float32)
-                a.uncertain = self.is_uncertain(a.probabilities)
+                a.segment_probabilities, a.probabilities = probs[i:i + len(units)], head
+                a.uncertain = self.is_uncertain(head)
                 i += len(units)
             out.append(a)
         return out
