@@ -1,11 +1,15 @@
-"""Decoded clips in memory and the torch Datasets that feed training and evaluation.
+"""Decoded clips in memory and the torch Datasets that feed training and validation.
 
 Every file is decoded once (through the on-disk :class:`~serkit.audio.WaveformCache`), then
-epochs only crop, pad and augment arrays.
+epochs only crop, pad and augment arrays. Training reads one window of each clip
+(:class:`ClipDataset`); validation reads each clip as the scorer scores it, every window of its
+scoring units (:class:`UnitDataset`).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import soxr
@@ -74,3 +78,38 @@ class ClipDataset(Dataset):
         length = min(wave.shape[0], self.clip_samples)
         wave = pad_or_trim(wave, self.clip_samples, crop="random" if self.train else "center", rng=self.rng)
         return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), length, self.labels[i]
+
+
+Units = list[tuple[int, int]]
+Cut = Callable[[Sequence[np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+class UnitDataset(Dataset):
+    """Each clip as :class:`serkit.scorer.Scorer` scores it: ``(windows, lengths, owner, units,
+    label)``, the windows (k, window_samples) of its scoring ``units`` ([start, end) samples, from
+    :meth:`~serkit.scorer.Scorer.units`; none for a clip without speech) with their valid lengths
+    and the unit each belongs to, as ``cut`` (:meth:`~serkit.scorer.Scorer.cut`) makes them.
+    Batch items with :func:`collate_units`."""
+
+    def __init__(self, waves: list[np.ndarray], labels: list[int], units: list[Units], cut: Cut):
+        self.waves, self.labels, self.units, self.cut = waves, labels, units, cut
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    def __getitem__(self, i: int):
+        wave, units = self.waves[i], self.units[i]
+        windows, lengths, owner = self.cut([wave[s:e] for s, e in units])
+        return torch.from_numpy(windows), torch.from_numpy(lengths), torch.from_numpy(owner), units, self.labels[i]
+
+
+def collate_units(items: list[tuple]) -> dict[str, Any]:
+    """A batch of :class:`UnitDataset` items (each maybe with a class mask appended, as
+    :func:`serkit.pool.pool_loader` appends it): every clip's windows in one tensor, ``owner`` the
+    batch-wide unit of each window, ``units`` each clip's units, ``y`` the labels, ``mask`` the
+    class masks or None."""
+    base = [0, *np.cumsum([len(it[3]) for it in items])]
+    return {"windows": torch.cat([it[0] for it in items]), "lengths": torch.cat([it[1] for it in items]),
+            "owner": torch.cat([it[2] + b for it, b in zip(items, base)]),
+            "units": [it[3] for it in items], "y": torch.tensor([it[4] for it in items]),
+            "mask": torch.stack([it[5] for it in items]) if len(items[0]) > 5 else None}

@@ -21,6 +21,7 @@ loss. The training summary records which classes each corpus had.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,10 +112,10 @@ class WithMask(Dataset):
 
 
 def pool_loader(dataset: Dataset, idx: list[int], train: bool, plan: PoolPlan, batch_size: int,
-                seed: int = 0, num_workers: int = 0) -> DataLoader:
+                seed: int = 0, num_workers: int = 0, collate_fn: Callable | None = None) -> DataLoader:
     """A DataLoader over ``dataset`` (the clips ``idx`` of the manifest, in order): masks appended
     when the plan has them; training draws balanced over corpora when the plan says so,
-    otherwise shuffles."""
+    otherwise shuffles; batches made by ``collate_fn`` (default: torch's)."""
     n = len(dataset)  # type: ignore[arg-type]
     if plan.masks is not None:
         dataset = WithMask(dataset, plan.masks[idx])
@@ -124,7 +125,7 @@ def pool_loader(dataset: Dataset, idx: list[int], train: bool, plan: PoolPlan, b
                                         generator=torch.Generator().manual_seed(seed))
     return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
                       num_workers=num_workers, drop_last=train and n > batch_size,
-                      persistent_workers=num_workers > 0)
+                      persistent_workers=num_workers > 0, collate_fn=collate_fn)
 
 
 def masked_cross_entropy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None,

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 
 from serkit.audio import SAMPLE_RATE, AudioSpec
 from serkit.scorer import AGGREGATION, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, Scorer
-from serkit.data import Augment, ClipDataset, decode_all
+from serkit.data import Augment, ClipDataset, UnitDataset, collate_units, decode_all
 from serkit.evaluation import evaluate_logits, fit_temperature, plot_curves
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
 from serkit.corpora import licence_note
@@ -47,7 +47,7 @@ from serkit.pool import masked_cross_entropy, plan_pool, pool_loader
 from serkit.run_folder import AtomicCheckpointIO, check_run_folder, claim_run_folder
 from serkit.safety import atomic_file, atomic_write_bytes, write_json
 from serkit.splits import split, summarize
-from serkit.val_metrics import first_visits, validation_metrics
+from serkit.val_metrics import answers, first_visits, score_batch, validation_metrics
 
 def check_model_options(cfg: TrainConfig) -> None:
     """``--model-options`` keys must be fields of the model family's config dataclass: a typo is
@@ -84,7 +84,7 @@ class SERModule(L.LightningModule):
         super().__init__()
         self.model, self.cfg = model, cfg
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(0))
-        n_classes = n_classes or len(cfg.emotions or [])
+        self.n_classes = n_classes = n_classes or len(cfg.emotions or [])
         self.val_metrics = validation_metrics(n_classes) if n_classes else None
         self._val_seen = 0
 
@@ -117,16 +117,21 @@ class SERModule(L.LightningModule):
         self._val_seen = 0
 
     def validation_step(self, batch, batch_idx):
-        wave, lengths, y, *mask = batch
-        logits = self(wave, lengths)  # metrics score every class; only the loss is masked
-        self.log("val_loss", self._loss(logits, y, mask[0] if mask else None), on_epoch=True, prog_bar=False, batch_size=len(y), sync_dist=True)
+        """Each clip scored as the scorer scores it (serkit.val_metrics): all windows of its units
+        through the model, their logits aggregated into the clip's probabilities."""
         if self.val_metrics is None:
             raise ValueError("SERModule needs n_classes (or cfg.emotions) to score validation")
+        probs, answered, y, mask = score_batch(self, batch, self.n_classes, max(1, self.cfg.batch_size))
         keep = first_visits(len(self.trainer.val_dataloaders.dataset), self.trainer.world_size,
                             self.trainer.global_rank, self._val_seen, len(y)).to(y.device)
         self._val_seen += len(y)
-        self.val_metrics.update(logits.detach()[keep], y[keep])
-        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True)
+        # val_loss: cross-entropy of the probabilities of the clips with speech (masked as in training)
+        on = keep & answered
+        loss = (self._loss(probs[on].clamp_min(1e-30).log(), y[on], None if mask is None else mask[on])
+                if on.any() else probs.new_zeros(()))
+        self.log("val_loss", loss, on_epoch=True, prog_bar=False, batch_size=int(on.sum()), sync_dist=True)
+        self.val_metrics.update(answers(probs, answered)[keep], y[keep])
+        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=int(keep.sum()))
 
     def configure_optimizers(self):
         params = getattr(self.model, "param_groups", None)
@@ -259,13 +264,17 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     # class weights, corpus balancing and corpus label masks over the pool (serkit.pool)
     plan = plan_pool(utts, y, sel, labels, cfg.class_weights, cfg.balance_corpora, cfg.corpus_label_mask)
 
+    finder = Scorer(None, labels, spec_of(cfg, model), vad=cfg.vad)   # the scorer's units and windows
     spans: dict[int, tuple[int, int]] = {}
     if cfg.model == "cnn_lstm":   # train on the speech the scorer will read (see serkit.scorer)
         from serkit.encoder_training import AUG_WIDEN_S
-        finder = Scorer(None, labels, spec_of(cfg, model), vad=cfg.vad)
-        spans = {i: finder.speech_window(waves[i]) for p in ("train", "val") for i in sel[p]}
+        spans = {i: finder.speech_window(waves[i]) for i in sel["train"]}
 
     def loader(part: str, train_: bool) -> DataLoader:
+        if not train_:   # validation: each clip as the scorer scores it, its units found once per run
+            ds = UnitDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]],
+                             [finder.units(waves[i])[0] for i in sel[part]], finder.cut)
+            return pool_loader(ds, sel[part], False, plan, cfg.batch_size, cfg.seed, cfg.num_workers, collate_units)
         ds = ClipDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]], clip_samples,
                          train=train_, augment=Augment(speed_prob=0.5 if cfg.speed_perturb else 0.0) if (train_ and cfg.augment) else None, seed=cfg.seed,
                          spans=[spans[i] for i in sel[part]] if spans else None,
