@@ -9,9 +9,8 @@ import io
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Sequence
-from typing import Any
-from typing import BinaryIO
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -99,6 +98,37 @@ def _describe(source: AudioSource) -> str:
     return getattr(source, "name", None) or "<file object>"
 
 
+def _source(source: AudioSource) -> tuple[str, Any]:
+    """The source's printable name and what libsndfile opens (a path as bytes, so that any name
+    opens, UTF-8 or not; bytes as a file object). Raises AudioError for 0 bytes or a missing file."""
+    name = _describe(source)
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise AudioError(f"{name}: empty input (0 bytes)")
+        return name, io.BytesIO(source)
+    if isinstance(source, (str, os.PathLike)):
+        if not Path(source).is_file():
+            raise AudioError(f"{name}: file not found")
+        return name, os.fsencode(source)
+    return name, source
+
+
+#: What libsndfile raises for input it cannot open or read.
+DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, EOFError)
+
+
+def _undecodable(name: str, exc: Exception) -> AudioError:
+    return AudioError(f"{name}: cannot decode audio ({exc})")
+
+
+def _open(name: str, opened: Any) -> sf.SoundFile:
+    """The open file (a context manager); AudioError naming it when libsndfile cannot open it."""
+    try:
+        return sf.SoundFile(opened)
+    except DECODE_ERRORS as exc:
+        raise _undecodable(name, exc) from None
+
+
 def open_length_error(name: str, exc: Exception) -> AudioError:
     """The error for a file whose header leaves the length open and that libsndfile cannot decode
     to its end (it fails on the last frame of such FLACs). Truncating silently would lose audio,
@@ -113,6 +143,42 @@ def sample_budget(max_seconds: float) -> int:
     return int(max_seconds * BUDGET_RATE * BUDGET_CHANNELS)
 
 
+def mono_blocks(f: sf.SoundFile, name: str, sample_rate: int, frames: int | None = None,
+                limit: int | None = None, check_range: bool = False) -> Iterator[np.ndarray]:
+    """The open file's mono mix at ``sample_rate``, decoded and resampled (soxr HQ, streaming:
+    bit-identical to resampling all at once) block by block: at most ``frames`` source frames and
+    :data:`BLOCK_VALUES` samples x channels per block, so memory never holds the multichannel
+    source. Yields nothing for a file without frames. Raises AudioError for a failed read, more
+    than ``limit`` frames, non-finite samples, and (``check_range``) for a block beyond
+    :data:`MAX_AMPLITUDE` (:class:`OutOfRangeAudio`)."""
+    rate, channels = f.samplerate, f.channels
+    open_length = f.frames >= UNKNOWN_LENGTH   # a streamed file (e.g. FLAC from a live encoder): 2**63 - 1
+    resampler = (soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ")
+                 if rate != sample_rate else None)
+    block = max(1, min(BLOCK_VALUES if frames is None else frames, BLOCK_VALUES // max(channels, 1)))
+    total = 0
+    while True:
+        try:
+            data = f.read(block, dtype="float32", always_2d=True)
+        except DECODE_ERRORS as exc:
+            raise (open_length_error(name, exc) if open_length else _undecodable(name, exc)) from None
+        if not len(data):
+            break
+        total += len(data)
+        if limit is not None and total > limit:
+            raise AudioError(f"{name}: the header leaves the length open and the audio goes on past "
+                             f"{limit / rate:.0f} s, the most decoded at once; split it, or score it as a "
+                             "timeline (serkit predict --timeline)")
+        mono = data.mean(axis=1) if channels > 1 else data[:, 0]
+        if check_range:
+            check_samples(mono, name)
+        elif not np.isfinite(mono).all():
+            raise AudioError(f"{name}: contains NaN or infinite samples")
+        yield resampler.resample_chunk(np.ascontiguousarray(mono)) if resampler else mono
+    if resampler is not None and total:
+        yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
 def load_audio(
     source: AudioSource,
     sample_rate: int = SAMPLE_RATE,
@@ -122,46 +188,32 @@ def load_audio(
     """Decode ``source`` (a path, raw bytes or a binary file object) to mono float32 at ``sample_rate``.
 
     Any channel count is averaged to mono; any rate is resampled with soxr (high quality), block
-    by block, so memory holds the mono result and one block, never the whole multichannel source.
-    Returns a 1-D array of samples in [-1, 1] (float inputs are kept as they are).
+    by block (:func:`mono_blocks`), so memory holds the mono result and one block, never the whole
+    multichannel source. Returns a 1-D array of samples in [-1, 1] (float inputs are kept as they are).
     Raises :class:`AudioError` for undecodable, zero-length, NaN/inf-filled input, for input
     longer than ``max_seconds`` and for input holding more than ``max_samples`` samples x channels
     (both checked from the header, before decoding; a header without a length is checked while
     decoding); ``None`` disables a cap.
     Samples beyond :data:`MAX_AMPLITUDE` raise :class:`OutOfRangeAudio`.
     """
-    name = _describe(source)
-    if isinstance(source, (bytes, bytearray)):
-        if not source:
-            raise AudioError(f"{name}: empty input (0 bytes)")
-        source = io.BytesIO(source)
-    elif isinstance(source, (str, os.PathLike)):
-        if not Path(source).is_file():
-            raise AudioError(f"{name}: file not found")
-        source = os.fsencode(source)   # libsndfile opens any name as bytes, UTF-8 or not
-    too_long = ("{name}: {seconds} s is longer than the {limit:.0f} s limit; split it, or score it "
-                "as a timeline (serkit predict --timeline)")
-    try:
-        with sf.SoundFile(source) as f:
-            rate, frames, channels = f.samplerate, f.frames, f.channels
-            cap = None if max_seconds is None else int(max_seconds * rate)
-            open_length = frames >= UNKNOWN_LENGTH   # a streamed file (e.g. FLAC from a live encoder):
-            if not open_length:                      # libsndfile reports 2**63 - 1 frames
-                if cap is not None and frames > cap:
-                    raise AudioError(too_long.format(name=name, seconds=f"{frames / rate:.0f}", limit=max_seconds))
-                if max_samples is not None and frames * channels > max_samples:
-                    raise too_many_samples(name, frames, channels, rate, max_samples)
-            limit = None
-            if open_length:   # checked while decoding: stop as soon as the stream goes past a cap
-                caps = [c for c in (cap, None if max_samples is None else max_samples // channels) if c is not None]
-                limit = min(caps) if caps else None
-            wave, total = _decode_mono(f, name, sample_rate, open_length, limit)
-    except AudioError:
-        raise
-    except (sf.LibsndfileError, RuntimeError, TypeError, EOFError) as exc:
-        raise AudioError(f"{name}: cannot decode audio ({exc})") from None
-    if total == 0:
+    name, opened = _source(source)
+    with _open(name, opened) as f:
+        rate, frames, channels = f.samplerate, f.frames, f.channels
+        cap = None if max_seconds is None else int(max_seconds * rate)
+        limit = None
+        if frames < UNKNOWN_LENGTH:
+            if cap is not None and frames > cap:
+                raise AudioError(f"{name}: {frames / rate:.0f} s is longer than the {max_seconds:.0f} s limit; "
+                                 "split it, or score it as a timeline (serkit predict --timeline)")
+            if max_samples is not None and frames * channels > max_samples:
+                raise too_many_samples(name, frames, channels, rate, max_samples)
+        else:   # no length in the header: checked while decoding, stopped as soon as it goes past a cap
+            caps = [c for c in (cap, None if max_samples is None else max_samples // channels) if c is not None]
+            limit = min(caps) if caps else None
+        parts = list(mono_blocks(f, name, sample_rate, limit=limit))
+    if not parts:
         raise AudioError(f"{name}: contains no samples")
+    wave = np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
     check_samples(wave, name)
     return wave
 
@@ -186,38 +238,43 @@ def too_many_samples(name: str, frames: int, channels: int, rate: int, max_sampl
                       "48 kHz stereo); score it as a timeline (serkit predict --timeline), or downmix it first")
 
 
-def _decode_mono(f: sf.SoundFile, name: str, sample_rate: int, open_length: bool,
-                 limit: int | None = None) -> tuple[np.ndarray, int]:
-    """The open file's mono mix at ``sample_rate``, decoded and resampled block by block, and the
-    number of source frames read. Raises AudioError for non-finite samples, a failed read, or
-    more than ``limit`` frames."""
-    rate, channels = f.samplerate, f.channels
-    resampler = (soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ")
-                 if rate != sample_rate else None)     # bit-identical to resampling all at once
-    block = max(1, BLOCK_VALUES // max(channels, 1))
-    parts, total = [], 0
-    while True:
-        try:
-            data = f.read(block, dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            if open_length:
-                raise open_length_error(name, exc) from None
-            raise AudioError(f"{name}: cannot decode audio ({exc})") from None
-        if not len(data):
-            break
-        total += len(data)
-        if limit is not None and total > limit:
-            raise AudioError(f"{name}: the header leaves the length open and the audio goes on past "
-                             f"{limit / rate:.0f} s, the most decoded at once; split it, or score it as a "
-                             "timeline (serkit predict --timeline)")
-        mono = data.mean(axis=1) if channels > 1 else data[:, 0]
-        if not np.isfinite(mono).all():
-            raise AudioError(f"{name}: contains NaN or infinite samples")
-        parts.append(resampler.resample_chunk(np.ascontiguousarray(mono)) if resampler else mono)
-    if resampler is not None and total:
-        parts.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
-    wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    return np.ascontiguousarray(wave, dtype=np.float32), total
+class AudioStream:
+    """A recording as mono float32 blocks at ``sample_rate`` (:func:`mono_blocks`, about
+    ``block_seconds`` each), in bounded memory at any length; each iteration is a new pass.
+
+    ``source`` is a path (anything libsndfile reads, any rate and channel count) or a 1-D
+    waveform already at ``sample_rate``. Unlike :func:`load_audio` it has no length cap: this is
+    how the timeline reads long recordings.
+    """
+
+    def __init__(self, source: str | os.PathLike | np.ndarray, sample_rate: int, block_seconds: float = 20.0):
+        self.sample_rate = sample_rate
+        self.block_seconds = block_seconds
+        if isinstance(source, np.ndarray):
+            if source.ndim != 1:
+                raise AudioError(f"<waveform>: expected a 1-D array, got shape {source.shape}")
+            self.wave, self.name = np.asarray(source, dtype=np.float32), "<waveform>"
+            check_samples(self.wave, self.name)
+            self.duration_s, self.open_length = len(self.wave) / sample_rate, False
+            return
+        self.wave, self.source = None, source
+        self.name, opened = _source(source)
+        with _open(self.name, opened) as f:
+            self.source_rate, frames = f.samplerate, f.frames
+        if frames == 0:
+            raise AudioError(f"{self.name}: contains no samples")
+        self.open_length = frames >= UNKNOWN_LENGTH      # a streamed file: the header has no length
+        self.duration_s = 0.0 if self.open_length else frames / self.source_rate
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self.wave is not None:
+            block = int(self.block_seconds * self.sample_rate)
+            for i in range(0, len(self.wave), block):
+                yield self.wave[i:i + block]
+            return
+        with _open(*_source(self.source)) as f:
+            yield from mono_blocks(f, self.name, self.sample_rate, frames=int(self.block_seconds * self.source_rate),
+                                   check_range=True)
 
 
 def pad_or_trim(wave: np.ndarray, length: int, crop: str = "center",

@@ -3,9 +3,9 @@
     serkit predict --timeline call.wav [--vad auto|silero|energy|none] [-o timeline.json|.csv] [--plot t.png]
     predictor.predict_timeline("call.wav")          # the same from Python
 
-Two passes over the audio, each reading blocks with soundfile and resampling them with soxr's
-streaming resampler (bit-identical to resampling the whole file at once), so memory does not
-grow with the recording's length:
+Two passes over the audio, each reading it block by block (:class:`serkit.audio.AudioStream`: the
+decoder of :func:`serkit.audio.load_audio`, soxr's streaming resampler bit-identical to resampling
+the whole file at once), so memory does not grow with the recording's length:
 
 1. Voice-activity detection gives a speech score per 32 ms frame (512 samples at 16 kHz) and
    from those, speech segments: frames above ``threshold`` start speech, speech goes on while
@@ -32,10 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import soundfile as sf
-import soxr
 
-from serkit.audio import BLOCK_VALUES, UNKNOWN_LENGTH, AudioError, check_samples, open_length_error
+from serkit.audio import AudioStream
 import serkit.display as display
 from serkit.display import progress_bar
 from serkit.safety import atomic_file, atomic_write_text, first_line, to_json
@@ -45,63 +43,6 @@ from serkit.vad import FRAME, fixed_segments, frames_of, make_vad, speech_segmen
 if TYPE_CHECKING:   # the Predictor calls this module; it is only a type here
     from serkit.inference import Predictor
 
-
-
-# ------------------------------------------------------------------------------------ audio
-
-class AudioStream:
-    """A recording as mono float32 blocks at ``sample_rate``; each iteration is a new pass.
-
-    ``source`` is a path (anything libsndfile reads, any rate and channel count) or a 1-D
-    waveform already at ``sample_rate``.
-    """
-
-    def __init__(self, source: str | os.PathLike | np.ndarray, sample_rate: int, block_seconds: float = 20.0):
-        self.sample_rate = sample_rate
-        self.block_seconds = block_seconds
-        if isinstance(source, np.ndarray):
-            if source.ndim != 1:
-                raise AudioError(f"<waveform>: expected a 1-D array, got shape {source.shape}")
-            self.wave, self.name = np.asarray(source, dtype=np.float32), "<waveform>"
-            check_samples(self.wave, self.name)
-            self.duration_s, self.open_length = len(self.wave) / sample_rate, False
-            return
-        self.wave, self.name, self.path = None, os.fsencode(source).decode("utf-8", "backslashreplace"), source
-        if not Path(source).is_file():
-            raise AudioError(f"{self.name}: file not found")
-        try:
-            with sf.SoundFile(os.fsencode(self.path)) as f:
-                self.source_rate, frames, self.channels = f.samplerate, f.frames, f.channels
-        except (sf.LibsndfileError, RuntimeError, TypeError, EOFError) as exc:
-            raise AudioError(f"{self.name}: cannot decode audio ({exc})") from None
-        if frames == 0:
-            raise AudioError(f"{self.name}: contains no samples")
-        self.open_length = frames >= UNKNOWN_LENGTH      # a streamed file: the header has no length
-        self.duration_s = 0.0 if self.open_length else frames / self.source_rate
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        block = int(self.block_seconds * self.sample_rate)
-        if self.wave is not None:
-            for i in range(0, len(self.wave), block):
-                yield self.wave[i:i + block]
-            return
-        resampler = (soxr.ResampleStream(self.source_rate, self.sample_rate, 1, dtype="float32", quality="HQ")
-                     if self.source_rate != self.sample_rate else None)
-        try:
-            with sf.SoundFile(os.fsencode(self.path)) as f:
-                # at most BLOCK_VALUES samples x channels at a time, whatever the channel count
-                frames = max(1, min(int(self.block_seconds * self.source_rate), BLOCK_VALUES // max(self.channels, 1)))
-                for data in f.blocks(blocksize=frames, dtype="float32",
-                                     always_2d=True):
-                    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-                    check_samples(mono, self.name)
-                    yield resampler.resample_chunk(np.ascontiguousarray(mono)) if resampler else mono
-        except (sf.LibsndfileError, RuntimeError, EOFError) as exc:
-            if self.open_length:
-                raise open_length_error(self.name, exc) from None
-            raise AudioError(f"{self.name}: cannot decode audio ({exc})") from None
-        if resampler is not None:
-            yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 # --------------------------------------------------------------------------------- timeline

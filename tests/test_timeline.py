@@ -22,10 +22,10 @@ import pytest
 import soundfile as sf
 import soxr
 
-from serkit.audio import load_audio
+from serkit.audio import AudioStream, load_audio
 from serkit.cli import main
 from serkit.inference import load_model
-from serkit.timeline import AudioStream, write_timelines
+from serkit.timeline import write_timelines
 from serkit.vad import (FRAME, EnergyVAD, frames_of, make_vad, speech_segments,
                         split_long)
 from synth import SR, trained_run, write_clip, write_corrupt
