@@ -319,3 +319,28 @@ def test_cache_propagates_audio_errors_and_stores_nothing(tmp_path):
     with pytest.raises(AudioError, match="cannot decode"):
         cache.load(path)
     assert not list((tmp_path / "cache").iterdir())
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: write_wav(p, seconds=1.3, sr=44100),
+    lambda p: sf.write(str(p), np.random.default_rng(0).uniform(-.5, .5, (30000, 3)).astype(np.float32), 22050,
+                       subtype="FLOAT"),
+    lambda p: write_corrupt(p), lambda p: write_zero_frames(p), lambda p: write_empty(p),
+    lambda p: sf.write(str(p), np.where(np.arange(1600) == 9, np.nan, 0.1).astype(np.float32), 8000, subtype="FLOAT"),
+    lambda p: p.write_bytes(streamed_flac(1.0)),
+    lambda p: None,                                 # no file
+], ids=["44k", "3ch", "corrupt", "zero-frames", "zero-bytes", "nan", "open-length", "missing"])
+def test_the_timeline_stream_and_load_audio_decode_alike(tmp_path, make):
+    """One decoder: a recording read in blocks for a timeline gives load_audio's samples, or its error."""
+    from serkit.audio import AudioStream
+
+    path = tmp_path / "a.wav"
+    make(path)
+    try:
+        expected = load_audio(path)
+    except AudioError as exc:
+        with pytest.raises(AudioError) as got:
+            list(AudioStream(path, SAMPLE_RATE, block_seconds=0.1))
+        assert str(got.value) == str(exc)
+        return
+    np.testing.assert_array_equal(np.concatenate(list(AudioStream(path, SAMPLE_RATE, block_seconds=0.1))), expected)
