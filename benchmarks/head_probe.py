@@ -34,6 +34,45 @@ from serkit.splits import speaker_folds
 LABELS = ["angry", "happy", "sad", "fearful", "disgust", "neutral"]
 
 
+class Pool:
+    """The judged pool as the scorer reads it: per clip (mean, std) statistics of every encoder
+    layer over its speech span, with labels, corpus, speaker and the ASED judging mask."""
+
+    def __init__(self, utts, x: np.ndarray, waves, spans):
+        self.utts, self.x, self.waves, self.spans = utts, x, waves, spans
+        self.y = np.array([LABELS.index(u.emotion) for u in utts])
+        self.corpus = np.array([u.corpus for u in utts])
+        self.speaker = np.array([f"{u.corpus}:{u.speaker}" for u in utts])
+        self.judged = np.array([u.corpus != "ased" or u.sentence in ("01", "02") for u in utts])
+
+
+def encoder_stats(encoder, crops: list[np.ndarray], window: int) -> np.ndarray:
+    """(clips, layers, 2 * dim): mean and std of each layer over each crop (cut to the window)."""
+    out = []
+    for i in range(0, len(crops), 64):
+        part = [c[:window] for c in crops[i:i + 64]]
+        rows = np.zeros((len(part), window), np.float32)
+        for j, c in enumerate(part):
+            rows[j, :len(c)] = c
+        mean, std = encoder.stats(rows, np.array([len(c) for c in part]))
+        out.append(np.concatenate([mean, std], axis=-1))
+    return np.concatenate(out)
+
+
+def pool_features(manifest: str, backbone: str = "serkit:whisper-base-l4") -> Pool:
+    """Every six-emotion clip of ``manifest`` through ``backbone`` as the scorer reads it (the
+    speech span, ``Scorer.speech_window``); statistics cached as training caches them."""
+    utts = [u for u in read_manifest(manifest) if u.emotion in LABELS]
+    waves = decode_all(utts, progress=False)
+    encoder = encoder_for(EncoderHead(EncoderHeadConfig(layers=[0], backbone=backbone)), str(CACHE_ROOT))
+    scorer = Scorer(encoder, LABELS, AudioSpec())
+    spans = [scorer.speech_window(w) for w in waves]
+    x = encoder_stats(encoder, [w[slice(*s)] for w, s in zip(waves, spans)], scorer.spec.window_samples)
+    pool = Pool(utts, x, waves, spans)
+    pool.encoder, pool.window = encoder, scorer.spec.window_samples
+    return pool
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--encoder", default="serkit:whisper-base-l4")
@@ -43,23 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.manifest).is_file():
         print(f"no manifest {args.manifest}: run serkit prepare ../shared/corpora -o {args.manifest}", file=sys.stderr)
         return 2
-    utts = [u for u in read_manifest(args.manifest) if u.emotion in LABELS]
-    waves = decode_all(utts, progress=False)
-    encoder = encoder_for(EncoderHead(EncoderHeadConfig(layers=[0], backbone=args.encoder)), str(CACHE_ROOT))
-    scorer = Scorer(encoder, LABELS, AudioSpec())
-    stats = []
-    for i in range(0, len(waves), 64):
-        crops = [w[slice(*scorer.speech_window(w))] for w in waves[i:i + 64]]
-        rows = np.zeros((len(crops), scorer.spec.window_samples), np.float32)
-        for j, c in enumerate(crops):
-            rows[j, :len(c)] = c
-        mean, std = encoder.stats(rows, np.array([len(c) for c in crops]))
-        stats.append(np.concatenate([mean, std], axis=-1))           # (clips, layers, 2 * dim)
-    x = np.concatenate(stats)
+    pool = pool_features(args.manifest, args.encoder)
+    x, y, corpus, judged = pool.x, pool.y, pool.corpus, pool.judged
+    utts = pool.utts
     dim = x.shape[-1] // 2
-    y = np.array([LABELS.index(u.emotion) for u in utts])
-    corpus = np.array([u.corpus for u in utts])
-    judged = np.array([u.corpus != "ased" or u.sentence in ("01", "02") for u in utts])
     parts = np.array(list(speaker_folds(utts, 5, seed=0))[args.fold])
     train, test = parts != "test", parts == "test"
     sets = {"mean of layers 1-4 (shipped)": x[:, 1:5, :dim], "mean and std of layers 1-4": x[:, 1:5]}

@@ -1,0 +1,160 @@
+"""What else a frozen Whisper-base encoder can give: other heads, more training views, and
+speaker or corpus normalisation, on the pool's 5-fold speaker CV and leave-one-corpus-out.
+
+    python benchmarks/head_variants.py [--manifest data/manifest.csv] [--only NAME ...]
+
+Features are the shipped design's (mean of layers 1-4 over the speech span, read as the scorer
+reads a clip; see head_probe.py), cached as training caches them. Every figure is UAR on
+held-out speakers (CV: mean over the 5 folds of the pooled test UAR, then per corpus; ASED
+judged on sentences 01-02) or on the held-out corpus (LOCO). Variants:
+
+- ``lr``: the shipped head, a standardised logistic regression (C 0.003 here, fixed);
+- ``svm``: an RBF support-vector machine (C 3, balanced class weights) on the same features;
+- ``speed``: the logistic regression trained on each clip three times, at speed 1, 0.9 and 1.1
+  (soxr resampling of the speech span: pitch and tempo move together, as in speed
+  perturbation); tested on the clips as recorded;
+- ``adapt``: speaker normalisation. Every speaker's features (training and test) are
+  standardised by statistics of that speaker's own clips, which needs several clips of one
+  speaker at test time (no labels). Three sources of those statistics: all of the speaker's
+  clips (the acted corpora give every speaker every emotion in equal measure, which flatters
+  it), 12 clips of which 60 % neutral, and 12 neutral clips (an enrolment). For LOCO, each
+  corpus standardised by its own clips (``corpus-norm``).
+
+This is how RESULTS-default.md's "head variants" table was measured; none of these is shipped
+(see there for why).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import soxr
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import recall_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from head_probe import LABELS, Pool, encoder_stats, pool_features  # noqa: E402
+
+from serkit.audio import SAMPLE_RATE  # noqa: E402
+from serkit.splits import speaker_folds  # noqa: E402
+
+CORPORA = ("ased", "emodb", "nemo", "ravdess")
+NEUTRAL = LABELS.index("neutral")
+VARIANTS = ("lr", "svm", "speed", "adapt")
+
+
+def lr():
+    return make_pipeline(StandardScaler(), LogisticRegression(C=0.003, max_iter=300))
+
+
+def svm():
+    return make_pipeline(StandardScaler(), SVC(C=3, kernel="rbf", class_weight="balanced"))
+
+
+def uar(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(recall_score(y, pred, labels=np.unique(y), average="macro"))
+
+
+class Bench:
+    def __init__(self, pool: Pool):
+        self.pool = pool
+        self.f = pool.x[:, 1:5, :pool.x.shape[-1] // 2].reshape(len(pool.x), -1)   # the shipped features
+        self.folds = [np.array(parts) for parts in speaker_folds(pool.utts, 5, seed=0)]
+
+    def cv(self, name: str, f: np.ndarray, make: Callable, extra: list[np.ndarray] = ()) -> None:
+        """5-fold speaker CV; ``extra`` are further training views (rows aligned with ``f``)."""
+        t, p, res = time.time(), self.pool, []
+        for parts in self.folds:
+            tr, te = parts != "test", parts == "test"
+            x = np.concatenate([f[tr], *(v[tr] for v in extra)])
+            y = np.concatenate([p.y[tr]] * (1 + len(extra)))
+            pred = make().fit(x, y).predict(f[te])
+            judged = p.judged[te]
+            row = {"pool": uar(p.y[te][judged], pred[judged])}
+            for c in CORPORA:
+                sel = judged & (p.corpus[te] == c)
+                row[c] = uar(p.y[te][sel], pred[sel])
+            res.append(row)
+        mean = {k: np.mean([r[k] for r in res]) for k in res[0]}
+        sd = np.std([r["pool"] for r in res])
+        print(f"CV   {name:<44} pool {mean['pool']:.3f} ± {sd:.3f}  "
+              + "  ".join(f"{c} {mean[c]:.3f}" for c in CORPORA) + f"  ({time.time() - t:.0f} s)", flush=True)
+
+    def loco(self, name: str, f: np.ndarray, make: Callable) -> None:
+        t, p, out = time.time(), self.pool, []
+        for c in CORPORA:
+            tr, te = p.corpus != c, p.corpus == c
+            pred = make().fit(f[tr], p.y[tr]).predict(f[te])
+            out.append(uar(p.y[te][p.judged[te]], pred[p.judged[te]]))
+        print(f"LOCO {name:<44} " + "  ".join(f"{c} {v:.3f}" for c, v in zip(CORPORA, out))
+              + f"  ({time.time() - t:.0f} s)", flush=True)
+
+    def speed_views(self, speeds=(0.9, 1.1)) -> list[np.ndarray]:
+        p, views = self.pool, []
+        for s in speeds:
+            crops = [soxr.resample(w[a:b], SAMPLE_RATE, int(round(SAMPLE_RATE / s))).astype(np.float32)
+                     for w, (a, b) in zip(p.waves, p.spans)]
+            x = encoder_stats(p.encoder, crops, p.window)
+            views.append(x[:, 1:5, :x.shape[-1] // 2].reshape(len(x), -1))
+        return views
+
+
+def normalised(f: np.ndarray, groups: np.ndarray, reference: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Each group's rows standardised by the mean and std of the rows ``reference(indices)`` picks."""
+    out = np.empty_like(f)
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        ref = f[reference(rows)]
+        out[rows] = (f[rows] - ref.mean(0)) / (ref.std(0) + 1e-6)
+    return out
+
+
+def sample(y: np.ndarray, rng: np.random.Generator, n: int = 12, neutral_share: float = 0.6):
+    """A reference picker: ``n`` of a speaker's clips, ``neutral_share`` of them neutral."""
+    def pick(rows: np.ndarray) -> np.ndarray:
+        neu, other = rows[y[rows] == NEUTRAL], rows[y[rows] != NEUTRAL]
+        k = min(len(neu), int(round(n * neutral_share)))
+        return np.concatenate([rng.choice(neu, k, replace=False),
+                               rng.choice(other, min(len(other), n - k), replace=False)])
+    return pick
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--manifest", default="data/manifest.csv")
+    ap.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    args = ap.parse_args(argv)
+    if not Path(args.manifest).is_file():
+        print(f"no manifest {args.manifest}: run serkit prepare ../shared/corpora -o {args.manifest}", file=sys.stderr)
+        return 2
+    b = Bench(pool_features(args.manifest))
+    p = b.pool
+    print(f"{len(p.y)} clips, {len(set(p.speaker))} speakers; mean of Whisper-base layers 1-4 over the speech span")
+    if "lr" in args.only:
+        b.cv("logistic regression (shipped head)", b.f, lr)
+        b.loco("logistic regression (shipped head)", b.f, lr)
+    if "svm" in args.only:
+        b.cv("RBF SVM", b.f, svm)
+        b.loco("RBF SVM", b.f, svm)
+    if "speed" in args.only:
+        b.cv("logistic regression + speed 0.9/1.1 views", b.f, lr, extra=b.speed_views())
+    if "adapt" in args.only:
+        rng = np.random.default_rng(0)
+        every = lambda rows: rows  # noqa: E731
+        b.cv("LR, speaker-normalised (all own clips)", normalised(b.f, p.speaker, every), lr)
+        b.cv("LR, speaker-normalised (12 clips, 60% neutral)", normalised(b.f, p.speaker, sample(p.y, rng)), lr)
+        b.cv("LR, speaker-normalised (12 neutral clips)", normalised(b.f, p.speaker, sample(p.y, rng, neutral_share=1.0)), lr)
+        b.loco("LR, corpus-normalised (all own clips)", normalised(b.f, p.corpus, every), lr)
+        b.loco("LR, speaker-normalised (all own clips)", normalised(b.f, p.speaker, every), lr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
