@@ -36,7 +36,7 @@ from serkit.backbones import ENCODER_FILE, PREFIX, encoder_path, shipped
 from serkit.manifest import Utterance
 from serkit.pool import PoolPlan, pool_loader
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead
-from serkit.scorer import Scorer
+from serkit.scorer import Scorer, clip_probabilities, mean_by
 
 AUG_WIDEN_S = 0.4
 
@@ -188,8 +188,6 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
             crops.append(augmented(waves[i], spans[i], window, sr, rng))
             owner.append(i)
     x_train = view_features(encoder, model, crops, window, cfg.progress, "encoding training views")
-    x_val = view_features(encoder, model, [waves[i][slice(*spans[i])] for i in sel["val"]], window,
-                          cfg.progress, "encoding validation clips")
     model.fit_normalisation(x_train)
     c = encoder.cache
     note = {"views": len(crops) // max(1, len(sel["train"])), "windows_computed": c.misses, "windows_cached": c.hits,
@@ -198,10 +196,16 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
         print(f"encoder statistics: {c.hits} cached, {c.misses} computed", flush=True)
     if model.config.head_hidden == 0 and model.config.combine == "concat":
         # a linear head is a logistic regression: fitted to convergence by scikit-learn, its
-        # regularisation chosen on validation, instead of epochs of gradient steps
-        fit = fit_linear_head(model, x_train, np.array([y[i] for i in owner]), x_val,
-                              np.array([y[i] for i in sel["val"]]), cfg.class_weights)
+        # regularisation chosen on validation (clips scored as the scorer scores them), instead
+        # of epochs of gradient steps
+        val_uar = validation_uar(scored_validation(scorer, encoder, model, [waves[i] for i in sel["val"]],
+                                                   cfg.progress), np.array([y[i] for i in sel["val"]]))
+        fit = fit_linear_head(model, x_train, np.array([y[i] for i in owner]), val_uar, cfg.class_weights)
         return model, None, {"encoder_cache": note, "head_fit": fit}
+    # an MLP head validates on each clip's speech window (one crop per clip; for a clip whose
+    # speech is longer than the window the scorer would average several units)
+    x_val = view_features(encoder, model, [waves[i][slice(*spans[i])] for i in sel["val"]], window,
+                          cfg.progress, "encoding validation clips")
     data = {"train": (x_train, owner), "val": (x_val, sel["val"])}
     position = {i: k for k, i in enumerate(sel["train"])}
     row_plan = replace(plan, sample_weights=None if plan.sample_weights is None else
@@ -219,13 +223,46 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
 LINEAR_C = (0.001, 0.003, 0.01)
 
 
-def fit_linear_head(model: torch.nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-                    y_val: np.ndarray, balanced: bool = True) -> dict[str, Any]:
+def scored_validation(scorer: Scorer, encoder: CachedEncoder, model: torch.nn.Module, waves: list[np.ndarray],
+                      progress: bool = False):
+    """A function giving each validation clip's probabilities under a head (None for a clip
+    without speech), the clips scored as :meth:`Scorer.analyse` scores them at temperature 1:
+    each clip's units (speech detection, long speech split), each unit's windows, window logits
+    averaged per unit, then the units' probabilities weighted by their durations. The head is
+    given as ``log_proba(features) -> (windows, classes)`` (logits, or logits shifted by a
+    per-window constant, which neither the unit mean nor the softmax sees)."""
+    units = [scorer.units(np.asarray(w, np.float32))[0] for w in waves]
+    pieces = [w[s:e] for w, clip in zip(waves, units) for s, e in clip]
+    if not pieces:
+        raise ValueError("no validation clip has speech: the head cannot be validated")
+    rows, lengths, owner = scorer.cut(pieces)
+    x = view_features(encoder, model, [r[:n] for r, n in zip(rows, lengths)], scorer.spec.window_samples,
+                      progress, "encoding validation clips")
+
+    def probabilities(log_proba) -> list[np.ndarray | None]:
+        return clip_probabilities(mean_by(log_proba(x), owner, len(pieces)), units)[1]
+
+    return probabilities
+
+
+def validation_uar(probabilities, y_val: np.ndarray):
+    """UAR of :func:`scored_validation`'s answers; a clip without speech counts as wrong, as in
+    :func:`serkit.evaluation.metrics`."""
+    from sklearn.metrics import recall_score
+
+    def uar(log_proba) -> float:
+        pred = np.array([-1 if h is None else int(np.argmax(h)) for h in probabilities(log_proba)])
+        return float(recall_score(y_val, pred, labels=np.unique(y_val), average="macro"))
+
+    return uar
+
+
+def fit_linear_head(model: torch.nn.Module, x_train: np.ndarray, y_train: np.ndarray, val_uar,
+                    balanced: bool = True) -> dict[str, Any]:
     """Fit a linear head (``head_hidden=0``, ``combine="concat"``) as an L2 logistic regression on
-    the standardised features, with the inverse regularisation C chosen by validation UAR from
-    :data:`LINEAR_C`; the coefficients become the head's Linear layer."""
+    the standardised features, with the inverse regularisation C chosen from :data:`LINEAR_C` by
+    ``val_uar`` (see :func:`validation_uar`); the coefficients become the head's Linear layer."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score
 
     n_classes = model.config.n_classes
     if len(np.unique(y_train)) < n_classes:
@@ -236,7 +273,7 @@ def fit_linear_head(model: torch.nn.Module, x_train: np.ndarray, y_train: np.nda
     for c in LINEAR_C:
         clf = LogisticRegression(C=c, max_iter=300, class_weight="balanced" if balanced else None)
         clf.fit(z(x_train), y_train)
-        tried[c] = float(balanced_accuracy_score(y_val, clf.predict(z(x_val))))
+        tried[c] = val_uar(lambda x, clf=clf: clf.predict_log_proba(z(x)))
         if best is None or tried[c] > tried[best[0]]:
             best = (c, clf)
     linear = model.mlp[-1]
@@ -244,4 +281,5 @@ def fit_linear_head(model: torch.nn.Module, x_train: np.ndarray, y_train: np.nda
         linear.weight.copy_(torch.from_numpy(best[1].coef_.astype(np.float32)))
         linear.bias.copy_(torch.from_numpy(best[1].intercept_.astype(np.float32)))
     return {"method": "scikit-learn LogisticRegression (L2, lbfgs)", "C": best[0],
-            "val_uar_by_C": tried, "class_weight": "balanced" if balanced else None}
+            "val_uar_by_C": tried, "class_weight": "balanced" if balanced else None,
+            "validation": "clips scored as the scorer scores them (serkit.scorer)"}

@@ -119,6 +119,44 @@ def test_train_an_encoder_head_and_serve_it_without_torch(encoder, tmp_path, hea
     assert again["uar"] == pytest.approx(report["uar"]) and again["accuracy"] == pytest.approx(report["accuracy"])
 
 
+def test_a_linear_head_is_validated_as_the_scorer_scores_clips(encoder):
+    """The regularisation of the shipped default's head is chosen on validation clips scored as
+    users' clips are: several units for long speech, duration-weighted; no answer without speech."""
+    from serkit.audio import AudioSpec
+    from serkit.encoder_training import encoder_for, scored_validation, validation_uar
+    from serkit.scorer import Scorer
+    from synth import tone_clip
+
+    root, _ = encoder
+    cfg = EncoderHeadConfig(backbone=str(root / "fp32" / "encoder.onnx"), layers=[0, 1], dim=32, n_classes=3,
+                            head_hidden=0, combine="concat", pooling="mean", dropout=0.0)
+    torch.manual_seed(0)
+    model = EncoderHead(cfg).eval()
+    rng = np.random.default_rng(0)
+    model.fit_normalisation(rng.normal(size=(20, 2, cfg.features)).astype(np.float32) * 0.1)
+    gap = np.zeros(8000, np.float32)
+    waves = [np.concatenate([tone_clip("angry", 1.2, rng), gap, tone_clip("sad", 0.6, rng)]),   # two units, 3 windows
+             tone_clip("happy", 0.4, rng),                                                         # one short unit
+             np.concatenate([gap, tone_clip("sad", 0.45, rng), gap]),                              # speech mid-clip
+             np.zeros(16000, np.float32)]                                                          # no speech
+    scorer = Scorer(encoder_for(model, None), [0, 1, 2], AudioSpec(clip_seconds=0.5), vad="energy")
+    expected = scorer.analyse(waves)
+    assert len(expected[0].segments) == 2 and expected[3].probabilities is None
+
+    def logits(x):
+        with torch.no_grad():
+            return torch.log_softmax(model(torch.from_numpy(x)), -1).numpy()   # log-probabilities do as well
+
+    got = scored_validation(scorer, scorer.runtime, model, waves)(logits)
+    assert got[3] is None
+    for g, e in zip(got[:3], expected[:3]):
+        np.testing.assert_allclose(g, e.probabilities, atol=1e-5)
+    labels = np.array([0, 1, 2, 2])
+    answers = [int(np.argmax(e.probabilities)) if e.probabilities is not None else -1 for e in expected]
+    want = np.mean([np.mean([a == c for a, t in zip(answers, labels) if t == c]) for c in (0, 1, 2)])
+    assert validation_uar(lambda f: got, labels)(logits) == pytest.approx(want)
+
+
 def test_bundles_name_their_encoder_safely(tmp_path):
     assert encoder_path("serkit:whisper-base-l4", tmp_path).name == "encoder.onnx"
     for bad in ("serkit:../../etc", "serkit:nope", "/etc/passwd", "../x.onnx", "missing.onnx"):
