@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from serkit.audio import AudioSpec
 from serkit.backbones import ENCODER_FILE, PREFIX, encoder_path, shipped
+from serkit.data import collate_units
 from serkit.manifest import Utterance
 from serkit.pool import PoolPlan, pool_loader
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead
@@ -175,7 +176,7 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
     if isinstance(width, int) and width != window:
         raise ValueError(f"the encoder {model.config.backbone} takes windows of {width / sr:g} s; "
                          f"--clip-seconds {spec.clip_seconds:g} does not fit it")
-    spans = {i: scorer.speech_window(waves[i]) for p in ("train", "val") for i in sel[p]}
+    spans = {i: scorer.speech_window(waves[i]) for i in sel["train"]}
     crops, owner = [], []
     for i in sel["train"]:
         crops.append(waves[i][slice(*spans[i])])
@@ -202,20 +203,19 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
                                                    cfg.progress), np.array([y[i] for i in sel["val"]]))
         fit = fit_linear_head(model, x_train, np.array([y[i] for i in owner]), val_uar, cfg.class_weights)
         return model, None, {"encoder_cache": note, "head_fit": fit}
-    # an MLP head validates on each clip's speech window (one crop per clip; for a clip whose
-    # speech is longer than the window the scorer would average several units)
-    x_val = view_features(encoder, model, [waves[i][slice(*spans[i])] for i in sel["val"]], window,
-                          cfg.progress, "encoding validation clips")
-    data = {"train": (x_train, owner), "val": (x_val, sel["val"])}
+    # an MLP head trains with Lightning; its validation scores clips as the scorer does
+    val = UnitFeatures(scorer, encoder, model, [waves[i] for i in sel["val"]], cfg.progress)
     position = {i: k for k, i in enumerate(sel["train"])}
     row_plan = replace(plan, sample_weights=None if plan.sample_weights is None else
                        np.array([plan.sample_weights[position[i]] for i in owner]))
 
     def loader(part: str, train_: bool) -> DataLoader:
-        x, idx = data[part]
-        ds = TensorDataset(torch.from_numpy(x), torch.zeros(len(idx), dtype=torch.long),
-                           torch.tensor([y[i] for i in idx]))
-        return pool_loader(ds, idx, train_, row_plan if part == "train" else plan, cfg.batch_size, cfg.seed)
+        if part == "val":
+            return pool_loader(val.items([y[i] for i in sel["val"]]), sel["val"], train_, plan, cfg.batch_size,
+                               cfg.seed, collate_fn=collate_units)
+        ds = TensorDataset(torch.from_numpy(x_train), torch.zeros(len(owner), dtype=torch.long),
+                           torch.tensor([y[i] for i in owner]))
+        return pool_loader(ds, owner, train_, row_plan, cfg.batch_size, cfg.seed)
 
     return model, loader, {"encoder_cache": note}
 
@@ -223,24 +223,46 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
 LINEAR_C = (0.001, 0.003, 0.01)
 
 
+class UnitFeatures:
+    """Validation clips as :meth:`Scorer.analyse` reads them, through the cached encoder: each
+    clip's units (speech detection, long speech split), each unit's windows, and the head's input
+    features of every window (``x``), with the unit each window belongs to (``owner``)."""
+
+    def __init__(self, scorer: Scorer, encoder: CachedEncoder, model: torch.nn.Module, waves: list[np.ndarray],
+                 progress: bool = False):
+        self.units = [scorer.units(np.asarray(w, np.float32))[0] for w in waves]
+        pieces = [w[s:e] for w, clip in zip(waves, self.units) for s, e in clip]
+        if not pieces:
+            raise ValueError("no validation clip has speech: the head cannot be validated")
+        rows, lengths, self.owner = scorer.cut(pieces)
+        self.n_units = len(pieces)
+        self.x = view_features(encoder, model, [r[:n] for r, n in zip(rows, lengths)], scorer.spec.window_samples,
+                               progress, "encoding validation clips")
+
+    def items(self, labels: list[int]) -> list[tuple]:
+        """One :class:`serkit.data.UnitDataset`-style item per clip, with features in place of
+        windows, for :func:`serkit.data.collate_units` (Lightning's validation scores them as
+        the scorer does: serkit.val_metrics)."""
+        out, first = [], np.cumsum([0, *map(len, self.units)])
+        for k, (clip, label) in enumerate(zip(self.units, labels)):
+            rows = np.flatnonzero((self.owner >= first[k]) & (self.owner < first[k + 1]))
+            out.append((torch.from_numpy(self.x[rows]), torch.ones(len(rows), dtype=torch.long),
+                        torch.from_numpy(self.owner[rows] - first[k]), clip, label))
+        return out
+
+
 def scored_validation(scorer: Scorer, encoder: CachedEncoder, model: torch.nn.Module, waves: list[np.ndarray],
                       progress: bool = False):
     """A function giving each validation clip's probabilities under a head (None for a clip
-    without speech), the clips scored as :meth:`Scorer.analyse` scores them at temperature 1:
-    each clip's units (speech detection, long speech split), each unit's windows, window logits
-    averaged per unit, then the units' probabilities weighted by their durations. The head is
-    given as ``log_proba(features) -> (windows, classes)`` (logits, or logits shifted by a
-    per-window constant, which neither the unit mean nor the softmax sees)."""
-    units = [scorer.units(np.asarray(w, np.float32))[0] for w in waves]
-    pieces = [w[s:e] for w, clip in zip(waves, units) for s, e in clip]
-    if not pieces:
-        raise ValueError("no validation clip has speech: the head cannot be validated")
-    rows, lengths, owner = scorer.cut(pieces)
-    x = view_features(encoder, model, [r[:n] for r, n in zip(rows, lengths)], scorer.spec.window_samples,
-                      progress, "encoding validation clips")
+    without speech), the clips scored as :meth:`Scorer.analyse` scores them at temperature 1
+    (see :class:`UnitFeatures`): window logits averaged per unit, then the units' probabilities
+    weighted by their durations. The head is given as ``log_proba(features) -> (windows,
+    classes)`` (logits, or logits shifted by a per-window constant, which neither the unit mean
+    nor the softmax sees)."""
+    val = UnitFeatures(scorer, encoder, model, waves, progress)
 
     def probabilities(log_proba) -> list[np.ndarray | None]:
-        return clip_probabilities(mean_by(log_proba(x), owner, len(pieces)), units)[1]
+        return clip_probabilities(mean_by(log_proba(val.x), val.owner, val.n_units), val.units)[1]
 
     return probabilities
 

@@ -119,9 +119,9 @@ def test_train_an_encoder_head_and_serve_it_without_torch(encoder, tmp_path, hea
     assert again["uar"] == pytest.approx(report["uar"]) and again["accuracy"] == pytest.approx(report["accuracy"])
 
 
-def test_a_linear_head_is_validated_as_the_scorer_scores_clips(encoder):
-    """The regularisation of the shipped default's head is chosen on validation clips scored as
-    users' clips are: several units for long speech, duration-weighted; no answer without speech."""
+def test_an_encoder_head_is_validated_as_the_scorer_scores_clips(encoder):
+    """The regularisation of the shipped default's head (and an MLP head's best epoch) is chosen on
+    validation clips scored as users' clips are: several units for long speech, duration-weighted; no answer without speech."""
     from serkit.audio import AudioSpec
     from serkit.encoder_training import encoder_for, scored_validation, validation_uar
     from serkit.scorer import Scorer
@@ -155,6 +155,16 @@ def test_a_linear_head_is_validated_as_the_scorer_scores_clips(encoder):
     answers = [int(np.argmax(e.probabilities)) if e.probabilities is not None else -1 for e in expected]
     want = np.mean([np.mean([a == c for a, t in zip(answers, labels) if t == c]) for c in (0, 1, 2)])
     assert validation_uar(lambda f: got, labels)(logits) == pytest.approx(want)
+    # an MLP head validates in Lightning on the same units: its batches give the same answers
+    from serkit.data import collate_units
+    from serkit.encoder_training import UnitFeatures
+    from serkit.val_metrics import score_batch
+
+    batch = collate_units(UnitFeatures(scorer, scorer.runtime, model, waves).items(labels.tolist()))
+    with torch.no_grad():
+        probs, answered, y, _ = score_batch(lambda x, n: model(x), batch, 3, 4)
+    assert answered.tolist() == [True, True, True, False] and y.tolist() == labels.tolist()
+    np.testing.assert_allclose(probs[:3].numpy(), np.stack([e.probabilities for e in expected[:3]]), atol=1e-5)
 
 
 def test_bundles_name_their_encoder_safely(tmp_path):
