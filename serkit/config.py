@@ -68,8 +68,9 @@ class TrainConfig:
     label_smoothing: float = setting(0.05, "cross-entropy label smoothing", rule=Rule(0, 1, hi_open=True))
     class_weights: bool = setting(True, "weight the loss by inverse class frequency")
     balance_corpora: bool = setting(False, "draw training clips so that every corpus weighs the same per epoch")
-    corpus_label_mask: bool = setting(True, "leave out of a clip's loss the classes its corpus does not have "
-                                      "(serkit.pool); off: its clips teach them too")
+    corpus_label_mask: bool = setting(False, "leave out of a clip's loss the classes its corpus does not have "
+                                      "(serkit.pool); off by default: measured, it makes models answer "
+                                      "those classes for that corpus's voices")
     augment: bool = setting(True, "training-time augmentation: gain, noise, crop and SpecAugment")
     speed_perturb: bool = setting(True, "speed perturbation (0.9-1.1) among the augmentations")
     mixup: float = setting(0.0, "mixup Beta(alpha, alpha) on waveforms; 0 turns it off", rule=AT_LEAST_0)

@@ -8,11 +8,14 @@ Three things keep one corpus from dominating or misteaching the others:
 - **Corpus balancing** (``TrainConfig.balance_corpora``, off by default) draws training clips
   with torch's :class:`~torch.utils.data.WeightedRandomSampler`, each corpus with the same total
   weight, so a small corpus is seen as often per epoch as a large one.
-- **Corpus label masks** (``TrainConfig.corpus_label_mask``, on by default): a corpus that never
-  recorded disgust says nothing about disgust, so its clips must not teach "never disgust". In
-  the loss, the logits of the classes a clip's corpus does not have at all (in the training
-  part) are set to -inf; softmax and label smoothing run over the classes the corpus has.
-  Predictions and metrics use every class: the mask only shapes training.
+- **Corpus label masks** (``TrainConfig.corpus_label_mask``, off by default): the idea is that a
+  corpus that never recorded disgust says nothing about disgust, so its clips should not teach
+  "never disgust". In the loss, the logits of the classes a clip's corpus does not have at all
+  (in the training part) are set to -inf; softmax and label smoothing run over the classes the
+  corpus has. Predictions and metrics use every class: the mask only shapes training. Measured
+  on the pool (``benchmarks/head_variants.py --only mask``), it does harm: nothing then holds
+  the disgust logit down on those corpora's voices, so the model answers "disgust" for many of
+  their clips; hence off by default.
 
 :func:`plan_pool` computes all three from the split; :func:`pool_loader` serves a dataset with
 each clip's mask appended to its item and the balanced draw; :func:`masked_cross_entropy` is the
@@ -70,7 +73,7 @@ def inverse_frequency(y: np.ndarray, n_classes: int, weights: np.ndarray | None 
 
 def plan_pool(utts: list[Utterance], y: list[int], sel: dict[str, list[int]], labels: list[str],
               class_weights: bool = True, balance_corpora: bool = False,
-              corpus_label_mask: bool = True) -> PoolPlan:
+              corpus_label_mask: bool = False) -> PoolPlan:
     """Class weights, corpus balancing and label masks for a split (``sel``: part -> indices).
 
     Raises ValueError naming the emotions that no training clip has (move them out with

@@ -6,8 +6,8 @@ A settings class (:mod:`serkit.config` holds them all) declares each field once,
 (:class:`~serkit.bundle_schema.Rule`), parser and flag names. From that:
 
 - :func:`add_dataclass_arguments` adds one option per field to an argparse parser: ``--field-name``
-  typed as the field; a ``bool`` that defaults to True gets ``--x`` and ``--no-x``, one that
-  defaults to False ``--x``; a ``list`` takes a comma list (or repeats, with ``repeat``); a
+  typed as the field; a ``bool`` gets ``--x`` and ``--no-x`` (whatever its default, so that
+  flipping a default breaks no one's command line); a ``list`` takes a comma list (or repeats, with ``repeat``); a
   ``dict`` takes JSON; choices and bounds are checked by argparse, so a bad value is a one-line
   usage error (exit status 2) before anything runs;
 - :func:`dataclass_from_args` builds the dataclass from the parsed namespace;
@@ -145,12 +145,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, only:
         meta = f.metadata
         flags = list(meta.get("flags") or ["--" + name.replace("_", "-")])
         options: dict[str, Any] = {"dest": name, "help": meta.get("help") or None}
-        if kind is bool:
+        if kind is bool:     # both forms, whatever the default, so a flipped default breaks no script
             options["default"] = default
-            if default:
-                options["action"] = argparse.BooleanOptionalAction
-            else:
-                options["action"] = "store_true"
+            options["action"] = argparse.BooleanOptionalAction
         else:
             options["type"] = _converter(f, kind, _hints(cls)[name])
             # an empty list or dict shows as no default (the dataclass's own applies)

@@ -55,8 +55,8 @@ def test_a_corpus_without_a_class_does_not_push_it_down():
     utts, y = pool({"angry": 2, "disgust": 2, "sad": 2}, {"angry": 3, "sad": 3})
     sel = everything_trains(utts)
     b = [i for i, u in enumerate(utts) if u.corpus == "b"]
-    masked = plan_pool(utts, y, sel, LABELS, class_weights=False)
-    plain = plan_pool(utts, y, sel, LABELS, class_weights=False, corpus_label_mask=False)
+    masked = plan_pool(utts, y, sel, LABELS, class_weights=False, corpus_label_mask=True)
+    plain = plan_pool(utts, y, sel, LABELS, class_weights=False)      # the default: no mask
     assert masked.corpus_labels == {"a": LABELS, "b": ["angry", "sad"]}
     assert plain.masks is None and masked.masks[b].tolist() == [[True, False, True]] * len(b)
 
@@ -86,7 +86,7 @@ def test_own_class_and_held_out_corpora_are_never_masked():
     utts.append(Utterance("c", "s0", "disgust", Path("/c/d.wav")))     # a corpus outside training
     y.append(X)
     train = [i for i, u in enumerate(utts) if u.corpus != "c"]
-    plan = plan_pool(utts, y, {"train": train, "val": [], "test": [len(utts) - 1]}, LABELS)
+    plan = plan_pool(utts, y, {"train": train, "val": [], "test": [len(utts) - 1]}, LABELS, corpus_label_mask=True)
     assert plan.masks[-1].all()
     assert "c" not in plan.corpus_labels
 
@@ -142,7 +142,7 @@ def test_balanced_corpora_are_drawn_equally():
 def test_loaders_append_masks_on_both_paths():
     utts, y = pool({"angry": 2, "disgust": 2, "sad": 2}, {"angry": 2, "sad": 2})
     idx = list(range(len(utts)))
-    plan = plan_pool(utts, y, {"train": idx, "val": [], "test": []}, LABELS)
+    plan = plan_pool(utts, y, {"train": idx, "val": [], "test": []}, LABELS, corpus_label_mask=True)
     waves = [np.zeros(800, np.float32)] * len(utts)
     for ds in (ClipDataset(waves, y, 800), EmbeddingDataset(np.zeros((len(utts), 2, 4), np.float32), y)):
         *_, labels, masks = next(iter(pool_loader(ds, idx, False, plan, batch_size=len(utts))))
@@ -160,7 +160,7 @@ def two_corpora(root: Path) -> Path:
 
 def test_training_on_a_pool_records_each_corpus_classes(tmp_path):
     manifest = two_corpora(tmp_path)
-    report = train(manifest, tmp_path / "run", tiny_config(epochs=6, balance_corpora=True))
+    report = train(manifest, tmp_path / "run", tiny_config(epochs=6, balance_corpora=True, corpus_label_mask=True))
     assert report["uar"] >= 0.6
     assert set(report["per_corpus"]) <= {"a", "b"} and report["per_corpus"]
     training = json.loads((tmp_path / "run" / "bundle" / "config.json").read_text())["training"]
@@ -188,7 +188,7 @@ def test_frozen_encoder_head_trains_on_a_masked_pool(tmp_path, monkeypatch):
     monkeypatch.setattr("serkit.training.pool_loader", spy)
     manifest = two_corpora(tmp_path)
     cfg = TrainConfig(model="pretrained", epochs=2, patience=50, batch_size=8, lr=5e-3, clip_seconds=0.5,
-                      cache_dir=None, progress=False, seed=0, balance_corpora=True,
+                      cache_dir=None, progress=False, seed=0, balance_corpora=True, corpus_label_mask=True,
                       model_options={"backbone": str(make_backbone(tmp_path, "wav2vec2")), "head_hidden": 16})
     report = train(manifest, tmp_path / "run", cfg)
     assert report["n"] > 0
@@ -203,11 +203,11 @@ def test_cli_train_flags_reach_the_config(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(serkit.training, "train", lambda m, o, cfg, resume=False, force=False: seen.setdefault("cfg", cfg) and {})
     assert main(["train", str(tmp_path / "m.csv"), "-o", str(tmp_path / "run")]) == 0
-    assert (seen["cfg"].balance_corpora, seen["cfg"].corpus_label_mask) == (False, True)
+    assert (seen["cfg"].balance_corpora, seen["cfg"].corpus_label_mask) == (False, False)
     seen.clear()
     assert main(["train", str(tmp_path / "m.csv"), "-o", str(tmp_path / "run"),
-                 "--balance-corpora", "--no-corpus-label-mask"]) == 0
-    assert (seen["cfg"].balance_corpora, seen["cfg"].corpus_label_mask) == (True, False)
+                 "--balance-corpora", "--corpus-label-mask"]) == 0
+    assert (seen["cfg"].balance_corpora, seen["cfg"].corpus_label_mask) == (True, True)
 
 
 def test_leave_one_corpus_out_on_a_pool_of_four(tmp_path):

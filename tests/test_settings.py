@@ -142,7 +142,7 @@ def test_serve_help_shows_the_serve_settings_help_and_defaults(capsys):
     for f in fields(ServeSettings):
         assert " ".join(f.metadata["help"].split()) in text, f.name
     assert "request threads (default: 4)" in text and "(default: 127.0.0.1)" in text
-    assert "--quiet, -q" in text and "--model [NAME=]BUNDLE, -m [NAME=]BUNDLE" in text
+    assert "--quiet, --no-quiet, -q" in text and "--model [NAME=]BUNDLE, -m [NAME=]BUNDLE" in text
 
 
 def test_the_serve_options_table_in_docs_matches_serve_settings():
