@@ -1,14 +1,17 @@
 """Mean ± sd over the folds of a cross-validation folder whose folds ran as separate processes.
 
-    python benchmarks/summarise_folds.py runs/bench-whisper-top2 [--folds 5]
+    python benchmarks/summarise_folds.py runs/bench-whisper-top2 [--folds 5] [--corpora ../shared/corpora]
 
 Reads ``foldK/eval/report.json`` (what ``train()`` writes for each fold of
 ``benchmarks/accuracy.py --only-fold K``) and prints the same summary lines as accuracy.py.
+With ``--corpora`` the figures are recomputed from each fold's test predictions as accuracy.py
+computes them (ASED judged on its sentences 01-02, "pool" every judged clip).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +28,27 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folder")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--corpora", help="recompute as accuracy.py does (ASED on sentences 01-02)")
     args = ap.parse_args(argv)
     paths = [Path(args.folder) / f"fold{k}" / "eval" / "report.json" for k in range(args.folds)]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise SystemExit(f"missing fold reports: {', '.join(missing)}")
     reports = [json.loads(p.read_text()) for p in paths]
+    if args.corpora:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from accuracy import breakdown, run_predictions
+
+        from serkit.corpora import scan
+        from serkit.emotions import DEFAULT_EMOTIONS
+
+        utts = scan(args.corpora, emotions=DEFAULT_EMOTIONS)
+        reports = []
+        for k in range(args.folds):
+            run = Path(args.folder) / f"fold{k}"
+            labels = json.loads((run / "bundle" / "config.json").read_text())["labels"]
+            r = breakdown(*run_predictions(utts, run, labels))
+            reports.append({**r["pool"], "per_corpus": {c: m for c, m in r.items() if c != "pool"}})
     for k, r in enumerate(reports):
         print(f"fold{k}: " + "  ".join(f"{x} {r[x]:.3f}" for x in KEYS) + f"  ({r['n']} test clips)")
     print(line("model", reports))
