@@ -131,9 +131,12 @@ def argument_group(parser: argparse.ArgumentParser, title: str | None) -> Any:
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, only: Iterable[str] | None = None,
-                            exclude: Iterable[str] = ()) -> None:
+                            exclude: Iterable[str] = (), unset: bool = False, group: str | None = None) -> None:
     """Add an option for each field of the settings dataclass ``cls`` (or the fields in ``only``,
-    in their order; less those in ``exclude``)."""
+    in their order; less those in ``exclude``). With ``unset`` an option not given is None (its
+    help names the dataclass's default): for shortcuts that override only what the user gives
+    (see :func:`given_values`). ``group``: the help section of every option, instead of each
+    field's own."""
     by_name = {f.name: f for f in fields(cls)}
     names = list(only) if only is not None else list(by_name)
     for name in names:
@@ -145,6 +148,11 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, only:
         meta = f.metadata
         flags = list(meta.get("flags") or ["--" + name.replace("_", "-")])
         options: dict[str, Any] = {"dest": name, "help": meta.get("help") or None}
+        if unset:
+            shown = "on" if default is True else "off" if default is False else default
+            if default is not None and "default" not in (options["help"] or ""):
+                options["help"] = f"{options['help'] or ''} (default: {shown})".strip()
+            default = None
         if kind is bool:     # both forms, whatever the default, so a flipped default breaks no script
             options["default"] = default
             options["action"] = argparse.BooleanOptionalAction
@@ -162,7 +170,14 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, only:
                 options["metavar"] = "A,B,..."
             elif typing.get_origin(kind) is dict or kind is dict:
                 options["metavar"] = "JSON"
-        argument_group(parser, meta.get("group")).add_argument(*flags, **options)
+        argument_group(parser, group or meta.get("group")).add_argument(*flags, **options)
+
+
+def given_values(cls: type, namespace: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
+    """The fields ``names`` of ``cls`` that were given on the command line (options added with
+    ``unset=True``: None when not given)."""
+    known = {f.name for f in fields(cls)}
+    return {n: getattr(namespace, n) for n in names if n in known and getattr(namespace, n, None) is not None}
 
 
 def dataclass_from_args(cls: type[T], namespace: argparse.Namespace, **overrides: Any) -> T:

@@ -167,3 +167,22 @@ def test_the_serve_options_table_in_docs_matches_serve_settings():
         elif isinstance(f.default, str):
             assert rows[flag] == f.default, flag
     assert set(rows) == {flag_of(f) for f in fields(ServeSettings)}
+
+
+def test_pretrained_shortcuts_come_from_the_model_config(fake_train, tmp_path, capsys):
+    """--backbone, --freeze, --pooling, --[no-]layer-weights, --encoder-lr are PretrainedConfig's
+    fields: their help is the field's, and only the ones given reach model_options."""
+    from serkit.cli.train import PRETRAINED_SHORTCUTS
+    from serkit.models.configs import PretrainedConfig
+
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = "".join(capsys.readouterr().out.split())      # argparse wraps lines, also after hyphens
+    by_name = {f.name: f for f in fields(PretrainedConfig)}
+    for name in PRETRAINED_SHORTCUTS:
+        assert "".join(by_name[name].metadata["help"].split()) in text, name
+    run = ["train", str(tmp_path / "m.csv"), "--out", str(tmp_path / "run"), "--model", "pretrained"]
+    assert cli.main([*run, "--freeze", "top:2", "--no-layer-weights", "--encoder-lr", "1e-4"]) == 0
+    assert fake_train["cfg"].model_options == {"freeze": "top:2", "layer_weights": False, "encoder_lr": 1e-4}
+    assert cli.main(run) == 0 and fake_train["cfg"].model_options == {}
+    assert cli.main([*run[:-2], "--pooling", "stats"]) == 2        # a shortcut without --model pretrained

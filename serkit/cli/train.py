@@ -12,8 +12,8 @@ from collections.abc import Callable
 from serkit.cli import common
 from serkit.cli.common import add_force_option, add_model_option, not_a_folder
 from serkit.config import TrainConfig
-from serkit.models.configs import POOLINGS
-from serkit.settings import add_dataclass_arguments, dataclass_from_args
+from serkit.models.configs import PretrainedConfig
+from serkit.settings import add_dataclass_arguments, argument_group, dataclass_from_args, given_values
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -44,11 +44,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: PretrainedConfig fields that `serkit train` offers as options of their own.
+PRETRAINED_SHORTCUTS = ("backbone", "freeze", "pooling", "layer_weights", "encoder_lr")
+
+
 def pretrained_options(args: argparse.Namespace) -> dict:
-    """--backbone, --freeze, --pooling, --layer-weights/--last-layer, --encoder-lr as model options."""
-    given = {"backbone": args.backbone, "freeze": args.freeze, "pooling": args.pooling,
-             "layer_weights": args.layer_weights, "encoder_lr": args.encoder_lr}
-    given = {k: v for k, v in given.items() if v is not None}
+    """The PretrainedConfig shortcuts given (--backbone, --freeze, ...) as model options."""
+    given = given_values(PretrainedConfig, args, PRETRAINED_SHORTCUTS)
     if given and args.model != "pretrained":
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise ValueError(f"{flags} only apply to pretrained encoders; add --model pretrained")
@@ -99,20 +101,10 @@ def add_parsers(add: Callable[..., argparse.ArgumentParser]) -> None:
     add_force_option(p, "start over in an --out that holds a run (its files are removed first), or train "
                         "into a folder holding other files")
     add_dataclass_arguments(p, TrainConfig)
-    g = p.add_argument_group("pretrained encoders (--model pretrained; shortcuts for --model-options)")
-    g.add_argument("--backbone", metavar="NAME_OR_PATH",
-                   help="Hugging Face model name or local folder (default: facebook/wav2vec2-base); "
-                        "wav2vec2, HuBERT, WavLM, data2vec-audio or Whisper")
-    g.add_argument("--freeze", metavar="head|top:N|none",
-                   help="head: only the head trains, on cached embeddings (default); top:N: also the top N "
-                        "encoder layers; none: full fine-tune (the convolutional front-end stays frozen)")
-    g.add_argument("--pooling", choices=POOLINGS,
-                   help="over real frames: mean (default), stats (mean and std) or attention")
-    g.add_argument("--layer-weights", dest="layer_weights", action="store_const", const=True,
-                   help="learned weighted sum over all hidden layers (default)")
-    g.add_argument("--last-layer", dest="layer_weights", action="store_const", const=False,
-                   help="use the last hidden layer only")
-    g.add_argument("--encoder-lr", type=float, help="learning rate of trainable encoder layers (default: --lr / 10)")
+    shortcuts = "pretrained encoders (--model pretrained; shortcuts for --model-options)"
+    add_dataclass_arguments(p, PretrainedConfig, only=PRETRAINED_SHORTCUTS, unset=True, group=shortcuts)
+    argument_group(p, shortcuts).add_argument("--last-layer", dest="layer_weights", action="store_const",
+                                              const=False, help="the same as --no-layer-weights")
     p.set_defaults(func=cmd_train)
 
     p = add("evaluate", help="evaluate a bundle on a manifest split (metrics, plots, reports)",

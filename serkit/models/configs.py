@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from serkit.settings import setting
+
 # Log-mel front-end of the CNN-LSTM (serkit.features.LogMel)
 N_FFT = 400        # 25 ms at 16 kHz, the analysis window itself (as Whisper; 3.5x faster STFT than 512)
 WIN_LENGTH = 400   # 25 ms analysis window
@@ -67,19 +69,23 @@ class PretrainedConfig:
     """
 
     n_classes: int = 6
-    backbone: str = DEFAULT_BACKBONE   # hub name or local folder (stored as an absolute path)
+    backbone: str = setting(DEFAULT_BACKBONE, "Hugging Face model name or local folder (stored as an absolute "
+                            "path): wav2vec2, HuBERT, WavLM, data2vec-audio or Whisper", metavar="NAME_OR_PATH")
     revision: str | None = None        # hub revision (branch, tag or commit) for hub names
     checksum: str | None = None        # "sha256:..." of the backbone's .safetensors files
-    freeze: str = "head"               # "head" | "top:N" | "none"
-    pooling: str = "mean"              # "mean" | "stats" (mean and std) | "attention"
-    layer_weights: bool = True         # learned softmax-weighted sum over all hidden layers
+    freeze: str = setting("head", "head: only the head trains, on cached embeddings; top:N: also the top N "
+                          "encoder layers; none: full fine-tune (the convolutional front-end stays frozen)",
+                          metavar="head|top:N|none")
+    pooling: str = setting("mean", "over real frames: mean, stats (mean and std) or attention", choices=POOLINGS)
+    layer_weights: bool = setting(True, "learned weighted sum over all hidden layers (off: one layer, the last "
+                                        "unless `layer` says)")
     layer: int = -1                    # the hidden layer used without layer_weights (0 = embeddings)
     concat_layers: bool = False        # concatenate every layer's features instead (overrides the two above)
     max_layers: int | None = None      # keep only the first N transformer layers (less compute)
     layer_norm: bool = True            # normalise each layer's frames (no parameters) before pooling
     head_hidden: int = 256             # hidden units of the MLP head (0: a linear head)
     dropout: float = 0.2
-    encoder_lr: float | None = None    # learning rate of trainable encoder layers (None: lr / 10)
+    encoder_lr: float | None = setting(None, "learning rate of trainable encoder layers (default: --lr / 10)")
     clip_seconds: float = 3.0          # the model window; Whisper's position table is cropped to it
     sample_rate: int = 16000
     backbone_config: dict[str, Any] | None = None
