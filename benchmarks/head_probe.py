@@ -14,7 +14,6 @@ This is how README's "top layers" and "mean vs stats" figures were measured.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -38,8 +37,9 @@ class Pool:
     """The judged pool as the scorer reads it: per clip (mean, std) statistics of every encoder
     layer over its speech span, with labels, corpus, speaker and the ASED judging mask."""
 
-    def __init__(self, utts, x: np.ndarray, waves, spans):
+    def __init__(self, utts, x: np.ndarray, waves, spans, encoder, window: int):
         self.utts, self.x, self.waves, self.spans = utts, x, waves, spans
+        self.encoder, self.window = encoder, window          # to read further views of the clips
         self.y = np.array([LABELS.index(u.emotion) for u in utts])
         self.corpus = np.array([u.corpus for u in utts])
         self.speaker = np.array([f"{u.corpus}:{u.speaker}" for u in utts])
@@ -61,16 +61,17 @@ def encoder_stats(encoder, crops: list[np.ndarray], window: int) -> np.ndarray:
 
 def pool_features(manifest: str, backbone: str = "serkit:whisper-base-l4") -> Pool:
     """Every six-emotion clip of ``manifest`` through ``backbone`` as the scorer reads it (the
-    speech span, ``Scorer.speech_window``); statistics cached as training caches them."""
+    speech span, ``Scorer.speech_window``); statistics cached as training caches them. Exits
+    with the command to run when there is no manifest."""
+    if not Path(manifest).is_file():
+        raise SystemExit(f"no manifest {manifest}: run serkit prepare ../shared/corpora -o {manifest}")
     utts = [u for u in read_manifest(manifest) if u.emotion in LABELS]
     waves = decode_all(utts, progress=False)
     encoder = encoder_for(EncoderHead(EncoderHeadConfig(layers=[0], backbone=backbone)), str(CACHE_ROOT))
     scorer = Scorer(encoder, LABELS, AudioSpec())
     spans = [scorer.speech_window(w) for w in waves]
     x = encoder_stats(encoder, [w[slice(*s)] for w, s in zip(waves, spans)], scorer.spec.window_samples)
-    pool = Pool(utts, x, waves, spans)
-    pool.encoder, pool.window = encoder, scorer.spec.window_samples
-    return pool
+    return Pool(utts, x, waves, spans, encoder, scorer.spec.window_samples)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,9 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", default="data/manifest.csv")
     ap.add_argument("--fold", type=int, default=0)
     args = ap.parse_args(argv)
-    if not Path(args.manifest).is_file():
-        print(f"no manifest {args.manifest}: run serkit prepare ../shared/corpora -o {args.manifest}", file=sys.stderr)
-        return 2
     pool = pool_features(args.manifest, args.encoder)
     x, y, corpus, judged = pool.x, pool.y, pool.corpus, pool.judged
     utts = pool.utts

@@ -20,7 +20,8 @@ judged on sentences 01-02) or on the held-out corpus (LOCO). Variants:
   it), 12 clips of which 60 % neutral, and 12 neutral clips (an enrolment). For LOCO, each
   corpus standardised by its own clips (``corpus-norm``);
 - ``mask``: the corpus label mask (``--corpus-label-mask``) on the same logistic regression,
-  with balanced class weights, fitted by L-BFGS in torch: against the same fit without the mask,
+  with the training loss and pool plan of `serkit train` (balanced class weights), fitted by
+  L-BFGS in torch: against the same fit without the mask,
   with how often each answers "disgust" for corpora that have none (ASED, nEMO).
 
 This is how RESULTS-default.md's "head variants" table was measured; none of these is shipped
@@ -109,26 +110,26 @@ class Bench:
         return views
 
 
-def masked_lr(z: np.ndarray, y: np.ndarray, allowed: np.ndarray | None, C: float = 0.003):
-    """A balanced, L2 (``C`` as scikit-learn's) multinomial logistic regression on standardised
-    ``z``; with ``allowed`` (clips, classes) the logits of a clip's corpus's absent classes are
-    -inf in its loss (serkit.pool's corpus label mask). Returns (weights, bias)."""
+def masked_lr(z: np.ndarray, y: np.ndarray, weights, masks: np.ndarray | None, C: float = 0.003):
+    """An L2 (``C`` as scikit-learn's) multinomial logistic regression on standardised ``z``, its
+    loss serkit's training loss (:func:`serkit.pool.masked_cross_entropy` with the pool's class
+    ``weights`` and, when given, corpus label ``masks``), summed over clips as scikit-learn sums
+    it. Returns (weights, bias)."""
     import torch
 
-    n, k = len(y), len(LABELS)
+    from serkit.pool import masked_cross_entropy
+
     zt, yt = torch.from_numpy(z).double(), torch.from_numpy(y)
-    w_clip = torch.from_numpy(n / (k * np.bincount(y, minlength=k)))[yt]
-    W = torch.zeros(k, z.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+    w = weights.double()
+    total = w[yt].sum()                              # masked_cross_entropy is a w-weighted mean
+    mask = None if masks is None else torch.from_numpy(masks)
+    W = torch.zeros(len(LABELS), z.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(len(LABELS), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([W, b], max_iter=300, line_search_fn="strong_wolfe", tolerance_grad=1e-6)
-    mask = None if allowed is None else torch.from_numpy(~allowed)
 
     def closure():
         opt.zero_grad()
-        logits = zt @ W.T + b
-        if mask is not None:
-            logits = logits.masked_fill(mask, -1e9)
-        loss = (torch.nn.functional.cross_entropy(logits, yt, reduction="none") * w_clip).sum() + 0.5 / C * (W * W).sum()
+        loss = masked_cross_entropy(zt @ W.T + b, yt, mask, w) * total + 0.5 / C * (W * W).sum()
         loss.backward()
         return loss
 
@@ -137,21 +138,25 @@ def masked_lr(z: np.ndarray, y: np.ndarray, allowed: np.ndarray | None, C: float
 
 
 def mask_comparison(b: "Bench") -> None:
+    """Each fold's plan as ``serkit train`` makes it (:func:`serkit.pool.plan_pool`: balanced class
+    weights, and corpus label masks or not), fitted by :func:`masked_lr`."""
+    from serkit.pool import plan_pool
+
     p, disgust = b.pool, LABELS.index("disgust")
-    has = {c: set(p.y[p.corpus == c]) for c in CORPORA}
-    allowed = np.array([[k in has[c] for k in range(len(LABELS))] for c in p.corpus])
     for name, use in (("balanced LR, no corpus label mask", False), ("balanced LR, corpus label mask", True)):
         t, rows = time.time(), []
         for parts in b.folds:
             tr, te = parts != "test", parts == "test"
+            plan = plan_pool(p.utts, p.y.tolist(), {"train": np.flatnonzero(tr).tolist(), "val": [], "test": []},
+                             LABELS, corpus_label_mask=use)
             scaler = StandardScaler().fit(b.f[tr])
             z = scaler.transform(b.f)
-            W, bias = masked_lr(z[tr], p.y[tr], allowed[tr] if use else None)
+            W, bias = masked_lr(z[tr], p.y[tr], plan.class_weights, None if plan.masks is None else plan.masks[tr])
             pred = np.argmax(z[te] @ W.T + bias, 1)
             judged, yt, ct = p.judged[te], p.y[te], p.corpus[te]
             row = {"pool": uar(yt[judged], pred[judged])}
             row.update({c: uar(yt[judged & (ct == c)], pred[judged & (ct == c)]) for c in CORPORA})
-            none = judged & np.isin(ct, [c for c in CORPORA if disgust not in has[c]])
+            none = judged & np.isin(ct, [c for c, labels in plan.corpus_labels.items() if "disgust" not in labels])
             row["says disgust (no-disgust corpora)"] = float(np.mean(pred[none] == disgust))
             row["disgust recall"] = float(np.mean(pred[judged & (yt == disgust)] == disgust))
             rows.append(row)
@@ -185,9 +190,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", default="data/manifest.csv")
     ap.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     args = ap.parse_args(argv)
-    if not Path(args.manifest).is_file():
-        print(f"no manifest {args.manifest}: run serkit prepare ../shared/corpora -o {args.manifest}", file=sys.stderr)
-        return 2
     b = Bench(pool_features(args.manifest))
     p = b.pool
     print(f"{len(p.y)} clips, {len(set(p.speaker))} speakers; mean of Whisper-base layers 1-4 over the speech span")
