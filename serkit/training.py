@@ -266,7 +266,9 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
 
     finder = Scorer(None, labels, spec_of(cfg, model), vad=cfg.vad)   # the scorer's units and windows
     spans: dict[int, tuple[int, int]] = {}
-    if cfg.model == "cnn_lstm":   # train on the speech the scorer will read (see serkit.scorer)
+    # models that learn from waveforms (the CNN-LSTM, an encoder being fine-tuned) train on the
+    # speech the scorer will read (see serkit.scorer); a cached frozen encoder embeds whole clips
+    if cfg.model == "cnn_lstm" or (cfg.model == "pretrained" and not getattr(model, "cacheable", False)):
         from serkit.encoder_training import AUG_WIDEN_S
         spans = {i: finder.speech_window(waves[i]) for i in sel["train"]}
 

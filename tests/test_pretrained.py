@@ -273,6 +273,14 @@ def test_full_fine_tune_changes_encoder_and_bundle_is_self_contained(tmp_path, m
 
 def test_top_n_trains_only_the_top_layers(tmp_path, monkeypatch, tones, backbones):
     folder = backbones["hubert"]
+    made = []
+
+    class Recorded(training_mod.ClipDataset):
+        def __init__(self, waves, *args, **kwargs):
+            super().__init__(waves, *args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(training_mod, "ClipDataset", Recorded)
     _, model, _ = train_capture(monkeypatch, tones, tmp_path / "run", config(folder, epochs=2, freeze="top:1",
                                                                           encoder_lr=1e-3))
     state, reference = model.state_dict(), encoder_state(folder)
@@ -281,6 +289,10 @@ def test_top_n_trains_only_the_top_layers(tmp_path, monkeypatch, tones, backbone
     groups = model.param_groups(0.01)
     assert [g["lr"] for g in groups] == [0.01, 1e-3]
     assert sum(p.numel() for p in groups[1]["params"]) == sum(p.numel() for p in model.layers[1].parameters())
+    # a trained encoder learns from the speech the scorer will read, as the CNN-LSTM does
+    (ds,) = [d for d in made if d.train]
+    assert ds.spans is not None and ds.widen > 0
+    assert all(0 <= s < e <= len(w) for (s, e), w in zip(ds.spans, ds.waves))
 
 
 def test_bad_settings_name_the_value(backbones):
