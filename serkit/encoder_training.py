@@ -201,7 +201,8 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
         # of epochs of gradient steps
         val_uar = validation_uar(scored_validation(scorer, encoder, model, [waves[i] for i in sel["val"]],
                                                    cfg.progress), np.array([y[i] for i in sel["val"]]))
-        fit = fit_linear_head(model, x_train, np.array([y[i] for i in owner]), val_uar, cfg.class_weights)
+        fit = fit_linear_head(model, x_train, np.array([y[i] for i in owner]), val_uar,
+                              row_weights(plan, sel["train"], owner, y))
         return model, None, {"encoder_cache": note, "head_fit": fit}
     # an MLP head trains with Lightning; its validation scores clips as the scorer does
     val = UnitFeatures(scorer, encoder, model, [waves[i] for i in sel["val"]], cfg.progress)
@@ -221,6 +222,7 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
 
 
 LINEAR_C = (0.001, 0.003, 0.01)
+LINEAR_MAX_ITER = 1000   # L-BFGS iterations: the corpus-weighted fit on the pool did not converge in 300
 
 
 class UnitFeatures:
@@ -279,10 +281,27 @@ def validation_uar(probabilities, y_val: np.ndarray):
     return uar
 
 
+def row_weights(plan: PoolPlan, train: list[int], owner: list[int], y: list[int]) -> np.ndarray | None:
+    """Per-row loss weights of a closed-form head (rows: clips ``owner``, each from ``train``) as
+    the pool ``plan`` weighs a Lightning model's loss: the clip's corpus weight under corpus
+    balancing times its class weight; scaled to mean 1 (so C keeps its meaning); None for no
+    weighting at all."""
+    if plan.sample_weights is None and plan.class_weights is None:
+        return None
+    position = {i: k for k, i in enumerate(train)}
+    w = np.ones(len(owner))
+    if plan.sample_weights is not None:
+        w *= np.array([plan.sample_weights[position[i]] for i in owner])
+    if plan.class_weights is not None:
+        w *= plan.class_weights.numpy().astype(np.float64)[[y[i] for i in owner]]
+    return w / w.mean()
+
+
 def fit_linear_head(model: torch.nn.Module, x_train: np.ndarray, y_train: np.ndarray, val_uar,
-                    balanced: bool = True) -> dict[str, Any]:
+                    sample_weight: np.ndarray | None = None) -> dict[str, Any]:
     """Fit a linear head (``head_hidden=0``, ``combine="concat"``) as an L2 logistic regression on
-    the standardised features, with the inverse regularisation C chosen from :data:`LINEAR_C` by
+    the standardised features, its loss weighted per row by ``sample_weight`` (see
+    :func:`row_weights`), with the inverse regularisation C chosen from :data:`LINEAR_C` by
     ``val_uar`` (see :func:`validation_uar`); the coefficients become the head's Linear layer."""
     from sklearn.linear_model import LogisticRegression
 
@@ -293,8 +312,8 @@ def fit_linear_head(model: torch.nn.Module, x_train: np.ndarray, y_train: np.nda
     tried = {}
     best = None
     for c in LINEAR_C:
-        clf = LogisticRegression(C=c, max_iter=300, class_weight="balanced" if balanced else None)
-        clf.fit(z(x_train), y_train)
+        clf = LogisticRegression(C=c, max_iter=LINEAR_MAX_ITER)
+        clf.fit(z(x_train), y_train, sample_weight=sample_weight)
         tried[c] = val_uar(lambda x, clf=clf: clf.predict_log_proba(z(x)))
         if best is None or tried[c] > tried[best[0]]:
             best = (c, clf)
@@ -303,5 +322,5 @@ def fit_linear_head(model: torch.nn.Module, x_train: np.ndarray, y_train: np.nda
         linear.weight.copy_(torch.from_numpy(best[1].coef_.astype(np.float32)))
         linear.bias.copy_(torch.from_numpy(best[1].intercept_.astype(np.float32)))
     return {"method": "scikit-learn LogisticRegression (L2, lbfgs)", "C": best[0],
-            "val_uar_by_C": tried, "class_weight": "balanced" if balanced else None,
+            "val_uar_by_C": tried, "weighted": sample_weight is not None,
             "validation": "clips scored as the scorer scores them (serkit.scorer)"}
