@@ -72,7 +72,7 @@ test: install-test
 # Retrain the shipped default model from ../shared/corpora (six emotions, speaker split).
 default-model: install-test
 	$(BIN)/serkit prepare $(CORPORA) -o $(DATA)/manifest.csv
-	$(BIN)/serkit train $(DATA)/manifest.csv --out runs/default --model encoder_head --seed 0
+	$(BIN)/serkit train $(DATA)/manifest.csv --out runs/default --model encoder_head --seed 0 --balance-corpora
 	rm -rf serkit/default_model && cp -r runs/default/bundle serkit/default_model
 
 # Retrain the shipped fast model (CNN-LSTM) on the same split; it ships as its ONNX int8 export (no torch).

@@ -24,6 +24,10 @@ judged on sentences 01-02) or on the held-out corpus (LOCO). Variants:
     ``share`` of them one emotion (each in turn), centred on the batch's mean; trained on each
     speaker centred on all their clips. 30 % is about balanced; 60 % is a call that is mostly
     one emotion;
+- ``balance``: the logistic regression with its loss weighted as ``serkit train`` weighs the
+  shipped head's (:func:`serkit.encoder_training.row_weights`): balanced classes (as shipped
+  until now), against balanced classes and corpora (``--balance-corpora``: every corpus weighs
+  the same, whatever its number of clips), in CV and LOCO, with the mean over the corpora;
 - ``mask``: the corpus label mask (``--corpus-label-mask``) on the same logistic regression,
   with the training loss and pool plan of `serkit train` (balanced class weights), fitted by
   L-BFGS in torch: against the same fit without the mask,
@@ -56,7 +60,7 @@ from serkit.splits import speaker_folds  # noqa: E402
 
 CORPORA = ("ased", "emodb", "nemo", "ravdess")
 NEUTRAL = LABELS.index("neutral")
-VARIANTS = ("lr", "svm", "speed", "adapt", "mask")
+VARIANTS = ("lr", "svm", "speed", "adapt", "mask", "balance")
 
 
 def lr():
@@ -216,6 +220,40 @@ def mask_comparison(b: "Bench") -> None:
               + f"  ({time.time() - t:.0f} s)", flush=True)
 
 
+def balance_comparison(b: "Bench") -> None:
+    """Class-balanced against class- and corpus-balanced logistic regression (C 0.003), weighted
+    by the plan of ``serkit train`` (:func:`serkit.pool.plan_pool`, :func:`row_weights`)."""
+    from serkit.encoder_training import row_weights
+    from serkit.pool import plan_pool
+
+    p = b.pool
+
+    def fit(tr: np.ndarray, corpora: bool):
+        rows = np.flatnonzero(tr).tolist()
+        plan = plan_pool(p.utts, p.y.tolist(), {"train": rows, "val": [], "test": []}, LABELS,
+                         balance_corpora=corpora)
+        return lr().fit(b.f[tr], p.y[tr], logisticregression__sample_weight=row_weights(plan, rows, rows, p.y.tolist()))
+
+    for name, corpora in (("LR, classes balanced (as shipped until now)", False),
+                          ("LR, classes and corpora balanced", True)):
+        t, rows = time.time(), []
+        for parts in b.folds:
+            tr, te = parts != "test", (parts == "test") & p.judged
+            pred = fit(tr, corpora).predict(b.f[te])
+            row = {"pool": uar(p.y[te], pred)}
+            row.update({c: uar(p.y[te][p.corpus[te] == c], pred[p.corpus[te] == c]) for c in CORPORA})
+            rows.append(row)
+        mean = {k: np.mean([r[k] for r in rows]) for k in rows[0]}
+        loco = []
+        for c in CORPORA:
+            tr, te = p.corpus != c, (p.corpus == c) & p.judged
+            loco.append(uar(p.y[te], fit(tr, corpora).predict(b.f[te])))
+        print(f"CV   {name:<44} " + "  ".join(f"{k} {v:.3f}" for k, v in mean.items())
+              + f"  corpus mean {np.mean([mean[c] for c in CORPORA]):.3f}", flush=True)
+        print(f"LOCO {name:<44} " + "  ".join(f"{c} {v:.3f}" for c, v in zip(CORPORA, loco))
+              + f"  mean {np.mean(loco):.3f}  ({time.time() - t:.0f} s)", flush=True)
+
+
 def normalised(f: np.ndarray, groups: np.ndarray, reference: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Each group's rows standardised by the mean and std of the rows ``reference(indices)`` picks."""
     out = np.empty_like(f)
@@ -252,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         b.loco("LR, speaker-normalised (all own clips)", normalised(b.f, p.speaker, every), lr)
     if "mask" in args.only:
         mask_comparison(b)
+    if "balance" in args.only:
+        balance_comparison(b)
     return 0
 
 
