@@ -177,11 +177,11 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
         raise ValueError(f"the encoder {model.config.backbone} takes windows of {width / sr:g} s; "
                          f"--clip-seconds {spec.clip_seconds:g} does not fit it")
     spans = {i: scorer.speech_window(waves[i]) for i in sel["train"]}
+    linear = model.config.head_hidden == 0 and model.config.combine == "concat"
     crops, owner = [], []
     for i in sel["train"]:
         crops.append(waves[i][slice(*spans[i])])
         owner.append(i)
-        linear = model.config.head_hidden == 0 and model.config.combine == "concat"
         for view in range(1, views if cfg.augment and not linear else 1):
             # seeded by the clip and the view, not the run: every fold of a cross-validation
             # sees a clip's same views, so their encoder statistics are computed once
@@ -195,27 +195,28 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
             "augment": f"views 1..: speech span widened by up to {AUG_WIDEN_S} s, gain ±6 dB, noise 15-40 dB SNR"}
     if cfg.progress:
         print(f"encoder statistics: {c.hits} cached, {c.misses} computed", flush=True)
-    if model.config.head_hidden == 0 and model.config.combine == "concat":
+    # the pool plan per row of x_train (a clip's views share its corpus weight)
+    position = {i: k for k, i in enumerate(sel["train"])}
+    row_plan = replace(plan, sample_weights=None if plan.sample_weights is None else
+                       np.array([plan.sample_weights[position[i]] for i in owner]))
+    y_rows = np.array([y[i] for i in owner])
+    if linear:
         # a linear head is a logistic regression: fitted to convergence by scikit-learn, its
         # regularisation chosen on validation (clips scored as the scorer scores them), instead
         # of epochs of gradient steps
         val_uar = validation_uar(scored_validation(scorer, encoder, model, [waves[i] for i in sel["val"]],
                                                    cfg.progress), np.array([y[i] for i in sel["val"]]))
-        fit = fit_linear_head(model, x_train, np.array([y[i] for i in owner]), val_uar,
-                              row_weights(plan, sel["train"], owner, y))
+        fit = fit_linear_head(model, x_train, y_rows, val_uar, row_weights(row_plan, y_rows))
         return model, None, {"encoder_cache": note, "head_fit": fit}
     # an MLP head trains with Lightning; its validation scores clips as the scorer does
     val = UnitFeatures(scorer, encoder, model, [waves[i] for i in sel["val"]], cfg.progress)
-    position = {i: k for k, i in enumerate(sel["train"])}
-    row_plan = replace(plan, sample_weights=None if plan.sample_weights is None else
-                       np.array([plan.sample_weights[position[i]] for i in owner]))
 
     def loader(part: str, train_: bool) -> DataLoader:
         if part == "val":
             return pool_loader(val.items([y[i] for i in sel["val"]]), sel["val"], train_, plan, cfg.batch_size,
                                cfg.seed, collate_fn=collate_units)
         ds = TensorDataset(torch.from_numpy(x_train), torch.zeros(len(owner), dtype=torch.long),
-                           torch.tensor([y[i] for i in owner]))
+                           torch.from_numpy(y_rows))
         return pool_loader(ds, owner, train_, row_plan, cfg.batch_size, cfg.seed)
 
     return model, loader, {"encoder_cache": note}
@@ -281,19 +282,16 @@ def validation_uar(probabilities, y_val: np.ndarray):
     return uar
 
 
-def row_weights(plan: PoolPlan, train: list[int], owner: list[int], y: list[int]) -> np.ndarray | None:
-    """Per-row loss weights of a closed-form head (rows: clips ``owner``, each from ``train``) as
-    the pool ``plan`` weighs a Lightning model's loss: the clip's corpus weight under corpus
-    balancing times its class weight; scaled to mean 1 (so C keeps its meaning); None for no
-    weighting at all."""
+def row_weights(plan: PoolPlan, y: np.ndarray) -> np.ndarray | None:
+    """Per-row loss weights of a closed-form head (rows with labels ``y``; ``plan.sample_weights``
+    given per row) as the pool ``plan`` weighs a Lightning model's loss: the row's corpus weight
+    under corpus balancing times its class weight, scaled to mean 1 (so C keeps its meaning);
+    None for no weighting at all."""
     if plan.sample_weights is None and plan.class_weights is None:
         return None
-    position = {i: k for k, i in enumerate(train)}
-    w = np.ones(len(owner))
-    if plan.sample_weights is not None:
-        w *= np.array([plan.sample_weights[position[i]] for i in owner])
+    w = np.ones(len(y)) if plan.sample_weights is None else np.asarray(plan.sample_weights, np.float64)
     if plan.class_weights is not None:
-        w *= plan.class_weights.numpy().astype(np.float64)[[y[i] for i in owner]]
+        w = w * plan.class_weights.numpy().astype(np.float64)[y]
     return w / w.mean()
 
 

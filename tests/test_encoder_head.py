@@ -187,33 +187,30 @@ def test_a_linear_head_weighs_its_loss_as_the_pool_plan_says():
     rng = np.random.default_rng(0)
     labels = ["angry", "sad", "neutral"]
     # corpus "big": 60 clips, half angry; corpus "small": 12 clips, a third of each
-    y = [0] * 30 + [1] * 15 + [2] * 15 + [0, 1, 2] * 4
+    y = np.array([0] * 30 + [1] * 15 + [2] * 15 + [0, 1, 2] * 4)
     corpora = ["big"] * 60 + ["small"] * 12
     utts = [Utterance(corpus=c, speaker=str(i), emotion=labels[k], path=f"{c}{i}.wav")
             for i, (c, k) in enumerate(zip(corpora, y))]
-    train = list(range(len(y)))
-    owner = train + train[60:]          # a second view of the small corpus's clips
-    sel = {"train": train, "val": [], "test": []}
-    yo = np.array([y[i] for i in owner])
+    sel = {"train": list(range(len(y))), "val": [], "test": []}
 
-    plain = row_weights(plan_pool(utts, y, sel, labels), train, owner, y)
-    sk = len(y) / (3 * np.bincount(y))          # scikit-learn's "balanced", counted over the clips
-    np.testing.assert_allclose(plain, sk[yo] / sk[yo].mean(), rtol=1e-6)
-    assert row_weights(plan_pool(utts, y, sel, labels, class_weights=False), train, owner, y) is None
+    plain = row_weights(plan_pool(utts, y.tolist(), sel, labels), y)
+    sk = len(y) / (3 * np.bincount(y))          # scikit-learn's "balanced"
+    np.testing.assert_allclose(plain, sk[y], rtol=1e-6)
+    assert row_weights(plan_pool(utts, y.tolist(), sel, labels, class_weights=False), y) is None
 
-    both = row_weights(plan_pool(utts, y, sel, labels, balance_corpora=True), train, owner, y)
+    both = row_weights(plan_pool(utts, y.tolist(), sel, labels, balance_corpora=True), y)
     assert both.mean() == pytest.approx(1.0)
-    # every clip of the small corpus weighs 5x a clip of the big one of the same class
+    # a small-corpus clip weighs 5x a big-corpus clip of the same class
     assert both[60] == pytest.approx(5 * both[0]) and both[61] == pytest.approx(5 * both[30])
 
     # the head is the logistic regression fitted with those weights
-    x = rng.normal(size=(len(owner), 1, 4)).astype(np.float32) + yo[:, None, None]
+    x = rng.normal(size=(len(y), 1, 4)).astype(np.float32) + y[:, None, None]
     model = EncoderHead(EncoderHeadConfig(n_classes=3, layers=[0], dim=4))
     model.fit_normalisation(x)
-    fit = fit_linear_head(model, x, yo, lambda scores: 1.0, both)
+    fit = fit_linear_head(model, x, y, lambda scores: 1.0, both)
     z = ((x - model.feat_mean.numpy()) / model.feat_std.numpy()).reshape(len(x), -1)
-    ref = LogisticRegression(C=fit["C"], max_iter=LINEAR_MAX_ITER).fit(z, yo, sample_weight=both)
+    ref = LogisticRegression(C=fit["C"], max_iter=LINEAR_MAX_ITER).fit(z, y, sample_weight=both)
     np.testing.assert_allclose(model.mlp[-1].weight.detach().numpy(), ref.coef_, rtol=1e-4, atol=1e-5)
-    unweighted = LogisticRegression(C=fit["C"], max_iter=LINEAR_MAX_ITER).fit(z, yo)
+    unweighted = LogisticRegression(C=fit["C"], max_iter=LINEAR_MAX_ITER).fit(z, y)
     assert not np.allclose(unweighted.coef_, ref.coef_, atol=1e-3)
     assert fit["weighted"] is True
