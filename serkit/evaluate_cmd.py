@@ -54,4 +54,5 @@ def evaluate_predictor(predictor: Predictor, utts: list[Utterance], out: Path | 
     waves = decode_all(utts, predictor.sample_rate, progress=progress)
     logits, none = predictor.scorer.as_logits(predictor.analyse(waves))
     return evaluate_logits(utts, logits, predictor.labels, predictor.temperature, out, title=title,
-                           no_speech=none, force=force)
+                           no_speech=none, force=force, uncertain_below=predictor.scorer.uncertain_below,
+                           uncertain_margin=predictor.scorer.uncertain_margin)

@@ -29,7 +29,7 @@ from sklearn.metrics import (  # noqa: E402
 )
 
 from serkit.safety import atomic_file, atomic_write_text, claim_output_folder, write_json  # noqa: E402
-from serkit.scorer import softmax  # noqa: E402
+from serkit.scorer import UNCERTAIN_BELOW, UNCERTAIN_MARGIN, softmax, uncertain  # noqa: E402
 from serkit.manifest import Utterance  # noqa: E402
 
 
@@ -126,17 +126,31 @@ def save_figure(fig, path: Path, dpi: int) -> None:
     plt.close(fig)
 
 
+def flag_figures(probs: np.ndarray, y: np.ndarray, below: float = UNCERTAIN_BELOW,
+                 margin: float = UNCERTAIN_MARGIN) -> dict[str, float | None]:
+    """How far the uncertain flag can be trusted: the share of answers flagged, and the accuracy
+    of the flagged and of the other answers (None where there are none)."""
+    flag = uncertain(probs, below, margin) if len(probs) else np.zeros(0, bool)
+    right = probs.argmax(1) == y if len(probs) else np.zeros(0, bool)
+    acc = lambda m: float(right[m].mean()) if m.any() else None  # noqa: E731
+    return {"share": float(flag.mean()) if len(flag) else 0.0, "accuracy_flagged": acc(flag),
+            "accuracy_unflagged": acc(~flag)}
+
+
 def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str],
                     temperature: float = 1.0, out_dir: str | os.PathLike | None = None,
                     title: str = "test", no_speech: np.ndarray | None = None,
-                    force: bool = False) -> dict[str, Any]:
+                    force: bool = False, uncertain_below: float = UNCERTAIN_BELOW,
+                    uncertain_margin: float = UNCERTAIN_MARGIN) -> dict[str, Any]:
     """Score ``logits`` (n, classes; uncalibrated) against the utterances' emotions.
 
     ``no_speech`` marks clips the scorer gave no emotion (no speech found): they count as wrong
     answers, are left out of calibration, and are counted under ``no_speech``.
 
     Utterances whose emotion the model does not know are counted under ``unknown_emotions`` and
-    left out. With ``out_dir``, writes report.json, report.md, predictions.csv and the plots
+    left out. The answers flagged uncertain (as the scorer flags them, by ``uncertain_below`` and
+    ``uncertain_margin``; see :func:`flag_figures`) are counted with and without the temperature.
+    With ``out_dir``, writes report.json, report.md, predictions.csv and the plots
     (:data:`EVAL_FILES`) there: a new folder, an earlier evaluation's, or with ``force`` a folder
     holding other files (which stay).
     """
@@ -162,7 +176,9 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
         "confusion_matrix": cm.tolist(),
         "calibration": {"temperature": temperature,
                         "ece_before": expected_calibration_error(probs_raw[~none], y[~none]),
-                        "ece_after": expected_calibration_error(probs[~none], y[~none])},
+                        "ece_after": expected_calibration_error(probs[~none], y[~none]),
+                        "uncertain_before": flag_figures(probs_raw[~none], y[~none], uncertain_below, uncertain_margin),
+                        "uncertain_after": flag_figures(probs[~none], y[~none], uncertain_below, uncertain_margin)},
         "no_speech": int(none.sum()),
         "per_corpus": _breakdown([u.corpus for u in utts], y, pred),
         "per_speaker": _breakdown([u.group for u in utts], y, pred),
@@ -176,11 +192,23 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
         plot_confusion(cm, labels, out / "confusion_normalized.png", True, f"Confusion ({title}, recall per row)")
         plot_reliability(probs_raw[~none], probs[~none], y[~none], out / "reliability.png")
         with atomic_file(out / "predictions.csv", "w", encoding="utf-8") as fh:
-            fh.write("File,Dataset,Speaker,Emotion,Predicted,Confidence\n")
-            for u, p, pr in zip(utts, pred, probs):
+            flags = uncertain(probs, uncertain_below, uncertain_margin)
+            fh.write("File,Dataset,Speaker,Emotion,Predicted,Confidence,Uncertain\n")
+            for u, p, pr, f in zip(utts, pred, probs, flags):
                 fh.write(f"{u.path},{u.corpus},{u.speaker},{u.emotion},"
-                         + (f"{labels[p]},{pr[p]:.4f}\n" if p >= 0 else "no speech,\n"))
+                         + (f"{labels[p]},{pr[p]:.4f},{'yes' if f else 'no'}\n" if p >= 0 else "no speech,,\n"))
     return report
+
+
+def uncertain_lines(calibration: dict[str, Any]) -> list[str]:
+    """The report's lines on the uncertain flag (none for a report written before it was counted)."""
+    f = calibration.get("uncertain_after")
+    if not f:
+        return []
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+    return [f"Flagged uncertain (as served, temperature {calibration['temperature']:.2f}): {pct(f['share'])} "
+            f"of the answers; right {pct(f['accuracy_flagged'])} of the time when flagged, "
+            f"{pct(f['accuracy_unflagged'])} otherwise.", ""]
 
 
 def markdown_report(r: dict[str, Any]) -> str:
@@ -190,6 +218,7 @@ def markdown_report(r: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|",
              f"| {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['weighted_f1']:.3f} | {r['uar']:.3f} "
              f"| {r['calibration']['ece_before']:.3f} | {r['calibration']['ece_after']:.3f} |", "",
+             *uncertain_lines(r["calibration"]),
              "## Per class", "", "| emotion | precision | recall | F1 | clips |", "|---|---|---|---|---|"]
     for label in r["labels"]:
         c = r["classification_report"][label]

@@ -259,5 +259,14 @@ class Scorer:
         return logits, none
 
     def is_uncertain(self, probs: np.ndarray) -> bool:
-        top = np.sort(probs)[::-1]
-        return bool(top[0] < self.uncertain_below or (len(top) > 1 and top[0] - top[1] < self.uncertain_margin))
+        return bool(uncertain(probs, self.uncertain_below, self.uncertain_margin)[0])
+
+
+def uncertain(probs: np.ndarray, below: float = UNCERTAIN_BELOW, margin: float = UNCERTAIN_MARGIN) -> np.ndarray:
+    """Which answers are flagged uncertain (one bool per row of ``probs``, (n, classes) or one
+    (classes,) vector): the top probability under ``below``, or within ``margin`` of the runner-up."""
+    top = -np.sort(-np.atleast_2d(probs), axis=1)
+    flag = top[:, 0] < below
+    if top.shape[1] > 1:
+        flag |= top[:, 0] - top[:, 1] < margin
+    return flag

@@ -111,6 +111,33 @@ def test_evaluate_logits_metrics_and_files(tmp_path):
     assert float(preds[0]["Confidence"]) == pytest.approx(conf2, abs=1e-4)
 
 
+def test_the_report_says_how_often_an_uncertain_flag_is_right(tmp_path):
+    """The answers flagged uncertain are flagged as the scorer flags them, counted, and their
+    accuracy set beside that of the others, before and after the temperature."""
+    from serkit.scorer import Scorer
+
+    labels = list(EMOTIONS)
+    utts = [Utterance(corpus="c", speaker="s", emotion=e, path=tmp_path / f"{i}.wav")
+            for i, e in enumerate(["angry", "angry", "happy", "sad"])]
+    p = np.array([[0.9, 0.05, 0.05],      # sure, right
+                  [0.45, 0.44, 0.11],     # near the runner-up: flagged, right
+                  [0.30, 0.40, 0.30],     # top under 0.5: flagged, right
+                  [0.70, 0.20, 0.10]])    # sure, wrong
+    r = evaluate_logits(utts, np.log(p), labels, temperature=1.0, out_dir=tmp_path / "eval")
+    flags = r["calibration"]["uncertain_after"]
+    assert flags == {"share": 0.5, "accuracy_flagged": 1.0, "accuracy_unflagged": 0.5}
+    assert r["calibration"]["uncertain_before"] == flags
+    scorer = Scorer(None, labels, None)
+    assert [scorer.is_uncertain(row) for row in p] == [False, True, True, False]
+    rows = list(csv.DictReader(open(tmp_path / "eval" / "predictions.csv")))
+    assert [row["Uncertain"] for row in rows] == ["no", "yes", "yes", "no"]
+    assert "right 100.0 % of the time when flagged, 50.0 % otherwise" in (tmp_path / "eval" / "report.md").read_text()
+    # a stricter threshold flags more; at a high temperature everything is flagged
+    assert evaluate_logits(utts, np.log(p), labels, uncertain_below=0.8)["calibration"]["uncertain_after"]["share"] == 0.75
+    hot = evaluate_logits(utts, np.log(p), labels, temperature=50.0)["calibration"]
+    assert hot["uncertain_after"]["share"] == 1.0 and hot["uncertain_after"]["accuracy_unflagged"] is None
+
+
 def test_evaluate_logits_without_known_emotions_is_an_error(tmp_path):
     utts = [Utterance(corpus="c", speaker="s", emotion="neutral", path=tmp_path / "x.wav")]
     with pytest.raises(ValueError, match="no clip has an emotion the model knows"):
