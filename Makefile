@@ -70,15 +70,16 @@ test: install-test
 	$(BIN)/python -m pytest -q
 
 # Retrain the shipped default model from ../shared/corpora (six emotions, speaker split).
+# --force: runs/default and runs/fast are these targets' own run folders, trained over each time.
 default-model: install-test
 	$(BIN)/serkit prepare $(CORPORA) -o $(DATA)/manifest.csv
-	$(BIN)/serkit train $(DATA)/manifest.csv --out runs/default --model encoder_head --seed 0 --balance-corpora
+	$(BIN)/serkit train $(DATA)/manifest.csv --out runs/default --force --model encoder_head --seed 0 --balance-corpora
 	rm -rf serkit/default_model && cp -r runs/default/bundle serkit/default_model
 
 # Retrain the shipped fast model (CNN-LSTM) on the same split; it ships as its ONNX int8 export (no torch).
 fast-model: install-test
 	$(BIN)/serkit prepare $(CORPORA) -o $(DATA)/manifest.csv
-	$(BIN)/serkit train $(DATA)/manifest.csv --out runs/fast --model cnn_lstm --epochs 12 --patience 5 --seed 0 --no-corpus-label-mask
+	$(BIN)/serkit train $(DATA)/manifest.csv --out runs/fast --force --model cnn_lstm --epochs 12 --patience 5 --seed 0 --no-corpus-label-mask
 	rm -rf serkit/fast_model && $(BIN)/serkit export runs/fast/bundle --onnx --int8 -o serkit/fast_model
 
 benchmark-accuracy: install-test

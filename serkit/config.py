@@ -71,6 +71,9 @@ class TrainConfig:
     corpus_label_mask: bool = setting(False, "leave out of a clip's loss the classes its corpus does not have "
                                       "(serkit.pool); off by default: measured, it makes models answer "
                                       "those classes for that corpus's voices")
+    refit: bool = setting(True, "a linear encoder head (fitted in closed form): once C is chosen on validation, "
+                          "refit it on the training and validation clips (the head fitted before the refit "
+                          "fits the temperature and gives the validation figures)")
     augment: bool = setting(True, "training-time augmentation: gain, noise, crop and SpecAugment")
     speed_perturb: bool = setting(True, "speed perturbation (0.9-1.1) among the augmentations")
     mixup: float = setting(0.0, "mixup Beta(alpha, alpha) on waveforms; 0 turns it off", rule=AT_LEAST_0)

@@ -13,7 +13,11 @@ the encoder's bytes and the window's samples:
 
 An MLP head then trains with Lightning on cached features, in seconds per epoch; a linear head
 (``head_hidden=0``, the shipped default's) is a logistic regression fitted by scikit-learn on
-view 0 alone, its C chosen on validation (:func:`fit_linear_head`). Evaluation goes through the
+view 0 alone, its C chosen on validation (:func:`fit_linear_head`), then (``--refit``, on by
+default) fitted again with that C on the training and validation clips together; the head
+fitted before the refit fits the temperature and reports on validation, as scikit-learn's
+``CalibratedClassifierCV(ensemble=False)`` calibrates on held-out predictions and serves the
+classifier refitted on everything. Evaluation goes through the
 Predictor (the one scorer) with the cache beneath the encoder, so it scores exactly what
 ``serkit predict`` would.
 """
@@ -35,7 +39,7 @@ from serkit.audio import AudioSpec
 from serkit.backbones import ENCODER_FILE, PREFIX, encoder_path, shipped
 from serkit.data import collate_units
 from serkit.manifest import Utterance
-from serkit.pool import PoolPlan, pool_loader
+from serkit.pool import PoolPlan, plan_pool, pool_loader
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead
 from serkit.scorer import Scorer, clip_probabilities, mean_by
 
@@ -207,7 +211,24 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
         val_uar = validation_uar(scored_validation(scorer, encoder, model, [waves[i] for i in sel["val"]],
                                                    cfg.progress), np.array([y[i] for i in sel["val"]]))
         fit = fit_linear_head(model, x_train, y_rows, val_uar, row_weights(row_plan, y_rows))
-        return model, None, {"encoder_cache": note, "head_fit": fit}
+        extra = {"encoder_cache": note, "head_fit": fit}
+        if cfg.refit and sel["val"]:
+            # C is chosen; the validation speakers join the training. The head fitted without
+            # them stays the one that fits the temperature and reports on validation (finish()).
+            extra["calibration_state"] = {k: v.clone() for k, v in model.state_dict().items()}
+            both = sel["train"] + sel["val"]
+            x_val = view_features(encoder, model, [waves[i][slice(*scorer.speech_window(waves[i]))] for i in sel["val"]],
+                                  window, cfg.progress, "encoding validation clips for the refit")
+            x_all, y_all = np.concatenate([x_train, x_val]), np.array([y[i] for i in both])
+            plan_all = plan_pool(utts, y, {**sel, "train": both}, [str(k) for k in range(model.config.n_classes)],
+                                 class_weights=plan.class_weights is not None,
+                                 balance_corpora=plan.sample_weights is not None)
+            model.fit_normalisation(x_all)
+            fit_linear(model, x_all, y_all, fit["C"], row_weights(plan_all, y_all))
+            fit["refit"] = {"clips": len(both), "speakers": len({(utts[i].corpus, utts[i].speaker) for i in both}),
+                            "note": "refitted with the chosen C on training + validation clips; the temperature "
+                                    "and the validation figures come from the head fitted before the refit"}
+        return model, None, extra
     # an MLP head trains with Lightning; its validation scores clips as the scorer does
     val = UnitFeatures(scorer, encoder, model, [waves[i] for i in sel["val"]], cfg.progress)
 
@@ -306,7 +327,7 @@ def fit_linear_head(model: torch.nn.Module, x_train: np.ndarray, y_train: np.nda
     n_classes = model.config.n_classes
     if len(np.unique(y_train)) < n_classes:
         raise ValueError("a linear head needs training clips of every class")
-    z = lambda x: ((x - model.feat_mean.numpy()) / model.feat_std.numpy()).reshape(len(x), -1)  # noqa: E731
+    z = standardiser(model)
     tried = {}
     best = None
     for c in LINEAR_C:
@@ -315,10 +336,30 @@ def fit_linear_head(model: torch.nn.Module, x_train: np.ndarray, y_train: np.nda
         tried[c] = val_uar(lambda x, clf=clf: clf.predict_log_proba(z(x)))
         if best is None or tried[c] > tried[best[0]]:
             best = (c, clf)
-    linear = model.mlp[-1]
-    with torch.no_grad():
-        linear.weight.copy_(torch.from_numpy(best[1].coef_.astype(np.float32)))
-        linear.bias.copy_(torch.from_numpy(best[1].intercept_.astype(np.float32)))
+    set_linear(model, best[1])
     return {"method": "scikit-learn LogisticRegression (L2, lbfgs)", "C": best[0],
             "val_uar_by_C": tried, "weighted": sample_weight is not None,
             "validation": "clips scored as the scorer scores them (serkit.scorer)"}
+
+
+def standardiser(model: torch.nn.Module):
+    """The head's input standardisation (its fitted feature mean and std), flattened per clip."""
+    mean, std = model.feat_mean.numpy(), model.feat_std.numpy()
+    return lambda x: ((x - mean) / std).reshape(len(x), -1)
+
+
+def set_linear(model: torch.nn.Module, clf) -> None:
+    """A fitted logistic regression's coefficients become the head's Linear layer."""
+    linear = model.mlp[-1]
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(clf.coef_.astype(np.float32)))
+        linear.bias.copy_(torch.from_numpy(clf.intercept_.astype(np.float32)))
+
+
+def fit_linear(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, c: float,
+               sample_weight: np.ndarray | None = None) -> None:
+    """Fit the linear head at a given C (on the head's current standardisation)."""
+    from sklearn.linear_model import LogisticRegression
+
+    set_linear(model, LogisticRegression(C=c, max_iter=LINEAR_MAX_ITER).fit(standardiser(model)(x), y,
+                                                                            sample_weight=sample_weight))

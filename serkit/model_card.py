@@ -71,7 +71,8 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
                                   for p, v in _obj(data.get("parts")).items())),
         ]
         fit = training.get("head_fit")
-        rows.append(("head", f"{fit['method']}, C {fit['C']} chosen on validation") if fit else
+        rows.append(("head", f"{fit['method']}, C {fit['C']} chosen on validation"
+                             + (", then refitted on training + validation clips" if fit.get("refit") else "")) if fit else
                     ("best epoch", f"{training.get('best_epoch')} of {training.get('epochs_run')} "
                                    f"(chosen on validation {tcfg.get('monitor')} = {training.get('best_score', 0):.3f})"))
         if tcfg.get("split") == "random":
@@ -79,7 +80,10 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
         elif data.get("test_speakers"):
             rows.append(("never heard", f"{speakers_text(data['test_speakers'])} (held-out test speakers: "
                                         "try their clips for a fair first impression)"))
-            if data.get("val_speakers"):
+            if data.get("val_speakers") and fit and fit.get("refit"):
+                rows.append(("validation", f"{speakers_text(data['val_speakers'])} (validation speakers: they "
+                                           "chose C and the temperature, then joined the training)"))
+            elif data.get("val_speakers"):
                 rows.append(("not trained on", f"{speakers_text(data['val_speakers'])} (validation speakers: "
                                                "they chose the epoch and the temperature)"))
     if test:
@@ -89,6 +93,12 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
         for corpus, m in _obj(test.get("per_corpus")).items():
             m = _obj(m)
             rows.append(("", f"{corpus}: accuracy {_num(m.get('accuracy'))}, UAR {_num(m.get('uar'))} ({m.get('n')} clips)"))
+        flags = _obj(test.get("uncertain"))
+        if flags:
+            pct = lambda v: _num(100 * v, ".0f") + " %" if isinstance(v, (int, float)) else "-"  # noqa: E731
+            rows.append(("uncertain", f"{pct(flags.get('share'))} of the test answers are flagged uncertain; "
+                                      f"right {pct(flags.get('accuracy_flagged'))} of the time when flagged, "
+                                      f"{pct(flags.get('accuracy_unflagged'))} otherwise"))
     backbone = c["model_config"].get("backbone") if c["model_type"] == "encoder_head" else None
     if backbone:
         info = backbone_info(backbone)

@@ -20,6 +20,7 @@ A folder that already holds a run is continued only with ``resume`` and started 
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import warnings
@@ -340,24 +341,36 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
 
 
 def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: list[Utterance],
-           parts: list[str], waves: list[np.ndarray], out: Path, **train_info: Any) -> dict[str, Any]:
-    """Calibrate on validation, evaluate on test, write the bundle and the report."""
+           parts: list[str], waves: list[np.ndarray], out: Path, calibration_state: dict | None = None,
+           **train_info: Any) -> dict[str, Any]:
+    """Calibrate on validation, evaluate on test, write the bundle and the report.
+
+    ``calibration_state``: the weights of the model before the validation clips joined its
+    training (a refitted linear head); they, not the model's, score the validation clips."""
     from serkit.bundle import save_bundle
     from serkit.inference import Predictor
 
     spec = spec_of(cfg, model)
-    if cfg.model == "encoder_head":     # the served runtime (ONNX encoder, NumPy head), cache beneath
-        from serkit.encoder_training import encoder_for
-        runtime = encoder_for(model, cfg.cache_dir or None)
-    else:
-        runtime = model
     scoring = {"aggregation": AGGREGATION, "vad": cfg.vad, "uncertain_below": UNCERTAIN_BELOW,
                "uncertain_margin": UNCERTAIN_MARGIN}
-    predictor = Predictor(runtime, {"labels": labels, "audio": spec.to_dict(), "scoring": scoring})
+
+    def predictor_of(m: torch.nn.Module) -> Predictor:
+        runtime = m
+        if cfg.model == "encoder_head":     # the served runtime (ONNX encoder, NumPy head), cache beneath
+            from serkit.encoder_training import encoder_for
+            runtime = encoder_for(m, cfg.cache_dir or None)
+        return Predictor(runtime, {"labels": labels, "audio": spec.to_dict(), "scoring": scoring})
+
+    predictor = predictor_of(model)
+    validator = predictor
+    if calibration_state is not None:
+        before = copy.deepcopy(model)
+        before.load_state_dict(calibration_state)
+        validator = predictor_of(before)
     val = [i for i, p in enumerate(parts) if p == "val"]
     test = [i for i, p in enumerate(parts) if p == "test"]
     # the one scorer, speech first, as users get it; the temperature is fitted on validation
-    val_logits, val_none = predictor.scorer.as_logits(predictor.analyse([waves[i] for i in val]))
+    val_logits, val_none = validator.scorer.as_logits(validator.analyse([waves[i] for i in val]))
     y_val = np.array([labels.index(utts[i].emotion) for i in val])
     temperature = fit_temperature(val_logits[~val_none], y_val[~val_none])
     val_report = evaluate_logits([utts[i] for i in val], val_logits, labels, temperature, title="validation",
@@ -371,6 +384,7 @@ def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: li
     summary = {k: report[k] for k in ("accuracy", "macro_f1", "weighted_f1", "uar", "n")} if report else {}
     if report:
         summary["ece"] = report["calibration"]["ece_after"]
+        summary["uncertain"] = report["calibration"]["uncertain_after"]
         summary["per_corpus"] = {c: {k: round(v, 4) for k, v in m.items()} for c, m in report["per_corpus"].items()}
     files = {}
     if cfg.model == "encoder_head":

@@ -119,6 +119,45 @@ def test_train_an_encoder_head_and_serve_it_without_torch(encoder, tmp_path, hea
     assert again["uar"] == pytest.approx(report["uar"]) and again["accuracy"] == pytest.approx(report["accuracy"])
 
 
+def test_a_linear_head_is_refitted_with_the_validation_speakers_but_calibrated_without_them(encoder, tmp_path):
+    """Once C is chosen, the validation clips join the training (more speakers, the same C); the
+    temperature and the validation figures still come from the head that never saw them, and
+    the test figure is the refitted head's, as served."""
+    from serkit.manifest import read_manifest
+    from serkit.model_card import model_card
+    from serkit.training import train
+
+    root, _ = encoder
+    corpus = write_tone_corpus(tmp_path / "corpus", speakers=8, per_emotion=3, emotions=("angry", "sad", "happy"))
+    runs = {}
+    for refit in (False, True):
+        cfg = tiny_config(model="encoder_head", refit=refit, lr=3e-3,
+                          model_options={"backbone": str(root / "int8" / "encoder.onnx"), "layers": [1, 2],
+                                         "dim": 32, "head_hidden": 0, "combine": "concat", "pooling": "mean"})
+        report = train(corpus.manifest, tmp_path / f"run{refit}", cfg)
+        bundle = tmp_path / f"run{refit}" / "bundle"
+        runs[refit] = (report, json.loads((bundle / "config.json").read_text()), load_model(bundle), bundle)
+    (_, before, plain, _), (report, after, refitted, bundle) = runs[False], runs[True]
+    fit = after["training"]["head_fit"]
+    assert "refit" not in before["training"]["head_fit"] and fit["C"] == before["training"]["head_fit"]["C"]
+    parts = [u.split for u in read_manifest(tmp_path / "runTrue" / "split.csv")]
+    assert fit["refit"]["clips"] == parts.count("train") + parts.count("val") > parts.count("train")
+    # calibrated and validated by the head fitted without the validation speakers
+    assert after["temperature"] == pytest.approx(before["temperature"])
+    assert after["training"]["validation"] == before["training"]["validation"]
+    # ... but the served head is another one
+    w0, w1 = (m.runtime.head.linear[-1][0] for m in (plain, refitted))
+    assert w0.shape == w1.shape and not np.allclose(w0, w1)
+    from serkit.evaluate_cmd import evaluate_bundle
+    again = evaluate_bundle(refitted, tmp_path / "runTrue" / "split.csv", "test", progress=False)
+    assert again["uar"] == pytest.approx(report["uar"])
+    card = " ".join(model_card(bundle).split())
+    assert "then refitted on training + validation clips" in card and "then joined the training" in card
+    assert "not trained on" not in card
+    flags = after["metrics"]["test"]["uncertain"]     # how far to trust a flag, on the test speakers
+    assert 0 <= flags["share"] <= 1 and f"{100 * flags['share']:.0f} % of the test answers are flagged" in card
+
+
 def test_an_encoder_head_is_validated_as_the_scorer_scores_clips(encoder):
     """The regularisation of the shipped default's head (and an MLP head's best epoch) is chosen on
     validation clips scored as users' clips are: several units for long speech, duration-weighted; no answer without speech."""
