@@ -6,6 +6,8 @@ codes, JSON shape, limits, decoding), not the model's accuracy.
 from __future__ import annotations
 
 import io
+import json
+import re
 import struct
 import tempfile
 import time
@@ -31,7 +33,8 @@ def make_bundle(folder: Path, seed: int = 0, labels: list[str] = LABELS) -> Path
     torch.manual_seed(seed)
     model = CNNLSTM(CNNLSTMConfig(n_classes=len(labels), channels=[4, 8, 8], lstm_hidden=8))
     return save_bundle(folder, model, labels, {"sample_rate": SR, "clip_seconds": 3.0},
-                       metrics={"test": {"accuracy": 0.5, "n": 10}})
+                       metrics={"test": {"accuracy": 0.5, "n": 10, "uncertain": {
+                           "share": 0.4, "accuracy_flagged": 0.25, "accuracy_unflagged": 0.6667}}})
 
 
 def audio_bytes(seconds: float = 1.0, sr: int = SR, channels: int = 1, fmt: str = "WAV",
@@ -141,6 +144,10 @@ def test_page_has_model_choice_upload_record_and_strict_csp(client):
     assert r.status_code == 200 and r.mimetype == "text/html"
     assert '<label for="model">' in html and '<label for="file"' in html and 'id="record"' in html
     assert '"labels": ["angry", "happy", "sad"]' in html or '"labels":["angry","happy","sad"]' in html
+    # the held-out figures the page quotes beside the model menu and an uncertain answer
+    settings = json.loads(re.search(r'<script type="application/json" id="settings">(.*?)</script>', html, re.S)[1])
+    assert settings["models"][0]["held_out"] == {"accuracy": 0.5, "n": 10, "flagged_right": 0.25,
+                                                 "unflagged_right": 0.6667}
     assert "script-src 'self'" in r.headers["Content-Security-Policy"]
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # no CDN

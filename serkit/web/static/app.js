@@ -45,8 +45,15 @@
   const currentModel = () => settings.models.find((m) => m.name === el.model.value) || settings.models[0];
   function describeModel() {
     const m = currentModel();
+    const h = m.held_out || {};
+    let trust = "";
+    if (h.accuracy !== undefined && h.n !== undefined) {
+      trust = ` On ${h.n} clips of speakers it never heard, it was right ${pct(h.accuracy)} of the time`;
+      trust += h.flagged_right !== undefined && h.unflagged_right !== undefined
+        ? `: ${pct(h.unflagged_right)} of its sure answers, ${pct(h.flagged_right)} of those marked uncertain.` : ".";
+    }
     el.modelHint.textContent = `${m.labels.length} emotions: ${m.labels.join(", ")}. It listens to ` +
-      `${m.window_s} seconds at a time, to the speech only; a clip without speech gets no emotion.`;
+      `${m.window_s} seconds at a time, to the speech only; a clip without speech gets no emotion.` + trust;
     el.vadHint.textContent = `For clips longer than ${m.window_s} seconds, the timeline follows the ` +
       `stretches of speech (pauses skipped) or cuts equal ${m.window_s}-second pieces (pauses included). ` +
       "The overall emotion weighs each stretch or piece by its length.";
@@ -125,8 +132,11 @@
     } else {
       el.emotion.textContent = r.emotion;
       el.emotion.style.setProperty("--emotion-color", colorOf(r.emotion, labels.indexOf(r.emotion)));
+      const flaggedRight = ((settings.models.find((m) => m.name === r.model) || {}).held_out || {}).flagged_right;
       el.confidence.textContent = `${pct(r.confidence)} confidence` +
-        (r.uncertain ? " (uncertain: the top emotions are close, or none is likely)" : "");
+        (r.uncertain ? " (uncertain: the top emotions are close, or none is likely" +
+          (flaggedRight !== undefined ? `; on speakers it never heard, such answers were right ${pct(flaggedRight)} of the time)` : ")")
+          : "");
     }
     el.bars.replaceChildren(...labels.map((label, i) => {
       const p = r.probabilities[label];
