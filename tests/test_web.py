@@ -238,6 +238,23 @@ def test_vad_none_scores_equal_pieces_and_the_server_default_vad(client, bundle)
         create_app({"SERKIT_MODELS": {"tiny": bundle}, "SERKIT_TIMELINE_VAD": "webrtc"})
 
 
+@pytest.mark.parametrize("server_vad", [None, "energy", "none"])
+def test_the_page_sends_a_long_recording_choice_the_api_takes(bundle, server_vad):
+    """Each choice of the page's "Long recordings" menu, sent as the page's form sends it, is
+    answered (a plain `serkit serve`, with no --vad, once sent "None" and got a 400 for every upload)."""
+    client = create_app({"SERKIT_MODELS": {"tiny": bundle}, "SERKIT_TIMELINE_VAD": server_vad}).test_client()
+    html = client.get("/").get_data(as_text=True)
+    menu = re.search(r'<select id="vad".*?</select>', html, re.S)[0]
+    values = re.findall(r'<option value="([^"]*)"', menu)
+    assert len(values) == 2 and values[1] == "none"
+    wave, _ = speech_and_pause()
+    for value in values:
+        r = post_file(client, wav_bytes(wave), vad=value)
+        assert r.status_code == 200, r.get_data(as_text=True)
+        # "": the model's own detector (the tiny bundle's: energy); "auto": silero, found installed
+        assert r.get_json()["vad"] == {"": "energy", "auto": "silero"}.get(value, value)
+
+
 def test_timeline_only_for_clips_longer_than_one_window_and_bad_vad_is_400(client):
     body = post_file(client, audio_bytes(2.5), vad="energy").get_json()
     assert body["timeline"] == [] and body["vad"] == "energy" and body["speech_s"] > 2.0
