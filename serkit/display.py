@@ -77,6 +77,10 @@ def cut_start(text: str, width: int) -> str:
     return "…" + text[-(width - 1):]
 
 
+#: What a "?" after an emotion means in serkit's tables.
+UNCERTAIN_CAPTION = "? uncertain: the top emotion is under 0.5 or within 0.1 of the runner-up"
+
+
 def predictions_table(results: Sequence[Any], model_name: str, width: int) -> tuple[str, Any]:
     """The folder the files share and the predictions as a rich table that fits ``width``
     columns: file names relative to that folder, cut at the start if still too long."""
@@ -107,7 +111,7 @@ def predictions_table(results: Sequence[Any], model_name: str, width: int) -> tu
         else:
             table.add_row(name, r.emotion + ("?" if r.uncertain else ""), f"{r.confidence:.2f}", runner)
     if any(r.uncertain for r in results):
-        table.caption = "? uncertain: the top emotion is under 0.5 or within 0.1 of the runner-up"
+        table.caption = UNCERTAIN_CAPTION
     return folder, table
 
 

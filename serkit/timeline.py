@@ -55,6 +55,7 @@ class Segment:
     confidence: float
     probabilities: dict[str, float]
     windows: int                      # model windows averaged for this segment
+    uncertain: bool = False           # flagged as the scorer flags a clip (serkit.scorer.uncertain)
 
 
 @dataclass
@@ -81,10 +82,11 @@ class Timeline:
 
     def csv_rows(self) -> list[list[Any]]:
         return [[self.file, f"{s.start:.3f}", f"{s.end:.3f}", s.emotion, f"{s.confidence:.4f}",
-                 *[f"{s.probabilities[l]:.4f}" for l in self.labels], s.windows] for s in self.segments]
+                 "yes" if s.uncertain else "no", *[f"{s.probabilities[l]:.4f}" for l in self.labels], s.windows]
+                for s in self.segments]
 
     def csv_header(self) -> list[str]:
-        return ["file", "start", "end", "emotion", "confidence", *self.labels, "windows"]
+        return ["file", "start", "end", "emotion", "confidence", "uncertain", *self.labels, "windows"]
 
     def plot(self, path: str | os.PathLike) -> Path:
         """A PNG: each emotion's probability per segment over time, and the speech score below."""
@@ -214,7 +216,8 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
         best = int(np.argmax(mean))
         out.append(Segment(start=round(s / sr, 3), end=round(e / sr, 3), emotion=labels[best],
                            confidence=round(float(mean[best]), 6),
-                           probabilities={l: round(float(v), 6) for l, v in zip(labels, mean)}, windows=int(n)))
+                           probabilities={l: round(float(v), 6) for l, v in zip(labels, mean)}, windows=int(n),
+                           uncertain=predictor.scorer.is_uncertain(mean)))
     return Timeline(file=stream.name, duration_s=n_samples / sr, labels=labels,
                     vad=detector.name if detector else "none", segments=out, frame_s=FRAME / sr,
                     speech_prob=speech.astype(np.float32), reason=reason)

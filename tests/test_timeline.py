@@ -120,6 +120,29 @@ def test_segments_are_scored_like_clips_and_a_file_like_its_waveform(predictor, 
         assert a.windows == max(1, -(-(len(seg) - predictor.clip_samples) // hop) + 1)
 
 
+def test_a_segment_is_flagged_uncertain_as_a_clip_is(predictor, bundle, recording):
+    """Timeline segments carry the scorer's uncertain flag, in the table and the CSV too: a model
+    made unsure (a high temperature) flags every segment; the trained one none of these tones."""
+    from rich.console import Console
+
+    from serkit.cli.predict import timeline_table
+
+    path, _, _ = recording
+    sure = predictor.predict_timeline(path, vad="energy")
+    assert sure.segments and not any(s.uncertain for s in sure.segments)
+    hot = load_model(bundle)
+    hot.temperature = 100.0
+    unsure = hot.predict_timeline(path, vad="energy")
+    assert len(unsure.segments) == len(sure.segments)
+    assert all(s.uncertain and max(s.probabilities.values()) < 0.5 for s in unsure.segments)
+    console = Console(width=120, record=True, color_system=None)
+    console.print(timeline_table(unsure))
+    text = console.export_text()
+    assert "? uncertain" in text and f"{unsure.segments[0].emotion}?" in text
+    assert unsure.csv_header()[5] == "uncertain" and {row[5] for row in unsure.csv_rows()} == {"yes"}
+    assert {row[5] for row in sure.csv_rows()} == {"no"}
+
+
 def test_fixed_segments_without_a_detector(predictor, recording):
     path, wave, truth = recording
     tl = predictor.predict_timeline(path, vad="none", segment_s=1.0)
@@ -259,15 +282,21 @@ def test_cli_timeline_outputs_and_plot(predictor, bundle, recording, tmp_path, c
     data = json.loads(out.read_text())
     assert data["vad"] == "energy" and data["labels"] == predictor.labels
     assert [s["emotion"] for s in data["segments"]] == [e for _, _, e in truth]
-    assert set(data["segments"][0]) == {"start", "end", "emotion", "confidence", "probabilities", "windows"}
+    assert set(data["segments"][0]) == {"start", "end", "emotion", "confidence", "uncertain", "probabilities",
+                                        "windows"}
+    # each segment is flagged as a clip's answer would be
+    assert [s["uncertain"] for s in data["segments"]] == [
+        predictor.scorer.is_uncertain(np.array(list(s["probabilities"].values()))) for s in data["segments"]]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     capsys.readouterr()
 
     assert main(["predict", "--timeline", str(path), "--model", model, "--vad", "energy", "-f", "csv",
                  "--no-progress"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == ",".join(["file", "start", "end", "emotion", "confidence", *predictor.labels, "windows"])
+    assert lines[0] == ",".join(["file", "start", "end", "emotion", "confidence", "uncertain", *predictor.labels,
+                                 "windows"])
     assert len(lines) == 1 + len(truth)
+    assert [ln.split(",")[5] for ln in lines[1:]] == ["yes" if s["uncertain"] else "no" for s in data["segments"]]
 
     bad = write_corrupt(tmp_path / "bad.wav")
     assert main(["predict", "--timeline", str(path), str(bad), "--model", model, "--vad", "energy",

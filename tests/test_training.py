@@ -309,6 +309,9 @@ def test_cli_prepare_train_evaluate_predict_info(tmp_path, capsys, monkeypatch):
     trained = json.loads((run / "eval" / "report.json").read_text())
     assert report["n"] == trained["n"] and report["accuracy"] == pytest.approx(trained["accuracy"])
     assert f"accuracy {report['accuracy']:.3f}" in out
+    flags = report["calibration"]["uncertain_after"]
+    assert f"Flagged uncertain (as served, temperature {report['calibration']['temperature']:.2f}): " \
+           f"{100 * flags['share']:.1f} % of the answers" in " ".join(out.split())
 
     assert main(["predict", "--model", str(bundle), "--format", "json", str(tree)]) == 0
     rows = json.loads(capsys.readouterr().out)

@@ -213,7 +213,9 @@ def test_long_clip_timeline_is_the_speech_segments(client, bundle):
         assert list(seg["probabilities"].values()) == pytest.approx(expected.tolist(), abs=2e-4)
         assert seg["emotion"] == LABELS[int(np.argmax(expected))] and seg["confidence"] == max(seg["probabilities"].values())
         assert seg["windows"] == len(window_starts(b - a, 3 * SR, 3 * SR // 2))   # 3 s windows, 50 % overlap
+        assert seg["uncertain"] == predictor.scorer.is_uncertain(expected)        # flagged as a clip would be
     assert [s["windows"] for s in segments] == [1, 2]
+    assert any(s["uncertain"] for s in segments)     # the untrained tiny model is unsure of everything
     assert body["speech_s"] == pytest.approx(sum(s["end"] - s["start"] for s in segments), abs=1e-3)
     # the headline is the duration-weighted mean of the segments, the pause left out ...
     dur = np.array([s["end"] - s["start"] for s in segments])

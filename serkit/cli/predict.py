@@ -16,6 +16,7 @@ from rich.markup import escape
 from serkit.cli import common
 from serkit.cli.common import add_force_option, add_model_option, not_a_folder
 from serkit.config import BATCH_JOBS, LONG_RECORDINGS, PredictSettings
+from serkit.display import UNCERTAIN_CAPTION
 from serkit.settings import add_dataclass_arguments, argument_group, dataclass_from_args
 
 if TYPE_CHECKING:
@@ -192,8 +193,10 @@ def timeline_table(tl: Timeline) -> Table:
         table.add_column(col, justify="left" if col in ("emotion", "runners-up") else "right")
     for seg in tl.segments:
         top = sorted(seg.probabilities.items(), key=lambda kv: -kv[1])[1:3]
-        table.add_row(f"{seg.start:.2f}", f"{seg.end:.2f}", seg.emotion, f"{seg.confidence:.2f}",
-                      "  ".join(f"{k} {v:.2f}" for k, v in top))
+        table.add_row(f"{seg.start:.2f}", f"{seg.end:.2f}", seg.emotion + ("?" if seg.uncertain else ""),
+                      f"{seg.confidence:.2f}", "  ".join(f"{k} {v:.2f}" for k, v in top))
+    if any(seg.uncertain for seg in tl.segments):
+        table.caption = UNCERTAIN_CAPTION
     return table
 
 

@@ -59,6 +59,7 @@ def pretrained_options(args: argparse.Namespace) -> dict:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from serkit.evaluate_cmd import evaluate_bundle
+    from serkit.evaluation import uncertain_lines
     from serkit.inference import load_model
 
     if len(args.paths) > 2:
@@ -72,6 +73,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                   highlight=False, markup=False)
     for corpus, m in r["per_corpus"].items():
         console.print(f"  {corpus}: accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  ({m['n']} clips)", markup=False)
+    for line in filter(None, uncertain_lines(r["calibration"])):
+        console.print(line, highlight=False, markup=False)
     if args.out:
         console.print(f"report: {args.out}/report.md", highlight=False, markup=False)
     return 0

@@ -82,7 +82,7 @@ def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: floa
     long = len(wave) > p.clip_samples
     segments = [] if not long or a.segment_probabilities is None else [
         {"start": seconds(s / sr), "end": seconds(e / sr), "emotion": p.labels[int(np.argmax(q))],
-         "confidence": prob(q.max()), "probabilities": as_dict(p.labels, q),
+         "confidence": prob(q.max()), "uncertain": p.scorer.is_uncertain(q), "probabilities": as_dict(p.labels, q),
          "windows": len(window_starts(e - s, p.clip_samples, p.spec.hop_samples))}
         for (s, e), q in zip(a.segments, a.segment_probabilities)]
     return {

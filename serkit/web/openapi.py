@@ -118,6 +118,7 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                         "type": "object", "properties": {
                             "start": {"type": "number"}, "end": {"type": "number"},
                             "emotion": {"type": "string"}, "confidence": {"type": "number"},
+                            "uncertain": {"type": "boolean", "description": "Flagged as a clip's answer is"},
                             "probabilities": probs,
                             "windows": {"type": "integer", "description": "Model windows averaged"}}}},
                 }},

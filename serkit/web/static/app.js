@@ -209,7 +209,8 @@
       time.textContent = span(w.start, w.end, shown.long);
       const emotion = document.createElement("span");
       emotion.className = "segment-emotion";
-      emotion.textContent = w.emotion;
+      emotion.textContent = w.emotion + (w.uncertain ? "?" : "");
+      if (w.uncertain) emotion.title = "uncertain: the top emotions are close, or none is likely";
       const value = document.createElement("span");
       value.className = "segment-value";
       value.textContent = pct(w.confidence);
