@@ -17,7 +17,8 @@ scores them. The teacher's features are the encoder statistics cache's
 (``benchmarks/head_probe.py``'s ``pool_features``), computed once.
 
 This is a probe, not a training option: it patches serkit.training's step for this process
-only. Its result is in RESULTS-default.md ("The fast model").
+only. Its result (five folds, W 1: 0.547 against 0.552 without it; no gain) is in
+RESULTS-default.md ("The fast model").
 """
 from __future__ import annotations
 
