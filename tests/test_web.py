@@ -138,7 +138,7 @@ def test_openapi_documents_every_api_route_and_error_status(app, client):
     assert spec["paths"]["/api/predict"]["post"]["parameters"][0]["schema"]["enum"] == ["tiny"]
 
 
-def test_page_has_model_choice_upload_record_and_strict_csp(client):
+def test_page_has_model_choice_upload_record_and_strict_csp(client, bundle):
     r = client.get("/")
     html = r.get_data(as_text=True)
     assert r.status_code == 200 and r.mimetype == "text/html"
@@ -148,6 +148,10 @@ def test_page_has_model_choice_upload_record_and_strict_csp(client):
     settings = json.loads(re.search(r'<script type="application/json" id="settings">(.*?)</script>', html, re.S)[1])
     assert settings["models"][0]["held_out"] == {"accuracy": 0.5, "n": 10, "flagged_right": 0.25,
                                                  "unflagged_right": 0.6667}
+    # nothing is quoted for a model whose test speakers were in training (a random split)
+    from serkit.web.page import held_out
+    leaky = {**load_model(bundle).config, "training": {"config": {"split": "random"}}}
+    assert held_out(leaky) == {} and held_out({**leaky, "training": {"config": {"split": "speaker"}}})
     assert "script-src 'self'" in r.headers["Content-Security-Policy"]
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # no CDN

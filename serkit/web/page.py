@@ -17,7 +17,12 @@ bp = Blueprint("page", __name__)
 def held_out(config: dict[str, Any]) -> dict[str, float]:
     """What the page quotes from a bundle's held-out test figures: its accuracy, clip count, and
     how often an answer flagged uncertain (and one not flagged) was right. Numbers only; a
-    figure the bundle lacks (or holds as something else) is left out."""
+    figure the bundle lacks (or holds as something else) is left out, and so is everything for a
+    model trained on a random split, whose test speakers were also in training."""
+    training = config.get("training")
+    split = (training.get("config") or {}).get("split") if isinstance(training, dict) else None
+    if split == "random":
+        return {}
     metrics = config.get("metrics")
     test = metrics.get("test") if isinstance(metrics, dict) else None
     test = test if isinstance(test, dict) else {}
