@@ -169,7 +169,8 @@ def view_features(encoder: CachedEncoder, model: torch.nn.Module, crops: list[np
 
 
 def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.ndarray], y: list[int],
-                 sel: dict[str, list[int]], cfg: Any, spec: AudioSpec, plan: PoolPlan, views: int = 3):
+                 sel: dict[str, list[int]], cfg: Any, spec: AudioSpec, plan: PoolPlan, labels: list[str],
+                 views: int = 3):
     """For :func:`serkit.training.train`: the head to train, a ``loader(part, train)`` factory
     over cached features of speech views (drawn, weighted and masked as the pool ``plan`` says),
     and what to record in the bundle."""
@@ -204,12 +205,13 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
     row_plan = replace(plan, sample_weights=None if plan.sample_weights is None else
                        np.array([plan.sample_weights[position[i]] for i in owner]))
     y_rows = np.array([y[i] for i in owner])
+    # validation clips as the scorer reads them (their units found once)
+    val = UnitFeatures(scorer, encoder, model, [waves[i] for i in sel["val"]], cfg.progress)
     if linear:
         # a linear head is a logistic regression: fitted to convergence by scikit-learn, its
         # regularisation chosen on validation (clips scored as the scorer scores them), instead
         # of epochs of gradient steps
-        val_uar = validation_uar(scored_validation(scorer, encoder, model, [waves[i] for i in sel["val"]],
-                                                   cfg.progress), np.array([y[i] for i in sel["val"]]))
+        val_uar = validation_uar(scored_validation(val), np.array([y[i] for i in sel["val"]]))
         fit = fit_linear_head(model, x_train, y_rows, val_uar, row_weights(row_plan, y_rows))
         extra = {"encoder_cache": note, "head_fit": fit}
         if cfg.refit and sel["val"]:
@@ -217,20 +219,17 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
             # them stays the one that fits the temperature and reports on validation (finish()).
             extra["calibration_state"] = {k: v.clone() for k, v in model.state_dict().items()}
             both = sel["train"] + sel["val"]
-            x_val = view_features(encoder, model, [waves[i][slice(*scorer.speech_window(waves[i]))] for i in sel["val"]],
-                                  window, cfg.progress, "encoding validation clips for the refit")
+            crops = [waves[i][slice(*scorer.window_of(units, len(waves[i])))] for i, units in zip(sel["val"], val.units)]
+            x_val = view_features(encoder, model, crops, window, cfg.progress, "encoding validation clips for the refit")
             x_all, y_all = np.concatenate([x_train, x_val]), np.array([y[i] for i in both])
-            plan_all = plan_pool(utts, y, {**sel, "train": both}, [str(k) for k in range(model.config.n_classes)],
-                                 class_weights=plan.class_weights is not None,
-                                 balance_corpora=plan.sample_weights is not None)
+            plan_all = plan_pool(utts, y, {**sel, "train": both}, labels, cfg.class_weights, cfg.balance_corpora)
             model.fit_normalisation(x_all)
-            fit_linear(model, x_all, y_all, fit["C"], row_weights(plan_all, y_all))
+            set_linear(model, logistic(model, x_all, y_all, fit["C"], row_weights(plan_all, y_all)))
             fit["refit"] = {"clips": len(both), "speakers": len({(utts[i].corpus, utts[i].speaker) for i in both}),
                             "note": "refitted with the chosen C on training + validation clips; the temperature "
                                     "and the validation figures come from the head fitted before the refit"}
         return model, None, extra
     # an MLP head trains with Lightning; its validation scores clips as the scorer does
-    val = UnitFeatures(scorer, encoder, model, [waves[i] for i in sel["val"]], cfg.progress)
 
     def loader(part: str, train_: bool) -> DataLoader:
         if part == "val":
@@ -275,15 +274,13 @@ class UnitFeatures:
         return out
 
 
-def scored_validation(scorer: Scorer, encoder: CachedEncoder, model: torch.nn.Module, waves: list[np.ndarray],
-                      progress: bool = False):
+def scored_validation(val: UnitFeatures):
     """A function giving each validation clip's probabilities under a head (None for a clip
     without speech), the clips scored as :meth:`Scorer.analyse` scores them at temperature 1
     (see :class:`UnitFeatures`): window logits averaged per unit, then the units' probabilities
     weighted by their durations. The head is given as ``log_proba(features) -> (windows,
     classes)`` (logits, or logits shifted by a per-window constant, which neither the unit mean
     nor the softmax sees)."""
-    val = UnitFeatures(scorer, encoder, model, waves, progress)
 
     def probabilities(log_proba) -> list[np.ndarray | None]:
         return clip_probabilities(mean_by(log_proba(val.x), val.owner, val.n_units), val.units)[1]
@@ -322,8 +319,6 @@ def fit_linear_head(model: torch.nn.Module, x_train: np.ndarray, y_train: np.nda
     the standardised features, its loss weighted per row by ``sample_weight`` (see
     :func:`row_weights`), with the inverse regularisation C chosen from :data:`LINEAR_C` by
     ``val_uar`` (see :func:`validation_uar`); the coefficients become the head's Linear layer."""
-    from sklearn.linear_model import LogisticRegression
-
     n_classes = model.config.n_classes
     if len(np.unique(y_train)) < n_classes:
         raise ValueError("a linear head needs training clips of every class")
@@ -331,8 +326,7 @@ def fit_linear_head(model: torch.nn.Module, x_train: np.ndarray, y_train: np.nda
     tried = {}
     best = None
     for c in LINEAR_C:
-        clf = LogisticRegression(C=c, max_iter=LINEAR_MAX_ITER)
-        clf.fit(z(x_train), y_train, sample_weight=sample_weight)
+        clf = logistic(model, x_train, y_train, c, sample_weight)
         tried[c] = val_uar(lambda x, clf=clf: clf.predict_log_proba(z(x)))
         if best is None or tried[c] > tried[best[0]]:
             best = (c, clf)
@@ -356,10 +350,10 @@ def set_linear(model: torch.nn.Module, clf) -> None:
         linear.bias.copy_(torch.from_numpy(clf.intercept_.astype(np.float32)))
 
 
-def fit_linear(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, c: float,
-               sample_weight: np.ndarray | None = None) -> None:
-    """Fit the linear head at a given C (on the head's current standardisation)."""
+def logistic(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, c: float,
+             sample_weight: np.ndarray | None = None):
+    """An L2 logistic regression at inverse regularisation ``c`` on the head's standardised
+    features ``x`` (its loss weighted per row by ``sample_weight``)."""
     from sklearn.linear_model import LogisticRegression
 
-    set_linear(model, LogisticRegression(C=c, max_iter=LINEAR_MAX_ITER).fit(standardiser(model)(x), y,
-                                                                            sample_weight=sample_weight))
+    return LogisticRegression(C=c, max_iter=LINEAR_MAX_ITER).fit(standardiser(model)(x), y, sample_weight=sample_weight)

@@ -220,8 +220,12 @@ class Scorer:
         """[start, end) of the samples a model should learn from for this clip: its one scoring
         unit, or (for clips whose speech is longer than a window, or has none) the centre window
         of the speech span, or of the clip."""
-        units, _ = self.units(np.asarray(wave, np.float32))
-        start, end = (units[0][0], units[-1][1]) if units else (0, len(wave))
+        return self.window_of(self.units(np.asarray(wave, np.float32))[0], len(wave))
+
+    def window_of(self, units: list[tuple[int, int]], n: int) -> tuple[int, int]:
+        """:meth:`speech_window` of a clip of ``n`` samples whose :meth:`units` are known (the
+        detector is not run again)."""
+        start, end = (units[0][0], units[-1][1]) if units else (0, n)
         window = self.spec.window_samples
         if end - start > window:
             start += (end - start - window) // 2

@@ -290,7 +290,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     if cfg.model == "encoder_head":
         # A frozen ONNX encoder: only the head trains, on cached statistics of speech views.
         from serkit.encoder_training import head_loaders
-        net, loader, extra = head_loaders(model, utts, waves, y, sel, cfg, spec_of(cfg, model), plan)
+        net, loader, extra = head_loaders(model, utts, waves, y, sel, cfg, spec_of(cfg, model), plan, labels)
     elif getattr(model, "cacheable", False):
         # Frozen pretrained encoder: only its head trains, on cached pooled embeddings
         # (serkit.embeddings); the bundle below is still the whole waveform model.

@@ -186,7 +186,9 @@ def test_an_encoder_head_is_validated_as_the_scorer_scores_clips(encoder):
         with torch.no_grad():
             return torch.log_softmax(model(torch.from_numpy(x)), -1).numpy()   # log-probabilities do as well
 
-    got = scored_validation(scorer, scorer.runtime, model, waves)(logits)
+    from serkit.encoder_training import UnitFeatures
+
+    got = scored_validation(UnitFeatures(scorer, scorer.runtime, model, waves))(logits)
     assert got[3] is None
     for g, e in zip(got[:3], expected[:3]):
         np.testing.assert_allclose(g, e.probabilities, atol=1e-5)
@@ -196,7 +198,6 @@ def test_an_encoder_head_is_validated_as_the_scorer_scores_clips(encoder):
     assert validation_uar(lambda f: got, labels)(logits) == pytest.approx(want)
     # an MLP head validates in Lightning on the same units: its batches give the same answers
     from serkit.data import collate_units
-    from serkit.encoder_training import UnitFeatures
     from serkit.val_metrics import score_batch
 
     batch = collate_units(UnitFeatures(scorer, scorer.runtime, model, waves).items(labels.tolist()))
