@@ -11,7 +11,9 @@ the one scorer (speech first, as ``serkit predict`` answers) in four forms:
    clip's loudest 25 ms frame), so nothing of the scorer's own detector is reused;
 3. padded: 1.5 s of low noise (-60 dBFS) added before and after;
 4. in a timeline: clips joined five at a time with 2 s of low noise between them, scored by
-   ``predict_timeline`` (silero segments); each clip's answer is the segment that overlaps it most.
+   ``predict_timeline`` (silero segments); each clip's answer is the segment that overlaps it most;
+5. in a room: the whole clip in an image-source shoebox room with the babble of three other test
+   speakers at 5-20 dB SNR (``benchmarks/rooms.py``'s test rooms, which training never uses).
 
 Prints UAR and accuracy for each form and how often the answer equals the as-recorded one.
 The issue's aim: trimmed within 0.03 UAR of as-recorded, and timeline segments like whole clips.
@@ -24,6 +26,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from rooms import in_test_room, shoebox_rooms
 
 from serkit.audio import decode_all
 from serkit.evaluation import metrics
@@ -99,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
             if overlap and max(overlap) > 0:
                 timeline[i] = labels.index(tl.segments[int(np.argmax(overlap))].emotion)
     forms["timeline segment"] = timeline
+    rooms, groups = shoebox_rooms(), np.array([u.group for u in utts])
+    heard = []
+    for i, w in enumerate(waves):
+        others = rng.choice(np.flatnonzero(groups != groups[i]), 3, replace=False)
+        heard.append(in_test_room(w, rooms[rng.integers(len(rooms))], [waves[j] for j in others], rng.uniform(5, 20)))
+    forms["in a room (babble 5-20 dB)"] = answers(heard)
 
     base = forms["as recorded"]
     print(f"{predictor.name}: {len(utts)} test clips of {len({u.group for u in utts})} held-out speakers "

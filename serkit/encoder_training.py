@@ -9,7 +9,10 @@ the encoder's bytes and the window's samples:
   test clips are seen as users' clips are;
 - views 1.. are augmented: the speech span widened into the clip's own silence by a random
   0-0.4 s at each end (so the model does not depend on where the detector cuts), a random
-  gain (±6 dB) and, half of the time, white noise at 15-40 dB SNR.
+  gain (±6 dB) and, half of the time, white noise at 15-40 dB SNR;
+- with ``--rooms`` (on by default), one more view of each clip: its speech span as a microphone
+  across a simulated reverberant, noisy room hears it (:func:`serkit.rooms.room_view`), also for
+  a linear head, whose other views are view 0 alone.
 
 An MLP head then trains with Lightning on cached features, in seconds per epoch; a linear head
 (``head_hidden=0``, the shipped default's) is a logistic regression fitted by scikit-learn on
@@ -40,10 +43,12 @@ from serkit.backbones import ENCODER_FILE, PREFIX, encoder_path, shipped
 from serkit.data import collate_units
 from serkit.manifest import Utterance
 from serkit.pool import PoolPlan, plan_pool, pool_loader
+from serkit.rooms import BABBLE_VOICES, room_view
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead
 from serkit.scorer import Scorer, clip_probabilities, mean_by
 
 AUG_WIDEN_S = 0.4
+ROOM_VIEW = 1000          # the room view's seed component (views 1.. are the augmented crops)
 
 
 class StatsCache:
@@ -190,14 +195,18 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
         for view in range(1, views if cfg.augment and not linear else 1):
             # seeded by the clip and the view, not the run: every fold of a cross-validation
             # sees a clip's same views, so their encoder statistics are computed once
-            rng = np.random.default_rng([cfg.seed, view, zlib.crc32(str(utts[i].path).encode())])
+            rng = np.random.default_rng([cfg.seed, view, clip_seed(utts[i])])
             crops.append(augmented(waves[i], spans[i], window, sr, rng))
             owner.append(i)
+    owner += rooms(crops, owner, utts, cfg, sr)
     x_train = view_features(encoder, model, crops, window, cfg.progress, "encoding training views")
     model.fit_normalisation(x_train)
     c = encoder.cache
     note = {"views": len(crops) // max(1, len(sel["train"])), "windows_computed": c.misses, "windows_cached": c.hits,
-            "augment": f"views 1..: speech span widened by up to {AUG_WIDEN_S} s, gain ±6 dB, noise 15-40 dB SNR"}
+            "augment": f"views 1..: speech span widened by up to {AUG_WIDEN_S} s, gain ±6 dB, noise 15-40 dB SNR"
+                       if views > 1 and cfg.augment and not linear else "none"}
+    if cfg.rooms:
+        note["rooms"] = ROOMS_NOTE
     if cfg.progress:
         print(f"encoder statistics: {c.hits} cached, {c.misses} computed", flush=True)
     # the pool plan per row of x_train (a clip's views share its corpus weight)
@@ -220,9 +229,16 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
             extra["calibration_state"] = {k: v.clone() for k, v in model.state_dict().items()}
             both = sel["train"] + sel["val"]
             crops = [waves[i][slice(*scorer.window_of(units, len(waves[i])))] for i, units in zip(sel["val"], val.units)]
+            extra_owner = list(sel["val"])
+            extra_owner += rooms(crops, extra_owner, utts, cfg, sr)
             x_val = view_features(encoder, model, crops, window, cfg.progress, "encoding validation clips for the refit")
-            x_all, y_all = np.concatenate([x_train, x_val]), np.array([y[i] for i in both])
+            x_all = np.concatenate([x_train, x_val])
+            y_all = np.array([y[i] for i in owner + extra_owner])
+            row_owner = owner + extra_owner
             plan_all = plan_pool(utts, y, {**sel, "train": both}, labels, cfg.class_weights, cfg.balance_corpora)
+            at = {i: k for k, i in enumerate(both)}
+            plan_all = replace(plan_all, sample_weights=None if plan_all.sample_weights is None else
+                               np.array([plan_all.sample_weights[at[i]] for i in row_owner]))
             model.fit_normalisation(x_all)
             set_linear(model, logistic(model, x_all, y_all, fit["C"], row_weights(plan_all, y_all)))
             fit["refit"] = {"clips": len(both), "speakers": len({(utts[i].corpus, utts[i].speaker) for i in both}),
@@ -240,6 +256,37 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
         return pool_loader(ds, owner, train_, row_plan, cfg.batch_size, cfg.seed)
 
     return model, loader, {"encoder_cache": note}
+
+
+ROOMS_NOTE = ("one more view of each training clip: its speech span reverberated (statistical room, RT60 "
+              "0.2-0.9 s) over the babble of 3 other training speakers (5-25 dB SNR) or stationary noise "
+              "(10-30 dB), serkit.rooms")
+
+
+def clip_seed(utt: Utterance) -> int:
+    """A clip's part of its views' seeds: the same in every run and fold."""
+    return zlib.crc32(str(utt.path).encode())
+
+
+def rooms(crops: list[np.ndarray], owner: list[int], utts: list[Utterance], cfg: Any, sr: int) -> list[int]:
+    """With ``cfg.rooms``: appends to ``crops`` a simulated-room view of each clip's speech
+    crop (``crops[k]`` of clip ``owner[k]``, the first of each clip's crops), its babble (half of
+    the time) drawn from the other speakers among these clips, and returns the owners of the
+    added crops; else adds nothing. Each view is seeded by the run's seed and the clip, so a run
+    over the same clips computes the same views (and finds their statistics cached)."""
+    if not cfg.rooms:
+        return []
+    first: dict[int, int] = {}
+    for k, i in enumerate(owner):
+        first.setdefault(i, k)
+    clips = list(first)
+    groups = np.array([utts[i].group for i in clips])
+    for n, i in enumerate(clips):
+        rng = np.random.default_rng([cfg.seed, ROOM_VIEW, clip_seed(utts[i])])
+        others = np.flatnonzero(groups != groups[n])
+        picked = rng.choice(others, min(BABBLE_VOICES, len(others)), replace=False) if len(others) else []
+        crops.append(room_view(crops[first[i]], rng, [crops[first[clips[j]]] for j in picked], sr))
+    return clips
 
 
 LINEAR_C = (0.001, 0.003, 0.01)

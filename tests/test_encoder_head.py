@@ -158,6 +158,62 @@ def test_a_linear_head_is_refitted_with_the_validation_speakers_but_calibrated_w
     assert 0 <= flags["share"] <= 1 and f"{100 * flags['share']:.0f} % of the test answers are flagged" in card
 
 
+def test_a_linear_head_also_learns_each_clip_in_a_simulated_room(encoder, tmp_path):
+    """--rooms (the default) adds one reverberant, noisy view of every training clip, and of the
+    validation clips that join the refit; --no-rooms trains on the recordings alone."""
+    from serkit.model_card import model_card
+    from serkit.training import train
+
+    root, _ = encoder
+    corpus = write_tone_corpus(tmp_path / "corpus", speakers=8, per_emotion=3, emotions=("angry", "sad", "happy"))
+    runs = {}
+    for rooms in (False, True):
+        cfg = tiny_config(model="encoder_head", rooms=rooms, lr=3e-3,
+                          model_options={"backbone": str(root / "int8" / "encoder.onnx"), "layers": [1, 2],
+                                         "dim": 32, "head_hidden": 0, "combine": "concat", "pooling": "mean"})
+        train(corpus.manifest, tmp_path / f"run{rooms}", cfg)
+        bundle = tmp_path / f"run{rooms}" / "bundle"
+        runs[rooms] = (json.loads((bundle / "config.json").read_text())["training"], load_model(bundle), bundle)
+    (plain, m0, b0), (roomy, m1, b1) = runs[False], runs[True]
+    assert plain["encoder_cache"]["views"] == 1 and "rooms" not in plain["encoder_cache"]
+    assert roomy["encoder_cache"]["views"] == 2 and "reverberated" in roomy["encoder_cache"]["rooms"]
+    # the room views are extra rows: more windows through the encoder than without them
+    assert roomy["encoder_cache"]["windows_computed"] > plain["encoder_cache"]["windows_computed"]
+    w0, w1 = (m.runtime.head.linear[-1][0] for m in (m0, m1))
+    assert not np.allclose(w0, w1)
+    assert "in a simulated room" in " ".join(model_card(b1).split())
+    assert "in a simulated room" not in " ".join(model_card(b0).split())
+
+
+def test_a_room_view_keeps_length_and_loudness_and_smears_the_speech_in_time():
+    from serkit.rooms import room_view
+
+    rng = np.random.default_rng(0)
+    burst = np.zeros(16000, np.float32)
+    burst[2000:6000] = 0.3 * np.sin(2 * np.pi * 220 * np.arange(4000) / 16000)
+    views = [room_view(burst, np.random.default_rng([7, k])) for k in range(20)]
+    for v in views:
+        assert v.shape == burst.shape and v.dtype == np.float32 and np.isfinite(v).all()
+        assert np.mean(v ** 2) == pytest.approx(np.mean(burst ** 2), rel=0.35)
+    # reverberation: energy where the burst had stopped, well above the added noise floor of a
+    # silent stretch far from it (noise alone would make the two alike)
+    tail = np.mean([np.mean(v[6000:7600] ** 2) for v in views])
+    floor = np.mean([np.mean(v[14000:16000] ** 2) for v in views])
+    assert tail > 3 * floor
+    # the same seed gives the same view (cached encoder statistics depend on it); another does not
+    assert np.array_equal(room_view(burst, np.random.default_rng([7, 0])), views[0])
+    assert not np.allclose(views[0], views[1])
+    assert room_view(np.zeros(0, np.float32), rng).shape == (0,)
+    # with other voices given, about half of the views carry their babble: in the burst's
+    # silence, the voice's 144 Hz dominates the spectrum (stationary noise spreads over all bins)
+    voice = 0.2 * np.sin(2 * np.pi * 144 * np.arange(16000) / 16000).astype(np.float32)
+    babbly = [room_view(burst, np.random.default_rng([8, k]), [voice, voice]) for k in range(20)]
+    spectra = [np.abs(np.fft.rfft(v[14000:16000])) ** 2 for v in babbly]
+    share = np.array([p[17:20].sum() / p.sum() for p in spectra])     # 8 Hz bins: 144 Hz is bin 18
+    assert 4 <= (share > 0.5).sum() <= 16 and (share < 0.1).sum() >= 4
+    assert all(v.shape == burst.shape and np.isfinite(v).all() for v in babbly)
+
+
 def test_an_encoder_head_is_validated_as_the_scorer_scores_clips(encoder):
     """The regularisation of the shipped default's head (and an MLP head's best epoch) is chosen on
     validation clips scored as users' clips are: several units for long speech, duration-weighted; no answer without speech."""
