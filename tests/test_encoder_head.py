@@ -119,24 +119,32 @@ def test_train_an_encoder_head_and_serve_it_without_torch(encoder, tmp_path, hea
     assert again["uar"] == pytest.approx(report["uar"]) and again["accuracy"] == pytest.approx(report["accuracy"])
 
 
+def linear_heads(encoder, tmp_path, flag: str) -> dict:
+    """A linear encoder head trained on a small tone corpus with ``flag`` off and on: for each, the
+    training report, the bundle's config, the loaded model and the bundle folder."""
+    from serkit.training import train
+
+    root, _ = encoder
+    corpus = write_tone_corpus(tmp_path / "corpus", speakers=8, per_emotion=3, emotions=("angry", "sad", "happy"))
+    runs = {}
+    for on in (False, True):
+        cfg = tiny_config(model="encoder_head", lr=3e-3, **{flag: on},
+                          model_options={"backbone": str(root / "int8" / "encoder.onnx"), "layers": [1, 2],
+                                         "dim": 32, "head_hidden": 0, "combine": "concat", "pooling": "mean"})
+        report = train(corpus.manifest, tmp_path / f"run{on}", cfg)
+        bundle = tmp_path / f"run{on}" / "bundle"
+        runs[on] = (report, json.loads((bundle / "config.json").read_text()), load_model(bundle), bundle)
+    return runs
+
+
 def test_a_linear_head_is_refitted_with_the_validation_speakers_but_calibrated_without_them(encoder, tmp_path):
     """Once C is chosen, the validation clips join the training (more speakers, the same C); the
     temperature and the validation figures still come from the head that never saw them, and
     the test figure is the refitted head's, as served."""
     from serkit.manifest import read_manifest
     from serkit.model_card import model_card
-    from serkit.training import train
 
-    root, _ = encoder
-    corpus = write_tone_corpus(tmp_path / "corpus", speakers=8, per_emotion=3, emotions=("angry", "sad", "happy"))
-    runs = {}
-    for refit in (False, True):
-        cfg = tiny_config(model="encoder_head", refit=refit, lr=3e-3,
-                          model_options={"backbone": str(root / "int8" / "encoder.onnx"), "layers": [1, 2],
-                                         "dim": 32, "head_hidden": 0, "combine": "concat", "pooling": "mean"})
-        report = train(corpus.manifest, tmp_path / f"run{refit}", cfg)
-        bundle = tmp_path / f"run{refit}" / "bundle"
-        runs[refit] = (report, json.loads((bundle / "config.json").read_text()), load_model(bundle), bundle)
+    runs = linear_heads(encoder, tmp_path, "refit")
     (_, before, plain, _), (report, after, refitted, bundle) = runs[False], runs[True]
     fit = after["training"]["head_fit"]
     assert "refit" not in before["training"]["head_fit"] and fit["C"] == before["training"]["head_fit"]["C"]
@@ -159,22 +167,13 @@ def test_a_linear_head_is_refitted_with_the_validation_speakers_but_calibrated_w
 
 
 def test_a_linear_head_also_learns_each_clip_in_a_simulated_room(encoder, tmp_path):
-    """--rooms (the default) adds one reverberant, noisy view of every training clip, and of the
-    validation clips that join the refit; --no-rooms trains on the recordings alone."""
+    """--rooms (the default) adds one reverberant, noisy view of every training clip; --no-rooms
+    trains on the recordings alone."""
     from serkit.model_card import model_card
-    from serkit.training import train
 
-    root, _ = encoder
-    corpus = write_tone_corpus(tmp_path / "corpus", speakers=8, per_emotion=3, emotions=("angry", "sad", "happy"))
-    runs = {}
-    for rooms in (False, True):
-        cfg = tiny_config(model="encoder_head", rooms=rooms, lr=3e-3,
-                          model_options={"backbone": str(root / "int8" / "encoder.onnx"), "layers": [1, 2],
-                                         "dim": 32, "head_hidden": 0, "combine": "concat", "pooling": "mean"})
-        train(corpus.manifest, tmp_path / f"run{rooms}", cfg)
-        bundle = tmp_path / f"run{rooms}" / "bundle"
-        runs[rooms] = (json.loads((bundle / "config.json").read_text())["training"], load_model(bundle), bundle)
-    (plain, m0, b0), (roomy, m1, b1) = runs[False], runs[True]
+    runs = linear_heads(encoder, tmp_path, "rooms")
+    (_, c0, m0, b0), (_, c1, m1, b1) = runs[False], runs[True]
+    plain, roomy = c0["training"], c1["training"]
     assert plain["encoder_cache"]["views"] == 1 and "rooms" not in plain["encoder_cache"]
     assert roomy["encoder_cache"]["views"] == 2 and "reverberated" in roomy["encoder_cache"]["rooms"]
     # the room views are extra rows: more windows through the encoder than without them
