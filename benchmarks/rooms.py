@@ -6,7 +6,7 @@ Every six-emotion clip's speech (as the scorer reads it, through the shipped enc
 cached as training caches them) is also heard
 
 - as training sees it with ``--rooms``: one room view per training clip, made by
-  :func:`serkit.encoder_training.rooms` itself from each run's training clips (a statistical room
+  :func:`serkit.rooms.room_views` itself from each run's training clips (a statistical room
   over the babble of other training speakers or stationary noise; see :mod:`serkit.rooms`);
 - in test rooms of another kind: an image-source shoebox room from pyroomacoustics (40 rooms,
   3-10 x 3-8 x 2.5-4 m, Sabine RT60 0.2-0.7 s, which the image method hears as about 0.3-1.3 s,
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ from sklearn.metrics import recall_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from head_probe import encoder_stats, pool_features  # noqa: E402
 
-from serkit.encoder_training import rooms as room_views  # noqa: E402
+from serkit.rooms import room_views  # noqa: E402
 from serkit.splits import speaker_folds  # noqa: E402
 
 SR = 16000
@@ -103,8 +102,6 @@ def main(argv: list[str] | None = None) -> int:
         feats[name] = features([hear(i, c) for i, c in enumerate(crops)])
     print(f"{len(y)} clips, {len(set(speaker))} speakers; mean of Whisper-base layers 1-4 over the speech span "
           f"({time.time() - t:.0f} s)", flush=True)
-    cfg = SimpleNamespace(rooms=True, seed=0)
-
     def weights(ix):
         w = np.zeros(len(ix))
         for c in np.unique(corpus[ix]):
@@ -123,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         x, rows = feats["recorded"][train], train
         if with_rooms:
             views = [crops[i] for i in train]
-            owners = room_views(views, list(train), pool.utts, cfg, SR)
+            owners = room_views(views, list(train), pool.utts, 0, SR)
             x, rows = np.concatenate([x, features(views[len(train):])]), np.concatenate([train, owners])
         w = np.concatenate([weights(train)] * (2 if with_rooms else 1))
         mu, sd = x.mean(0), x.std(0) + 1e-5

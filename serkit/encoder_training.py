@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,12 +42,11 @@ from serkit.backbones import ENCODER_FILE, PREFIX, encoder_path, shipped
 from serkit.data import collate_units
 from serkit.manifest import Utterance
 from serkit.pool import PoolPlan, plan_pool, pool_loader
-from serkit.rooms import BABBLE_VOICES, room_view
+from serkit.rooms import ROOMS_NOTE, clip_seed, room_views
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead
 from serkit.scorer import Scorer, clip_probabilities, mean_by
 
 AUG_WIDEN_S = 0.4
-ROOM_VIEW = 1000          # the room view's seed component (views 1.. are the augmented crops)
 
 
 class StatsCache:
@@ -198,7 +196,7 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
             rng = np.random.default_rng([cfg.seed, view, clip_seed(utts[i])])
             crops.append(augmented(waves[i], spans[i], window, sr, rng))
             owner.append(i)
-    owner += rooms(crops, owner, utts, cfg, sr)
+    owner += room_views(crops, owner, utts, cfg.seed, sr) if cfg.rooms else []
     x_train = view_features(encoder, model, crops, window, cfg.progress, "encoding training views")
     model.fit_normalisation(x_train)
     c = encoder.cache
@@ -230,7 +228,7 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
             both = sel["train"] + sel["val"]
             crops = [waves[i][slice(*scorer.window_of(units, len(waves[i])))] for i, units in zip(sel["val"], val.units)]
             extra_owner = list(sel["val"])
-            extra_owner += rooms(crops, extra_owner, utts, cfg, sr)
+            extra_owner += room_views(crops, extra_owner, utts, cfg.seed, sr) if cfg.rooms else []
             x_val = view_features(encoder, model, crops, window, cfg.progress, "encoding validation clips for the refit")
             x_all = np.concatenate([x_train, x_val])
             y_all = np.array([y[i] for i in owner + extra_owner])
@@ -256,37 +254,6 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
         return pool_loader(ds, owner, train_, row_plan, cfg.batch_size, cfg.seed)
 
     return model, loader, {"encoder_cache": note}
-
-
-ROOMS_NOTE = ("one more view of each training clip: its speech span reverberated (statistical room, RT60 "
-              "0.2-0.9 s) over the babble of 3 other training speakers (5-25 dB SNR) or stationary noise "
-              "(10-30 dB), serkit.rooms")
-
-
-def clip_seed(utt: Utterance) -> int:
-    """A clip's part of its views' seeds: the same in every run and fold."""
-    return zlib.crc32(str(utt.path).encode())
-
-
-def rooms(crops: list[np.ndarray], owner: list[int], utts: list[Utterance], cfg: Any, sr: int) -> list[int]:
-    """With ``cfg.rooms``: appends to ``crops`` a simulated-room view of each clip's speech
-    crop (``crops[k]`` of clip ``owner[k]``, the first of each clip's crops), its babble (half of
-    the time) drawn from the other speakers among these clips, and returns the owners of the
-    added crops; else adds nothing. Each view is seeded by the run's seed and the clip, so a run
-    over the same clips computes the same views (and finds their statistics cached)."""
-    if not cfg.rooms:
-        return []
-    first: dict[int, int] = {}
-    for k, i in enumerate(owner):
-        first.setdefault(i, k)
-    clips = list(first)
-    groups = np.array([utts[i].group for i in clips])
-    for n, i in enumerate(clips):
-        rng = np.random.default_rng([cfg.seed, ROOM_VIEW, clip_seed(utts[i])])
-        others = np.flatnonzero(groups != groups[n])
-        picked = rng.choice(others, min(BABBLE_VOICES, len(others)), replace=False) if len(others) else []
-        crops.append(room_view(crops[first[i]], rng, [crops[first[clips[j]]] for j in picked], sr))
-    return clips
 
 
 LINEAR_C = (0.001, 0.003, 0.01)

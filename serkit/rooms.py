@@ -17,8 +17,13 @@ a fit to this generator.
 """
 from __future__ import annotations
 
+import zlib
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.signal import fftconvolve
+
+from serkit.manifest import Utterance
 
 RT60_S = (0.2, 0.9)         # reverberation time, uniform
 DRR_DB = (0.0, 12.0)        # direct-to-reverberant energy ratio, uniform
@@ -26,6 +31,10 @@ BABBLE_SNR_DB = (5.0, 25.0)  # other voices in the room, uniform
 NOISE_SNR_DB = (10.0, 30.0)  # stationary noise, uniform
 BABBLE_SHARE = 0.5          # share of views whose noise is babble (when voices are given)
 BABBLE_VOICES = 3
+ROOM_VIEW = 1000            # the room view's part of its seed (a training run's augmented views are 1..)
+ROOMS_NOTE = ("one more view of each training clip: its speech span reverberated (statistical room, RT60 "
+              "0.2-0.9 s) over the babble of 3 other training speakers (5-25 dB SNR) or stationary noise "
+              "(10-30 dB), serkit.rooms")
 
 
 def impulse_response(rng: np.random.Generator, rt60: float, drr_db: float, sr: int) -> np.ndarray:
@@ -64,3 +73,28 @@ def room_view(wave: np.ndarray, rng: np.random.Generator, voices: list[np.ndarra
         noise -= np.convolve(noise, np.ones(64) / 64, "same")
         noise /= noise.std() + 1e-9
     return _at_snr(y, noise, rng.uniform(*NOISE_SNR_DB)).astype(np.float32)
+
+
+def clip_seed(utt: Utterance) -> int:
+    """A clip's part of its training views' seeds: the same in every run and fold."""
+    return zlib.crc32(str(utt.path).encode())
+
+
+def room_views(crops: list[np.ndarray], owner: Sequence[int], utts: Sequence[Utterance], seed: int,
+               sr: int = 16000) -> list[int]:
+    """Appends to ``crops`` a room view of each clip's speech crop (``crops[k]`` of clip
+    ``owner[k]``; the first of each clip's crops), its babble (half of the time) drawn from the
+    other speakers among these clips, and returns the owners of the added crops. Each view is
+    seeded by ``seed`` and the clip, so a run over the same clips makes the same views (and
+    finds their encoder statistics cached)."""
+    first: dict[int, int] = {}
+    for k, i in enumerate(owner):
+        first.setdefault(i, k)
+    clips = list(first)
+    groups = np.array([utts[i].group for i in clips])
+    for n, i in enumerate(clips):
+        rng = np.random.default_rng([seed, ROOM_VIEW, clip_seed(utts[i])])
+        others = np.flatnonzero(groups != groups[n])
+        picked = rng.choice(others, min(BABBLE_VOICES, len(others)), replace=False) if len(others) else []
+        crops.append(room_view(crops[first[i]], rng, [crops[first[clips[j]]] for j in picked], sr))
+    return clips
