@@ -207,10 +207,7 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
         note["rooms"] = ROOMS_NOTE
     if cfg.progress:
         print(f"encoder statistics: {c.hits} cached, {c.misses} computed", flush=True)
-    # the pool plan per row of x_train (a clip's views share its corpus weight)
-    position = {i: k for k, i in enumerate(sel["train"])}
-    row_plan = replace(plan, sample_weights=None if plan.sample_weights is None else
-                       np.array([plan.sample_weights[position[i]] for i in owner]))
+    row_plan = per_row(plan, sel["train"], owner)
     y_rows = np.array([y[i] for i in owner])
     # validation clips as the scorer reads them (their units found once)
     val = UnitFeatures(scorer, encoder, model, [waves[i] for i in sel["val"]], cfg.progress)
@@ -230,13 +227,10 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
             extra_owner = list(sel["val"])
             extra_owner += room_views(crops, extra_owner, utts, cfg.seed, sr) if cfg.rooms else []
             x_val = view_features(encoder, model, crops, window, cfg.progress, "encoding validation clips for the refit")
-            x_all = np.concatenate([x_train, x_val])
-            y_all = np.array([y[i] for i in owner + extra_owner])
-            row_owner = owner + extra_owner
-            plan_all = plan_pool(utts, y, {**sel, "train": both}, labels, cfg.class_weights, cfg.balance_corpora)
-            at = {i: k for k, i in enumerate(both)}
-            plan_all = replace(plan_all, sample_weights=None if plan_all.sample_weights is None else
-                               np.array([plan_all.sample_weights[at[i]] for i in row_owner]))
+            x_all, row_owner = np.concatenate([x_train, x_val]), owner + extra_owner
+            y_all = np.array([y[i] for i in row_owner])
+            plan_all = per_row(plan_pool(utts, y, {**sel, "train": both}, labels, cfg.class_weights,
+                                         cfg.balance_corpora), both, row_owner)
             model.fit_normalisation(x_all)
             set_linear(model, logistic(model, x_all, y_all, fit["C"], row_weights(plan_all, y_all)))
             fit["refit"] = {"clips": len(both), "speakers": len({(utts[i].corpus, utts[i].speaker) for i in both}),
@@ -254,6 +248,15 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
         return pool_loader(ds, owner, train_, row_plan, cfg.batch_size, cfg.seed)
 
     return model, loader, {"encoder_cache": note}
+
+
+def per_row(plan: PoolPlan, clips: list[int], owner: list[int]) -> PoolPlan:
+    """``plan``, whose sample weights are given per clip of ``clips``, with one per feature row
+    instead: row k weighs as clip ``owner[k]`` (a clip's views share its corpus weight)."""
+    if plan.sample_weights is None:
+        return plan
+    at = {i: k for k, i in enumerate(clips)}
+    return replace(plan, sample_weights=np.array([plan.sample_weights[at[i]] for i in owner]))
 
 
 LINEAR_C = (0.001, 0.003, 0.01)
