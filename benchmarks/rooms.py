@@ -15,7 +15,7 @@ cached as training caches them) is also heard
   shoebox room alone, the babble alone, and white noise alone at 5-20 dB SNR.
 
 A logistic regression on the mean of layers 1-4 (C 0.003, classes and corpora balanced, as the
-shipped head is weighted) is trained on the recordings alone and on the recordings plus their
+shipped head is weighted: :func:`serkit.pool.plan_pool`, :func:`serkit.encoder_training.row_weights`) is trained on the recordings alone and on the recordings plus their
 room views (a run's training and validation clips as one training set), over the pool's 5-fold
 speaker CV (ASED judged on sentences 01-02) and leave one corpus out, and tested on the
 recordings and in each test condition. About 25 minutes here. Needs pyroomacoustics (in the
@@ -34,8 +34,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import recall_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from head_probe import encoder_stats, pool_features  # noqa: E402
+from head_probe import LABELS, encoder_stats, pool_features  # noqa: E402
 
+from serkit.encoder_training import row_weights  # noqa: E402
+from serkit.pool import plan_pool  # noqa: E402
 from serkit.rooms import room_views  # noqa: E402
 from serkit.splits import speaker_folds  # noqa: E402
 
@@ -103,14 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(y)} clips, {len(set(speaker))} speakers; mean of Whisper-base layers 1-4 over the speech span "
           f"({time.time() - t:.0f} s)", flush=True)
     def weights(ix):
-        w = np.zeros(len(ix))
-        for c in np.unique(corpus[ix]):
-            in_c = corpus[ix] == c
-            classes = np.unique(y[ix][in_c])
-            for k in classes:
-                sel = in_c & (y[ix] == k)
-                w[sel] = 1.0 / (len(classes) * sel.sum())
-        return w * len(ix) / w.sum()
+        """Rows' loss weights as ``serkit train --balance-corpora`` weighs the shipped head's."""
+        plan = plan_pool(pool.utts, y.tolist(), {"train": ix.tolist(), "val": [], "test": []}, LABELS,
+                         balance_corpora=True)
+        return row_weights(plan, y[ix])
 
     def uar(ix, pred):
         keep = judged[ix]

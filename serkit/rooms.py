@@ -2,10 +2,10 @@
 other voices or noise.
 
 The corpora are close-talking studio or home recordings; users' calls and voice notes are not.
-Trained on the recordings alone, the default head falls from UAR 0.756 to 0.543 on held-out
+Trained on the recordings alone, the default head falls from UAR 0.764 to 0.553 on held-out
 speakers heard in image-source rooms over babble (5-fold CV, ``benchmarks/rooms.py``). With one
 room view of each training clip beside the clip itself (``serkit train --rooms``, on by default
-for an encoder head) it scores 0.612 there, and 0.752 on the recordings.
+for an encoder head) it scores 0.625 there, and 0.758 on the recordings.
 
 The room is a statistical one (Polack's model): the impulse response is Gaussian noise under an
 exponential decay set by a reverberation time RT60, after a direct path whose energy against the
