@@ -215,6 +215,8 @@ def select_labels(utts: list[Utterance], emotions: list[str] | None) -> tuple[li
 
 #: Settings of how a run ran, not of what it made: left out of bundles (a bundle records no
 #: machine's cache folder or device count).
+#: Cache counters of a frozen encoder's run, written to the run's cache.json, not the bundle
+CACHE_COUNTERS = ("hits", "misses", "windows_computed", "windows_cached")
 RUN_ONLY = ("cache_dir", "progress", "num_workers", "accelerator", "devices", "num_nodes", "strategy")
 
 
@@ -386,6 +388,16 @@ def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: li
         summary["ece"] = report["calibration"]["ece_after"]
         summary["uncertain"] = report["calibration"]["uncertain_after"]
         summary["per_corpus"] = {c: {k: round(v, 4) for k, v in m.items()} for c, m in report["per_corpus"].items()}
+    # How many encoder windows this run computed and found cached is the run's, not the model's:
+    # kept out of the bundle (a retrain gives the same bundle, to the byte) in the run's cache.json
+    counts = {}
+    for key in ("encoder_cache", "embedding_cache"):
+        if key in train_info:
+            note = dict(train_info[key])
+            counts[key] = {k: note.pop(k) for k in CACHE_COUNTERS if k in note}
+            train_info[key] = note
+    if counts:
+        write_json(out / "cache.json", counts)
     files = {}
     if cfg.model == "encoder_head":
         from serkit.encoder_training import bundle_files

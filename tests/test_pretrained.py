@@ -190,7 +190,8 @@ def test_frozen_head_trains_on_cache_and_bundle_references_backbone(tmp_path, mo
     expected = Predictor(model, config_json).predict_proba(clips)
     np.testing.assert_allclose(load_model(bundle).predict_proba(clips), expected, atol=1e-6)
 
-    cache = config_json["training"]["embedding_cache"]
+    cache = json.loads((bundle.parent / "cache.json").read_text())["embedding_cache"]
+    assert "hits" not in config_json["training"]["embedding_cache"]
     n_train_val = cache["hits"] + cache["misses"]
     assert cache["misses"] == n_train_val > 0 and cache["hits"] == 0
 
@@ -202,7 +203,7 @@ def test_embedding_cache_hits_and_invalidation(tmp_path, tones, backbones):
         for k, v in changes.items():
             setattr(cfg, k, v)
         training_mod.train(tones.manifest, tmp_path / name, cfg)
-        return json.loads((tmp_path / name / "bundle" / "config.json").read_text())["training"]["embedding_cache"]
+        return json.loads((tmp_path / name / "cache.json").read_text())["embedding_cache"]
 
     folder = tmp_path / "backbone"
     shutil.copytree(backbones["wav2vec2"], folder)
