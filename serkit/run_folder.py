@@ -17,7 +17,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from serkit.safety import (MARKER, OutputError, atomic_file, check_output_folder, folder_kind, mark_folder,
-                           remove_owned)
+                           remove_owned, write_json)
 
 #: What a run writes (relative to the run folder), besides ``bundle/`` and ``eval/``: the files
 #: ``train(force=True)`` removes before it starts over. Other files in the folder are left alone.
@@ -74,3 +74,22 @@ def claim_run_folder(out: Path, clean: bool) -> None:
                            *(f"eval/{n}" for n in (*EVAL_FILES, MARKER))])
     out.mkdir(parents=True, exist_ok=True)
     mark_folder(out, "run")
+
+
+#: Cache counters of a frozen encoder's run: the run's, written to its cache.json, not the bundle
+CACHE_COUNTERS = ("hits", "misses", "windows_computed", "windows_cached")
+
+
+def keep_cache_counts(out: Path, train_info: dict) -> dict:
+    """``train_info`` without the counters of its encoder or embedding cache, which go to the run
+    folder's ``cache.json``: how many windows a run computed is the run's, not the model's, so a
+    retrain on a warm cache gives the same bundle, to the byte."""
+    info, counts = dict(train_info), {}
+    for key in ("encoder_cache", "embedding_cache"):
+        if key in info:
+            note = dict(info[key])
+            counts[key] = {k: note.pop(k) for k in CACHE_COUNTERS if k in note}
+            info[key] = note
+    if counts:
+        write_json(out / "cache.json", counts)
+    return info

@@ -45,7 +45,7 @@ from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
 from serkit.corpora import licence_note
 from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
 from serkit.pool import masked_cross_entropy, plan_pool, pool_loader
-from serkit.run_folder import AtomicCheckpointIO, check_run_folder, claim_run_folder
+from serkit.run_folder import AtomicCheckpointIO, check_run_folder, claim_run_folder, keep_cache_counts
 from serkit.safety import atomic_file, atomic_write_bytes, write_json
 from serkit.splits import split, summarize
 from serkit.val_metrics import answers, first_visits, score_batch, validation_metrics
@@ -215,8 +215,6 @@ def select_labels(utts: list[Utterance], emotions: list[str] | None) -> tuple[li
 
 #: Settings of how a run ran, not of what it made: left out of bundles (a bundle records no
 #: machine's cache folder or device count).
-#: Cache counters of a frozen encoder's run, written to the run's cache.json, not the bundle
-CACHE_COUNTERS = ("hits", "misses", "windows_computed", "windows_cached")
 RUN_ONLY = ("cache_dir", "progress", "num_workers", "accelerator", "devices", "num_nodes", "strategy")
 
 
@@ -388,16 +386,7 @@ def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: li
         summary["ece"] = report["calibration"]["ece_after"]
         summary["uncertain"] = report["calibration"]["uncertain_after"]
         summary["per_corpus"] = {c: {k: round(v, 4) for k, v in m.items()} for c, m in report["per_corpus"].items()}
-    # How many encoder windows this run computed and found cached is the run's, not the model's:
-    # kept out of the bundle (a retrain gives the same bundle, to the byte) in the run's cache.json
-    counts = {}
-    for key in ("encoder_cache", "embedding_cache"):
-        if key in train_info:
-            note = dict(train_info[key])
-            counts[key] = {k: note.pop(k) for k in CACHE_COUNTERS if k in note}
-            train_info[key] = note
-    if counts:
-        write_json(out / "cache.json", counts)
+    train_info = keep_cache_counts(out, train_info)
     files = {}
     if cfg.model == "encoder_head":
         from serkit.encoder_training import bundle_files
