@@ -6,7 +6,8 @@ predict, web, batch, Ray, timelines, ONNX) goes through :class:`Scorer`::
     waveform  1-D float32 at spec.sample_rate
       -> checks: finite samples within +-1000 (else AudioError); shorter than MIN_SECONDS or digitally
          silent: "no speech"
-      -> speech segments (serkit.vad, silero by default); none found: "no speech"
+      -> speech segments (serkit.vad, silero by default; a clip where silero hears none gets a
+         second look, after 0.5 s of silence at a lower threshold); none found: "no speech"
       -> scoring units: when the speech (first start to last end, pauses included) fits one
          window it is one unit; otherwise each speech segment (split at ``max_segment_s``) is one
       -> each unit cut into windows of spec.window_samples with spec.overlap (one window,
@@ -33,7 +34,7 @@ from typing import Protocol
 import numpy as np
 
 from serkit.audio import AudioError, AudioSpec, check_samples
-from serkit.vad import detect_speech, fixed_segments, split_long, vad_name
+from serkit.vad import clip_speech, fixed_segments, split_long, vad_name
 
 AGGREGATION = "mean_logits"
 MIN_SECONDS = 0.25        # shorter clips cannot hold speech the VAD would keep (its 250 ms minimum)
@@ -208,7 +209,7 @@ class Scorer:
             return [], reason
         if vad == "none":    # no detection: the clip in consecutive pieces of one window
             return fixed_segments(len(wave), self.spec.window_samples, int(MIN_SECONDS * sr)), None
-        segments = detect_speech(wave, sr, vad)
+        segments = clip_speech(wave, sr, vad)
         if not segments:
             return [], f"{NO_SPEECH} (voice-activity detector: {vad_name(vad)})"
         span = (segments[0][0], segments[-1][1])

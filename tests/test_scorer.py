@@ -63,12 +63,40 @@ def test_evaluate_and_predict_give_identical_probabilities_on_multi_window_clips
 
 def non_speech() -> dict[str, np.ndarray]:
     t = np.arange(3 * SR) / SR
+    rng = np.random.default_rng(0)
+    clicks = np.zeros(2 * SR)
+    for p in rng.integers(0, 2 * SR - 200, 20):    # keys typed: short decaying bursts
+        clicks[p:p + 200] += 0.3 * rng.standard_normal(200) * np.exp(-np.arange(200) / 30)
     return {"tone": (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
-            "noise": (0.1 * np.random.default_rng(0).standard_normal(2 * SR)).astype(np.float32),
+            "chord": (0.1 * sum(np.sin(2 * np.pi * f * t) for f in (220, 277, 330, 440))).astype(np.float32),
+            "noise": (0.1 * rng.standard_normal(2 * SR)).astype(np.float32),
+            "clicks": clicks.astype(np.float32),
             "silence": np.zeros(2 * SR, np.float32)}
 
 
-@pytest.mark.parametrize("kind", ["tone", "noise", "silence"])
+def test_a_clip_silero_hears_no_speech_in_gets_a_second_look_padded_and_at_a_lower_threshold(monkeypatch):
+    """The second look runs on the clip after a stretch of silence, and its segments are mapped
+    back into the clip; the energy detector, and clips with speech, get no second look."""
+    import serkit.vad as vad
+
+    calls = []
+
+    def detect(wave, sr, detector="auto", **options):
+        calls.append((len(wave), options))
+        return [] if len(calls) == 1 else [(2000, 9000), (30000, 40000)]   # in the padded clip
+
+    monkeypatch.setattr(vad, "detect_speech", detect)
+    pad = int(vad.SECOND_LOOK_PAD_S * SR)
+    assert vad.clip_speech(np.zeros(2 * SR, np.float32), SR, "silero") == [(0, 9000 - pad), (30000 - pad, 2 * SR)]
+    assert calls == [(2 * SR, {}), (2 * SR + pad, {"threshold": vad.SECOND_LOOK_THRESHOLD})]
+    calls.clear()
+    assert vad.clip_speech(np.zeros(2 * SR, np.float32), SR, "energy") == [] and len(calls) == 1
+    monkeypatch.setattr(vad, "detect_speech", lambda *a, **k: calls.append(k) or [(10, 20)])
+    calls.clear()
+    assert vad.clip_speech(np.zeros(2 * SR, np.float32), SR, "silero") == [(10, 20)] and calls == [{}]
+
+
+@pytest.mark.parametrize("kind", ["tone", "chord", "noise", "clicks", "silence"])
 def test_non_speech_gets_no_emotion_in_the_api_the_cli_and_the_web(kind, tmp_path):
     wave = non_speech()[kind]
     r = SHIPPED.predict_waveform(wave)
