@@ -79,7 +79,7 @@ default-model: install-test
 # Retrain the shipped fast model (CNN-LSTM) on the same split; it ships as its ONNX int8 export (no torch).
 fast-model: install-test
 	$(BIN)/serkit prepare $(CORPORA) -o $(DATA)/manifest.csv
-	$(BIN)/serkit train $(DATA)/manifest.csv --out runs/fast --force --model cnn_lstm --epochs 12 --patience 5 --seed 0 --no-corpus-label-mask
+	$(BIN)/serkit train $(DATA)/manifest.csv --out runs/fast --force --model cnn_lstm --epochs 24 --patience 8 --seed 0 --no-corpus-label-mask
 	rm -rf serkit/fast_model && $(BIN)/serkit export runs/fast/bundle --onnx --int8 -o serkit/fast_model
 
 benchmark-accuracy: install-test
