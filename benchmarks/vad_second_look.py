@@ -8,7 +8,7 @@ threshold, and "warm" runs silero over the clip once before scoring it (no silen
 six-emotion clip of the manifest as recorded, ``--rooms`` of them in an image-source test
 room over three other speakers' babble at 5-20 dB (``benchmarks/rooms.py``'s test rooms), and
 60 synthetic 3 s clips of each of ten kinds of non-speech at -50 to -6 dBFS. Variants of the
-second look are printed beside the shipped one. About 10 minutes here.
+second look are printed beside the shipped one. About 3 minutes here.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from rooms import in_test_room, shoebox_rooms  # noqa: E402
 from serkit.data import decode_all  # noqa: E402
 from serkit.emotions import DEFAULT_EMOTIONS  # noqa: E402
 from serkit.manifest import read_manifest  # noqa: E402
-from serkit.vad import (FRAME, SECOND_LOOK_PAD_S, SECOND_LOOK_THRESHOLD, SileroVAD, detect_speech,  # noqa: E402
-                        frames_of, speech_segments)
+from serkit.vad import (FRAME, SECOND_LOOK_PAD_S, SECOND_LOOK_THRESHOLD, SileroVAD, clip_speech,  # noqa: E402
+                        detect_speech, frames_of, speech_segments)
 
 SR = 16000
 #: (silence before the clip in s, threshold); "warm": no silence, silero's state warmed on the clip
@@ -37,9 +37,9 @@ VARIANTS = [(SECOND_LOOK_PAD_S, SECOND_LOOK_THRESHOLD), (SECOND_LOOK_PAD_S, 0.5)
 
 
 def second_look(wave: np.ndarray, pad_s: float | str, threshold: float) -> bool:
-    """Whether silero finds speech in ``wave`` after ``pad_s`` of silence at ``threshold``
-    (``clip_speech``'s second look, its settings as arguments), or with its state warmed by a
-    first pass over the clip itself (``pad_s="warm"``)."""
+    """Whether speech is found in ``wave`` by the scorer's ``clip_speech`` with ``pad_s`` of
+    silence and ``threshold`` for its second look, or (``pad_s="warm"``) by silero at
+    ``threshold`` with its state warmed by a first pass over the clip itself."""
     if pad_s == "warm":
         vad = SileroVAD()
         for frames in frames_of(iter([wave])):
@@ -47,7 +47,7 @@ def second_look(wave: np.ndarray, pad_s: float | str, threshold: float) -> bool:
         vad.context[:] = 0
         probs = np.concatenate([vad(frames) for frames in frames_of(iter([wave]))])
         return bool(speech_segments(probs, len(wave), SR, FRAME, threshold=threshold))
-    return bool(detect_speech(np.pad(wave, (int(pad_s * SR), 0)), SR, "silero", threshold=threshold))
+    return bool(clip_speech(wave, SR, "silero", pad_s=pad_s, threshold=threshold))
 
 
 def non_speech(rng: np.random.Generator, rooms: list[np.ndarray], n: int = 3 * SR):

@@ -197,10 +197,11 @@ SECOND_LOOK_PAD_S = 0.5
 SECOND_LOOK_THRESHOLD = 0.35
 
 
-def clip_speech(wave: np.ndarray, sample_rate: int, vad: str = "auto") -> list[tuple[int, int]]:
+def clip_speech(wave: np.ndarray, sample_rate: int, vad: str = "auto", pad_s: float = SECOND_LOOK_PAD_S,
+                threshold: float = SECOND_LOOK_THRESHOLD) -> list[tuple[int, int]]:
     """Speech in one clip a user gives as an utterance: :func:`detect_speech`, and when silero
-    finds none, a second look at the clip after ``SECOND_LOOK_PAD_S`` of silence, at threshold
-    ``SECOND_LOOK_THRESHOLD`` (segments mapped back into the clip).
+    finds none, a second look at the clip after ``pad_s`` of silence, at ``threshold`` (segments
+    mapped back into the clip; the defaults are the scorer's).
 
     Silero hears speech begin after silence: a clip cut at its first syllable (ASED's 2 s clips,
     a voice note trimmed tight), or heard in a reverberant room, can pass without it being sure
@@ -214,9 +215,8 @@ def clip_speech(wave: np.ndarray, sample_rate: int, vad: str = "auto") -> list[t
     segments = detect_speech(wave, sample_rate, vad)
     if segments or not len(wave) or vad_name(vad) != "silero":
         return segments
-    pad = int(SECOND_LOOK_PAD_S * sample_rate)
-    found = detect_speech(np.pad(np.asarray(wave, np.float32), (pad, 0)), sample_rate, "silero",
-                          threshold=SECOND_LOOK_THRESHOLD)
+    pad = int(pad_s * sample_rate)
+    found = detect_speech(np.pad(np.asarray(wave, np.float32), (pad, 0)), sample_rate, "silero", threshold=threshold)
     inside = [(max(0, s - pad), e - pad) for s, e in found]
     return [(s, e) for s, e in inside if e > s]
 

@@ -83,12 +83,15 @@ def test_a_clip_silero_hears_no_speech_in_gets_a_second_look_padded_and_at_a_low
 
     def detect(wave, sr, detector="auto", **options):
         calls.append((len(wave), options))
-        return [] if len(calls) == 1 else [(2000, 9000), (30000, 40000)]   # in the padded clip
+        return [] if len(calls) == 1 else [(2000, 9000), (len(wave) - 10000, len(wave))]   # in the padded clip
 
     monkeypatch.setattr(vad, "detect_speech", detect)
     pad = int(vad.SECOND_LOOK_PAD_S * SR)
     assert vad.clip_speech(np.zeros(2 * SR, np.float32), SR, "silero") == [(0, 9000 - pad), (30000 - pad, 2 * SR)]
     assert calls == [(2 * SR, {}), (2 * SR + pad, {"threshold": vad.SECOND_LOOK_THRESHOLD})]
+    calls.clear()     # the benchmark's variants: other silence and threshold, the same mapping
+    assert vad.clip_speech(np.zeros(2 * SR, np.float32), SR, "silero", pad_s=0.25, threshold=0.2) == [(0, 5000), (2 * SR - 10000, 2 * SR)]
+    assert calls == [(2 * SR, {}), (2 * SR + SR // 4, {"threshold": 0.2})]
     calls.clear()
     assert vad.clip_speech(np.zeros(2 * SR, np.float32), SR, "energy") == [] and len(calls) == 1
     monkeypatch.setattr(vad, "detect_speech", lambda *a, **k: calls.append(k) or [(10, 20)])
