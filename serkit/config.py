@@ -74,8 +74,9 @@ class TrainConfig:
     refit: bool = setting(True, "a linear encoder head (fitted in closed form): once C is chosen on validation, "
                           "refit it on the training and validation clips (the head fitted before the refit "
                           "fits the temperature and gives the validation figures)")
-    rooms: bool = setting(True, "an encoder head (--model encoder_head) also trains on one simulated-room "
-                          "view of each training clip: reverberation and noise (serkit.rooms)")
+    rooms: bool = setting(True, "train on simulated rooms, reverberation over babble or noise (serkit.rooms): "
+                          "an encoder head on one room view beside each training clip; a model learning from "
+                          "waveforms (the CNN-LSTM, a fine-tuned encoder) hears 3 in 10 of its training clips in a room")
     augment: bool = setting(True, "training-time augmentation: gain, noise, crop and SpecAugment")
     speed_perturb: bool = setting(True, "speed perturbation (0.9-1.1) among the augmentations")
     mixup: float = setting(0.0, "mixup Beta(alpha, alpha) on waveforms; 0 turns it off", rule=AT_LEAST_0)

@@ -22,16 +22,23 @@ from serkit.audio import SAMPLE_RATE, decode_all, pad_or_trim  # noqa: F401  (de
 
 @dataclass
 class Augment:
-    """Waveform augmentation for training: speed perturbation, random gain and additive noise
-    (the random crop of long clips is in the dataset)."""
+    """Waveform augmentation for training: a simulated room (with ``room_prob``:
+    :func:`serkit.rooms.room_view`, reverberation over the babble of ``voices`` or noise), speed
+    perturbation, random gain and additive noise (the random crop of long clips is in the dataset)."""
 
     speed: tuple[float, float] = (0.9, 1.1)   # resampling factor (tempo and pitch together)
     speed_prob: float = 0.5
     gain_db: float = 6.0            # uniform in [-gain_db, +gain_db]
     noise_prob: float = 0.5         # chance of adding white noise
     snr_db: tuple[float, float] = (15.0, 40.0)
+    room_prob: float = 0.0          # chance of hearing the clip in a simulated room first
 
-    def __call__(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, wave: np.ndarray, rng: np.random.Generator,
+                 voices: Callable[[], Sequence[np.ndarray]] | None = None) -> np.ndarray:
+        """``voices``: other speakers' clips for a room's babble, asked for only when a room is drawn."""
+        if self.room_prob > 0 and rng.random() < self.room_prob:
+            from serkit.rooms import room_view
+            wave = room_view(wave, rng, list(voices()) if voices is not None else [])
         if rng.random() < self.speed_prob:
             factor = rng.uniform(*self.speed)
             wave = soxr.resample(wave, SAMPLE_RATE * factor, SAMPLE_RATE, quality="LQ").astype(np.float32)
@@ -42,6 +49,16 @@ class Augment:
             noise = rng.standard_normal(wave.shape[-1]).astype(np.float32)
             wave = wave + noise * np.float32(np.sqrt(power / 10 ** (snr / 10)))
         return wave
+
+
+def training_augment(cfg: Any) -> Augment | None:
+    """The waveform augmentation a run's settings (a :class:`~serkit.config.TrainConfig`) ask for:
+    none without ``augment``; speed perturbation with ``speed_perturb``; a simulated room for
+    :data:`~serkit.rooms.ROOM_SHARE` of the clips with ``rooms``."""
+    if not cfg.augment:
+        return None
+    from serkit.rooms import ROOM_SHARE
+    return Augment(speed_prob=0.5 if cfg.speed_perturb else 0.0, room_prob=ROOM_SHARE if cfg.rooms else 0.0)
 
 
 class ClipDataset(Dataset):
@@ -56,11 +73,22 @@ class ClipDataset(Dataset):
 
     def __init__(self, waves: list[np.ndarray], labels: list[int], clip_samples: int,
                  train: bool = False, augment: Augment | None = None, seed: int = 0,
-                 spans: list[tuple[int, int]] | None = None, widen: int = 0):
+                 spans: list[tuple[int, int]] | None = None, widen: int = 0,
+                 groups: Sequence[str] | None = None):
         self.waves, self.labels, self.clip_samples = waves, labels, clip_samples
         self.train, self.augment = train, augment
         self.spans, self.widen = spans, widen
+        self.groups = np.asarray(groups) if groups is not None else None
         self.rng = np.random.default_rng(seed)
+
+    def voices(self, i: int, n: int = 3) -> list[np.ndarray]:
+        """The speech of ``n`` random clips of speakers other than clip ``i``'s (``groups``), for
+        a simulated room's babble; none without ``groups`` or other speakers."""
+        if self.groups is None:
+            return []
+        others = np.flatnonzero(self.groups != self.groups[i])
+        picked = self.rng.choice(others, min(n, len(others)), replace=False) if len(others) else []
+        return [self.waves[j][slice(*self.spans[j])] if self.spans is not None else self.waves[j] for j in picked]
 
     def __len__(self) -> int:
         return len(self.waves)
@@ -74,7 +102,7 @@ class ClipDataset(Dataset):
                 e = min(len(wave), e + int(self.rng.integers(0, self.widen + 1)))
             wave = wave[s:e]
         if self.train and self.augment is not None:
-            wave = self.augment(wave, self.rng)
+            wave = self.augment(wave, self.rng, lambda: self.voices(i))
         length = min(wave.shape[0], self.clip_samples)
         wave = pad_or_trim(wave, self.clip_samples, crop="random" if self.train else "center", rng=self.rng)
         return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), length, self.labels[i]

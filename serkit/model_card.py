@@ -24,6 +24,14 @@ def speakers_text(speakers: list[str]) -> str:
     return "; ".join(f"{corpus} {', '.join(names)}" for corpus, names in by_corpus.items())
 
 
+def _rooms_text(training: dict[str, Any]) -> str:
+    """What a waveform model's training augmentation (its ``augment`` settings) did with rooms."""
+    share = _obj(training.get("augment")).get("room_prob")
+    if not isinstance(share, (int, float)) or share <= 0:
+        return ""
+    return f"; {share:.0%} of training clips heard in a simulated room (reverberation, babble or noise)"
+
+
 def _obj(value: Any) -> dict[str, Any]:
     """A config section as a dict ({} when a hand-edited config holds something else there)."""
     return value if isinstance(value, dict) else {}
@@ -47,7 +55,9 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
     training = _obj(c.get("training"))
     tcfg, data = _obj(training.get("config")), _obj(training.get("data"))
     test = _obj(_obj(c.get("metrics")).get("test"))
-    size_mb = (folder / WEIGHTS).stat().st_size / 1e6 if (folder / WEIGHTS).is_file() else 0.0
+    onnx = _obj(c.get("onnx"))     # an exported folder: the graph it serves holds the weights
+    served = folder / str(_obj(onnx.get("files")).get(onnx.get("default"), "")) if onnx else folder / WEIGHTS
+    size_mb = served.stat().st_size / 1e6 if served.is_file() else 0.0
     # nested settings (a fine-tuned encoder's whole backbone config) would drown the card
     arch = ", ".join(f"{k}={v}" for k, v in c["model_config"].items() if not isinstance(v, dict))
     rows = [
@@ -76,7 +86,8 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
                              + ("; each clip heard as recorded and in a simulated room (reverberation, noise)"
                                 if _obj(training.get("encoder_cache")).get("rooms") else "")) if fit else
                     ("best epoch", f"{training.get('best_epoch')} of {training.get('epochs_run')} "
-                                   f"(chosen on validation {tcfg.get('monitor')} = {training.get('best_score', 0):.3f})"))
+                                   f"(chosen on validation {tcfg.get('monitor')} = {training.get('best_score', 0):.3f})"
+                                   + _rooms_text(training)))
         if tcfg.get("split") == "random":
             rows.append(("WARNING", "random split: test speakers were also in training, metrics are inflated"))
         elif data.get("test_speakers"):

@@ -31,6 +31,9 @@ BABBLE_SNR_DB = (5.0, 25.0)  # other voices in the room, uniform
 NOISE_SNR_DB = (10.0, 30.0)  # stationary noise, uniform
 BABBLE_SHARE = 0.5          # share of views whose noise is babble (when voices are given)
 BABBLE_VOICES = 3
+#: Share of a waveform model's training clips (the CNN-LSTM's, a fine-tuned encoder's) heard in a
+#: room (serkit.data.Augment); an encoder head instead gets one room view beside each clip.
+ROOM_SHARE = 0.3
 ROOM_VIEW = 1000            # the room view's part of its seed (a training run's augmented views are 1..)
 ROOMS_NOTE = ("one more view of each training clip: its speech span reverberated (statistical room, RT60 "
               "0.2-0.9 s) over the babble of 3 other training speakers (5-25 dB SNR) or stationary noise "

@@ -93,3 +93,20 @@ def keep_cache_counts(out: Path, train_info: dict) -> dict:
     if counts:
         write_json(out / "cache.json", counts)
     return info
+
+
+def prepend_metrics(earlier: str, path: Path) -> None:
+    """Put the rows of an interrupted run's metrics.csv (text ``earlier``) before those of its
+    resumed run in ``path``, keeping only the epochs the resumed run did not log again."""
+    import csv
+    import io
+
+    old = list(csv.DictReader(io.StringIO(earlier)))
+    new = list(csv.DictReader(open(path, encoding="utf-8"))) if path.is_file() else []
+    first = min((int(r["epoch"]) for r in new), default=None)
+    rows = [r for r in old if first is None or int(r["epoch"]) < first] + new
+    keys = sorted({k for r in rows for k in r})
+    with atomic_file(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)

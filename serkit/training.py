@@ -39,14 +39,15 @@ from torch.utils.data import DataLoader
 
 from serkit.audio import SAMPLE_RATE, AudioSpec
 from serkit.scorer import AGGREGATION, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, Scorer
-from serkit.data import Augment, ClipDataset, UnitDataset, collate_units, decode_all
+from serkit.data import ClipDataset, UnitDataset, collate_units, decode_all, training_augment
 from serkit.evaluation import evaluate_logits, fit_temperature, plot_curves
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
 from serkit.corpora import licence_note
 from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
 from serkit.pool import masked_cross_entropy, plan_pool, pool_loader
-from serkit.run_folder import AtomicCheckpointIO, check_run_folder, claim_run_folder, keep_cache_counts
-from serkit.safety import atomic_file, atomic_write_bytes, write_json
+from serkit.run_folder import (AtomicCheckpointIO, check_run_folder, claim_run_folder, keep_cache_counts,
+                               prepend_metrics)
+from serkit.safety import atomic_write_bytes, write_json
 from serkit.splits import split, summarize
 from serkit.val_metrics import answers, first_visits, score_batch, validation_metrics
 
@@ -171,23 +172,6 @@ class BestWeights(Callback):
                 write_json(self.path.with_suffix(".json"), {"score": score, "epoch": self.best_epoch})
 
 
-def _prepend_metrics(earlier: str, path: Path) -> None:
-    """Put the rows of an interrupted run's metrics.csv (text ``earlier``) before those of its
-    resumed run in ``path``, keeping only the epochs the resumed run did not log again."""
-    import csv
-    import io
-
-    old = list(csv.DictReader(io.StringIO(earlier)))
-    new = list(csv.DictReader(open(path, encoding="utf-8"))) if path.is_file() else []
-    first = min((int(r["epoch"]) for r in new), default=None)
-    rows = [r for r in old if first is None or int(r["epoch"]) < first] + new
-    keys = sorted({k for r in rows for k in r})
-    with atomic_file(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-
-
 def data_summary(utts: list[Utterance], parts: list[str]) -> dict[str, Any]:
     return {
         "corpora": sorted({u.corpus for u in utts}),
@@ -273,20 +257,22 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         from serkit.encoder_training import AUG_WIDEN_S
         spans = {i: finder.speech_window(waves[i]) for i in sel["train"]}
 
+    augment = training_augment(cfg)   # waveform models' (an encoder head augments its cached views)
+
     def loader(part: str, train_: bool) -> DataLoader:
         if not train_:   # validation: each clip as the scorer scores it, its units found once per run
             ds = UnitDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]],
                              [finder.units(waves[i])[0] for i in sel[part]], finder.cut)
             return pool_loader(ds, sel[part], False, plan, cfg.batch_size, cfg.seed, cfg.num_workers, collate_units)
-        ds = ClipDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]], clip_samples,
-                         train=train_, augment=Augment(speed_prob=0.5 if cfg.speed_perturb else 0.0) if (train_ and cfg.augment) else None, seed=cfg.seed,
+        ds = ClipDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]], clip_samples, train=train_,
+                         augment=augment if train_ else None, seed=cfg.seed, groups=[utts[i].group for i in sel[part]],
                          spans=[spans[i] for i in sel[part]] if spans else None,
                          widen=int(AUG_WIDEN_S * SAMPLE_RATE) if spans else 0)
         return pool_loader(ds, sel[part], train_, plan, cfg.batch_size, cfg.seed, cfg.num_workers)
 
     if not cfg.augment and hasattr(model.config, "freq_masks"):
         model.config.freq_masks = model.config.time_masks = 0
-    net, extra = model, {}
+    net, extra = model, {"augment": asdict(augment)} if augment else {}
     if cfg.model == "encoder_head":
         # A frozen ONNX encoder: only the head trains, on cached statistics of speech views.
         from serkit.encoder_training import head_loaders
@@ -325,7 +311,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         trainer.fit(module, loader("train", True), loader("val", False),
                     ckpt_path=str(last_ckpt) if resume and last_ckpt.is_file() else None)
     if earlier is not None and trainer.is_global_zero:
-        _prepend_metrics(earlier, log_csv)
+        prepend_metrics(earlier, log_csv)
     if not trainer.is_global_zero:
         return {}
     if best.state is None:

@@ -194,3 +194,14 @@ def test_pretrained_bundles_export_with_dynamo(tmp_path, family, monkeypatch):
     assert np.abs(p - load_model(tmp_path / "onnx" / "model.onnx").predict_proba(waves)).max() < FP32_TOL
     assert np.abs(p - load_model(tmp_path / "onnx").predict_proba(waves)).max() < INT8_TOL
     assert result.info["default"] == "int8"
+
+
+def test_the_card_of_an_exported_model_weighs_the_graph_it_serves(exported):
+    """An exported folder has no model.safetensors: its weights are in the ONNX graph it serves
+    (int8 by default here), and its card says how large that is."""
+    from serkit.model_card import model_card
+
+    _, out, _ = exported
+    int8_mb = (out / "model.int8.onnx").stat().st_size / 1e6
+    assert int8_mb >= 0.05        # the tiny model's graph still shows up to one decimal
+    assert f"({int8_mb:.1f} MB of weights" in " ".join(model_card(out).split())
