@@ -15,7 +15,8 @@ the one scorer (speech first, as ``serkit predict`` answers) in four forms:
 5. in a room: the whole clip in an image-source shoebox room with the babble of three other test
    speakers at 5-20 dB SNR (``benchmarks/rooms.py``'s test rooms, which training never uses).
 
-Prints UAR and accuracy for each form and how often the answer equals the as-recorded one.
+Prints UAR and accuracy for each form and how often the answer equals the as-recorded one,
+then each form's UAR per corpus.
 ``--forms recorded,room`` scores only those (the recordings always); each form's audio is the
 same whichever are scored.
 The issue's aim: trimmed within 0.03 UAR of as-recorded, and timeline segments like whole clips.
@@ -131,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         m = metrics(y, pred)
         print(f"{name:<32}{m['uar']:>7.3f}{m['accuracy']:>10.3f}{int((pred < 0).sum()):>11}"
               f"{float(np.mean(pred == base)):>26.3f}")
+    corpora = np.array([u.corpus for u in utts])
+    names = sorted(set(corpora))
+    print(f"\nUAR per corpus (all of its test clips)\n{'form':<32}" + "".join(f"{c:>9}" for c in names))
+    for name, pred in forms.items():
+        print(f"{name:<32}" + "".join(f"{metrics(y[corpora == c], pred[corpora == c])['uar']:>9.3f}" for c in names))
     return 0
 
 
