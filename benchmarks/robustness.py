@@ -35,6 +35,7 @@ from serkit.audio import decode_all
 from serkit.evaluation import metrics
 from serkit.inference import load_model, resolve_model
 from serkit.manifest import read_manifest
+from serkit.rooms import other_speakers
 
 NOISE_DBFS = -60.0
 FORMS = ("recorded", "trimmed", "padded", "timeline", "room")
@@ -106,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             pieces += [gap, waves[i]]
             spans.append((t + len(gap), t + len(gap) + len(waves[i])))
             t += len(gap) + len(waves[i])
-        recording = np.concatenate(pieces + [noise(2 * sr, rng)])
+        last_gap = noise(2 * sr, rng)
         if "timeline" not in chosen:
             continue
-        tl = predictor.predict_timeline(recording)
+        tl = predictor.predict_timeline(np.concatenate(pieces + [last_gap]))
         for i, (a, b) in zip(group, spans):
             overlap = [max(0, min(b, s.end * sr) - max(a, s.start * sr)) for s in tl.segments]
             if overlap and max(overlap) > 0:
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     rooms, groups = shoebox_rooms(), np.array([u.group for u in utts])
     heard = []
     for i, w in enumerate(waves):
-        others = rng.choice(np.flatnonzero(groups != groups[i]), 3, replace=False)
+        others = other_speakers(groups, i, rng)
         heard.append(in_test_room(w, rooms[rng.integers(len(rooms))], [waves[j] for j in others], rng.uniform(5, 20)))
     if "room" in chosen:
         forms["in a room (babble 5-20 dB)"] = answers(heard)

@@ -38,7 +38,7 @@ from head_probe import LABELS, encoder_stats, pool_features  # noqa: E402
 
 from serkit.encoder_training import row_weights  # noqa: E402
 from serkit.pool import plan_pool  # noqa: E402
-from serkit.rooms import room_views  # noqa: E402
+from serkit.rooms import other_speakers, room_views  # noqa: E402
 from serkit.splits import speaker_folds  # noqa: E402
 
 SR = 16000
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     crops = [w[slice(*s)] for w, s in zip(pool.waves, pool.spans)]
     y, corpus, judged, speaker = pool.y, pool.corpus, pool.judged, pool.speaker
     rooms, rng = shoebox_rooms(), np.random.default_rng(1)
-    others = lambda i: [crops[j] for j in rng.choice(np.flatnonzero(speaker != speaker[i]), 3, replace=False)]  # noqa: E731
+    others = lambda i: [crops[j] for j in other_speakers(speaker, i, rng)]  # noqa: E731
     conditions = {
         "room+babble": lambda i, c: in_test_room(c, rooms[rng.integers(len(rooms))], others(i), rng.uniform(5, 20)),
         "room": lambda i, c: in_test_room(c, rooms[rng.integers(len(rooms))], [], np.inf),

@@ -27,6 +27,7 @@ from rooms import in_test_room, shoebox_rooms  # noqa: E402
 from serkit.data import decode_all  # noqa: E402
 from serkit.emotions import DEFAULT_EMOTIONS  # noqa: E402
 from serkit.manifest import read_manifest  # noqa: E402
+from serkit.rooms import other_speakers  # noqa: E402
 from serkit.vad import (FRAME, SECOND_LOOK_PAD_S, SECOND_LOOK_THRESHOLD, SileroVAD, clip_speech,  # noqa: E402
                         detect_speech, frames_of, speech_segments)
 
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     speaker = np.array([f"{u.corpus}/{u.speaker}" for u in utts])
 
     def in_room(i: int) -> np.ndarray:
-        others = [waves[j] for j in rng.choice(np.flatnonzero(speaker != speaker[i]), 3, replace=False)]
+        others = [waves[j] for j in other_speakers(speaker, i, rng)]
         return in_test_room(waves[i], rooms[rng.integers(len(rooms))], others, rng.uniform(5, 20))
 
     picked = rng.choice(len(waves), min(args.rooms, len(waves)), replace=False)

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from serkit.audio import SAMPLE_RATE, decode_all, pad_or_trim  # noqa: F401  (decode_all re-exported)
+from serkit.rooms import ROOM_SHARE, other_speakers, room_view
 
 
 
@@ -37,7 +38,6 @@ class Augment:
                  voices: Callable[[], Sequence[np.ndarray]] | None = None) -> np.ndarray:
         """``voices``: other speakers' clips for a room's babble, asked for only when a room is drawn."""
         if self.room_prob > 0 and rng.random() < self.room_prob:
-            from serkit.rooms import room_view
             wave = room_view(wave, rng, list(voices()) if voices is not None else [])
         if rng.random() < self.speed_prob:
             factor = rng.uniform(*self.speed)
@@ -57,7 +57,6 @@ def training_augment(cfg: Any) -> Augment | None:
     :data:`~serkit.rooms.ROOM_SHARE` of the clips with ``rooms``."""
     if not cfg.augment:
         return None
-    from serkit.rooms import ROOM_SHARE
     return Augment(speed_prob=0.5 if cfg.speed_perturb else 0.0, room_prob=ROOM_SHARE if cfg.rooms else 0.0)
 
 
@@ -81,13 +80,12 @@ class ClipDataset(Dataset):
         self.groups = np.asarray(groups) if groups is not None else None
         self.rng = np.random.default_rng(seed)
 
-    def voices(self, i: int, n: int = 3) -> list[np.ndarray]:
-        """The speech of ``n`` random clips of speakers other than clip ``i``'s (``groups``), for
-        a simulated room's babble; none without ``groups`` or other speakers."""
+    def voices(self, i: int) -> list[np.ndarray]:
+        """The speech of random clips of speakers other than clip ``i``'s (``groups``), for a
+        simulated room's babble; none without ``groups``."""
         if self.groups is None:
             return []
-        others = np.flatnonzero(self.groups != self.groups[i])
-        picked = self.rng.choice(others, min(n, len(others)), replace=False) if len(others) else []
+        picked = other_speakers(self.groups, i, self.rng)
         return [self.waves[j][slice(*self.spans[j])] if self.spans is not None else self.waves[j] for j in picked]
 
     def __len__(self) -> int:

@@ -302,14 +302,20 @@ def load_onnx_model(path: str | os.PathLike, precision: str | None = None,
             raise BundleError(f"{p}: no such ONNX file")
         model_file = p
     else:
-        info = config.get("onnx")
-        if not info:
-            raise BundleError(f"{folder}: not an ONNX export (config.json has no 'onnx' section); "
-                              "make one with: serkit export BUNDLE --onnx -o DIR")
-        choice = precision or info.get("default", "fp32")
-        files = info.get("files", {})
-        if choice not in files or Path(files[choice]).name != files[choice]:
-            raise BundleError(f"{folder}: no {choice} model in this export "
-                              f"(it has {', '.join(files) or 'none'})")
-        model_file = folder / files[choice]
+        model_file = onnx_file(folder, config, precision)
     return OnnxPredictor(model_file, config, name=model_name(folder), threads=threads)
+
+
+def onnx_file(folder: Path, config: dict[str, Any], precision: str | None = None) -> Path:
+    """The ONNX file of an export ``folder`` (its ``config``) that serves ``precision``: by default
+    the export's default precision. Names only a file inside the folder."""
+    info = config.get("onnx")
+    if not info:
+        raise BundleError(f"{folder}: not an ONNX export (config.json has no 'onnx' section); "
+                          "make one with: serkit export BUNDLE --onnx -o DIR")
+    choice = precision or info.get("default", "fp32")
+    files = info.get("files", {})
+    if choice not in files or Path(files[choice]).name != files[choice]:
+        raise BundleError(f"{folder}: no {choice} model in this export "
+                          f"(it has {', '.join(files) or 'none'})")
+    return folder / files[choice]

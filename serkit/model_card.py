@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from serkit.backbones import backbone_info
-from serkit.bundle import WEIGHTS, read_config
-from serkit.inference import default_model_path
+from serkit.bundle import WEIGHTS, BundleError, read_config
+from serkit.inference import default_model_path, onnx_file
 
 
 #: Where a corpus's speaker's clips are, so a card can say which files to try.
@@ -55,9 +55,11 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
     training = _obj(c.get("training"))
     tcfg, data = _obj(training.get("config")), _obj(training.get("data"))
     test = _obj(_obj(c.get("metrics")).get("test"))
-    onnx = _obj(c.get("onnx"))     # an exported folder: the graph it serves holds the weights
-    served = folder / str(_obj(onnx.get("files")).get(onnx.get("default"), "")) if onnx else folder / WEIGHTS
-    size_mb = served.stat().st_size / 1e6 if served.is_file() else 0.0
+    try:      # an exported folder: the graph it serves holds the weights
+        served: Path | None = onnx_file(folder, c) if c.get("onnx") else folder / WEIGHTS
+    except BundleError:            # an export naming no usable file: loading it says what is wrong
+        served = None
+    size_mb = served.stat().st_size / 1e6 if served is not None and served.is_file() else 0.0
     # nested settings (a fine-tuned encoder's whole backbone config) would drown the card
     arch = ", ".join(f"{k}={v}" for k, v in c["model_config"].items() if not isinstance(v, dict))
     rows = [

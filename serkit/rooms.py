@@ -78,6 +78,13 @@ def room_view(wave: np.ndarray, rng: np.random.Generator, voices: list[np.ndarra
     return _at_snr(y, noise, rng.uniform(*NOISE_SNR_DB)).astype(np.float32)
 
 
+def other_speakers(groups: np.ndarray, i: int, rng: np.random.Generator, n: int = BABBLE_VOICES) -> np.ndarray:
+    """Indices of ``n`` random clips (fewer if there are not so many) whose speaker (``groups``)
+    is not clip ``i``'s: the voices of a room's babble."""
+    others = np.flatnonzero(groups != groups[i])
+    return rng.choice(others, min(n, len(others)), replace=False) if len(others) else others
+
+
 def clip_seed(utt: Utterance) -> int:
     """A clip's part of its training views' seeds: the same in every run and fold."""
     return zlib.crc32(str(utt.path).encode())
@@ -97,7 +104,6 @@ def room_views(crops: list[np.ndarray], owner: Sequence[int], utts: Sequence[Utt
     groups = np.array([utts[i].group for i in clips])
     for n, i in enumerate(clips):
         rng = np.random.default_rng([seed, ROOM_VIEW, clip_seed(utts[i])])
-        others = np.flatnonzero(groups != groups[n])
-        picked = rng.choice(others, min(BABBLE_VOICES, len(others)), replace=False) if len(others) else []
+        picked = other_speakers(groups, n, rng)
         crops.append(room_view(crops[first[i]], rng, [crops[first[clips[j]]] for j in picked], sr))
     return clips

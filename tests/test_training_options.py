@@ -81,6 +81,9 @@ def test_the_babble_of_a_training_clip_comes_from_other_speakers_speech():
         assert len(picked) == 3 and {float(v[0]) for v in picked} <= {2.0, 3.0, 4.0, 5.0}
         assert all(len(v) == 50 for v in picked)                     # the speech span, not the clip
     assert ClipDataset(waves, [0] * 6, 80).voices(0) == []            # no speakers known: no babble
+    few = ClipDataset(waves[:3], [0] * 3, 80, groups=["a", "a", "b"])  # fewer other voices than a babble's 3
+    assert [float(v[0]) for v in few.voices(0)] == [2.0] and few.voices(2) and len(few.voices(2)) == 2
+    assert ClipDataset(waves[:2], [0] * 2, 80, groups=["a", "a"]).voices(0) == []   # one speaker: none
     for i in range(6):                                               # and the dataset still serves items
         wave, length, _ = ds[i]
         assert wave.shape == (80,) and 0 < length <= 80
