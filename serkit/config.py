@@ -80,6 +80,9 @@ class TrainConfig:
     augment: bool = setting(True, "training-time augmentation: gain, noise, crop and SpecAugment")
     speed_perturb: bool = setting(True, "speed perturbation (0.9-1.1) among the augmentations")
     mixup: float = setting(0.0, "mixup Beta(alpha, alpha) on waveforms; 0 turns it off", rule=AT_LEAST_0)
+    ema: float = setting(0.0, "exponential moving average of the weights, its decay per step (e.g. 0.998): "
+                         "validation, the best epoch and the bundle use the averaged weights; 0 turns it off",
+                         rule=Rule(0, 1, hi_open=True))
     clip_seconds: float = setting(3.0, "model window in seconds", rule=Rule(0, MAX_CLIP_SECONDS, lo_open=True))
     vad: str = setting("auto", "speech detector of the scorer, stored in the bundle: auto (silero), silero, "
                        "energy (any loud sound is speech: for synthetic data), none (the clip in pieces of one "

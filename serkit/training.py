@@ -32,12 +32,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from safetensors.torch import load_file, save
 from torch.utils.data import DataLoader
 
 from serkit.audio import SAMPLE_RATE, AudioSpec
+from serkit.callbacks import AveragedWeights, BestWeights  # noqa: F401  (BestWeights re-exported)
 from serkit.scorer import AGGREGATION, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, Scorer
 from serkit.data import ClipDataset, UnitDataset, collate_units, decode_all, training_augment
 from serkit.evaluation import evaluate_logits, fit_temperature, plot_curves
@@ -47,7 +47,7 @@ from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
 from serkit.pool import masked_cross_entropy, plan_pool, pool_loader
 from serkit.run_folder import (AtomicCheckpointIO, check_run_folder, claim_run_folder, keep_cache_counts,
                                prepend_metrics)
-from serkit.safety import atomic_write_bytes, write_json
+from serkit.safety import write_json
 from serkit.splits import split, summarize
 from serkit.val_metrics import answers, first_visits, score_batch, validation_metrics
 
@@ -143,33 +143,6 @@ class SERModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=max_lr, total_steps=max(1, int(self.trainer.estimated_stepping_batches)), pct_start=0.15)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-class BestWeights(Callback):
-    """Keeps the best epoch's weights (by the monitored validation metric) in memory and in
-    ``best.safetensors``, so the bundle is the best epoch, restored without unpickling anything.
-    Only a resumed run (``resume``) starts from the best saved so far."""
-
-    def __init__(self, path: Path, monitor: str, resume: bool = False):
-        self.path, self.monitor = path, monitor
-        self.best_score = -float("inf")
-        self.best_epoch = -1
-        self.state: dict[str, torch.Tensor] | None = None
-        if resume and path.is_file():  # resumed run: the best so far survives the restart
-            self.state = load_file(str(path))
-            meta = json.loads((path.with_suffix(".json")).read_text())
-            self.best_score, self.best_epoch = meta["score"], meta["epoch"]
-
-    def on_validation_end(self, trainer, pl_module):
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
-            return
-        score = float(trainer.callback_metrics[self.monitor])
-        if score > self.best_score:
-            self.best_score, self.best_epoch = score, trainer.current_epoch
-            self.state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
-            if trainer.is_global_zero:   # the weights first: best.json never names weights not on disk
-                atomic_write_bytes(self.path, save(self.state))
-                write_json(self.path.with_suffix(".json"), {"score": score, "epoch": self.best_epoch})
 
 
 def data_summary(utts: list[Utterance], parts: list[str]) -> dict[str, Any]:
@@ -296,6 +269,8 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, logger=CSVLogger(out, name="", version="logs"), default_root_dir=out,
         callbacks=[best, EarlyStopping(cfg.monitor, mode="max", patience=cfg.patience),
+                   # validation and `best` read the averaged weights; swapped back before last.ckpt
+                   *([AveragedWeights(cfg.ema)] if cfg.ema else []),
                    # last.ckpt rewritten after every epoch, for --resume (save_last with
                    # save_top_k=0 only writes it when training ends, too late for a crash)
                    ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,

@@ -1,5 +1,7 @@
-"""Training switches beyond the defaults: mixup, speed perturbation and simulated rooms."""
+"""Training switches beyond the defaults: mixup, speed perturbation, simulated rooms and the weights' moving average."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import torch
@@ -104,3 +106,91 @@ def test_a_cnn_lstm_trained_with_rooms_says_so_in_its_card(tmp_path):
     train(corpus.manifest, tmp_path / "off", tiny_config(epochs=1, rooms=False))
     assert "30% of training clips heard in a simulated room" in " ".join(model_card(tmp_path / "on" / "bundle").split())
     assert "simulated room" not in model_card(tmp_path / "off" / "bundle")
+
+
+def test_ema_validates_and_ships_the_moving_average_of_the_weights(tmp_path, monkeypatch):
+    """With ``ema``, what validation scores, the best epoch kept and the bundle's weights are the
+    exponential moving average of the weights after every optimiser step, recomputed here by hand
+    from the raw weights of each step; the raw weights go on training unchanged by it."""
+    import pytest
+    from safetensors.torch import load_file
+
+    import serkit.training as training
+
+    decay = 0.8
+    raw: list[dict[str, torch.Tensor]] = []       # the model's own weights after each step
+    seen: list[tuple[int, dict[str, torch.Tensor]]] = []   # (steps so far, weights at validation)
+
+    def floats(module):
+        return {k: v.detach().clone() for k, v in module.model.state_dict().items() if v.is_floating_point()}
+
+    class Recording(training.AveragedWeights):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            super().on_train_batch_end(trainer, pl_module, *args)
+            raw.append(floats(pl_module))
+
+        def on_validation_end(self, trainer, pl_module):
+            seen.append((len(raw), floats(pl_module)))
+            super().on_validation_end(trainer, pl_module)
+
+    monkeypatch.setattr(training, "AveragedWeights", Recording)
+    corpus = write_tone_corpus(tmp_path / "c", speakers=7, per_emotion=3, seed=3)
+    train(corpus.manifest, tmp_path / "run", tiny_config(epochs=3, ema=decay))
+    assert len(seen) == 3 and len(raw) > 3
+
+    average, by_step = None, {}
+    for step, weights in enumerate(raw, 1):
+        average = dict(weights) if average is None else {k: decay * average[k] + (1 - decay) * weights[k]
+                                                         for k in weights}
+        by_step[step] = average
+    for steps, weights in seen:
+        for k, v in weights.items():
+            assert torch.allclose(v, by_step[steps][k], atol=1e-5), k
+    assert any(not torch.allclose(seen[-1][1][k], raw[-1][k]) for k in raw[-1]), "nothing was averaged"
+
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())["epoch"]
+    shipped = load_file(str(tmp_path / "run" / "bundle" / "model.safetensors"))
+    for k, v in seen[best][1].items():
+        assert torch.equal(shipped[k], v), k
+    with pytest.raises(ValueError, match="ema"):
+        TrainConfig(ema=1.0)
+
+
+def test_an_interrupted_run_with_ema_resumes_with_its_average(tmp_path, monkeypatch):
+    """last.ckpt holds both the raw weights and the average (Lightning's format for averaging), so
+    a resumed run goes on averaging from where it stopped instead of from the raw weights."""
+    import pytest
+
+    import serkit.training as training
+
+    class Crash(RuntimeError):
+        pass
+
+    class CrashAtEpoch2(training.BestWeights):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 2:
+                raise Crash("power cut")
+
+    corpus = write_tone_corpus(tmp_path / "c", speakers=7, per_emotion=3, seed=3)
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(training, "BestWeights", CrashAtEpoch2)
+        with pytest.raises(Crash):
+            train(corpus.manifest, run, tiny_config(epochs=4, ema=0.8))
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)   # our own file, tensors only
+    assert {"current_model_state", "averaging_state"} <= set(ckpt)
+    average = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    current = {k.removeprefix("model."): v for k, v in ckpt["current_model_state"].items() if k.startswith("model.")}
+    assert any(not torch.equal(average[k], current[k]) for k in average if average[k].is_floating_point())
+
+    resumed: list[dict[str, torch.Tensor]] = []
+
+    class Watch(training.AveragedWeights):
+        def on_train_epoch_start(self, trainer, pl_module):
+            resumed.append({k: v.clone() for k, v in self._average_model.module.model.state_dict().items()})
+
+    monkeypatch.setattr(training, "AveragedWeights", Watch)
+    report = train(corpus.manifest, run, resume=True)
+    assert report["n"] > 0 and len(resumed) == 2
+    for k, v in average.items():     # epoch 2 starts from the saved average, not from the raw weights
+        assert torch.equal(resumed[0][k], v), k
