@@ -81,7 +81,7 @@ default-model: install-test
 fast-model: install-test
 	$(BIN)/serkit prepare $(CORPORA) -o $(DATA)/manifest.csv
 	$(BIN)/serkit train $(DATA)/manifest.csv --out runs/fast --force --model cnn_lstm --epochs 24 --patience 8 --seed 0 --no-corpus-label-mask --rooms
-	rm -rf serkit/fast_model && $(BIN)/serkit export runs/fast/bundle --onnx --int8 -o serkit/fast_model
+	rm -rf serkit/fast_model && $(BIN)/serkit export runs/fast/bundle --onnx --int8-only -o serkit/fast_model
 
 benchmark-accuracy: install-test
 	$(BIN)/python benchmarks/accuracy.py --corpora $(CORPORA)

@@ -1,9 +1,10 @@
 """Export a bundle to ONNX, the front-end included: the ONNX model takes waveforms.
 
-    serkit export BUNDLE --onnx [--int8] -o DIR
+    serkit export BUNDLE --onnx [--int8 | --int8-only] -o DIR
 
 writes ``DIR/model.onnx`` (fp32), with ``--int8`` also ``DIR/model.int8.onnx`` (dynamic int8
-quantisation of the matrix products and the LSTM), and ``DIR/config.json``: the bundle's config
+quantisation of the matrix products and the LSTM; ``--int8-only``: that file alone, the fp32
+graph checked and then left out, as the shipped fast model is), and ``DIR/config.json``: the bundle's config
 plus an ``"onnx"`` section (files, exporter, opset, versions and the measured parity). Load the
 folder with :func:`serkit.load_model` (it sees the ONNX files) or ``serkit predict --model DIR``.
 
@@ -159,9 +160,12 @@ def compare(model: nn.Module, onnx_path: Path, wave: np.ndarray, lengths: np.nda
 
 def export_onnx(bundle: str | os.PathLike, out: str | os.PathLike, int8: bool = False,
                 exporter: str = "dynamo", opset: int | None = None,
-                tolerance: float = FP32_TOLERANCE, force: bool = False) -> ExportResult:
+                tolerance: float = FP32_TOLERANCE, force: bool = False, int8_only: bool = False) -> ExportResult:
     """Export the bundle at ``bundle`` to the folder ``out`` (created, or an earlier export
     replaced atomically; a folder holding other files needs ``force``, and keeps them).
+
+    ``int8_only`` writes the int8 model alone (the fp32 graph is still exported and checked
+    first, then left out: a shipped model's history grows by the int8 file only).
 
     Raises :class:`ExportError` when the fp32 model's probabilities differ from PyTorch's by more
     than ``tolerance`` on the parity input (see :func:`parity_inputs`), and
@@ -197,16 +201,20 @@ def export_onnx(bundle: str | os.PathLike, out: str | os.PathLike, int8: bool = 
         if parity["fp32"]["max_abs_prob_diff"] > tolerance:
             raise ExportError(f"{bundle}: the ONNX model's probabilities differ from PyTorch's by "
                               f"{parity['fp32']['max_abs_prob_diff']:.2e} (> {tolerance:.0e})")
-        if int8:
+        if int8 or int8_only:
             quantize_int8(tmp / ONNX_FP32, tmp / ONNX_INT8)
             files["int8"] = ONNX_INT8
             parity["int8"] = compare(model, tmp / ONNX_INT8, wave, lengths, temperature)
+        if int8_only:   # the fp32 graph was checked (its parity stays on record) and is not kept
+            (tmp / ONNX_FP32).unlink()
+            del files["fp32"]
         import onnxruntime as ort
         info = {
-            "files": files, "default": "int8" if int8 else "fp32", "exporter": exporter, "opset": used_opset,
+            "files": files, "default": "int8" if "int8" in files else "fp32", "exporter": exporter,
+            "opset": used_opset,
             "inputs": {"wave": "float32 (batch, samples)", "lengths": "int64 (batch,)"},
             "outputs": {"logits": "float32 (batch, classes), uncalibrated"},
-            "int8_ops": list(INT8_OPS) if int8 else [],
+            "int8_ops": list(INT8_OPS) if "int8" in files else [],
             "torch_version": torch.__version__, "onnxruntime_version": ort.__version__,
             "parity": parity, "source_bundle": str(bundle),
         }

@@ -134,6 +134,26 @@ def test_cli_export_then_predict(exported, tmp_path, capsys):
         assert max(abs(a["probabilities"][k] - b["probabilities"][k]) for k in EMOTIONS) < FP32_TOL
 
 
+def test_int8_only_export_keeps_the_int8_model_alone(exported, tmp_path, capsys):
+    """--int8-only (how the shipped fast model is exported): the fp32 graph is checked, then not
+    kept, so a retrained model adds one ONNX file to the history; re-exporting over a full export
+    removes that export's fp32 file; the folder serves int8 and says it has no fp32 model."""
+    bundle, full, result = exported
+    out = tmp_path / "int8_only"
+    shutil.copytree(full, out)                      # an earlier full export in the same folder
+    assert main(["export", str(bundle), "--onnx", "--int8-only", "-o", str(out), "--exporter", "torchscript"]) == 0
+    assert "model.int8.onnx" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["config.json", "model.int8.onnx"]
+    info = json.loads((out / "config.json").read_text())["onnx"]
+    assert info["files"] == {"int8": "model.int8.onnx"} and info["default"] == "int8"
+    assert info["parity"]["fp32"]["max_abs_prob_diff"] < FP32_TOL      # checked before it was left out
+    waves, _ = synthetic_set(n_per_emotion=2)
+    np.testing.assert_allclose(load_model(out).predict_proba(waves),
+                               load_onnx_model(full, precision="int8").predict_proba(waves), atol=1e-6)
+    with pytest.raises(BundleError, match="no fp32 model"):
+        load_onnx_model(out, precision="fp32")
+
+
 def test_cli_errors_are_one_line(exported, tmp_path, capsys):
     bundle, _, _ = exported
     assert main(["predict", "--model", str(bundle), "--runtime", "onnx", str(tmp_path / "x.wav")]) == 2

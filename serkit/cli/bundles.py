@@ -21,7 +21,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.onnx:
         raise ValueError("name a format to export to: --onnx (the only one so far)")
     r = export_onnx(args.bundle, args.output, int8=args.int8, exporter=args.exporter, opset=args.opset,
-                    force=args.force)
+                    force=args.force, int8_only=args.int8_only)
     for precision, name in r.files.items():
         p = r.parity[precision]
         size = (r.folder / name).stat().st_size / 1e6
@@ -65,6 +65,8 @@ def add_parsers(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder")
     p.add_argument("--onnx", action="store_true", help="export to ONNX (waveforms in, logits out)")
     p.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 model")
+    p.add_argument("--int8-only", action="store_true",
+                   help="write the int8 model alone (the fp32 graph is checked, then left out)")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write")
     p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
                    help="torch.onnx exporter: dynamo (~30 s) or the legacy torchscript (~1 s); default: %(default)s")
