@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from serkit.backbones import backbone_info
+from serkit.backbones import MissingBackbone, backbone_info, encoder_path
 from serkit.bundle import WEIGHTS, BundleError, read_config
 from serkit.inference import default_model_path, onnx_file
 
@@ -62,8 +62,15 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
     size_mb = served.stat().st_size / 1e6 if served is not None and served.is_file() else 0.0
     # nested settings (a fine-tuned encoder's whole backbone config) would drown the card
     arch = ", ".join(f"{k}={v}" for k, v in c["model_config"].items() if not isinstance(v, dict))
+    weights = f"{size_mb:.1f} MB of weights"
+    backbone = c["model_config"].get("backbone") if c["model_type"] == "encoder_head" else None
+    if backbone:   # the head is the bundle's; the frozen encoder it reads is most of the model
+        try:
+            weights = f"{size_mb:.1f} MB head + {encoder_path(backbone, folder).stat().st_size / 1e6:.1f} MB encoder"
+        except (MissingBackbone, OSError):
+            weights = f"{size_mb:.1f} MB head; its encoder {backbone} is not here"
     rows = [
-        ("model type", f"{c['model_type']} ({size_mb:.1f} MB of weights, bundle format {c['format_version']}, "
+        ("model type", f"{c['model_type']} ({weights}, bundle format {c['format_version']}, "
                        f"serkit {c.get('serkit_version', '?')})"),
         ("architecture", arch),
         ("labels", ", ".join(c["labels"])),
@@ -114,7 +121,6 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
             rows.append(("uncertain", f"{pct(flags.get('share'))} of the test answers are flagged uncertain; "
                                       f"right {pct(flags.get('accuracy_flagged'))} of the time when flagged, "
                                       f"{pct(flags.get('accuracy_unflagged'))} otherwise"))
-    backbone = c["model_config"].get("backbone") if c["model_type"] == "encoder_head" else None
     if backbone:
         info = backbone_info(backbone)
         rows.append(("encoder", f"{backbone}: {info.get('source', 'inside the bundle')} hidden layers 0-"

@@ -3,6 +3,7 @@ a head that trains with Lightning and serves in NumPy, without torch."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict
@@ -161,6 +162,16 @@ def test_a_linear_head_is_refitted_with_the_validation_speakers_but_calibrated_w
     assert again["uar"] == pytest.approx(report["uar"])
     card = " ".join(model_card(bundle).split())
     assert "then refitted on training + validation clips" in card and "then joined the training" in card
+    # the card weighs the encoder the head reads, not the head alone
+    head_mb = (bundle / "model.safetensors").stat().st_size / 1e6
+    spec = after["model_config"]["backbone"]
+    assert f"({head_mb:.1f} MB head + {encoder_path(spec, bundle).stat().st_size / 1e6:.1f} MB encoder" in card
+    elsewhere = tmp_path / "copied"                    # a copy whose encoder this serkit lacks
+    shutil.copytree(bundle, elsewhere)
+    config = json.loads((elsewhere / "config.json").read_text())
+    config["model_config"]["backbone"] = "serkit:whisper-tiny-l9"
+    (elsewhere / "config.json").write_text(json.dumps(config))
+    assert "head; its encoder serkit:whisper-tiny-l9 is not here" in " ".join(model_card(elsewhere).split())
     assert "not trained on" not in card
     flags = after["metrics"]["test"]["uncertain"]     # how far to trust a flag, on the test speakers
     assert 0 <= flags["share"] <= 1 and f"{100 * flags['share']:.0f} % of the test answers are flagged" in card
