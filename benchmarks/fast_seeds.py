@@ -1,0 +1,97 @@
+"""Probe: how much of the fast model's figure is its seed, and what averaging seeds would give.
+
+    python benchmarks/fast_seeds.py --seeds 0 1 2 --out runs/fast-seeds
+
+Trains the shipped fast recipe (``make fast-model``: the CNN-LSTM, 24 epochs, patience 8, no
+corpus label mask, rooms) once per seed on the **same** split, the shipped one (split seed 0),
+so only the initialisation, the order of the clips and the augmentation draws differ; seed 0 is
+the shipped model (the recipe is deterministic). Then scores every run, and the mean of their
+probabilities (an ensemble: one clip's answer is the average of the members' calibrated
+probabilities), on the split's test speakers through the Predictor users call, judged as
+``benchmarks/accuracy.py`` judges (ASED on sentences 01-02; a clip without speech is wrong).
+
+A run folder that already holds a bundle is scored as it is (``--force`` trains it again). About
+10 minutes a seed here. Its result is in RESULTS-default.md ("Seeds").
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy import breakdown, fair  # noqa: E402
+
+import serkit.training as training  # noqa: E402
+from serkit.config import TrainConfig  # noqa: E402
+from serkit.inference import load_model  # noqa: E402
+from serkit.manifest import read_manifest  # noqa: E402
+from serkit.splits import split  # noqa: E402
+
+
+def train_seed(manifest: str, out: Path, seed: int) -> None:
+    """The shipped fast recipe with ``seed``, on the split of seed 0."""
+    def split_of_seed0(utts, cfg):
+        return split(utts, cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=0,
+                     test_corpus=cfg.test_corpus)
+
+    cfg = TrainConfig(model="cnn_lstm", epochs=24, patience=8, seed=seed, corpus_label_mask=False, rooms=True,
+                      progress=False)
+    real = training.split_for
+    training.split_for = split_of_seed0
+    try:
+        training.train(manifest, out, cfg, force=True)
+    finally:
+        training.split_for = real
+
+
+def probabilities(bundle: Path, files: list[str], labels: list[str]) -> np.ndarray:
+    """(clips, classes) calibrated probabilities in ``labels``' order; NaN rows: no speech found."""
+    model = load_model(bundle)
+    rows = []
+    for r in model.predict_files(files):
+        if r.error:        # a clip that cannot be read would count as a wrong answer: stop instead
+            raise SystemExit(f"{bundle}: {r.error}")
+        rows.append([r.probabilities[label] for label in labels] if r.probabilities else [np.nan] * len(labels))
+    return np.array(rows, dtype=np.float64)
+
+
+def line(name: str, utts, y: np.ndarray, probs: np.ndarray) -> str:
+    pred = np.where(np.isnan(probs).any(axis=1), -1, np.nan_to_num(probs).argmax(axis=1))
+    b = breakdown(utts, y, pred)
+    corpora = "  ".join(f"{c} {m['uar']:.3f}" for c, m in b.items() if c != "pool")
+    return f"{name:<24} UAR {b['pool']['uar']:.3f}  accuracy {b['pool']['accuracy']:.3f}  ({corpora})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--manifest", default="data/manifest.csv")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--out", default="runs/fast-seeds")
+    ap.add_argument("--force", action="store_true", help="train runs that already have a bundle again")
+    args = ap.parse_args(argv)
+
+    runs = {s: Path(args.out) / f"seed{s}" for s in args.seeds}
+    for seed, run in runs.items():
+        if args.force or not (run / "bundle").is_dir():
+            train_seed(args.manifest, run, seed)
+    first = runs[args.seeds[0]]
+    test = [u for u in read_manifest(first / "split.csv") if u.split == "test"]
+    labels = load_model(first / "bundle").labels
+    y = np.array([labels.index(u.emotion) for u in test])
+    files = [str(u.path) for u in test]
+    print(f"{len(test)} test clips of the shipped split ({sum(map(fair, test))} judged)")
+    probs = {}
+    for seed, run in runs.items():
+        probs[seed] = probabilities(run / "bundle", files, labels)
+        print(line(f"seed {seed}", test, y, probs[seed]))
+    for k in range(2, len(runs) + 1):
+        members = list(runs)[:k]
+        print(line(f"mean of seeds {', '.join(map(str, members))}", test, y, np.mean([probs[s] for s in members], axis=0)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
