@@ -149,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(utts)} clips, {len({u.group for u in utts})} speakers, six emotions; "
           f"{args.folds}-fold speaker-grouped CV, seed {args.seed}", flush=True)
     options = json.loads(args.model_options)
-    cfg = dict(model=args.model, epochs=args.epochs, seed=args.seed, progress=False, model_options=options,
-               **json.loads(args.train_options))
+    # --train-options may name any TrainConfig field, the seed too: a training seed other than the
+    # folds' (--seed) trains the same folds again with another initialisation and augmentation
+    cfg = {**dict(model=args.model, epochs=args.epochs, seed=args.seed, progress=False, model_options=options),
+           **json.loads(args.train_options)}
     tasks = [] if not args.folds else [
         (f"fold{k}", parts) for k, parts in enumerate(speaker_folds(utts, args.folds, seed=args.seed))
         if args.only_fold is None or k == args.only_fold]

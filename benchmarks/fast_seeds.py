@@ -1,6 +1,7 @@
 """Probe: how much of the fast model's figure is its seed, and what averaging seeds would give.
 
     python benchmarks/fast_seeds.py --seeds 0 1 2 --out runs/fast-seeds
+    python benchmarks/fast_seeds.py --runs runs/bench-fast-seed0/fold2 runs/bench-fast-seed1/fold2 ...
 
 Trains the shipped fast recipe (``make fast-model``: the CNN-LSTM, 24 epochs, patience 8, no
 corpus label mask, rooms) once per seed on the **same** split, the shipped one (split seed 0),
@@ -11,11 +12,14 @@ probabilities), on the split's test speakers through the Predictor users call, j
 ``benchmarks/accuracy.py`` judges (ASED on sentences 01-02; a clip without speech is wrong).
 
 A run folder that already holds a bundle is scored as it is (``--force`` trains it again). About
-10 minutes a seed here. Its result is in RESULTS-default.md ("Seeds").
+10 minutes a seed here. ``--runs`` scores run folders trained elsewhere on one split instead, e.g.
+one fold of ``benchmarks/accuracy.py`` trained with several seeds (``--train-options '{"seed": 1,
+...}'``, the folds staying those of ``--seed``). Its results are in RESULTS-default.md ("Seeds").
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -71,18 +75,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="runs/fast-seeds")
     ap.add_argument("--force", action="store_true", help="train runs that already have a bundle again")
+    ap.add_argument("--runs", nargs="+", default=None, metavar="RUN",
+                    help="score these run folders (one split, any seeds) instead of training")
     args = ap.parse_args(argv)
 
-    runs = {s: Path(args.out) / f"seed{s}" for s in args.seeds}
-    for seed, run in runs.items():
-        if args.force or not (run / "bundle").is_dir():
-            train_seed(args.manifest, run, seed)
-    first = runs[args.seeds[0]]
+    if args.runs:
+        runs = {json.loads((Path(r) / "config.json").read_text())["seed"]: Path(r) for r in args.runs}
+        splits = {(run / "split.csv").read_bytes() for run in runs.values()}
+        if len(runs) != len(args.runs) or len(splits) != 1:
+            raise SystemExit("--runs: give runs of one split with different seeds")
+    else:
+        runs = {s: Path(args.out) / f"seed{s}" for s in args.seeds}
+        for seed, run in runs.items():
+            if args.force or not (run / "bundle").is_dir():
+                train_seed(args.manifest, run, seed)
+    first = next(iter(runs.values()))
     test = [u for u in read_manifest(first / "split.csv") if u.split == "test"]
     labels = load_model(first / "bundle").labels
     y = np.array([labels.index(u.emotion) for u in test])
     files = [str(u.path) for u in test]
-    print(f"{len(test)} test clips of the shipped split ({sum(map(fair, test))} judged)")
+    print(f"{len(test)} test clips of {first / 'split.csv'} ({sum(map(fair, test))} judged)")
     probs = {}
     for seed, run in runs.items():
         probs[seed] = probabilities(run / "bundle", files, labels)
