@@ -52,13 +52,14 @@ class AveragedWeights(WeightAveraging):
     ``on_validation_end`` before this one has run: list :class:`BestWeights` (and early
     stopping) before it and the checkpoint callback after it, so the best epoch kept is the
     averaged one while ``last.ckpt`` holds both (Lightning's own resume format for averaging).
+    The swap is Lightning's own (``_swap_models``, a private method: lightning is pinned in
+    constraints.txt, and tests/test_training_options.py checks the average by hand).
     """
 
     def __init__(self, decay: float):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         super().__init__(multi_avg_fn=get_ema_multi_avg_fn(decay))
-        self.decay = decay
 
     def on_validation_epoch_end(self, trainer, pl_module):
         """Lightning swaps back here, before the epoch's metrics reach the other callbacks; that
