@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from serkit.errors import BundleError
-from serkit.models.configs import CNNLSTMConfig, EncoderHeadConfig, PretrainedConfig
+from serkit.models.configs import CNNLSTMConfig, EncoderHeadConfig, EnsembleConfig, PretrainedConfig
 from serkit.safety import BUNDLE_FORMAT, CONFIG, atomic_folder, to_json
 from serkit.version import __version__
 
@@ -39,15 +39,17 @@ BUNDLE_FILES = (WEIGHTS, CONFIG, ENCODER)
 
 #: model_type -> its config dataclass (torch-free: a config is read and checked without PyTorch).
 CONFIG_CLASSES: dict[str, type] = {"cnn_lstm": CNNLSTMConfig, "pretrained": PretrainedConfig,
-                                   "encoder_head": EncoderHeadConfig}
+                                   "encoder_head": EncoderHeadConfig, "ensemble": EnsembleConfig}
 
 
 def _registry() -> dict[str, tuple[type, type]]:
     """model_type -> (config dataclass, module class). Imported lazily to keep start-up light."""
     from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
     from serkit.models.encoder_head import EncoderHead, EncoderHeadConfig
+    from serkit.models.ensemble import Ensemble, EnsembleConfig
     registry: dict[str, tuple[type, type]] = {"cnn_lstm": (CNNLSTMConfig, CNNLSTM),
-                                              "encoder_head": (EncoderHeadConfig, EncoderHead)}
+                                              "encoder_head": (EncoderHeadConfig, EncoderHead),
+                                              "ensemble": (EnsembleConfig, Ensemble)}
     try:
         from serkit.models.pretrained import PretrainedConfig, PretrainedSER
         registry["pretrained"] = (PretrainedConfig, PretrainedSER)
@@ -80,7 +82,10 @@ def build_model(model_type: str, model_config: dict[str, Any], source: str | os.
     stored = {**getattr(config_cls, "LEGACY", {}), **model_config}
     untrusted = {"trusted": False, "bundle": Path(source)} if source is not None and model_type == "pretrained" else {}
     try:
-        return model_cls(config_cls(**{k: v for k, v in stored.items() if k in known}), **untrusted)
+        config = config_cls(**{k: v for k, v in stored.items() if k in known})
+        if model_type == "ensemble":   # its members are models of their own kinds, built as any bundle's
+            return model_cls(config, [build_model(m["model_type"], m["model_config"], source) for m in config.members])
+        return model_cls(config, **untrusted)
     except BundleError:
         raise
     except (ValueError, TypeError) as exc:   # a setting the schema passes but the model refuses
@@ -207,11 +212,15 @@ def load_bundle(folder: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def for_inference(model: nn.Module, model_type: str) -> nn.Module:
-    """The model in eval mode, prepared for inference only: a CNN-LSTM gets its BatchNorm folded
-    into its convolutions and channels-last (NHWC) memory, faster on CPU; it cannot train after."""
+    """The model in eval mode, prepared for inference only: a CNN-LSTM (alone or in an ensemble)
+    gets its BatchNorm folded into its convolutions and channels-last (NHWC) memory, faster on
+    CPU; it cannot train after."""
     import torch
 
     model = model.eval()
     if model_type == "cnn_lstm":
         model = model.fuse_batchnorm().to(memory_format=torch.channels_last)
+    elif model_type == "ensemble":
+        for i, (member, info) in enumerate(zip(model.members, model.config.members)):
+            model.members[i] = for_inference(member, info["model_type"])
     return model

@@ -38,6 +38,7 @@ BACKBONE_TYPES = ("wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec
                   "unispeech-sat", "sew", "sew-d", "whisper")
 #: Nested settings (``backbone_config``, ``feature_config``): depth, items and the largest number.
 MAX_NESTED_DEPTH, MAX_NESTED_ITEMS, MAX_NESTED_INT = 8, 200_000, 10_000_000
+MAX_MEMBERS, MEMBER_TYPES = 8, ("cnn_lstm",)   # an ensemble's models, and the kinds it may hold
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Rule:
 SIZE = Rule(1, 4096)
 RATE = Rule(MIN_RATE, MAX_RATE)
 SHARE = Rule(0.0, 1.0, hi_open=True)          # dropout and the like
-MASKS = Rule(0, 1000)
+MASKS, TEMPERATURE = Rule(0, 1000), Rule(1e-3, 1e3)
 
 #: Bounds of ``model_config`` fields per model type; a field without a rule is only type-checked.
 RULES: dict[str, dict[str, Rule]] = {
@@ -73,6 +74,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "layer": Rule(-1024, 1024), "max_layers": Rule(1, 1024), "head_hidden": Rule(0, 65536),
         "dropout": SHARE, "encoder_lr": Rule(0, 10, lo_open=True),
     },
+    "ensemble": {"n_classes": Rule(1, MAX_LABELS), "members": Rule(max_len=MAX_MEMBERS)},
 }
 
 #: Size settings inside a fine-tuned bundle's ``backbone_config`` / ``feature_config``.
@@ -133,7 +135,7 @@ def check_config(config: Any, registry: dict[str, type]) -> None:
     check_value("audio.sample_rate", audio["sample_rate"], int, RATE)
     check_value("audio.clip_seconds", audio["clip_seconds"], float, Rule(0, MAX_CLIP_SECONDS, lo_open=True))
     if "temperature" in config:
-        check_value("temperature", config["temperature"], float, Rule(1e-3, 1e3))
+        check_value("temperature", config["temperature"], float, TEMPERATURE)
     for key in ("training", "metrics"):
         if key in config and not isinstance(config[key], dict):
             raise SchemaError(key, f"is a JSON {_json_type(config[key])}, not an object")
@@ -142,7 +144,7 @@ def check_config(config: Any, registry: dict[str, type]) -> None:
     model_config = config["model_config"]
     if not isinstance(model_config, dict):
         raise SchemaError("model_config", f"is a JSON {_json_type(model_config)}, not an object")
-    check_model_config(model_type, model_config, registry[model_type], audio)
+    check_model_config(model_type, model_config, registry[model_type], audio, registry)
 
 
 def check_labels(labels: Any) -> None:
@@ -175,7 +177,7 @@ def check_onnx(info: Any) -> None:
 
 
 def check_model_config(model_type: str, model_config: dict[str, Any], config_cls: type,
-                       audio: dict[str, Any]) -> None:
+                       audio: dict[str, Any], registry: dict[str, type]) -> None:
     hints = typing.get_type_hints(config_cls)
     rules = RULES.get(model_type, {})
     for f in fields(config_cls):
@@ -190,6 +192,24 @@ def check_model_config(model_type: str, model_config: dict[str, Any], config_cls
             if merged.get(key) is not None:
                 check_nested(f"model_config.{key}", merged[key])
         check_backbone_config(merged.get("backbone_config"))
+    elif model_type == "ensemble":
+        check_members(merged, audio, registry)
+
+
+def check_members(c: dict[str, Any], audio: dict[str, Any], registry: dict[str, type]) -> None:
+    """An ensemble's members (1 to MAX_MEMBERS), each checked as its own bundle's config is, with the ensemble's outputs."""
+    for i, m in enumerate(c["members"]):
+        key, kind, mc = f"model_config.members[{i}]", m.get("model_type"), m.get("model_config")
+        if kind not in MEMBER_TYPES:
+            raise SchemaError(f"{key}.model_type", f"{_short(kind)}: an ensemble holds {', '.join(MEMBER_TYPES)} models")
+        try:
+            check_value("model_config", mc, dict)
+            check_value("temperature", m.get("temperature", 1.0), float, TEMPERATURE)
+            check_model_config(kind, mc, registry[kind], audio, registry)
+            if mc.get("n_classes", registry[kind].n_classes) != c["n_classes"]:
+                raise SchemaError("model_config.n_classes", f"{mc.get('n_classes')} outputs in an ensemble of {c['n_classes']}")
+        except SchemaError as exc:
+            raise SchemaError(f"{key}.{exc.key}", exc.problem) from None
 
 
 def check_cnn_lstm_cost(c: dict[str, Any], audio: dict[str, Any]) -> None:

@@ -58,6 +58,8 @@ class TrainConfig:
     test_size: float = setting(0.2, "share of clips (of speakers, by --split speaker) for test", rule=SHARE)
     val_size: float = setting(0.15, "share of clips (of speakers, by --split speaker) for validation", rule=SHARE)
     seed: int = setting(0, "seed of the split, initialisation and augmentation")
+    split_seed: int | None = setting(None, "seed of the split alone (default: --seed): runs with different "
+                                           "--seed and one --split-seed share a split, as serkit ensemble's members must")
     epochs: int = setting(40, "maximum epochs", rule=AT_LEAST_1)
     patience: int = setting(12, "epochs without validation gain before stopping", rule=AT_LEAST_0)
     monitor: str = setting("val_uar", "validation metric that picks the epoch and stops early", choices=MONITORS)

@@ -32,6 +32,18 @@ def _rooms_text(training: dict[str, Any]) -> str:
     return f"; {share:.0%} of training clips heard in a simulated room (reverberation, babble or noise)"
 
 
+def _split_seed(tcfg: dict[str, Any]) -> Any:
+    return tcfg.get("seed") if tcfg.get("split_seed") is None else tcfg.get("split_seed")
+
+
+def _ensemble_text(members: list[Any], model_config: dict[str, Any]) -> str:
+    kinds = {_obj(m).get("model_type") for m in _obj(model_config).get("members", [])}
+    alone = ", ".join(_num(_obj(m).get("test_uar")) for m in members)
+    return (f"{len(members)} {'/'.join(sorted(map(str, kinds)))} models trained on this split, seeds "
+            f"{', '.join(str(_obj(m).get('seed')) for m in members)} (test UAR alone: {alone}); it answers "
+            "with the mean of their calibrated probabilities")
+
+
 def _obj(value: Any) -> dict[str, Any]:
     """A config section as a dict ({} when a hand-edited config holds something else there)."""
     return value if isinstance(value, dict) else {}
@@ -61,7 +73,12 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
         served = None
     size_mb = served.stat().st_size / 1e6 if served is not None and served.is_file() else 0.0
     # nested settings (a fine-tuned encoder's whole backbone config) would drown the card
-    arch = ", ".join(f"{k}={v}" for k, v in c["model_config"].items() if not isinstance(v, dict))
+    arch = ", ".join(f"{k}={v}" for k, v in c["model_config"].items() if not isinstance(v, (dict, list))
+                     or (isinstance(v, list) and not any(isinstance(x, dict) for x in v)))
+    if c["model_type"] == "ensemble":   # its members' settings, not the list of their configs
+        member = _obj((c["model_config"].get("members") or [{}])[0])
+        arch = f"{len(c['model_config'].get('members', []))} x {member.get('model_type')}: " + ", ".join(
+            f"{k}={v}" for k, v in _obj(member.get("model_config")).items() if not isinstance(v, dict))
     weights = f"{size_mb:.1f} MB of weights"
     backbone = c["model_config"].get("backbone") if c["model_type"] == "encoder_head" else None
     if backbone:   # the head is the bundle's; the frozen encoder it reads is most of the model
@@ -84,19 +101,24 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
         rows += [
             ("training data", f"{', '.join(data.get('corpora', []))}: {data.get('clips')} clips, "
                               f"{data.get('speakers')} speakers, {data.get('hours')} h"),
-            ("split", f"{tcfg.get('split')} (seed {tcfg.get('seed')}; test {tcfg.get('test_size')}, "
+            ("split", f"{tcfg.get('split')} (seed {_split_seed(tcfg)}; test {tcfg.get('test_size')}, "
                       f"val {tcfg.get('val_size')}); "
                       + ", ".join(f"{p} {_obj(v).get('clips')} clips/{_obj(v).get('speakers')} speakers"
                                   for p, v in _obj(data.get("parts")).items())),
         ]
         fit = training.get("head_fit")
-        rows.append(("head", f"{fit['method']}, C {fit['C']} chosen on validation"
-                             + (", then refitted on training + validation clips" if fit.get("refit") else "")
-                             + ("; each clip heard as recorded and in a simulated room (reverberation, noise)"
-                                if _obj(training.get("encoder_cache")).get("rooms") else "")) if fit else
-                    ("best epoch", f"{training.get('best_epoch')} of {training.get('epochs_run')} "
-                                   f"(chosen on validation {tcfg.get('monitor')} = {training.get('best_score', 0):.3f})"
-                                   + _rooms_text(training)))
+        ensemble = _obj(training.get("ensemble")).get("members")
+        if ensemble:
+            rows.append(("ensemble", _ensemble_text(ensemble, c["model_config"]) + _rooms_text(training)))
+        elif fit:
+            rows.append(("head", f"{fit['method']}, C {fit['C']} chosen on validation"
+                                 + (", then refitted on training + validation clips" if fit.get("refit") else "")
+                                 + ("; each clip heard as recorded and in a simulated room (reverberation, noise)"
+                                    if _obj(training.get("encoder_cache")).get("rooms") else "")))
+        else:
+            rows.append(("best epoch", f"{training.get('best_epoch')} of {training.get('epochs_run')} "
+                                       f"(chosen on validation {tcfg.get('monitor')} = {training.get('best_score', 0):.3f})"
+                                       + _rooms_text(training)))
         if tcfg.get("split") == "random":
             rows.append(("WARNING", "random split: test speakers were also in training, metrics are inflated"))
         elif data.get("test_speakers"):

@@ -183,7 +183,8 @@ def spec_of(cfg: TrainConfig, model: torch.nn.Module | None = None) -> AudioSpec
 
 
 def split_for(utts: list[Utterance], cfg: TrainConfig) -> list[str]:
-    return split(utts, cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed,
+    seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    return split(utts, cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=seed,
                  test_corpus=cfg.test_corpus)
 
 

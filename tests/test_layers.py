@@ -28,7 +28,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("serkit.bundle", "serkit.runtimes", "serkit.scorer", "serkit.inference", "serkit.onnx_runtime",
      "serkit.timeline"),
     ("serkit.data", "serkit.splits", "serkit.pool", "serkit.training", "serkit.encoder_training",
-     "serkit.embeddings", "serkit.evaluation", "serkit.run_folder", "serkit.val_metrics", "serkit.callbacks"),
+     "serkit.embeddings", "serkit.evaluation", "serkit.run_folder", "serkit.val_metrics", "serkit.callbacks",
+     "serkit.ensembles"),
     ("serkit.cli", "serkit.web", "serkit.batch", "serkit.export", "serkit.ray_engine", "serkit.model_card",
      "serkit.evaluate_cmd", "serkit.prepare", "serkit.__main__", "serkit"),
 ]

@@ -33,15 +33,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = dataclass_from_args(TrainConfig, args,
                               model_options={**(args.model_options or {}), **pretrained_options(args)})
-    report = train(args.manifest, args.out, cfg, resume=args.resume, force=args.force)
+    print_run(train(args.manifest, args.out, cfg, resume=args.resume, force=args.force), args.out)
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from serkit.ensembles import ensemble_runs
+
+    print_run(ensemble_runs(args.runs, args.out, force=args.force), args.out)
+    return 0
+
+
+def print_run(report: dict, out: str) -> None:
+    """A run's test figures (per corpus too) and where its bundle and report are."""
     console = common.console
     if report:
         console.print(f"test: accuracy {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f}  "
                       f"UAR {report['uar']:.3f}  ({report['n']} clips)")
         for corpus, m in report["per_corpus"].items():
             console.print(f"  {corpus}: accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  ({m['n']} clips)")
-    console.print(f"bundle: {args.out}/bundle   report: {args.out}/eval/report.md", highlight=False, markup=False)
-    return 0
+    console.print(f"bundle: {out}/bundle   report: {out}/eval/report.md", highlight=False, markup=False)
 
 
 #: PretrainedConfig fields that `serkit train` offers as options of their own.
@@ -109,6 +120,18 @@ def add_parsers(add: Callable[..., argparse.ArgumentParser]) -> None:
     argument_group(p, shortcuts).add_argument("--last-layer", dest="layer_weights", action="store_const",
                                               const=False, help="the same as --no-layer-weights")
     p.set_defaults(func=cmd_train)
+
+    p = add("ensemble", help="join runs of one split (trained with different --seed) into one model",
+            description="The members answer together with the mean of their calibrated probabilities; the "
+                        "ensemble's temperature is fitted on their shared validation speakers and it is scored "
+                        "on their test speakers as serkit train scores a run. CNN-LSTM runs of one split only "
+                        "(serkit train --seed S --split-seed N). Export it as any bundle: serkit export "
+                        "OUT/bundle --onnx.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders of serkit train (2 to 8)")
+    p.add_argument("--out", "-o", required=True, help="run folder for the ensemble (bundle, reports)")
+    add_force_option(p, "replace an ensemble or run in --out (its files are removed first), or write into "
+                        "a folder holding other files")
+    p.set_defaults(func=cmd_ensemble)
 
     p = add("evaluate", help="evaluate a bundle on a manifest split (metrics, plots, reports)",
             usage="%(prog)s [-h] [--model BUNDLE] [--split SPLIT] [--out DIR] [BUNDLE] MANIFEST")

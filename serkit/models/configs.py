@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from serkit.bundle_schema import MAX_MEMBERS, MEMBER_TYPES  # noqa: F401  (what an ensemble may hold)
 from serkit.settings import setting
 
 # Log-mel front-end of the CNN-LSTM (serkit.features.LogMel)
@@ -145,3 +146,17 @@ class EncoderHeadConfig:
     @property
     def features(self) -> int:
         return self.dim * (2 if self.pooling == "stats" else 1)
+
+
+# Several trained models of one split, averaged (serkit ensemble)
+
+
+@dataclass
+class EnsembleConfig:
+    """Models trained on one split (by different seeds), answering together: the mean of their
+    calibrated probabilities. Each member is ``{"model_type", "model_config", "temperature",
+    "seed"}`` as its own bundle recorded it; the members' weights sit side by side in the
+    ensemble's ``model.safetensors`` (``members.0.…``, ``members.1.…``)."""
+
+    n_classes: int = 6
+    members: list[dict[str, Any]] = field(default_factory=list)
