@@ -28,6 +28,11 @@ judged on sentences 01-02) or on the held-out corpus (LOCO). Variants:
   shipped head's (:func:`serkit.encoder_training.row_weights`): balanced classes (as shipped
   until now), against balanced classes and corpora (``--balance-corpora``: every corpus weighs
   the same, whatever its number of clips), in CV and LOCO, with the mean over the corpora;
+- ``nap``: nuisance attribute projection (as in speaker verification, turned around): the top
+  ``k`` directions in which the training speakers' mean features differ (each clip first centred
+  on its emotion's mean) projected out of the standardised features before the logistic
+  regression, classes and corpora balanced as shipped; linear, so it would fold into the shipped
+  head's weights. ``k`` 0 (the shipped head), 8, 16, 32, 64;
 - ``mask``: the corpus label mask (``--corpus-label-mask``) on the same logistic regression,
   with the training loss and pool plan of `serkit train` (balanced class weights), fitted by
   L-BFGS in torch: against the same fit without the mask,
@@ -60,7 +65,7 @@ from serkit.splits import speaker_folds  # noqa: E402
 
 CORPORA = ("ased", "emodb", "nemo", "ravdess")
 NEUTRAL = LABELS.index("neutral")
-VARIANTS = ("lr", "svm", "speed", "adapt", "mask", "balance")
+VARIANTS = ("lr", "svm", "speed", "adapt", "mask", "balance", "nap")
 
 
 def lr():
@@ -244,6 +249,53 @@ def plan_weights(b: "Bench", corpora: bool) -> Callable[[np.ndarray], np.ndarray
     return weigh
 
 
+class NAP:
+    """Standardise, then project out the ``k`` main directions of the training speakers' mean
+    features (each row first centred on its class's mean), then ``make()``'s classifier."""
+
+    def __init__(self, k: int, speakers: np.ndarray, make: Callable):
+        self.k, self.speakers, self.model = k, speakers, make()
+
+    def fit(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray, **fit_args):
+        self.scaler = StandardScaler().fit(x)
+        z = self.scaler.transform(x)
+        r = z - np.stack([z[y == c].mean(0) for c in np.unique(y)])[np.searchsorted(np.unique(y), y)]
+        groups = self.speakers[rows]
+        means = np.stack([r[groups == g].mean(0) for g in np.unique(groups)])
+        self.basis = np.linalg.svd(means - means.mean(0), full_matrices=False)[2][:self.k]
+        self.model.fit(self.project(z), y, **fit_args)
+        return self
+
+    def project(self, z: np.ndarray) -> np.ndarray:
+        return z - (z @ self.basis.T) @ self.basis
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(self.project(self.scaler.transform(x)))
+
+
+def nap_comparison(b: "Bench") -> None:
+    """CV and LOCO of the shipped head's fit with ``k`` speaker directions projected out."""
+    p, weigh = b.pool, plan_weights(b, True)
+    lr_only = lambda: LogisticRegression(C=0.003, max_iter=1000)  # noqa: E731
+    for k in (0, 8, 16, 32, 64):
+        t, rows, loco = time.time(), [], []
+        for parts in b.folds:
+            tr, te = parts != "test", parts == "test"
+            pred = NAP(k, p.speaker, lr_only).fit(b.f[tr], p.y[tr], np.flatnonzero(tr), sample_weight=weigh(tr)).predict(b.f[te])
+            judged = p.judged[te]
+            rows.append([uar(p.y[te][judged], pred[judged])]
+                        + [uar(p.y[te][judged & (p.corpus[te] == c)], pred[judged & (p.corpus[te] == c)]) for c in CORPORA])
+        for c in CORPORA:
+            tr, te = p.corpus != c, p.corpus == c
+            pred = NAP(k, p.speaker, lr_only).fit(b.f[tr], p.y[tr], np.flatnonzero(tr), sample_weight=weigh(tr)).predict(b.f[te])
+            loco.append(uar(p.y[te][p.judged[te]], pred[p.judged[te]]))
+        m = np.mean(rows, 0)
+        print(f"NAP k={k:<3} CV pool {m[0]:.3f} ± {np.std([r[0] for r in rows]):.3f}  "
+              + "  ".join(f"{c} {v:.3f}" for c, v in zip(CORPORA, m[1:]))
+              + "  LOCO " + "  ".join(f"{c} {v:.3f}" for c, v in zip(CORPORA, loco))
+              + f"  mean {np.mean(loco):.3f}  ({time.time() - t:.0f} s)", flush=True)
+
+
 def normalised(f: np.ndarray, groups: np.ndarray, reference: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Each group's rows standardised by the mean and std of the rows ``reference(indices)`` picks."""
     out = np.empty_like(f)
@@ -280,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         b.loco("LR, speaker-normalised (all own clips)", normalised(b.f, p.speaker, every), lr)
     if "mask" in args.only:
         mask_comparison(b)
+    if "nap" in args.only:
+        nap_comparison(b)
     if "balance" in args.only:
         for name, corpora in (("LR, classes balanced (as shipped until now)", False),
                               ("LR, classes and corpora balanced (shipped)", True)):

@@ -85,9 +85,10 @@ def ensemble_runs(runs: list[str | os.PathLike], out: str | os.PathLike, force: 
     members = [{"model_type": c["model_type"], "model_config": c["model_config"], "temperature": c["temperature"],
                 "seed": run_cfg.seed} for c, run_cfg in zip(configs, cfgs)]
     model = Ensemble(EnsembleConfig(n_classes=len(labels), members=members), models).eval()
+    # every clip read before the folder is claimed: an ensemble that cannot be scored changes nothing
+    waves = decode_all(utts, SAMPLE_RATE, cfg.cache_dir or None, progress=progress)
     claim_run_folder(out, clean)
     write_manifest(with_split(utts, parts), out / "split.csv")
-    waves = decode_all(utts, SAMPLE_RATE, cfg.cache_dir or None, progress=progress)
     alone = [{"run": str(p), "seed": run_cfg.seed,
               "validation_uar": c.get("training", {}).get("validation", {}).get("uar"),
               "test_uar": c.get("metrics", {}).get("test", {}).get("uar")}

@@ -65,6 +65,10 @@ def test_an_ensemble_answers_with_the_mean_of_its_members_calibrated_probabiliti
     with torch.inference_mode():
         got = model(wave, lengths)
     assert torch.allclose(got.exp(), (probs[0] + probs[1]) / 2, atol=1e-6)
+    assert model.shared_frontend       # one log-mel for both: the same answers as each hearing its own
+    model.shared_frontend = False
+    with torch.inference_mode():
+        assert torch.allclose(model(wave, lengths), got, atol=1e-6)
     # scored and calibrated as a run: on the members' test speakers, its own temperature
     assert report["n"] == sum(part == "test" for _, part in clips(runs["s0"]))
     assert config["metrics"]["test"]["uar"] == pytest.approx(report["uar"])

@@ -80,8 +80,12 @@ class CNNLSTM(nn.Module):
         return self
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classify(self.frontend(wave, lengths), lengths)
+
+    def classify(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from the front-end's log-mel ``x`` (batch, mels, frames) of waves of ``lengths``
+        samples (an ensemble of models with one front-end computes it once)."""
         c = self.config
-        x = self.frontend(wave, lengths)                          # (batch, mels, frames)
         if self.training:
             x = spec_augment(x, c.freq_masks, c.freq_mask_width, dim=1)
             x = spec_augment(x, c.time_masks, c.time_mask_width, dim=2)

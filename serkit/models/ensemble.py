@@ -19,6 +19,10 @@ from torch import nn
 
 from serkit.models.configs import EnsembleConfig
 
+#: The CNN-LSTM settings that make its front-end (serkit.features.LogMel): members that agree on
+#: all of them hear the same log-mel, so the ensemble computes it once for all.
+FRONTEND = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "normalize")
+
 
 class Ensemble(nn.Module):
     def __init__(self, config: EnsembleConfig, members: list[nn.Module]):
@@ -28,8 +32,14 @@ class Ensemble(nn.Module):
         self.config = config
         self.members = nn.ModuleList(members)
         self.temperatures = [float(m.get("temperature", 1.0)) for m in config.members]
+        fronts = {tuple(getattr(getattr(m, "config", None), k, None) for k in FRONTEND) for m in members}
+        self.shared_frontend = len(fronts) == 1 and all(hasattr(m, "classify") and hasattr(m, "frontend") for m in members)
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        logp = torch.stack([torch.log_softmax(m(wave, lengths) / t, dim=-1)
-                            for m, t in zip(self.members, self.temperatures)])    # (members, batch, classes)
-        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
+        if self.shared_frontend:    # members hearing through the same log-mel: computed once
+            x = self.members[0].frontend(wave, lengths)
+            logits = [m.classify(x, lengths) for m in self.members]
+        else:
+            logits = [m(wave, lengths) for m in self.members]
+        logp = torch.stack([torch.log_softmax(z / t, dim=-1) for z, t in zip(logits, self.temperatures)])
+        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))    # (batch, classes)
