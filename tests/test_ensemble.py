@@ -159,3 +159,21 @@ def test_an_ensemble_averages_calibrated_members_not_raw_logits():
     p = model(torch.zeros(1, 10)).exp()[0].numpy()
     a, b = np.exp([0.0, 2.0]) / np.exp([0.0, 2.0]).sum(), np.exp([1.0, 0.0]) / np.exp([1.0, 0.0]).sum()
     assert np.allclose(p, (a + b) / 2, atol=1e-6) and p.argmax() == 1     # raw logits would say class 0
+
+
+def test_the_shipped_fast_model_is_an_ensemble_of_three_that_answers_without_torch():
+    """serkit/fast_model (make fast-model): three CNN-LSTMs of one split in one int8 graph."""
+    from serkit.inference import load_model
+
+    model = load_model("fast")
+    members = model.config["model_config"]["members"]
+    assert model.config["model_type"] == "ensemble" and model.runtime.name == "onnx"
+    assert [m["seed"] for m in members] == [0, 1, 2] and {m["model_type"] for m in members} == {"cnn_lstm"}
+    wave = 0.1 * np.random.default_rng(0).standard_normal(48000).astype(np.float32)
+    p = model.predict_proba(wave)
+    assert p.shape == (6,) and abs(p.sum() - 1) < 1e-5 and np.isfinite(model.logits([wave])).all()
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np, serkit; m = serkit.load_model('fast'); "
+            "m.predict_proba(np.zeros(48000, np.float32) + 0.01); print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
