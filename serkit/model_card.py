@@ -7,7 +7,7 @@ from typing import Any
 
 from serkit.backbones import MissingBackbone, backbone_info, encoder_path
 from serkit.bundle import WEIGHTS, BundleError, read_config
-from serkit.inference import default_model_path, onnx_file
+from serkit.inference import onnx_file, resolve_model
 
 
 #: Where a corpus's speaker's clips are, so a card can say which files to try.
@@ -62,7 +62,7 @@ def model_card(bundle: str | os.PathLike | None = None) -> str:
 
 def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[tuple[str, str]]]:
     """The card's title and (key, value) rows, for a view that wraps values under each other."""
-    folder = Path(bundle) if bundle is not None else default_model_path()
+    folder = resolve_model(bundle)     # a folder, a shipped model's name, or None (the default)
     c = read_config(folder)
     training = _obj(c.get("training"))
     tcfg, data = _obj(training.get("config")), _obj(training.get("data"))
@@ -73,12 +73,11 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
         served = None
     size_mb = served.stat().st_size / 1e6 if served is not None and served.is_file() else 0.0
     # nested settings (a fine-tuned encoder's whole backbone config) would drown the card
-    arch = ", ".join(f"{k}={v}" for k, v in c["model_config"].items() if not isinstance(v, (dict, list))
-                     or (isinstance(v, list) and not any(isinstance(x, dict) for x in v)))
+    arch_of = lambda mc: ", ".join(f"{k}={v}" for k, v in _obj(mc).items() if not isinstance(v, dict))  # noqa: E731
+    arch = arch_of(c["model_config"])
     if c["model_type"] == "ensemble":   # its members' settings, not the list of their configs
-        member = _obj((c["model_config"].get("members") or [{}])[0])
-        arch = f"{len(c['model_config'].get('members', []))} x {member.get('model_type')}: " + ", ".join(
-            f"{k}={v}" for k, v in _obj(member.get("model_config")).items() if not isinstance(v, dict))
+        members = c["model_config"].get("members") or [{}]
+        arch = f"{len(members)} x {_obj(members[0]).get('model_type')}: " + arch_of(_obj(members[0]).get("model_config"))
     weights = f"{size_mb:.1f} MB of weights"
     backbone = c["model_config"].get("backbone") if c["model_type"] == "encoder_head" else None
     if backbone:   # the head is the bundle's; the frozen encoder it reads is most of the model

@@ -30,7 +30,10 @@ def runs(tmp_path_factory):
 
 
 def clips(run):
-    return [(line.split(",")[2], line.split(",")[-2]) for line in (run / "split.csv").read_text().splitlines()[1:]]
+    """(file, part) of every clip of a run's split.csv."""
+    from serkit.manifest import read_manifest
+
+    return [(str(u.path.resolve()), u.split) for u in read_manifest(run / "split.csv")]
 
 
 def test_split_seed_keeps_the_split_while_the_seed_changes_the_model(runs):
@@ -169,6 +172,8 @@ def test_the_shipped_fast_model_is_an_ensemble_of_three_that_answers_without_tor
     members = model.config["model_config"]["members"]
     assert model.config["model_type"] == "ensemble" and model.runtime.name == "onnx"
     assert [m["seed"] for m in members] == [0, 1, 2] and {m["model_type"] for m in members} == {"cnn_lstm"}
+    from serkit.model_card import model_card      # serkit info fast: the card of the model by its name
+    assert "3 cnn_lstm models trained on this split, seeds 0, 1, 2" in " ".join(model_card("fast").split())
     wave = 0.1 * np.random.default_rng(0).standard_normal(48000).astype(np.float32)
     p = model.predict_proba(wave)
     assert p.shape == (6,) and abs(p.sum() - 1) < 1e-5 and np.isfinite(model.logits([wave])).all()

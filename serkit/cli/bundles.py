@@ -75,7 +75,7 @@ def add_parsers(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_export)
 
     p = add("info", help="print a bundle's model card (training data, held-out speakers, test metrics)")
-    p.add_argument("bundle", nargs="?", default=None, help="bundle folder (default: the shipped model)")
+    p.add_argument("bundle", nargs="?", default=None, help="bundle folder or a shipped model's name, default or fast (default: default)")
     p.set_defaults(func=cmd_info)
 
     p = add("serve", help="serve the web page and JSON API (waitress)",

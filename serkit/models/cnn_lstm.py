@@ -36,8 +36,7 @@ class CNNLSTM(nn.Module):
         if config.downsample not in ("pool", "stride"):
             raise ValueError(f"unknown downsample {config.downsample!r}; choose pool or stride")
         self.config = c = config
-        self.frontend = LogMel(c.sample_rate, c.n_fft, c.win_length, c.hop_length, c.n_mels,
-                               normalize=c.normalize)
+        self.frontend = LogMel(**self.frontend_settings)
         # Every block halves time and frequency: with a strided convolution, or ("pool") the
         # first so and the others with max-pooling after a full-resolution convolution.
         blocks, cin = [], 1
@@ -54,6 +53,14 @@ class CNNLSTM(nn.Module):
         self.attention = nn.Linear(2 * c.lstm_hidden, 1) if c.pooling == "attention" else None
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(2 * c.lstm_hidden, c.n_classes)
+
+    @property
+    def frontend_settings(self) -> dict:
+        """What makes its log-mel (:class:`serkit.features.LogMel`'s arguments): CNN-LSTMs that
+        agree on it hear the same features (an ensemble computes them once for all)."""
+        c = self.config
+        return dict(sample_rate=c.sample_rate, n_fft=c.n_fft, win_length=c.win_length, hop_length=c.hop_length,
+                    n_mels=c.n_mels, normalize=c.normalize)
 
     def downsampled(self, n):
         """Size after the conv blocks of an axis of size ``n`` (an int or a tensor of frame

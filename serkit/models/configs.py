@@ -149,8 +149,6 @@ class EncoderHeadConfig:
 
 
 # Several trained models of one split, averaged (serkit ensemble)
-
-
 @dataclass
 class EnsembleConfig:
     """Models trained on one split (by different seeds), answering together: the mean of their

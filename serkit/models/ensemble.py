@@ -17,11 +17,8 @@ import math
 import torch
 from torch import nn
 
+from serkit.models.cnn_lstm import CNNLSTM
 from serkit.models.configs import EnsembleConfig
-
-#: The CNN-LSTM settings that make its front-end (serkit.features.LogMel): members that agree on
-#: all of them hear the same log-mel, so the ensemble computes it once for all.
-FRONTEND = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "normalize")
 
 
 class Ensemble(nn.Module):
@@ -32,11 +29,12 @@ class Ensemble(nn.Module):
         self.config = config
         self.members = nn.ModuleList(members)
         self.temperatures = [float(m.get("temperature", 1.0)) for m in config.members]
-        fronts = {tuple(getattr(getattr(m, "config", None), k, None) for k in FRONTEND) for m in members}
-        self.shared_frontend = len(fronts) == 1 and all(hasattr(m, "classify") and hasattr(m, "frontend") for m in members)
+        # CNN-LSTMs that hear through the same log-mel: the ensemble computes it once for all
+        self.shared_frontend = (all(isinstance(m, CNNLSTM) for m in members)
+                                and all(m.frontend_settings == members[0].frontend_settings for m in members))
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        if self.shared_frontend:    # members hearing through the same log-mel: computed once
+        if self.shared_frontend:
             x = self.members[0].frontend(wave, lengths)
             logits = [m.classify(x, lengths) for m in self.members]
         else:
