@@ -24,6 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from serkit.audio import CACHE_ROOT, AudioSpec, decode_all
+from serkit.corpora import words_give_label
 from serkit.encoder_training import encoder_for
 from serkit.manifest import read_manifest
 from serkit.models.encoder_head import EncoderHead, EncoderHeadConfig
@@ -43,7 +44,7 @@ class Pool:
         self.y = np.array([LABELS.index(u.emotion) for u in utts])
         self.corpus = np.array([u.corpus for u in utts])
         self.speaker = np.array([f"{u.corpus}:{u.speaker}" for u in utts])
-        self.judged = np.array([u.corpus != "ased" or u.sentence in ("01", "02") for u in utts])
+        self.judged = np.array([not words_give_label(u) for u in utts])
 
 
 def encoder_stats(encoder, crops: list[np.ndarray], window: int) -> np.ndarray:

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from serkit.audio import AudioSpec
 from serkit.backbones import ENCODER_FILE, PREFIX, encoder_path, shipped
 from serkit.data import collate_units
+from serkit.corpora import judged
 from serkit.manifest import Utterance
 from serkit.pool import PoolPlan, plan_pool, pool_loader
 from serkit.rooms import ROOMS_NOTE, clip_seed, room_views
@@ -215,7 +216,8 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
         # a linear head is a logistic regression: fitted to convergence by scikit-learn, its
         # regularisation chosen on validation (clips scored as the scorer scores them), instead
         # of epochs of gradient steps
-        val_uar = validation_uar(scored_validation(val), np.array([y[i] for i in sel["val"]]))
+        val_uar = validation_uar(scored_validation(val), np.array([y[i] for i in sel["val"]]),
+                                 judged([utts[i] for i in sel["val"]]))
         fit = fit_linear_head(model, x_train, y_rows, val_uar, row_weights(row_plan, y_rows))
         extra = {"encoder_cache": note, "head_fit": fit}
         if cfg.refit and sel["val"]:
@@ -305,14 +307,17 @@ def scored_validation(val: UnitFeatures):
     return probabilities
 
 
-def validation_uar(probabilities, y_val: np.ndarray):
-    """UAR of :func:`scored_validation`'s answers; a clip without speech counts as wrong, as in
+def validation_uar(probabilities, y_val: np.ndarray, judged: list[bool] | None = None):
+    """UAR of :func:`scored_validation`'s answers over the ``judged`` clips (default all; see
+    :func:`serkit.corpora.judged`); a clip without speech counts as wrong, as in
     :func:`serkit.evaluation.metrics`."""
     from sklearn.metrics import recall_score
 
+    keep = np.ones(len(y_val), bool) if judged is None else np.asarray(judged, bool)
+
     def uar(log_proba) -> float:
         pred = np.array([-1 if h is None else int(np.argmax(h)) for h in probabilities(log_proba)])
-        return float(recall_score(y_val, pred, labels=np.unique(y_val), average="macro"))
+        return float(recall_score(y_val[keep], pred[keep], labels=np.unique(y_val[keep]), average="macro"))
 
     return uar
 

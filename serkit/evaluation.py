@@ -8,6 +8,7 @@ temperature stored in the bundle).
 """
 from __future__ import annotations
 
+import csv
 import os
 from collections import Counter
 from pathlib import Path
@@ -30,6 +31,8 @@ from sklearn.metrics import (  # noqa: E402
 
 from serkit.safety import atomic_file, atomic_write_text, claim_output_folder, write_json  # noqa: E402
 from serkit.scorer import UNCERTAIN_BELOW, UNCERTAIN_MARGIN, softmax, uncertain  # noqa: E402
+from serkit.corpora import judged as judged_clips  # noqa: E402
+from serkit.corpora import words_give_label  # noqa: E402
 from serkit.manifest import Utterance  # noqa: E402
 
 
@@ -148,24 +151,34 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
     answers, are left out of calibration, and are counted under ``no_speech``.
 
     Utterances whose emotion the model does not know are counted under ``unknown_emotions`` and
-    left out. The answers flagged uncertain (as the scorer flags them, by ``uncertain_below`` and
-    ``uncertain_margin``; see :func:`flag_figures`) are counted with and without the temperature.
-    With ``out_dir``, writes report.json, report.md, predictions.csv and the plots
-    (:data:`EVAL_FILES`) there: a new folder, an earlier evaluation's, or with ``force`` a folder
-    holding other files (which stay).
+    left out. So are clips whose words alone give their emotion away
+    (:func:`serkit.corpora.words_give_label`, e.g. ASED's emotion-specific sentences): they are
+    counted under ``left_out``, every figure is computed without them (``all_clips`` has the
+    headline metrics with them), and ``predictions.csv`` lists them with ``Judged`` "no". If no
+    other clip is left, every clip is judged and ``caveat`` says why. The answers flagged
+    uncertain (as the scorer flags them, by ``uncertain_below`` and ``uncertain_margin``; see
+    :func:`flag_figures`) are counted with and without the temperature. With ``out_dir``, writes
+    report.json, report.md, predictions.csv and the plots (:data:`EVAL_FILES`) there: a new
+    folder, an earlier evaluation's, or with ``force`` a folder holding other files (which stay).
     """
     index = {l: i for i, l in enumerate(labels)}
     keep = np.array([u.emotion in index for u in utts], dtype=bool)
     unknown = dict(sorted(Counter(u.emotion for u in utts if u.emotion not in index).items()))
     utts = [u for u, k in zip(utts, keep) if k]
-    logits = logits[keep]
-    none = np.zeros(len(utts), bool) if no_speech is None else np.asarray(no_speech, bool)[keep]
+    none_all = np.zeros(len(utts), bool) if no_speech is None else np.asarray(no_speech, bool)[keep]
     if not utts:
         raise ValueError(f"no clip has an emotion the model knows ({', '.join(labels)})")
-    y = np.array([index[u.emotion] for u in utts])
-    probs_raw = softmax(logits)
-    probs = softmax(logits / temperature)
-    pred = np.where(none, -1, probs.argmax(1))
+    y_all = np.array([index[u.emotion] for u in utts])
+    probs_all = softmax(logits[keep] / temperature)
+    pred_all = np.where(none_all, -1, probs_all.argmax(1))
+    judged = np.array(judged_clips(utts), bool)
+    caveat = None
+    if all(map(words_give_label, utts)):
+        caveat = ("every clip's words give its emotion away (" + ", ".join(sorted({u.corpus for u in utts}))
+                  + "): these figures may measure the words, not the voice")
+    y, probs, pred, none = y_all[judged], probs_all[judged], pred_all[judged], none_all[judged]
+    probs_raw = softmax(logits[keep][judged])
+    scored = [u for u, j in zip(utts, judged) if j]
     cm = confusion_matrix(y, pred, labels=list(range(len(labels))))
     report: dict[str, Any] = {
         "split": title,
@@ -180,10 +193,15 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
                         "uncertain_before": flag_figures(probs_raw[~none], y[~none], uncertain_below, uncertain_margin),
                         "uncertain_after": flag_figures(probs[~none], y[~none], uncertain_below, uncertain_margin)},
         "no_speech": int(none.sum()),
-        "per_corpus": _breakdown([u.corpus for u in utts], y, pred),
-        "per_speaker": _breakdown([u.group for u in utts], y, pred),
+        "per_corpus": _breakdown([u.corpus for u in scored], y, pred),
+        "per_speaker": _breakdown([u.group for u in scored], y, pred),
         "unknown_emotions": unknown,  # counted before the filter above
+        "left_out": {"words_give_label": int((~judged).sum())},
     }
+    if not judged.all():
+        report["all_clips"] = metrics(y_all, pred_all)
+    if caveat:
+        report["caveat"] = caveat
     if out_dir is not None:
         out = claim_output_folder(out_dir, "eval", force=force, flag="--out")
         write_json(out / "report.json", report)
@@ -191,13 +209,20 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
         plot_confusion(cm, labels, out / "confusion_counts.png", False, f"Confusion ({title}, counts)")
         plot_confusion(cm, labels, out / "confusion_normalized.png", True, f"Confusion ({title}, recall per row)")
         plot_reliability(probs_raw[~none], probs[~none], y[~none], out / "reliability.png")
-        with atomic_file(out / "predictions.csv", "w", encoding="utf-8") as fh:
-            flags = uncertain(probs, uncertain_below, uncertain_margin)
-            fh.write("File,Dataset,Speaker,Emotion,Predicted,Confidence,Uncertain\n")
-            for u, p, pr, f in zip(utts, pred, probs, flags):
-                fh.write(f"{u.path},{u.corpus},{u.speaker},{u.emotion},"
-                         + (f"{labels[p]},{pr[p]:.4f},{'yes' if f else 'no'}\n" if p >= 0 else "no speech,,\n"))
+        write_predictions(out / "predictions.csv", utts, labels, pred_all, probs_all, judged,
+                          uncertain(probs_all, uncertain_below, uncertain_margin))
     return report
+
+
+def write_predictions(path: Path, utts: list[Utterance], labels: list[str], pred: np.ndarray,
+                      probs: np.ndarray, judged: np.ndarray, flags: np.ndarray) -> None:
+    """One row per clip (``pred`` -1: no speech found), as a CSV that any path can sit in."""
+    with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["File", "Dataset", "Speaker", "Emotion", "Predicted", "Confidence", "Uncertain", "Judged"])
+        for u, p, pr, f, j in zip(utts, pred, probs, flags, judged):
+            answer = [labels[p], f"{pr[p]:.4f}", "yes" if f else "no"] if p >= 0 else ["no speech", "", ""]
+            w.writerow([str(u.path), u.corpus, u.speaker, u.emotion, *answer, "yes" if j else "no"])
 
 
 def uncertain_lines(calibration: dict[str, Any]) -> list[str]:
@@ -211,6 +236,20 @@ def uncertain_lines(calibration: dict[str, Any]) -> list[str]:
             f"{pct(f['accuracy_unflagged'])} otherwise.", ""]
 
 
+def left_out_lines(r: dict[str, Any]) -> list[str]:
+    """The report's lines on the clips it did not judge (none for older reports)."""
+    n = (r.get("left_out") or {}).get("words_give_label", 0)
+    lines = []
+    if n:
+        a = r.get("all_clips") or {}
+        lines += [f"Left out of every figure: {n} clips whose words give their emotion away (e.g. ASED's "
+                  f"emotion-specific sentences 03-07); with them, accuracy {a.get('accuracy', float('nan')):.3f}, "
+                  f"UAR {a.get('uar', float('nan')):.3f} on {a.get('n')} clips.", ""]
+    if r.get("caveat"):
+        lines += [f"Caveat: {r['caveat']}.", ""]
+    return lines
+
+
 def markdown_report(r: dict[str, Any]) -> str:
     lines = [f"# Evaluation: {r['split']} ({r['n']} clips)", "",
              "| accuracy | macro-F1 | weighted F1 | UAR | ECE before | ECE after (T={:.2f}) |".format(
@@ -218,7 +257,7 @@ def markdown_report(r: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|",
              f"| {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['weighted_f1']:.3f} | {r['uar']:.3f} "
              f"| {r['calibration']['ece_before']:.3f} | {r['calibration']['ece_after']:.3f} |", "",
-             *uncertain_lines(r["calibration"]),
+             *uncertain_lines(r["calibration"]), *left_out_lines(r),
              "## Per class", "", "| emotion | precision | recall | F1 | clips |", "|---|---|---|---|---|"]
     for label in r["labels"]:
         c = r["classification_report"][label]

@@ -32,6 +32,12 @@ def _rooms_text(training: dict[str, Any]) -> str:
     return f"; {share:.0%} of training clips heard in a simulated room (reverberation, babble or noise)"
 
 
+def _left_out_text(test: dict[str, Any]) -> str:
+    """The clips a bundle's test figures leave out (:func:`serkit.corpora.words_give_label`)."""
+    n = _obj(test.get("left_out")).get("words_give_label")
+    return f"; {n} more left out: their words give the emotion away" if isinstance(n, int) and n > 0 else ""
+
+
 def _split_seed(tcfg: dict[str, Any]) -> Any:
     return tcfg.get("seed") if tcfg.get("split_seed") is None else tcfg.get("split_seed")
 
@@ -132,7 +138,7 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
     if test:
         rows.append(("test metrics", f"accuracy {_num(test.get('accuracy'))}, macro-F1 {_num(test.get('macro_f1'))}, "
                                      f"UAR {_num(test.get('uar'))}, ECE {_num(test.get('ece', float('nan')))} "
-                                     f"({test.get('n')} clips, held-out speakers)"))
+                                     f"({test.get('n')} clips, held-out speakers{_left_out_text(test)})"))
         for corpus, m in _obj(test.get("per_corpus")).items():
             m = _obj(m)
             rows.append(("", f"{corpus}: accuracy {_num(m.get('accuracy'))}, UAR {_num(m.get('uar'))} ({m.get('n')} clips)"))

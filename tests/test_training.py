@@ -138,6 +138,51 @@ def test_the_report_says_how_often_an_uncertain_flag_is_right(tmp_path):
     assert hot["uncertain_after"]["share"] == 1.0 and hot["uncertain_after"]["accuracy_unflagged"] is None
 
 
+def test_clips_whose_words_give_the_emotion_away_are_left_out_of_every_figure(tmp_path):
+    """ASED's emotion-specific sentences (03-07) are not judged: the metrics, calibration, flag
+    figures and breakdowns leave them out and count them; predictions.csv still lists every
+    clip (with Judged) and takes any path; the headline with them is kept beside."""
+    labels = list(EMOTIONS)
+    clip = lambda i, corpus, e, sentence: Utterance(  # noqa: E731
+        corpus=corpus, speaker="s", emotion=e, sentence=sentence, path=tmp_path / f"odd, name {i}.wav")
+    utts = [clip(0, "ased", "angry", "01"), clip(1, "ased", "happy", "02"),
+            clip(2, "ased", "angry", "a5-03"), clip(3, "ased", "sad", "s4-05"),
+            clip(4, "emodb", "sad", "a01"), clip(5, "ased", "sad", "")]
+    right, wrong = [0.9, 0.05, 0.05], [0.05, 0.05, 0.9]
+    p = np.array([right, [0.05, 0.9, 0.05], wrong, wrong, [0.05, 0.05, 0.9], [0.05, 0.05, 0.9]])
+    r = evaluate_logits(utts, np.log(p), labels, out_dir=tmp_path / "eval")
+    assert r["left_out"] == {"words_give_label": 2}
+    assert r["n"] == 4 and r["accuracy"] == 1.0 and r["uar"] == 1.0
+    assert r["all_clips"]["n"] == 6 and r["all_clips"]["accuracy"] == pytest.approx(5 / 6)
+    assert r["per_corpus"]["ased"]["n"] == 3 and r["per_speaker"]["ased/s"]["n"] == 3
+    assert r["calibration"]["uncertain_after"]["accuracy_unflagged"] == 1.0
+    rows = list(csv.DictReader(open(tmp_path / "eval" / "predictions.csv", encoding="utf-8")))
+    assert [row["File"] for row in rows] == [str(u.path) for u in utts]
+    assert [row["Judged"] for row in rows] == ["yes", "yes", "no", "no", "yes", "yes"]
+    assert "Left out of every figure: 2 clips whose words give their emotion away" in (
+        tmp_path / "eval" / "report.md").read_text()
+    # only such clips: judged all the same, and the report says what that means
+    only = evaluate_logits(utts[2:4], np.log(p[2:4]), labels)
+    assert only["n"] == 2 and only["left_out"] == {"words_give_label": 0}
+    assert "words, not the voice" in only["caveat"]
+
+
+@pytest.mark.parametrize("name", ["default", "fast"])
+def test_the_shipped_models_figures_leave_out_clips_whose_words_give_the_emotion_away(name):
+    """What the card and the page quote for a shipped model is judged as every report judges:
+    its test clips less ASED's emotion-specific sentences, which the card says it left out."""
+    from serkit.inference import resolve_model
+    from serkit.model_card import model_card
+
+    config = json.loads((resolve_model(name) / "config.json").read_text(encoding="utf-8"))
+    test, clips = config["metrics"]["test"], config["training"]["data"]["parts"]["test"]["clips"]
+    left_out = test["left_out"]["words_give_label"]
+    assert left_out > 0 and test["n"] + left_out == clips
+    assert test["per_corpus"]["ased"]["n"] < clips - sum(m["n"] for c, m in test["per_corpus"].items() if c != "ased")
+    assert f"({test['n']} clips, held-out speakers; {left_out} more left out: their words give the emotion away)" \
+        in " ".join(model_card(name).split())
+
+
 def test_evaluate_logits_without_known_emotions_is_an_error(tmp_path):
     utts = [Utterance(corpus="c", speaker="s", emotion="neutral", path=tmp_path / "x.wav")]
     with pytest.raises(ValueError, match="no clip has an emotion the model knows"):

@@ -46,12 +46,16 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 def print_run(report: dict, out: str) -> None:
     """A run's test figures (per corpus too) and where its bundle and report are."""
+    from serkit.evaluation import left_out_lines
+
     console = common.console
     if report:
         console.print(f"test: accuracy {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f}  "
                       f"UAR {report['uar']:.3f}  ({report['n']} clips)")
         for corpus, m in report["per_corpus"].items():
             console.print(f"  {corpus}: accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  ({m['n']} clips)")
+        for line in filter(None, left_out_lines(report)):
+            console.print(line, highlight=False, markup=False)
     console.print(f"bundle: {out}/bundle   report: {out}/eval/report.md", highlight=False, markup=False)
 
 
@@ -70,7 +74,7 @@ def pretrained_options(args: argparse.Namespace) -> dict:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from serkit.evaluate_cmd import evaluate_bundle
-    from serkit.evaluation import uncertain_lines
+    from serkit.evaluation import left_out_lines, uncertain_lines
     from serkit.inference import load_model
 
     if len(args.paths) > 2:
@@ -84,7 +88,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                   highlight=False, markup=False)
     for corpus, m in r["per_corpus"].items():
         console.print(f"  {corpus}: accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  ({m['n']} clips)", markup=False)
-    for line in filter(None, uncertain_lines(r["calibration"])):
+    for line in filter(None, uncertain_lines(r["calibration"]) + left_out_lines(r)):
         console.print(line, highlight=False, markup=False)
     if args.out:
         console.print(f"report: {args.out}/report.md", highlight=False, markup=False)

@@ -135,6 +135,22 @@ def dedupe(utts: list[Utterance], report: SkipReport) -> list[Utterance]:
     return out
 
 
+def words_give_label(u: Utterance) -> bool:
+    """Whether the words of clip ``u`` alone give its emotion away: its corpus's reader says so
+    (a ``words_give_label(sentence)`` of its own; today ASED's emotion-specific sentences 03-07).
+    Metrics leave such clips out (:func:`serkit.evaluation.evaluate_logits`): a model right on
+    them may have learned the words, not the voice."""
+    check = getattr(READERS.get(u.corpus), "words_give_label", None)
+    return bool(check is not None and check(u.sentence))
+
+
+def judged(utts: Iterable[Utterance]) -> list[bool]:
+    """Which of ``utts`` a figure should judge (and a validation set choose by): those whose words
+    do not give their emotion away (:func:`words_give_label`); all of them when that leaves none."""
+    keep = [not words_give_label(u) for u in utts]
+    return keep if any(keep) else [True] * len(keep)
+
+
 def licence_note(corpora: Iterable[str]) -> str:
     """The terms a model trained on ``corpora`` inherits, from each corpus module's ``LICENCE``."""
     terms = [getattr(READERS.get(c), "LICENCE", None) or f"{c}: see the data's own licence" for c in corpora]

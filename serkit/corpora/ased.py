@@ -47,6 +47,14 @@ COMMON_SENTENCES = ("01", "02")
 
 GENDERS = {"01": "female", "02": "male"}
 
+
+def words_give_label(sentence: str) -> bool:
+    """Whether a clip's text alone tells its emotion: the emotion-specific sentences 03-07 (ids
+    such as ``a5-03``). Such clips train models, but every judged figure leaves them out
+    (:func:`serkit.corpora.words_give_label`). An unknown sentence (a manifest written without
+    the column) is judged."""
+    return bool(sentence) and sentence not in COMMON_SENTENCES
+
 DISAGREE = "emotion letter and folder disagree"
 
 _PATTERN = re.compile(r"^([a-z]\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$", re.IGNORECASE)
