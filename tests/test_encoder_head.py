@@ -265,6 +265,10 @@ def test_an_encoder_head_is_validated_as_the_scorer_scores_clips(encoder):
     answers = [int(np.argmax(e.probabilities)) if e.probabilities is not None else -1 for e in expected]
     want = np.mean([np.mean([a == c for a, t in zip(answers, labels) if t == c]) for c in (0, 1, 2)])
     assert validation_uar(lambda f: got, labels)(logits) == pytest.approx(want)
+    # clips whose words give the emotion away (serkit.corpora.judged) do not choose: only the judged count
+    onehot = [np.eye(3)[k] for k in (0, 1, 0, 2)]                  # the third (a sad clip) answered angry
+    assert validation_uar(lambda f: onehot, labels)(None) == pytest.approx((1 + 1 + 0.5) / 3)
+    assert validation_uar(lambda f: onehot, labels, [True, True, False, True])(None) == pytest.approx(1.0)
     # an MLP head validates in Lightning on the same units: its batches give the same answers
     from serkit.data import collate_units
     from serkit.val_metrics import score_batch
