@@ -5,6 +5,13 @@ Four male speakers (DC, JE, JK, KL), 120 clips each, 480 in all. Two layouts exi
 as in the original ``AudioData/``). The emotion prefix is one of:
 
     a anger, d disgust, f fear, h happiness, n neutral, sa sadness, su surprise
+
+A trap this reader does not handle: the authors describe 15 TIMIT sentences per emotion, of
+which 3 are common to all emotions and the others differ by emotion, so most clips' words give
+their emotion away, as ASED's sentences 03-07 do. The file number is the sentence's number
+within its emotion, not a text id, and which numbers are the common sentences is not in the
+download's Info.txt; until the sentence list is known, no sentence is recorded and every SAVEE
+clip is judged (:func:`serkit.corpora.words_give_label`). Read SAVEE figures with that in mind.
 """
 from __future__ import annotations
 
