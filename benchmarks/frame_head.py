@@ -14,7 +14,8 @@ building into serkit's Lightning training, not a product):
       valid frames) -> dropout -> Linear -> 6 emotions
 
 trained with AdamW for a fixed number of epochs (no early stopping: nothing held out picks the
-epoch), loss weighted as the shipped head's (balanced classes and corpora). Printed for each fold
+epoch), loss weighted as the shipped head's (``head_variants.plan_weights``: serkit's own pool
+plan, classes and corpora balanced). Printed for each fold
 of the pool's 5-fold speaker CV (the folds of every CV in the README) and, with ``--loco``, each
 held-out corpus: the paired baseline (standardised logistic regression, C 0.003, on the mean of
 the same frames) and the frame head; UAR on held-out speakers, ASED on sentences 01-02.
@@ -36,7 +37,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from head_probe import LABELS, pool_features  # noqa: E402
-from head_variants import CORPORA, lr, uar  # noqa: E402
+from head_variants import CORPORA, Bench, lr, plan_weights, uar  # noqa: E402
 
 from serkit.audio import CACHE_ROOT  # noqa: E402
 from serkit.splits import speaker_folds  # noqa: E402
@@ -103,19 +104,9 @@ class FrameHead(nn.Module):
         return self.out(torch.cat([mu, sd], -1))
 
 
-def loss_weights(y: np.ndarray, corpus: np.ndarray) -> np.ndarray:
-    """Balanced classes and corpora (every corpus weighs the same; within it, classes balanced)."""
-    w = np.zeros(len(y))
-    for c in np.unique(corpus):
-        rows = corpus == c
-        for k in np.unique(y[rows]):
-            sel = rows & (y == k)
-            w[sel] = 1.0 / sel.sum() / len(np.unique(y[rows]))
-    return w / w.mean()
-
-
-def train_head(frames, n_frames, y, corpus, tr: np.ndarray, epochs: int, seed: int = 0,
+def train_head(frames, n_frames, y, weights: np.ndarray, tr: np.ndarray, epochs: int, seed: int = 0,
                hidden: int = 128) -> FrameHead:
+    """A FrameHead trained on the rows ``tr``, their loss weighted by ``weights`` (one per row of ``tr``)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     idx = np.flatnonzero(tr)
@@ -125,7 +116,7 @@ def train_head(frames, n_frames, y, corpus, tr: np.ndarray, epochs: int, seed: i
     sel = xs.permute(1, 0, 2, 3)[:, m]                                          # (L, valid frames, D)
     model = FrameHead(sel.mean(1), sel.std(1) + 1e-5, hidden=hidden)
     del xs, sel
-    w = torch.from_numpy(loss_weights(y[idx], corpus[idx])).float()
+    w = torch.from_numpy(np.asarray(weights)).float()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     steps = epochs * int(np.ceil(len(idx) / 64))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.1)
@@ -197,12 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         splits.append((f"fold {k}", parts != "test", parts == "test"))
     if args.loco:
         splits += [(f"LOCO {c}", pool.corpus != c, pool.corpus == c) for c in CORPORA]
+    weigh = plan_weights(Bench(pool), corpora=True)     # as `serkit train --balance-corpora` weighs rows
     res = {}
     for name, tr, te in splits:
         t = time.time()
-        w = loss_weights(pool.y[tr], pool.corpus[tr])
+        w = weigh(tr)
         base = lr().fit(mean_feats[tr], pool.y[tr], logisticregression__sample_weight=w).predict(mean_feats[te])
-        head = train_head(frames, n_frames, pool.y, pool.corpus, tr, args.epochs, hidden=args.hidden)
+        head = train_head(frames, n_frames, pool.y, w, tr, args.epochs, hidden=args.hidden)
         pred = predict(head, frames, n_frames, np.flatnonzero(te))
         res[name] = (scores(pool, te, base), scores(pool, te, pred))
         print(f"{name:<12} LR on means: {fmt(res[name][0])}\n{'':<12} frame head:  {fmt(res[name][1])}"

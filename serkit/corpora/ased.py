@@ -55,6 +55,7 @@ def words_give_label(sentence: str) -> bool:
     the column) is judged."""
     return bool(sentence) and sentence not in COMMON_SENTENCES
 
+
 DISAGREE = "emotion letter and folder disagree"
 
 _PATTERN = re.compile(r"^([a-z]\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$", re.IGNORECASE)
