@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Subset, WeightedRandomSampler
 
 from serkit.manifest import Utterance
 
@@ -129,6 +129,19 @@ def pool_loader(dataset: Dataset, idx: list[int], train: bool, plan: PoolPlan, b
     return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
                       num_workers=num_workers, drop_last=train and n > batch_size,
                       persistent_workers=num_workers > 0, collate_fn=collate_fn)
+
+
+def judged_loader(loader: DataLoader, keep: list[bool]) -> DataLoader:
+    """A validation ``loader`` (its dataset in the order of the clips it was made for) over the
+    clips ``keep`` marks only: the clips :func:`serkit.corpora.judged` keeps, so that the best
+    epoch and early stopping watch the same clips every reported figure judges. Unchanged when
+    every clip is kept."""
+    if all(keep):
+        return loader
+    rows = [k for k, j in enumerate(keep) if j]
+    return DataLoader(Subset(loader.dataset, rows), batch_size=loader.batch_size, shuffle=False,
+                      num_workers=loader.num_workers, persistent_workers=loader.num_workers > 0,
+                      collate_fn=loader.collate_fn)
 
 
 def masked_cross_entropy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None,

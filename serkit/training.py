@@ -2,7 +2,8 @@
 calibrate, evaluate on test, write the bundle.
 
 The test split never influences training: early stopping and the best-epoch choice watch the
-validation split's UAR (or macro-F1), and the temperature is fitted on validation too.
+validation split's UAR (or macro-F1), over the clips every figure judges
+(:func:`serkit.corpora.judged`), and the temperature is fitted on validation too.
 
 A run folder holds::
 
@@ -42,9 +43,9 @@ from serkit.scorer import AGGREGATION, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, Scorer
 from serkit.data import ClipDataset, UnitDataset, collate_units, decode_all, training_augment
 from serkit.evaluation import evaluate_logits, fit_temperature, plot_curves
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
-from serkit.corpora import licence_note
+from serkit.corpora import judged, licence_note
 from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
-from serkit.pool import masked_cross_entropy, plan_pool, pool_loader
+from serkit.pool import judged_loader, masked_cross_entropy, plan_pool, pool_loader
 from serkit.run_folder import (AtomicCheckpointIO, check_run_folder, claim_run_folder, keep_cache_counts,
                                prepend_metrics)
 from serkit.safety import write_json
@@ -284,7 +285,9 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     earlier = log_csv.read_text(encoding="utf-8") if resume and log_csv.is_file() else None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        trainer.fit(module, loader("train", True), loader("val", False),
+        # the best epoch and early stopping watch the validation clips every figure judges
+        watched = judged_loader(loader("val", False), judged([utts[i] for i in sel["val"]]))
+        trainer.fit(module, loader("train", True), watched,
                     ckpt_path=str(last_ckpt) if resume and last_ckpt.is_file() else None)
     if earlier is not None and trainer.is_global_zero:
         prepend_metrics(earlier, log_csv)

@@ -167,6 +167,28 @@ def test_clips_whose_words_give_the_emotion_away_are_left_out_of_every_figure(tm
     assert "words, not the voice" in only["caveat"]
 
 
+def test_the_best_epoch_is_watched_on_the_judged_validation_clips_only(tmp_path, monkeypatch):
+    """Early stopping and the best epoch watch the validation clips every figure judges: an ASED
+    clip whose words give its emotion away (sentences 03-07) is not among them."""
+    import dataclasses
+    import lightning as L
+
+    corpus = write_tone_corpus(tmp_path / "c", speakers=6, per_emotion=2, corpus="ased")
+    utts = [dataclasses.replace(u, sentence=f"{u.emotion[0]}1-03" if k % 2 else "01")
+            for k, u in enumerate(corpus.utterances)]
+    seen = []
+    fit = L.Trainer.fit
+
+    def spy(self, module, train_loader, val_loader, **kw):
+        seen.append(len(val_loader.dataset))
+        return fit(self, module, train_loader, val_loader, **kw)
+
+    monkeypatch.setattr(L.Trainer, "fit", spy)
+    training.train(utts, tmp_path / "run", tiny_config(epochs=1))
+    val = [u for u in read_manifest(tmp_path / "run" / "split.csv") if u.split == "val"]
+    assert seen == [sum(u.sentence == "01" for u in val)] and 0 < seen[0] < len(val)
+
+
 @pytest.mark.parametrize("name", ["default", "fast"])
 def test_the_shipped_models_figures_leave_out_clips_whose_words_give_the_emotion_away(name):
     """What the card and the page quote for a shipped model is judged as every report judges:
