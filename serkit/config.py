@@ -76,6 +76,11 @@ class TrainConfig:
     refit: bool = setting(True, "a linear encoder head (fitted in closed form): once C is chosen on validation, "
                           "refit it on the training and validation clips (the head fitted before the refit "
                           "fits the temperature and gives the validation figures)")
+    refit_epochs: bool = setting(False, "a model trained in epochs on waveforms (the CNN-LSTM, a fine-tuned encoder): "
+                                 "once validation has chosen the best epoch, train it again from the same "
+                                 "initialisation on the training and validation clips for that many epochs "
+                                 "(the first run fits the temperature and gives the validation figures; about "
+                                 "twice the training time; on one device)")
     rooms: bool = setting(True, "train on simulated rooms, reverberation over babble or noise (serkit.rooms): "
                           "an encoder head on one room view beside each training clip; a model learning from "
                           "waveforms (the CNN-LSTM, a fine-tuned encoder) hears 3 in 10 of its training clips in a room")

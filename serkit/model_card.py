@@ -112,6 +112,7 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
                                   for p, v in _obj(data.get("parts")).items())),
         ]
         fit = training.get("head_fit")
+        refit = _obj(training.get("refit"))      # a model trained in epochs, trained again (--refit-epochs)
         ensemble = _obj(training.get("ensemble")).get("members")
         if ensemble:
             rows.append(("ensemble", _ensemble_text(ensemble, c["model_config"]) + _rooms_text(training)))
@@ -123,6 +124,8 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
         else:
             rows.append(("best epoch", f"{training.get('best_epoch')} of {training.get('epochs_run')} "
                                        f"(chosen on validation {tcfg.get('monitor')} = {training.get('best_score', 0):.3f})"
+                                       + (f", then trained again for {refit.get('epochs')} epochs on training + "
+                                          "validation clips" if refit else "")
                                        + _rooms_text(training)))
         if tcfg.get("split") == "random":
             rows.append(("WARNING", "random split: test speakers were also in training, metrics are inflated"))
@@ -132,6 +135,9 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
             if data.get("val_speakers") and fit and fit.get("refit"):
                 rows.append(("validation", f"{speakers_text(data['val_speakers'])} (validation speakers: they "
                                            "chose C and the temperature, then joined the training)"))
+            elif data.get("val_speakers") and refit:
+                rows.append(("validation", f"{speakers_text(data['val_speakers'])} (validation speakers: they "
+                                           "chose the epoch and the temperature, then joined the training)"))
             elif data.get("val_speakers"):
                 rows.append(("not trained on", f"{speakers_text(data['val_speakers'])} (validation speakers: "
                                                "they chose the epoch and the temperature)"))

@@ -22,7 +22,8 @@ from serkit.safety import (MARKER, OutputError, atomic_file, check_output_folder
 #: What a run writes (relative to the run folder), besides ``bundle/`` and ``eval/``: the files
 #: ``train(force=True)`` removes before it starts over. Other files in the folder are left alone.
 RUN_FILES = ("config.json", "split.csv", "cache.json", "metrics.csv", "curves.png", "checkpoints/last.ckpt",
-             "checkpoints/best.safetensors", "checkpoints/best.json", "logs/metrics.csv", "logs/hparams.yaml")
+             "checkpoints/best.safetensors", "checkpoints/best.json", "logs/metrics.csv", "logs/hparams.yaml",
+             "refit_logs/metrics.csv", "refit_logs/hparams.yaml")   # --refit-epochs
 #: What a run that got as far as training leaves: a folder holding none of these holds a run that
 #: failed before its first epoch (its settings and split only), which a new run simply replaces.
 STARTED = ("checkpoints/last.ckpt", "checkpoints/best.safetensors", "metrics.csv", "logs/metrics.csv",

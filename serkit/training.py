@@ -3,7 +3,10 @@ calibrate, evaluate on test, write the bundle.
 
 The test split never influences training: early stopping and the best-epoch choice watch the
 validation split's UAR (or macro-F1), over the clips every figure judges
-(:func:`serkit.corpora.judged`), and the temperature is fitted on validation too.
+(:func:`serkit.corpora.judged`), and the temperature is fitted on validation too. With
+``refit_epochs`` the model then trains again, from the same initialisation, on the training and
+validation clips for the chosen number of epochs (as a linear head is refitted once its C is
+chosen); the model trained without them fits the temperature and gives the validation figures.
 
 A run folder holds::
 
@@ -11,6 +14,7 @@ A run folder holds::
     split.csv          the manifest with each clip's part (train/val/test)
     metrics.csv        per-epoch metrics;  curves.png  the training curves
     checkpoints/       last.ckpt (for --resume) and best.safetensors (the best epoch so far)
+    refit_logs/        with refit_epochs: the refit's training loss per step
     bundle/            the model (model.safetensors + config.json)
     eval/              report.json, report.md, confusion matrices, reliability plot
     .serkit.json       serkit's mark: the folder is a run serkit may write again
@@ -45,7 +49,7 @@ from serkit.evaluation import evaluate_logits, fit_temperature, plot_curves
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
 from serkit.corpora import judged, licence_note
 from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
-from serkit.pool import judged_loader, masked_cross_entropy, plan_pool, pool_loader
+from serkit.pool import PoolPlan, judged_loader, masked_cross_entropy, plan_pool, pool_loader
 from serkit.run_folder import (AtomicCheckpointIO, check_run_folder, claim_run_folder, keep_cache_counts,
                                prepend_metrics)
 from serkit.safety import write_json
@@ -210,6 +214,9 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     model = build_model(cfg, len(labels))  # before decoding: a bad backbone fails fast
+    if cfg.refit_epochs and (cfg.model == "encoder_head" or getattr(model, "cacheable", False) or cfg.ema):
+        raise ValueError("--refit-epochs is for models that learn from waveforms in epochs (cnn_lstm, a "
+                         "fine-tuned pretrained encoder), without --ema; a linear encoder head has --refit")
     claim_run_folder(out, clean)           # only now: a run that cannot start leaves nothing
     write_json(out / "config.json", asdict(cfg))
     write_manifest(with_split(utts, parts), out / "split.csv")
@@ -239,11 +246,14 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
             ds = UnitDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]],
                              [finder.units(waves[i])[0] for i in sel[part]], finder.cut)
             return pool_loader(ds, sel[part], False, plan, cfg.batch_size, cfg.seed, cfg.num_workers, collate_units)
-        ds = ClipDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]], clip_samples, train=train_,
-                         augment=augment if train_ else None, seed=cfg.seed, groups=[utts[i].group for i in sel[part]],
-                         spans=[spans[i] for i in sel[part]] if spans else None,
+        return clips_loader(sel[part], plan)
+
+    def clips_loader(idx: list[int], plan_: PoolPlan) -> DataLoader:   # training draws of the clips idx
+        ds = ClipDataset([waves[i] for i in idx], [y[i] for i in idx], clip_samples, train=True,
+                         augment=augment, seed=cfg.seed, groups=[utts[i].group for i in idx],
+                         spans=[spans[i] for i in idx] if spans else None,
                          widen=int(AUG_WIDEN_S * SAMPLE_RATE) if spans else 0)
-        return pool_loader(ds, sel[part], train_, plan, cfg.batch_size, cfg.seed, cfg.num_workers)
+        return pool_loader(ds, idx, True, plan_, cfg.batch_size, cfg.seed, cfg.num_workers)
 
     if not cfg.augment and hasattr(model.config, "freq_masks"):
         model.config.freq_masks = model.config.time_masks = 0
@@ -301,6 +311,37 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     if metrics_csv.is_file():
         os.replace(metrics_csv, out / "metrics.csv")
         plot_curves(out / "metrics.csv", out / "curves.png")
+    if cfg.refit_epochs:
+        # the epoch count is chosen; the validation speakers join the training, from the same
+        # initialisation, for that many epochs. The model trained without them stays the one that
+        # fits the temperature and reports on validation (finish()), as a refitted linear head's does.
+        both = sel["train"] + sel["val"]
+        if spans:
+            spans.update({i: finder.speech_window(waves[i]) for i in sel["val"]})
+        plan_all = plan_pool(utts, y, {**sel, "train": both}, labels, cfg.class_weights, cfg.balance_corpora,
+                             cfg.corpus_label_mask)
+        epochs = best.best_epoch + 1
+        extra["calibration_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        again = build_model(cfg, len(labels))
+        if not cfg.augment and hasattr(again.config, "freq_masks"):
+            again.config.freq_masks = again.config.time_masks = 0
+        refitter = L.Trainer(
+            max_epochs=epochs, accelerator=cfg.accelerator, devices=1, default_root_dir=out,
+            logger=CSVLogger(out, name="", version="refit_logs"), enable_checkpointing=False, limit_val_batches=0,
+            enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=10,
+            num_sanity_val_steps=0, deterministic=False)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")    # none on purpose
+            refitter.fit(SERModule(again, cfg, plan_all.class_weights, n_classes=len(labels)),
+                         clips_loader(both, plan_all))
+        model = again.eval()
+        extra["refit"] = {"epochs": epochs, "clips": len(both),
+                          "speakers": len({(utts[i].corpus, utts[i].speaker) for i in both}),
+                          "note": "trained again from the same initialisation on training + validation clips "
+                                  "for the chosen number of epochs; the temperature and the validation figures "
+                                  "come from the model trained before the refit"}
     return finish(model, cfg, labels, utts, parts, waves, out, best_epoch=best.best_epoch,
                   best_score=best.best_score, epochs_run=trainer.current_epoch, pool=plan.summary(), **extra)
 

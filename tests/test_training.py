@@ -189,6 +189,57 @@ def test_the_best_epoch_is_watched_on_the_judged_validation_clips_only(tmp_path,
     assert seen == [sum(u.sentence == "01" for u in val)] and 0 < seen[0] < len(val)
 
 
+def test_a_model_trained_in_epochs_is_refitted_with_the_validation_speakers(tmp_path, monkeypatch):
+    """--refit-epochs: the best epoch is chosen as before, then the model trains again from the same
+    initialisation on training + validation clips for that many epochs; the first run (identical
+    to a run without the refit) fits the temperature and gives the validation figures, and the
+    refitted weights are what the bundle serves and the test figures score."""
+    import lightning as L
+    from safetensors.numpy import load_file
+
+    from serkit.model_card import model_card
+
+    corpus = write_tone_corpus(tmp_path / "c", speakers=6, per_emotion=2)
+    fits = []
+    fit = L.Trainer.fit
+
+    def spy(self, module, train_loader, *args, **kw):
+        fits.append((self.max_epochs, len(train_loader.dataset)))
+        return fit(self, module, train_loader, *args, **kw)
+
+    monkeypatch.setattr(L.Trainer, "fit", spy)
+    runs = {}
+    for refit in (False, True):
+        training.train(corpus.utterances, tmp_path / f"run{refit}", tiny_config(epochs=3, refit_epochs=refit))
+        runs[refit] = json.loads((tmp_path / f"run{refit}" / "bundle" / "config.json").read_text())
+    parts = [u.split for u in read_manifest(tmp_path / "runTrue" / "split.csv")]
+    n_train, n_val = parts.count("train"), parts.count("val")
+    plain, refitted = runs[False]["training"], runs[True]["training"]
+    epochs = refitted["best_epoch"] + 1
+    assert fits == [(3, n_train), (3, n_train), (epochs, n_train + n_val)]
+    assert refitted["refit"]["epochs"] == epochs and refitted["refit"]["clips"] == n_train + n_val
+    assert "refit" not in plain
+    # the first run is the run without the refit: same epoch, validation figures and temperature
+    assert refitted["best_epoch"] == plain["best_epoch"] and refitted["validation"] == plain["validation"]
+    assert runs[True]["temperature"] == pytest.approx(runs[False]["temperature"])
+    first = load_file(str(tmp_path / "runTrue" / "checkpoints" / "best.safetensors"))
+    served = load_file(str(tmp_path / "runTrue" / "bundle" / "model.safetensors"))
+    before = load_file(str(tmp_path / "runFalse" / "bundle" / "model.safetensors"))
+    assert all(np.array_equal(before[k], v) for k, v in first.items() if k in before)
+    assert any(not np.array_equal(before[k], served[k]) for k in before)     # the refitted weights are served
+    card = " ".join(model_card(tmp_path / "runTrue" / "bundle").split())
+    assert f"then trained again for {epochs} epochs on training + validation clips" in card
+    assert "chose the epoch and the temperature, then joined the training" in card
+
+
+def test_refit_epochs_is_refused_for_a_frozen_encoder_head(tmp_path):
+    corpus = write_tone_corpus(tmp_path / "c", speakers=6, per_emotion=1)
+    with pytest.raises(ValueError, match="refit-epochs is for models that learn from waveforms"):
+        training.train(corpus.utterances, tmp_path / "run", tiny_config(model="encoder_head", refit_epochs=True,
+                                                                       model_options={}))
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("name", ["default", "fast"])
 def test_the_shipped_models_figures_leave_out_clips_whose_words_give_the_emotion_away(name):
     """What the card and the page quote for a shipped model is judged as every report judges:
