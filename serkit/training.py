@@ -50,8 +50,8 @@ from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
 from serkit.corpora import judged, licence_note
 from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
 from serkit.pool import PoolPlan, judged_loader, masked_cross_entropy, plan_pool, pool_loader
-from serkit.run_folder import (AtomicCheckpointIO, check_run_folder, claim_run_folder, keep_cache_counts,
-                               prepend_metrics)
+from serkit.run_folder import (AtomicCheckpointIO, check_run_folder, claim_run_folder, fit_without_validation,
+                               keep_cache_counts, prepend_metrics)
 from serkit.safety import write_json
 from serkit.splits import split, summarize
 from serkit.val_metrics import answers, first_visits, score_batch, validation_metrics
@@ -76,7 +76,8 @@ def build_model(cfg: TrainConfig, n_classes: int) -> torch.nn.Module:
         return EncoderHead(EncoderHeadConfig(n_classes=n_classes, **cfg.model_options))
     if cfg.model == "cnn_lstm":
         from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
-        return CNNLSTM(CNNLSTMConfig(n_classes=n_classes, sample_rate=SAMPLE_RATE, **cfg.model_options))
+        options = {**cfg.model_options, **({} if cfg.augment else {"freq_masks": 0, "time_masks": 0})}
+        return CNNLSTM(CNNLSTMConfig(n_classes=n_classes, sample_rate=SAMPLE_RATE, **options))
     from serkit.models.pretrained import PretrainedConfig, PretrainedSER
     return PretrainedSER(PretrainedConfig(n_classes=n_classes, **{"clip_seconds": cfg.clip_seconds,
                                                                   **cfg.model_options}))
@@ -255,8 +256,6 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
                          widen=int(AUG_WIDEN_S * SAMPLE_RATE) if spans else 0)
         return pool_loader(ds, idx, True, plan_, cfg.batch_size, cfg.seed, cfg.num_workers)
 
-    if not cfg.augment and hasattr(model.config, "freq_masks"):
-        model.config.freq_masks = model.config.time_masks = 0
     net, extra = model, {"augment": asdict(augment)} if augment else {}
     if cfg.model == "encoder_head":
         # A frozen ONNX encoder: only the head trains, on cached statistics of speech views.
@@ -323,20 +322,10 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         epochs = best.best_epoch + 1
         extra["calibration_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        again = build_model(cfg, len(labels))
-        if not cfg.augment and hasattr(again.config, "freq_masks"):
-            again.config.freq_masks = again.config.time_masks = 0
-        refitter = L.Trainer(
-            max_epochs=epochs, accelerator=cfg.accelerator, devices=1, default_root_dir=out,
-            logger=CSVLogger(out, name="", version="refit_logs"), enable_checkpointing=False, limit_val_batches=0,
-            enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=10,
-            num_sanity_val_steps=0, deterministic=False)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*does not have many workers.*")
-            warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")    # none on purpose
-            refitter.fit(SERModule(again, cfg, plan_all.class_weights, n_classes=len(labels)),
-                         clips_loader(both, plan_all))
-        model = again.eval()
+        model = build_model(cfg, len(labels))
+        fit_without_validation(SERModule(model, cfg, plan_all.class_weights, n_classes=len(labels)),
+                               clips_loader(both, plan_all), cfg, epochs, out)
+        model.eval()
         extra["refit"] = {"epochs": epochs, "clips": len(both),
                           "speakers": len({(utts[i].corpus, utts[i].speaker) for i in both}),
                           "note": "trained again from the same initialisation on training + validation clips "
