@@ -242,10 +242,13 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
 
     augment = training_augment(cfg)   # waveform models' (an encoder head augments its cached views)
 
+    units: dict[int, list[tuple[int, int]]] = {}   # validation clips' speech units, found once per run
+
     def loader(part: str, train_: bool) -> DataLoader:
-        if not train_:   # validation: each clip as the scorer scores it, its units found once per run
-            ds = UnitDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]],
-                             [finder.units(waves[i])[0] for i in sel[part]], finder.cut)
+        if not train_:   # validation: each clip as the scorer scores it
+            units.update({i: finder.units(waves[i])[0] for i in sel[part] if i not in units})
+            ds = UnitDataset([waves[i] for i in sel[part]], [y[i] for i in sel[part]], [units[i] for i in sel[part]],
+                             finder.cut)
             return pool_loader(ds, sel[part], False, plan, cfg.batch_size, cfg.seed, cfg.num_workers, collate_units)
         return clips_loader(sel[part], plan)
 
@@ -311,12 +314,11 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         os.replace(metrics_csv, out / "metrics.csv")
         plot_curves(out / "metrics.csv", out / "curves.png")
     if cfg.refit_epochs:
-        # the epoch count is chosen; the validation speakers join the training, from the same
-        # initialisation, for that many epochs. The model trained without them stays the one that
-        # fits the temperature and reports on validation (finish()), as a refitted linear head's does.
+        # the epoch count is chosen; the validation speakers join the training for that many epochs, from the
+        # same initialisation. The model before them fits the temperature and reports on validation (finish()).
         both = sel["train"] + sel["val"]
-        if spans:
-            spans.update({i: finder.speech_window(waves[i]) for i in sel["val"]})
+        if spans:   # their units were found for validation: the detector is not run again
+            spans.update({i: finder.window_of(units[i], len(waves[i])) for i in sel["val"]})
         plan_all = plan_pool(utts, y, {**sel, "train": both}, labels, cfg.class_weights, cfg.balance_corpora,
                              cfg.corpus_label_mask)
         epochs = best.best_epoch + 1
@@ -326,11 +328,9 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         fit_without_validation(SERModule(model, cfg, plan_all.class_weights, n_classes=len(labels)),
                                clips_loader(both, plan_all), cfg, epochs, out)
         model.eval()
-        extra["refit"] = {"epochs": epochs, "clips": len(both),
-                          "speakers": len({(utts[i].corpus, utts[i].speaker) for i in both}),
-                          "note": "trained again from the same initialisation on training + validation clips "
-                                  "for the chosen number of epochs; the temperature and the validation figures "
-                                  "come from the model trained before the refit"}
+        extra["refit"] = {"epochs": epochs, "clips": len(both), "speakers": len({utts[i].group for i in both}),
+                          "note": "trained again from the same initialisation on training + validation clips for the "
+                                  "chosen epochs; the temperature and validation figures come from the run before"}
     return finish(model, cfg, labels, utts, parts, waves, out, best_epoch=best.best_epoch,
                   best_score=best.best_score, epochs_run=trainer.current_epoch, pool=plan.summary(), **extra)
 

@@ -198,6 +198,7 @@ def test_a_model_trained_in_epochs_is_refitted_with_the_validation_speakers(tmp_
     from safetensors.numpy import load_file
 
     from serkit.model_card import model_card
+    from serkit.scorer import Scorer
 
     corpus = write_tone_corpus(tmp_path / "c", speakers=6, per_emotion=2)
     fits = []
@@ -208,10 +209,16 @@ def test_a_model_trained_in_epochs_is_refitted_with_the_validation_speakers(tmp_
         return fit(self, module, train_loader, *args, **kw)
 
     monkeypatch.setattr(L.Trainer, "fit", spy)
-    runs = {}
+    detected = []      # the speech detector's runs: the refit reuses the validation clips' units
+    units = Scorer.units
+    monkeypatch.setattr(Scorer, "units", lambda self, *a, **kw: detected.append(1) or units(self, *a, **kw))
+    runs, detections = {}, {}
     for refit in (False, True):
+        detected.clear()
         training.train(corpus.utterances, tmp_path / f"run{refit}", tiny_config(epochs=3, refit_epochs=refit))
         runs[refit] = json.loads((tmp_path / f"run{refit}" / "bundle" / "config.json").read_text())
+        detections[refit] = len(detected)
+    assert detections[True] == detections[False] > 0
     parts = [u.split for u in read_manifest(tmp_path / "runTrue" / "split.csv")]
     n_train, n_val = parts.count("train"), parts.count("val")
     plain, refitted = runs[False]["training"], runs[True]["training"]
@@ -225,7 +232,7 @@ def test_a_model_trained_in_epochs_is_refitted_with_the_validation_speakers(tmp_
     first = load_file(str(tmp_path / "runTrue" / "checkpoints" / "best.safetensors"))
     served = load_file(str(tmp_path / "runTrue" / "bundle" / "model.safetensors"))
     before = load_file(str(tmp_path / "runFalse" / "bundle" / "model.safetensors"))
-    assert all(np.array_equal(before[k], v) for k, v in first.items() if k in before)
+    assert first.keys() == before.keys() and all(np.array_equal(before[k], v) for k, v in first.items())
     assert any(not np.array_equal(before[k], served[k]) for k in before)     # the refitted weights are served
     card = " ".join(model_card(tmp_path / "runTrue" / "bundle").split())
     assert f"then trained again for {epochs} epochs on training + validation clips" in card
