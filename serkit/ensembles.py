@@ -8,7 +8,10 @@
 The members (CNN-LSTM runs; :data:`serkit.models.configs.MEMBER_TYPES`) must share their clips,
 labels, split, window and speech detection: the validation speakers they were all chosen on fit
 the ensemble's temperature, and the test speakers none of them heard score it, through the one
-scorer, as ``serkit train`` scores a run (:func:`serkit.training.finish`). The folder ``DIR``
+scorer, as ``serkit train`` scores a run (:func:`serkit.training.finish`). Members trained with
+``--refit-epochs`` have heard the validation speakers: their first runs' weights
+(``checkpoints/best.safetensors``) fit the ensemble's temperature, and the refitted ones serve
+(as a refitted run fits its own). The folder ``DIR``
 is written as a run folder is (``split.csv``, ``bundle/``, ``eval/``); the bundle holds every
 member's weights and the settings each was trained with (:class:`serkit.models.ensemble.Ensemble`).
 """
@@ -66,6 +69,24 @@ def read_members(runs: list[str | os.PathLike]) -> tuple[list[Path], list[dict[s
     return paths, configs
 
 
+def before_validation(run: Path, config: dict[str, Any], model: Any) -> dict[str, Any] | None:
+    """A member's weights before the validation speakers joined its training: for a run trained
+    with ``--refit-epochs``, its first run's best epoch (``checkpoints/best.safetensors``, read
+    without unpickling); None for a member never trained on them."""
+    if not (config.get("training") or {}).get("refit"):
+        return None
+    path = run / "checkpoints" / "best.safetensors"
+    if not path.is_file():
+        raise EnsembleError(f"{run}: trained with --refit-epochs, but its first run's weights ({path}) are missing; "
+                            "they fit the ensemble's temperature on the validation speakers the refit heard")
+    from safetensors.torch import load_file
+
+    state = load_file(path)
+    if set(state) != set(model.state_dict()):
+        raise EnsembleError(f"{path}: its weights do not fit {run}'s model")
+    return state
+
+
 def ensemble_runs(runs: list[str | os.PathLike], out: str | os.PathLike, force: bool = False,
                   progress: bool = True) -> dict[str, Any]:
     """Write the ensemble of ``runs`` (see the module's docstring) to the run folder ``out``;
@@ -85,15 +106,24 @@ def ensemble_runs(runs: list[str | os.PathLike], out: str | os.PathLike, force: 
     members = [{"model_type": c["model_type"], "model_config": c["model_config"], "temperature": c["temperature"],
                 "seed": run_cfg.seed} for c, run_cfg in zip(configs, cfgs)]
     model = Ensemble(EnsembleConfig(n_classes=len(labels), members=members), models).eval()
+    before = [before_validation(p, c, m) for p, c, m in zip(paths, configs, models)]
+    refit = {}
+    if any(b is not None for b in before):   # the members as they were before the validation speakers joined
+        refit["calibration_state"] = {f"members.{i}.{k}": v for i, (b, m) in enumerate(zip(before, models))
+                                      for k, v in (m.state_dict() if b is None else b).items()}
+        refit["refit"] = {"members": [(c.get("training") or {}).get("refit", {}).get("epochs") for c in configs],
+                          "note": "members trained again on training + validation clips for their chosen epochs; "
+                                  "their first runs fit the temperature and give the validation figures"}
     # every clip read before the folder is claimed: an ensemble that cannot be scored changes nothing
     waves = decode_all(utts, SAMPLE_RATE, cfg.cache_dir or None, progress=progress)
     claim_run_folder(out, clean)
     write_manifest(with_split(utts, parts), out / "split.csv")
     alone = [{"run": str(p), "seed": run_cfg.seed,
               "validation_uar": c.get("training", {}).get("validation", {}).get("uar"),
-              "test_uar": c.get("metrics", {}).get("test", {}).get("uar")}
+              "test_uar": c.get("metrics", {}).get("test", {}).get("uar"),
+              "refit_epochs": (c.get("training") or {}).get("refit", {}).get("epochs")}
              for p, c, run_cfg in zip(paths, configs, cfgs)]
     augments = [c.get("training", {}).get("augment") for c in configs]
     same = {"augment": augments[0]} if augments[0] and all(a == augments[0] for a in augments) else {}
-    return finish(model, cfg, labels, utts, parts, waves, out, **same,
+    return finish(model, cfg, labels, utts, parts, waves, out, **same, **refit,
                   ensemble={"members": alone, "combine": "mean of the members' calibrated probabilities"})

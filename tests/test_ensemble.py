@@ -114,6 +114,55 @@ def test_runs_that_cannot_answer_together_are_refused(runs, tmp_path):
     assert (runs["s0"] / "bundle" / "model.safetensors").read_bytes() == before
 
 
+def test_refitted_members_serve_but_their_first_runs_fit_the_ensembles_temperature(runs, ensemble, tmp_path,
+                                                                                  monkeypatch):
+    """Members trained with --refit-epochs heard the validation speakers: the ensemble's temperature
+    and validation figures come from their first runs (their best.safetensors), which are the plain
+    runs of the same seeds (s0, s1), so they equal the plain ensemble's, while the refits serve."""
+    import serkit.ensembles
+    from safetensors.torch import load_file
+
+    from serkit.ensembles import EnsembleError, ensemble_runs
+    from serkit.model_card import model_card
+
+    refitted = {}
+    for seed in (0, 1):
+        refitted[seed] = tmp_path / f"r{seed}"
+        train(runs["manifest"], refitted[seed], tiny_config(epochs=2, seed=seed, split_seed=0, refit_epochs=True))
+    scored = {}
+    real_finish = serkit.ensembles.finish
+
+    def finish(model, *args, **kwargs):   # what scores the validation clips, and what serves
+        scored["validation"], scored["served"] = kwargs.get("calibration_state"), model.state_dict()
+        return real_finish(model, *args, **kwargs)
+
+    monkeypatch.setattr(serkit.ensembles, "finish", finish)
+    ensemble_runs([refitted[0], refitted[1]], tmp_path / "ens", progress=False)
+    first = {f"members.{i}.{k}": v for i in (0, 1)
+             for k, v in load_file(refitted[i] / "checkpoints" / "best.safetensors").items()}
+    assert scored["validation"] is not None and scored["validation"].keys() == scored["served"].keys() == first.keys()
+    assert all(torch.equal(scored["validation"][k], v) for k, v in first.items())
+    assert any(not torch.equal(scored["served"][k], v) for k, v in first.items())
+    _, plain = load_bundle(ensemble[0] / "bundle")
+    model, config = load_bundle(tmp_path / "ens" / "bundle")
+    assert config["temperature"] == pytest.approx(plain["temperature"])
+    assert config["training"]["validation"] == plain["training"]["validation"]
+    plain_model = load_bundle(ensemble[0] / "bundle")[0].state_dict()
+    assert any(not torch.equal(v, plain_model[k]) for k, v in model.state_dict().items())   # the refits serve
+    epochs = [json.loads((refitted[s] / "bundle" / "config.json").read_text())["training"]["refit"]["epochs"]
+              for s in (0, 1)]
+    assert config["training"]["refit"]["members"] == epochs
+    card = " ".join(model_card(tmp_path / "ens" / "bundle").split())
+    assert f"then trained again on training + validation clips for {epochs[0]}, {epochs[1]} epochs" in card
+    assert "chose the epoch and the temperature, then joined the training" in card
+    # without a member's first-run weights there is nothing honest to fit the temperature on
+    shutil.copytree(refitted[1], tmp_path / "lost")
+    (tmp_path / "lost" / "checkpoints" / "best.safetensors").unlink()
+    with pytest.raises(EnsembleError, match="first run's weights"):
+        ensemble_runs([refitted[0], tmp_path / "lost"], tmp_path / "ens2", progress=False)
+    assert not (tmp_path / "ens2").exists()
+
+
 def test_the_cli_writes_an_ensemble_and_will_not_replace_one_unasked(runs, tmp_path, capsys):
     from serkit import cli
 
