@@ -80,7 +80,7 @@ default-model: install-test
 # clips in a simulated room, --rooms) joined by serkit ensemble; it ships as its ONNX int8 export (no torch).
 fast-model: install-test
 	$(BIN)/serkit prepare $(CORPORA) -o $(DATA)/manifest.csv
-	for seed in 0 1 2; do $(BIN)/serkit train $(DATA)/manifest.csv --out runs/fast-seeds/seed$$seed --force --model cnn_lstm --epochs 24 --patience 8 --seed $$seed --split-seed 0 --no-corpus-label-mask --rooms || exit 1; done
+	for seed in 0 1 2; do $(BIN)/serkit train $(DATA)/manifest.csv --out runs/fast-seeds/seed$$seed --force --model cnn_lstm --epochs 24 --patience 8 --seed $$seed --split-seed 0 --no-corpus-label-mask --rooms --refit-epochs || exit 1; done
 	$(BIN)/serkit ensemble runs/fast-seeds/seed0 runs/fast-seeds/seed1 runs/fast-seeds/seed2 --out runs/fast --force
 	rm -rf serkit/fast_model && $(BIN)/serkit export runs/fast/bundle --onnx --int8-only -o serkit/fast_model
 

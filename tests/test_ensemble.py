@@ -214,7 +214,7 @@ def test_an_ensemble_averages_calibrated_members_not_raw_logits():
 
 
 def test_the_shipped_fast_model_is_an_ensemble_of_three_that_answers_without_torch():
-    """serkit/fast_model (make fast-model): three CNN-LSTMs of one split in one int8 graph."""
+    """serkit/fast_model (make fast-model): three refitted CNN-LSTMs of one split in one int8 graph."""
     from serkit.inference import load_model
 
     model = load_model("fast")
@@ -222,7 +222,9 @@ def test_the_shipped_fast_model_is_an_ensemble_of_three_that_answers_without_tor
     assert model.config["model_type"] == "ensemble" and model.runtime.name == "onnx"
     assert [m["seed"] for m in members] == [0, 1, 2] and {m["model_type"] for m in members} == {"cnn_lstm"}
     from serkit.model_card import model_card      # serkit info fast: the card of the model by its name
-    assert "3 cnn_lstm models trained on this split, seeds 0, 1, 2" in " ".join(model_card("fast").split())
+    card = " ".join(model_card("fast").split())
+    assert "3 cnn_lstm models trained on this split, seeds 0, 1, 2, then trained again on training + validation" in card
+    assert "chose the epoch and the temperature, then joined the training" in card    # --refit-epochs
     wave = 0.1 * np.random.default_rng(0).standard_normal(48000).astype(np.float32)
     p = model.predict_proba(wave)
     assert p.shape == (6,) and abs(p.sum() - 1) < 1e-5 and np.isfinite(model.logits([wave])).all()
