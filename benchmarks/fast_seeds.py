@@ -3,14 +3,15 @@
     python benchmarks/fast_seeds.py --seeds 0 1 2 --out runs/fast-seeds
     python benchmarks/fast_seeds.py --runs runs/bench-fast-seed0/fold2 runs/bench-fast-seed1/fold2 ...
 
-Trains the shipped fast recipe (``make fast-model``: the CNN-LSTM, 24 epochs, patience 8, no
-corpus label mask, rooms, refitted with the validation speakers) once per seed on the **same** split, the shipped one (split seed 0),
-so only the initialisation, the order of the clips and the augmentation draws differ: these are
-the members of the shipped fast model (``make fast-model`` trains the same three runs and joins
-them with ``serkit ensemble``; the recipe is deterministic). Then scores every run, and the mean
-of their clip-level probabilities (the probe that led to the shipped ensemble, which averages per
-window inside one graph instead), on the split's test speakers through the Predictor users call,
-judged as ``benchmarks/accuracy.py`` judges (ASED on sentences 01-02; a clip without speech is wrong).
+Trains the shipped fast recipe (``make fast-model``: the CNN-LSTM, 24 epochs, patience 8, no corpus
+label mask, rooms, refitted with the validation speakers) once per seed on the **same** split, the
+shipped one (split seed 0), so only the initialisation, the order of the clips and the augmentation
+draws differ: these are the members of the shipped fast model (``make fast-model`` trains the same
+three runs and joins them with ``serkit ensemble``; the recipe is deterministic). Then scores every
+run, and the mean of their clip-level probabilities (the probe that led to the shipped ensemble,
+which averages per window inside one graph instead), on the split's test speakers through the
+Predictor users call, judged as ``benchmarks/accuracy.py`` judges (ASED on sentences 01-02; a clip
+without speech is wrong).
 
 A run folder that already holds a bundle is scored as it is (``--force`` trains it again). About
 16 minutes a seed here (the refit included). ``--runs`` scores run folders trained elsewhere on one

@@ -58,21 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     runs = [r for r in runs if (r / "eval" / "predictions.csv").is_file()]
     if not runs:
         raise SystemExit(f"{args.folder}: no foldK/eval/predictions.csv")
-    for r in runs:
-        training = json.loads((r / "bundle" / "config.json").read_text())["training"]
-        if "refit" not in training or not (r / "checkpoints" / "best.safetensors").is_file():
+    configs = {r: json.loads((r / "bundle" / "config.json").read_text()) for r in runs}
+    for r, c in configs.items():
+        if "refit" not in c["training"] or not (r / "checkpoints" / "best.safetensors").is_file():
             raise SystemExit(f"{r}: not trained with --refit-epochs (no refit record or no best.safetensors)")
     utts = scan(args.corpora, emotions=DEFAULT_EMOTIONS)
     rows, eces = [], []
     with tempfile.TemporaryDirectory(prefix="serkit-refit-gain-") as tmp:
-        for r in runs:
-            labels = json.loads((r / "bundle" / "config.json").read_text())["labels"]
+        for r, c in configs.items():
             first, ece_first = first_run_figures(r, utts, Path(tmp))
-            refit = breakdown(*run_predictions(utts, r, labels))
-            ece_refit = json.loads((r / "eval" / "report.json").read_text())["calibration"]["ece_after"]
-            epochs = json.loads((r / "bundle" / "config.json").read_text())["training"]["refit"]["epochs"]
-            rows.append((r.name, epochs, first, refit))
-            eces.append((ece_first, ece_refit))
+            refit = breakdown(*run_predictions(utts, r, c["labels"]))
+            rows.append((r.name, c["training"]["refit"]["epochs"], first, refit))
+            eces.append((ece_first, c["metrics"]["test"]["ece"]))
     corpora = sorted({c for _, _, f, _ in rows for c in f if c != "pool"})
     head = f"{'fold':<6}{'epochs':>7}  {'UAR first':>9} {'refit':>6}" + "".join(f"  {c:>15}" for c in corpora)
     print(head + "\n" + "-" * len(head))

@@ -72,8 +72,9 @@ def read_members(runs: list[str | os.PathLike]) -> tuple[list[Path], list[dict[s
 def before_validation(run: Path, config: dict[str, Any], model: Any) -> dict[str, Any] | None:
     """A member's weights before the validation speakers joined its training: for a run trained
     with ``--refit-epochs``, its first run's best epoch (``checkpoints/best.safetensors``, read
-    without unpickling); None for a member never trained on them."""
-    if not (config.get("training") or {}).get("refit"):
+    without unpickling); None for a member never trained on them. Checked against the member's
+    model here, before the ensemble's folder is claimed."""
+    if not refit_epochs(config):
         return None
     path = run / "checkpoints" / "best.safetensors"
     if not path.is_file():
@@ -81,10 +82,15 @@ def before_validation(run: Path, config: dict[str, Any], model: Any) -> dict[str
                             "they fit the ensemble's temperature on the validation speakers the refit heard")
     from safetensors.torch import load_file
 
-    state = load_file(path)
-    if set(state) != set(model.state_dict()):
+    state, expected = load_file(path), model.state_dict()
+    if set(state) != set(expected) or any(state[k].shape != v.shape for k, v in expected.items()):
         raise EnsembleError(f"{path}: its weights do not fit {run}'s model")
     return state
+
+
+def refit_epochs(config: dict[str, Any]) -> int | None:
+    """The epochs a member was trained again for with the validation speakers (None: it was not)."""
+    return ((config.get("training") or {}).get("refit") or {}).get("epochs")
 
 
 def ensemble_runs(runs: list[str | os.PathLike], out: str | os.PathLike, force: bool = False,
@@ -107,13 +113,13 @@ def ensemble_runs(runs: list[str | os.PathLike], out: str | os.PathLike, force: 
                 "seed": run_cfg.seed} for c, run_cfg in zip(configs, cfgs)]
     model = Ensemble(EnsembleConfig(n_classes=len(labels), members=members), models).eval()
     before = [before_validation(p, c, m) for p, c, m in zip(paths, configs, models)]
-    refit = {}
+    calibration = {}
     if any(b is not None for b in before):   # the members as they were before the validation speakers joined
-        refit["calibration_state"] = {f"members.{i}.{k}": v for i, (b, m) in enumerate(zip(before, models))
-                                      for k, v in (m.state_dict() if b is None else b).items()}
-        refit["refit"] = {"members": [(c.get("training") or {}).get("refit", {}).get("epochs") for c in configs],
-                          "note": "members trained again on training + validation clips for their chosen epochs; "
-                                  "their first runs fit the temperature and give the validation figures"}
+        calibration["calibration_state"] = {f"members.{i}.{k}": v for i, (b, m) in enumerate(zip(before, models))
+                                            for k, v in (m.state_dict() if b is None else b).items()}
+        calibration["refit"] = {"members": [refit_epochs(c) for c in configs],
+                                "note": "members trained again on training + validation clips for their chosen "
+                                        "epochs; their first runs fit the temperature and give the validation figures"}
     # every clip read before the folder is claimed: an ensemble that cannot be scored changes nothing
     waves = decode_all(utts, SAMPLE_RATE, cfg.cache_dir or None, progress=progress)
     claim_run_folder(out, clean)
@@ -121,9 +127,9 @@ def ensemble_runs(runs: list[str | os.PathLike], out: str | os.PathLike, force: 
     alone = [{"run": str(p), "seed": run_cfg.seed,
               "validation_uar": c.get("training", {}).get("validation", {}).get("uar"),
               "test_uar": c.get("metrics", {}).get("test", {}).get("uar"),
-              "refit_epochs": (c.get("training") or {}).get("refit", {}).get("epochs")}
+              "refit_epochs": refit_epochs(c)}
              for p, c, run_cfg in zip(paths, configs, cfgs)]
     augments = [c.get("training", {}).get("augment") for c in configs]
     same = {"augment": augments[0]} if augments[0] and all(a == augments[0] for a in augments) else {}
-    return finish(model, cfg, labels, utts, parts, waves, out, **same, **refit,
+    return finish(model, cfg, labels, utts, parts, waves, out, **same, **calibration,
                   ensemble={"members": alone, "combine": "mean of the members' calibrated probabilities"})

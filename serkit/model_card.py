@@ -46,8 +46,8 @@ def _ensemble_text(members: list[Any], model_config: dict[str, Any]) -> str:
     kinds = {_obj(m).get("model_type") for m in _obj(model_config).get("members", [])}
     alone = ", ".join(_num(_obj(m).get("test_uar")) for m in members)
     refit = [_obj(m).get("refit_epochs") for m in members]
-    again = (f", then trained again on training + validation clips for {', '.join(map(str, refit))} epochs"
-             if any(refit) else "")
+    again = (f", then trained again on training + validation clips for "
+             f"{', '.join('no' if e is None else str(e) for e in refit)} epochs" if any(refit) else "")
     return (f"{len(members)} {'/'.join(sorted(map(str, kinds)))} models trained on this split, seeds "
             f"{', '.join(str(_obj(m).get('seed')) for m in members)}{again} (test UAR alone: {alone}); it "
             "answers with the mean of their calibrated probabilities")

@@ -160,6 +160,15 @@ def test_refitted_members_serve_but_their_first_runs_fit_the_ensembles_temperatu
     (tmp_path / "lost" / "checkpoints" / "best.safetensors").unlink()
     with pytest.raises(EnsembleError, match="first run's weights"):
         ensemble_runs([refitted[0], tmp_path / "lost"], tmp_path / "ens2", progress=False)
+    # nor on weights of another shape (a load error after the folder is claimed would leave half a run)
+    from safetensors.torch import save_file
+
+    shutil.copytree(refitted[1], tmp_path / "bent")
+    state = load_file(tmp_path / "bent" / "checkpoints" / "best.safetensors")
+    state["head.bias"] = torch.zeros(len(state["head.bias"]) + 1)
+    save_file(state, tmp_path / "bent" / "checkpoints" / "best.safetensors")
+    with pytest.raises(EnsembleError, match="do not fit"):
+        ensemble_runs([refitted[0], tmp_path / "bent"], tmp_path / "ens2", progress=False)
     assert not (tmp_path / "ens2").exists()
 
 
