@@ -107,8 +107,11 @@ def _source(source: AudioSource) -> tuple[str, Any]:
             raise AudioError(f"{name}: empty input (0 bytes)")
         return name, io.BytesIO(source)
     if isinstance(source, (str, os.PathLike)):
-        if not Path(source).is_file():
+        path = Path(source)
+        if not path.is_file():
             raise AudioError(f"{name}: file not found")
+        if path.stat().st_size == 0:
+            raise AudioError(f"{name}: empty file (0 bytes)")
         return name, os.fsencode(source)
     return name, source
 

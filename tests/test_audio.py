@@ -113,7 +113,7 @@ def test_bytes_and_file_objects(tmp_path):
     (lambda p: write_corrupt(p), "cannot decode audio"),
     (lambda p: write_text(p, "this is a text file, not a wave file\n" * 20), "cannot decode audio"),
     (lambda p: write_zero_frames(p), "contains no samples"),
-    (lambda p: write_empty(p), "a.wav"),
+    (lambda p: write_empty(p), r"a\.wav: empty file \(0 bytes\)"),
 ], ids=["corrupt", "text", "zero-frames", "zero-bytes"])
 def test_undecodable_files_raise_audio_error_naming_the_file(tmp_path, make, message):
     path = make(tmp_path / "a.wav")
