@@ -1,6 +1,7 @@
 """What ``--refit-epochs`` gains, fold by fold, from runs that trained with it.
 
     python benchmarks/refit_gain.py runs/bench-fast-refit-seed0 --corpora ../shared/corpora [--folds 5]
+    python benchmarks/refit_gain.py runs/bench-fast-loco-refit --corpora ../shared/corpora   # accuracy.py --loco
 
 A run trained with ``--refit-epochs`` holds two models: the first run's best epoch
 (``checkpoints/best.safetensors``: the model a run without the refit serves, byte for byte, since
@@ -8,7 +9,7 @@ the first run is the same training) and the refitted one (``bundle/``, trained a
 training and validation speakers for that many epochs). The bundle's temperature was fitted on
 the first run, so both are scored with it.
 
-For every fold folder, the first run's weights are put into a copy of the bundle (in a temporary
+For every fold folder (``foldK``, and ``loco-CORPUS`` for a corpus left out whole), the first run's weights are put into a copy of the bundle (in a temporary
 folder) and scored on the fold's test clips through the one scorer (``serkit evaluate``'s
 :func:`serkit.evaluate_cmd.evaluate_bundle`); the refitted model's figures are read from the
 fold's own ``eval/predictions.csv``. Both are judged as ``benchmarks/accuracy.py`` judges (ASED on
@@ -29,6 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import breakdown, run_predictions  # noqa: E402
 
+from serkit.run_folder import BEST_WEIGHTS  # noqa: E402
+
 
 def first_run_figures(run: Path, utts: list, work: Path) -> tuple[dict[str, dict], float]:
     """The first run's best epoch in a copy of ``run``'s bundle, scored on the fold's test clips:
@@ -38,7 +41,7 @@ def first_run_figures(run: Path, utts: list, work: Path) -> tuple[dict[str, dict
 
     copy = work / run.name
     shutil.copytree(run / "bundle", copy / "bundle")
-    shutil.copyfile(run / "checkpoints" / "best.safetensors", copy / "bundle" / "model.safetensors")
+    shutil.copyfile(run / BEST_WEIGHTS, copy / "bundle" / "model.safetensors")
     predictor = load_model(copy / "bundle", warmup=False)
     report = evaluate_bundle(predictor, run / "split.csv", "test", out=copy / "eval", progress=False)
     return breakdown(*run_predictions(utts, copy, predictor.labels)), report["calibration"]["ece_after"]
@@ -54,13 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     from serkit.corpora import scan
     from serkit.emotions import DEFAULT_EMOTIONS
 
-    runs = [args.folder / f"fold{k}" for k in range(args.folds)]
+    runs = [args.folder / f"fold{k}" for k in range(args.folds)] + sorted(args.folder.glob("loco-*"))
     runs = [r for r in runs if (r / "eval" / "predictions.csv").is_file()]
     if not runs:
-        raise SystemExit(f"{args.folder}: no foldK/eval/predictions.csv")
+        raise SystemExit(f"{args.folder}: no foldK/ or loco-*/eval/predictions.csv")
     configs = {r: json.loads((r / "bundle" / "config.json").read_text()) for r in runs}
     for r, c in configs.items():
-        if "refit" not in c["training"] or not (r / "checkpoints" / "best.safetensors").is_file():
+        if "refit" not in c["training"] or not (r / BEST_WEIGHTS).is_file():
             raise SystemExit(f"{r}: not trained with --refit-epochs (no refit record or no best.safetensors)")
     utts = scan(args.corpora, emotions=DEFAULT_EMOTIONS)
     rows, eces = [], []
@@ -71,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((r.name, c["training"]["refit"]["epochs"], first, refit))
             eces.append((ece_first, c["metrics"]["test"]["ece"]))
     corpora = sorted({c for _, _, f, _ in rows for c in f if c != "pool"})
-    head = f"{'fold':<6}{'epochs':>7}  {'UAR first':>9} {'refit':>6}" + "".join(f"  {c:>15}" for c in corpora)
+    width = max(6, *(len(name) + 1 for name, *_ in rows))
+    head = f"{'fold':<{width}}{'epochs':>7}  {'UAR first':>9} {'refit':>6}" + "".join(f"  {c:>15}" for c in corpora)
     print(head + "\n" + "-" * len(head))
     for name, epochs, first, refit in rows:
         cells = "".join(f"  {first[c]['uar']:.3f} -> {refit[c]['uar']:.3f}" if c in first else " " * 17
                         for c in corpora)
-        print(f"{name:<6}{epochs:>7}  {first['pool']['uar']:>9.3f} {refit['pool']['uar']:>6.3f}{cells}")
+        print(f"{name:<{width}}{epochs:>7}  {first['pool']['uar']:>9.3f} {refit['pool']['uar']:>6.3f}{cells}")
     for key, label in (("pool", "pool"), *((c, c) for c in corpora)):
         a = [f[key]["uar"] for _, _, f, _ in rows if key in f]
         b = [g[key]["uar"] for _, _, _, g in rows if key in g]

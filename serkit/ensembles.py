@@ -27,7 +27,7 @@ from serkit.bundle import load_bundle
 from serkit.config import TrainConfig
 from serkit.manifest import read_manifest, with_split, write_manifest
 from serkit.models.configs import MAX_MEMBERS, MEMBER_TYPES, EnsembleConfig
-from serkit.run_folder import check_run_folder, claim_run_folder
+from serkit.run_folder import BEST_WEIGHTS, check_run_folder, claim_run_folder
 from serkit.training import finish, select_labels
 
 
@@ -76,7 +76,7 @@ def before_validation(run: Path, config: dict[str, Any], model: Any) -> dict[str
     model here, before the ensemble's folder is claimed."""
     if not refit_epochs(config):
         return None
-    path = run / "checkpoints" / "best.safetensors"
+    path = run / BEST_WEIGHTS
     if not path.is_file():
         raise EnsembleError(f"{run}: trained with --refit-epochs, but its first run's weights ({path}) are missing; "
                             "they fit the ensemble's temperature on the validation speakers the refit heard")

@@ -19,14 +19,17 @@ from lightning.pytorch.utilities import rank_zero_only
 from serkit.safety import (MARKER, OutputError, atomic_file, check_output_folder, folder_kind, mark_folder,
                            remove_owned, write_json)
 
+#: The best epoch's weights of a run (relative to the run folder): safetensors, never unpickled. With
+#: ``--refit-epochs`` they are the first run's, the model before the validation speakers joined.
+BEST_WEIGHTS = "checkpoints/best.safetensors"
 #: What a run writes (relative to the run folder), besides ``bundle/`` and ``eval/``: the files
 #: ``train(force=True)`` removes before it starts over. Other files in the folder are left alone.
 RUN_FILES = ("config.json", "split.csv", "cache.json", "metrics.csv", "curves.png", "checkpoints/last.ckpt",
-             "checkpoints/best.safetensors", "checkpoints/best.json", "logs/metrics.csv", "logs/hparams.yaml",
+             BEST_WEIGHTS, "checkpoints/best.json", "logs/metrics.csv", "logs/hparams.yaml",
              "refit_logs/metrics.csv", "refit_logs/hparams.yaml")   # --refit-epochs
 #: What a run that got as far as training leaves: a folder holding none of these holds a run that
 #: failed before its first epoch (its settings and split only), which a new run simply replaces.
-STARTED = ("checkpoints/last.ckpt", "checkpoints/best.safetensors", "metrics.csv", "logs/metrics.csv",
+STARTED = ("checkpoints/last.ckpt", BEST_WEIGHTS, "metrics.csv", "logs/metrics.csv",
            "bundle", "eval")
 
 

@@ -50,7 +50,7 @@ from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
 from serkit.corpora import judged, licence_note
 from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
 from serkit.pool import PoolPlan, judged_loader, masked_cross_entropy, plan_pool, pool_loader
-from serkit.run_folder import (AtomicCheckpointIO, check_run_folder, claim_run_folder, fit_without_validation,
+from serkit.run_folder import (BEST_WEIGHTS, AtomicCheckpointIO, check_run_folder, claim_run_folder, fit_without_validation,
                                keep_cache_counts, prepend_metrics)
 from serkit.safety import write_json
 from serkit.splits import split, summarize
@@ -277,7 +277,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         return finish(model, cfg, labels, utts, parts, waves, out, pool=plan.summary(), **extra)
     module = SERModule(net, cfg, plan.class_weights, n_classes=len(labels))
 
-    best = BestWeights(out / "checkpoints" / "best.safetensors", cfg.monitor, resume=resume)
+    best = BestWeights(out / BEST_WEIGHTS, cfg.monitor, resume=resume)
     last_ckpt = out / "checkpoints" / "last.ckpt"
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,

@@ -143,12 +143,12 @@ def test_refitted_members_serve_but_their_first_runs_fit_the_ensembles_temperatu
     assert scored["validation"] is not None and scored["validation"].keys() == scored["served"].keys() == first.keys()
     assert all(torch.equal(scored["validation"][k], v) for k, v in first.items())
     assert any(not torch.equal(scored["served"][k], v) for k, v in first.items())
-    _, plain = load_bundle(ensemble[0] / "bundle")
+    plain_model, plain = load_bundle(ensemble[0] / "bundle")
     model, config = load_bundle(tmp_path / "ens" / "bundle")
     assert config["temperature"] == pytest.approx(plain["temperature"])
     assert config["training"]["validation"] == plain["training"]["validation"]
-    plain_model = load_bundle(ensemble[0] / "bundle")[0].state_dict()
-    assert any(not torch.equal(v, plain_model[k]) for k, v in model.state_dict().items())   # the refits serve
+    plain_state = plain_model.state_dict()
+    assert any(not torch.equal(v, plain_state[k]) for k, v in model.state_dict().items())   # the refits serve
     epochs = [json.loads((refitted[s] / "bundle" / "config.json").read_text())["training"]["refit"]["epochs"]
               for s in (0, 1)]
     assert config["training"]["refit"]["members"] == epochs
