@@ -11,6 +11,7 @@ Stated tolerances:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -139,6 +140,9 @@ def test_a_segment_is_flagged_uncertain_as_a_clip_is(predictor, bundle, recordin
     console.print(timeline_table(unsure))
     text = console.export_text()
     assert "? uncertain" in text and f"{unsure.segments[0].emotion}?" in text
+    assert len(unsure.segments) > 1 and timeline_table(unsure).title.endswith(f", {len(unsure.segments)} segments (vad energy)")
+    one = dataclasses.replace(unsure, segments=unsure.segments[:1])     # the title in the singular
+    assert timeline_table(one).title.endswith(", 1 segment (vad energy)")
     assert unsure.csv_header()[5] == "uncertain" and {row[5] for row in unsure.csv_rows()} == {"yes"}
     assert {row[5] for row in sure.csv_rows()} == {"no"}
 

@@ -187,7 +187,8 @@ def timeline_table(tl: Timeline) -> Table:
     from rich import box
     from rich.table import Table
 
-    table = Table(title=escape(f"{tl.file}: {tl.duration_s:.1f} s, {len(tl.segments)} segments (vad {tl.vad})"),
+    n = len(tl.segments)
+    table = Table(title=escape(f"{tl.file}: {tl.duration_s:.1f} s, {n} segment{'' if n == 1 else 's'} (vad {tl.vad})"),
                   box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
     for col in ("start s", "end s", "emotion", "confidence", "runners-up"):
         table.add_column(col, justify="left" if col in ("emotion", "runners-up") else "right")
