@@ -33,6 +33,10 @@ judged on sentences 01-02) or on the held-out corpus (LOCO). Variants:
   on its emotion's mean) projected out of the standardised features before the logistic
   regression, classes and corpora balanced as shipped; linear, so it would fold into the shipped
   head's weights. ``k`` 0 (the shipped head), 8, 16, 32, 64;
+- ``prosody``: does the encoder miss pitch and loudness? Eleven statistics of each clip's
+  pitch (YIN) and loudness (:func:`prosody`; librosa, a test dependency) alone, and beside the
+  shipped features (repeated 1 or 10 times, so that the standardised logistic regression can
+  weigh them), in CV and LOCO;
 - ``mask``: the corpus label mask (``--corpus-label-mask``) on the same logistic regression,
   with the training loss and pool plan of `serkit train` (balanced class weights), fitted by
   L-BFGS in torch: against the same fit without the mask,
@@ -65,7 +69,7 @@ from serkit.splits import speaker_folds  # noqa: E402
 
 CORPORA = ("ased", "emodb", "nemo", "ravdess")
 NEUTRAL = LABELS.index("neutral")
-VARIANTS = ("lr", "svm", "speed", "adapt", "mask", "balance", "nap")
+VARIANTS = ("lr", "svm", "speed", "adapt", "mask", "balance", "nap", "prosody")
 
 
 def lr():
@@ -128,30 +132,44 @@ class Bench:
         self.cv("LR, same clips, no normalisation", self.f, lr, keep=keep, scored=~reference)
         self.cv(f"LR, centred on {k} neutral clips (enrolment)", z, lr, keep=keep, scored=~reference)
 
-    def batches(self, share: float, n: int = 12) -> None:
+    def batches(self, share: float, n: int = 12, k: int = 60) -> None:
         """Test clips scored in batches of ``n`` clips of one speaker, ``share`` of them one
-        emotion (each emotion in turn), each batch centred on its own mean."""
+        emotion (each emotion in turn), each batch centred on its own mean; and centred only
+        within the ``k`` directions in which the training speakers' means differ (the batch's
+        offset projected onto them), so that an offset along an emotion's direction is kept."""
         p, rng = self.pool, np.random.default_rng(0)
-        centred = self.f - np.stack([self.f[p.speaker == s].mean(0) for s in p.speaker])
-        truth, plain, adapted = [], [], []
+        own = np.stack([self.f[p.speaker == s].mean(0) for s in p.speaker])   # each clip's speaker mean
+        truth, plain, adapted, within = [], [], [], []
         for parts in self.folds:
             tr, te = parts != "test", (parts == "test") & p.judged
-            base, norm = lr().fit(self.f[tr], p.y[tr]), lr().fit(centred[tr], p.y[tr])
+            base, norm = lr().fit(self.f[tr], p.y[tr]), lr().fit(self.f[tr] - own[tr], p.y[tr])
+            scale = StandardScaler().fit(self.f[tr])
+            means = scale.transform(np.stack([self.f[tr & (p.speaker == s)].mean(0) for s in np.unique(p.speaker[tr])]))
+            axes = np.linalg.svd(means - means.mean(0), full_matrices=False)[2][:k]    # (k, features)
+
+            def off(z: np.ndarray, ref: np.ndarray) -> np.ndarray:   # z minus ref's offset along the axes
+                return scale.inverse_transform(scale.transform(z) - (scale.transform(ref).mean(0) @ axes.T) @ axes)
+
+            sub = lr().fit(np.concatenate([off(self.f[tr & (p.speaker == s)], self.f[tr & (p.speaker == s)])
+                                           for s in np.unique(p.speaker[tr])]),
+                           np.concatenate([p.y[tr & (p.speaker == s)] for s in np.unique(p.speaker[tr])]))
             for s in np.unique(p.speaker[te]):
                 rows = np.flatnonzero(te & (p.speaker == s))
                 for e in np.unique(p.y[rows]):
                     main, rest = rows[p.y[rows] == e], rows[p.y[rows] != e]
-                    k = min(len(main), int(round(n * share)))
-                    batch = np.concatenate([rng.choice(main, k, replace=False),
-                                            rng.choice(rest, min(len(rest), n - k), replace=False)])
+                    k_main = min(len(main), int(round(n * share)))
+                    batch = np.concatenate([rng.choice(main, k_main, replace=False),
+                                            rng.choice(rest, min(len(rest), n - k_main), replace=False)])
                     if len(batch) < 4:
                         continue
                     truth.append(p.y[batch])
                     plain.append(base.predict(self.f[batch]))
                     adapted.append(norm.predict(self.f[batch] - self.f[batch].mean(0)))
-        truth, plain, adapted = map(np.concatenate, (truth, plain, adapted))
+                    within.append(sub.predict(off(self.f[batch], self.f[batch])))
+        truth, plain, adapted, within = map(np.concatenate, (truth, plain, adapted, within))
         print(f"CV   batches of {n} clips of one speaker, {share:.0%} one emotion ({len(truth)} scored): "
-              f"plain LR {uar(truth, plain):.3f}, centred on the batch {uar(truth, adapted):.3f}", flush=True)
+              f"plain LR {uar(truth, plain):.3f}, centred on the batch {uar(truth, adapted):.3f}, "
+              f"centred within {k} speaker directions {uar(truth, within):.3f}", flush=True)
 
     def loco(self, name: str, f: np.ndarray, make: Callable, weigh: Callable | None = None) -> None:
         t, p, out = time.time(), self.pool, []
@@ -296,6 +314,37 @@ def nap_comparison(b: "Bench") -> None:
               + f"  mean {np.mean(loco):.3f}  ({time.time() - t:.0f} s)", flush=True)
 
 
+def prosody(pool: Pool) -> np.ndarray:
+    """(clips, 11) pitch and loudness statistics of each clip's speech span, none of them
+    absolute (semitones and decibels relative to the clip's own median or peak, except the
+    median pitch itself): median pitch in semitones re 100 Hz, its spread (std, 10-90 and
+    5-95 % ranges about the median), how fast it moves (mean absolute and std of its change per
+    10 ms), the voiced share, and the loudness spread and movement of the voiced frames. Pitch by
+    librosa's YIN (60-600 Hz), loudness by its RMS; frames within 30 dB of the clip's loudest
+    and with a pitch inside the range count as voiced. The span's length is left out (it gives
+    ASED's emotions away)."""
+    import librosa
+
+    out = []
+    for w, (a, b) in zip(pool.waves, pool.spans):
+        x = np.asarray(w[a:b], np.float32)
+        x = np.pad(x, (0, max(0, 2048 - len(x))))
+        f0 = librosa.yin(x, fmin=60, fmax=600, sr=SAMPLE_RATE, frame_length=1024, hop_length=160)
+        db = 20 * np.log10(librosa.feature.rms(y=x, frame_length=400, hop_length=160)[0] + 1e-6)
+        n = min(len(f0), len(db))
+        f0, db = f0[:n], db[:n]
+        voiced = (db > db.max() - 30) & (f0 > 61) & (f0 < 590)
+        if voiced.sum() < 3:
+            voiced = db > db.max() - 30
+        st = 12 * np.log2(f0[voiced] / 100.0)
+        med, step = np.median(st), np.diff(st) if len(st) > 1 else np.zeros(1)
+        loud = np.diff(db[voiced]) if voiced.sum() > 1 else np.zeros(1)
+        out.append([med, st.std(), np.percentile(st, 90) - np.percentile(st, 10), np.percentile(st, 95) - med,
+                    med - np.percentile(st, 5), np.abs(step).mean(), step.std(), voiced.mean(),
+                    db[voiced].std(), np.abs(loud).mean(), np.percentile(db, 95) - np.percentile(db, 50)])
+    return np.array(out, np.float32)
+
+
 def normalised(f: np.ndarray, groups: np.ndarray, reference: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Each group's rows standardised by the mean and std of the rows ``reference(indices)`` picks."""
     out = np.empty_like(f)
@@ -328,12 +377,23 @@ def main(argv: list[str] | None = None) -> int:
         b.enrolment(3)
         b.batches(0.3)
         b.batches(0.6)
+        b.batches(0.9)
         b.loco("LR, corpus-normalised (all own clips)", normalised(b.f, p.corpus, every), lr)
         b.loco("LR, speaker-normalised (all own clips)", normalised(b.f, p.speaker, every), lr)
     if "mask" in args.only:
         mask_comparison(b)
     if "nap" in args.only:
         nap_comparison(b)
+    if "prosody" in args.only:
+        pitch = prosody(p)
+        if "lr" not in args.only:   # the shipped head on the same folds, to compare with
+            b.cv("logistic regression (shipped head)", b.f, lr)
+            b.loco("logistic regression (shipped head)", b.f, lr)
+        b.cv("LR, pitch and loudness statistics alone", pitch, lambda: make_pipeline(
+            StandardScaler(), LogisticRegression(C=1.0, max_iter=500)))
+        for k in (1, 10):   # the 11 statistics repeated k times: k x their weight against 2,048 features
+            b.cv(f"LR, encoder features + the statistics x{k}", np.hstack([b.f, np.tile(pitch, k)]), lr)
+            b.loco(f"LR, encoder features + the statistics x{k}", np.hstack([b.f, np.tile(pitch, k)]), lr)
     if "balance" in args.only:
         for name, corpora in (("LR, classes balanced (as shipped until now)", False),
                               ("LR, classes and corpora balanced (shipped)", True)):
