@@ -140,11 +140,19 @@ def test_a_segment_is_flagged_uncertain_as_a_clip_is(predictor, bundle, recordin
     console.print(timeline_table(unsure))
     text = console.export_text()
     assert "? uncertain" in text and f"{unsure.segments[0].emotion}?" in text
-    assert len(unsure.segments) > 1 and timeline_table(unsure).title.endswith(f", {len(unsure.segments)} segments (vad energy)")
-    one = dataclasses.replace(unsure, segments=unsure.segments[:1])     # the title in the singular
-    assert timeline_table(one).title.endswith(", 1 segment (vad energy)")
     assert unsure.csv_header()[5] == "uncertain" and {row[5] for row in unsure.csv_rows()} == {"yes"}
     assert {row[5] for row in sure.csv_rows()} == {"no"}
+
+
+def test_the_timeline_table_title_counts_segments_in_words(predictor, recording):
+    """The terminal table's title: "4 segments", but "1 segment"."""
+    from serkit.cli.predict import timeline_table
+
+    tl = predictor.predict_timeline(recording[0], vad="energy")
+    assert len(tl.segments) > 1
+    assert timeline_table(tl).title.endswith(f", {len(tl.segments)} segments (vad energy)")
+    one = dataclasses.replace(tl, segments=tl.segments[:1])
+    assert timeline_table(one).title.endswith(", 1 segment (vad energy)")
 
 
 def test_fixed_segments_without_a_detector(predictor, recording):
