@@ -24,6 +24,15 @@ judged on sentences 01-02) or on the held-out corpus (LOCO). Variants:
     ``share`` of them one emotion (each in turn), centred on the batch's mean; trained on each
     speaker centred on all their clips. 30 % is about balanced; 60 % is a call that is mostly
     one emotion;
+- ``offset``: the speaker's offset estimated from a batch of their clips class by class: each
+  clip minus the training mean of the emotion the shipped head gives it, averaged over the
+  batch, so that a batch that is mostly one emotion does not pull the reference toward that
+  emotion (centring on the batch's mean does). Two heads read the corrected clips: one trained on
+  each training speaker centred on all their clips (as ``adapt``'s), and the shipped head itself,
+  for which the correction is a shift of its logits (it is linear: the batch's mean logits out,
+  the mean over the batch of the class-mean logits of its answers in), so a bundle would need
+  only a 6 x 6 table. Batches of ``n`` clips of one speaker, ``share`` of them one emotion, in CV
+  and LOCO; loss weighted as shipped (classes and corpora balanced);
 - ``balance``: the logistic regression with its loss weighted as ``serkit train`` weighs the
   shipped head's (:func:`serkit.encoder_training.row_weights`): balanced classes (as shipped
   until now), against balanced classes and corpora (``--balance-corpora``: every corpus weighs
@@ -69,7 +78,7 @@ from serkit.splits import speaker_folds  # noqa: E402
 
 CORPORA = ("ased", "emodb", "nemo", "ravdess")
 NEUTRAL = LABELS.index("neutral")
-VARIANTS = ("lr", "svm", "speed", "adapt", "mask", "balance", "nap", "prosody")
+VARIANTS = ("lr", "svm", "speed", "adapt", "offset", "mask", "balance", "nap", "prosody")
 
 
 def lr():
@@ -170,6 +179,70 @@ class Bench:
         print(f"CV   batches of {n} clips of one speaker, {share:.0%} one emotion ({len(truth)} scored): "
               f"plain LR {uar(truth, plain):.3f}, centred on the batch {uar(truth, adapted):.3f}, "
               f"centred within {k} speaker directions {uar(truth, within):.3f}", flush=True)
+
+    def batch_draws(self, rows: np.ndarray, n: int, share: float, rng: np.random.Generator) -> list[np.ndarray]:
+        """Batches of ``n`` of ``rows`` (one speaker's clips), ``share`` of each one emotion,
+        each emotion in turn (as :meth:`batches` draws them)."""
+        y, out = self.pool.y, []
+        for e in np.unique(y[rows]):
+            main, rest = rows[y[rows] == e], rows[y[rows] != e]
+            k_main = min(len(main), int(round(n * share)))
+            batch = np.concatenate([rng.choice(main, k_main, replace=False),
+                                    rng.choice(rest, min(len(rest), n - k_main), replace=False)])
+            if len(batch) >= 4:
+                out.append(batch)
+        return out
+
+    def offsets(self, draws: list[tuple[int, float]], loco_draws: list[tuple[int, float]], weigh: Callable) -> None:
+        """The ``offset`` variant (see the module docstring): plain head, the speaker-centred head
+        on the batch centred on its mean, and on the batch less its class-conditional offset, and
+        the shipped head's logits shifted by that offset; CV for ``draws``, LOCO for ``loco_draws``
+        ((n, share) pairs). The heads are fitted once per fold or held-out corpus."""
+        p, f = self.pool, self.f
+        own = np.stack([f[p.speaker == s].mean(0) for s in p.speaker])   # each clip's speaker mean
+        kinds = ("plain", "centred on the batch", "class-conditional offset", "shipped head, logits shifted")
+
+        def fit(tr: np.ndarray):
+            w, g = weigh(tr), f[tr] - own[tr]
+            base, norm = fitted(lr(), f[tr], p.y[tr], w), fitted(lr(), g, p.y[tr], w)
+            per = [p.y[tr] == c for c in base.classes_]
+            nu = np.stack([np.average(g[m], axis=0, weights=w[m]) for m in per])       # centred class means
+            table = base.decision_function(np.stack([np.average(f[tr][m], axis=0, weights=w[m]) for m in per]))
+            return base, norm, nu, table
+
+        def score(heads, te: np.ndarray, n: int, share: float, rng, out: dict) -> None:
+            base, norm, nu, table = heads
+            cl = base.classes_
+            for s in np.unique(p.speaker[te]):
+                for batch in self.batch_draws(np.flatnonzero(te & (p.speaker == s)), n, share, rng):
+                    x = f[batch]
+                    z = base.decision_function(x)
+                    answer = z.argmax(1)
+                    offset = (x - nu[answer]).mean(0)
+                    for kind, pred in zip(kinds, (answer, norm.decision_function(x - x.mean(0)).argmax(1),
+                                                  norm.decision_function(x - offset).argmax(1),
+                                                  (z - z.mean(0) + table[answer].mean(0)).argmax(1))):
+                        out.setdefault(kind, []).append(cl[pred])
+                    out.setdefault("truth", []).append(p.y[batch])
+
+        def line(out: dict) -> str:
+            truth = np.concatenate(out["truth"])
+            return "  ".join(f"{k} {uar(truth, np.concatenate(out[k])):.3f}" for k in kinds)
+
+        t = time.time()
+        folds = [(fit(parts != "test"), (parts == "test") & p.judged) for parts in self.folds]
+        for n, share in draws:
+            rng, out = np.random.default_rng(0), {}
+            for heads, te in folds:
+                score(heads, te, n, share, rng, out)
+            print(f"CV   batches of {n} clips of one speaker, {share:.0%} one emotion ({sum(map(len, out['truth']))} "
+                  f"scored): {line(out)}  ({time.time() - t:.0f} s)", flush=True)
+        held = {c: fit(p.corpus != c) for c in CORPORA}
+        for n, share in loco_draws:
+            for c in CORPORA:
+                rng, out = np.random.default_rng(0), {}
+                score(held[c], (p.corpus == c) & p.judged, n, share, rng, out)
+                print(f"LOCO {c:<8} batches of {n}, {share:.0%} one emotion: {line(out)}", flush=True)
 
     def loco(self, name: str, f: np.ndarray, make: Callable, weigh: Callable | None = None) -> None:
         t, p, out = time.time(), self.pool, []
@@ -380,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         b.batches(0.9)
         b.loco("LR, corpus-normalised (all own clips)", normalised(b.f, p.corpus, every), lr)
         b.loco("LR, speaker-normalised (all own clips)", normalised(b.f, p.speaker, every), lr)
+    if "offset" in args.only:
+        b.offsets([(12, 0.3), (12, 0.6), (12, 0.9), (12, 1.0), (4, 1.0), (8, 1.0), (24, 0.9)],
+                  [(12, 0.3), (12, 0.9), (12, 1.0)], plan_weights(b, corpora=True))
     if "mask" in args.only:
         mask_comparison(b)
     if "nap" in args.only:
