@@ -74,6 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from head_probe import LABELS, Pool, encoder_stats, pool_features  # noqa: E402
 
 from serkit.audio import SAMPLE_RATE  # noqa: E402
+from serkit.speaker import adapt, fit_speaker_head  # noqa: E402
 from serkit.splits import speaker_folds  # noqa: E402
 
 CORPORA = ("ased", "emodb", "nemo", "ravdess")
@@ -81,8 +82,11 @@ NEUTRAL = LABELS.index("neutral")
 VARIANTS = ("lr", "svm", "speed", "adapt", "offset", "mask", "balance", "nap", "prosody")
 
 
+C = 0.003   # the logistic regressions' inverse regularisation here (fixed)
+
+
 def lr():
-    return make_pipeline(StandardScaler(), LogisticRegression(C=0.003, max_iter=300))
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=300))
 
 
 def svm():
@@ -199,29 +203,25 @@ class Bench:
         the shipped head's logits shifted by that offset; CV for ``draws``, LOCO for ``loco_draws``
         ((n, share) pairs). The heads are fitted once per fold or held-out corpus."""
         p, f = self.pool, self.f
-        own = np.stack([f[p.speaker == s].mean(0) for s in p.speaker])   # each clip's speaker mean
         kinds = ("plain", "centred on the batch", "class-conditional offset", "shipped head, logits shifted")
 
         def fit(tr: np.ndarray):
-            w, g = weigh(tr), f[tr] - own[tr]
-            base, norm = fitted(lr(), f[tr], p.y[tr], w), fitted(lr(), g, p.y[tr], w)
+            w = weigh(tr)
+            base = fitted(lr(), f[tr], p.y[tr], w)
             per = [p.y[tr] == c for c in base.classes_]
-            nu = np.stack([np.average(g[m], axis=0, weights=w[m]) for m in per])       # centred class means
             table = base.decision_function(np.stack([np.average(f[tr][m], axis=0, weights=w[m]) for m in per]))
-            return base, norm, nu, table
+            return base, fit_speaker_head(f[tr], p.y[tr], p.speaker[tr], C, w), table
 
         def score(heads, te: np.ndarray, n: int, share: float, rng, out: dict) -> None:
-            base, norm, nu, table = heads
+            base, head, table = heads
             cl = base.classes_
             for s in np.unique(p.speaker[te]):
                 for batch in self.batch_draws(np.flatnonzero(te & (p.speaker == s)), n, share, rng):
                     x = f[batch]
-                    z = base.decision_function(x)
-                    answer = z.argmax(1)
-                    offset = (x - nu[answer]).mean(0)
-                    for kind, pred in zip(kinds, (answer, norm.decision_function(x - x.mean(0)).argmax(1),
-                                                  norm.decision_function(x - offset).argmax(1),
-                                                  (z - z.mean(0) + table[answer].mean(0)).argmax(1))):
+                    z, u = base.decision_function(x), head.logits(x)
+                    for kind, pred in zip(kinds, (z, u - u.mean(0) + head.bias, adapt(z, u, head.table),
+                                                  adapt(z, z, table))):
+                        pred = pred.argmax(1)
                         out.setdefault(kind, []).append(cl[pred])
                     out.setdefault("truth", []).append(p.y[batch])
 

@@ -7,7 +7,7 @@ Layers, bottom to top (a module may import its own layer and those below):
 0. base: audio, the audio spec, speech detection, corpora, manifests, settings, display, what
    serkit may write (safety)
 1. models: PyTorch model families, the shipped encoders
-2. inference: bundles, runtimes, the one scorer, the Predictor, timelines
+2. inference: bundles, runtimes, the one scorer, the Predictor, timelines, speaker adaptation
 3. data and training: datasets, splits, the pool, training, evaluation (they score through 2)
 4. apps: the CLI, the web app, batch jobs, export, Ray, the model card, prepare, the package API
 """
@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
      "serkit.models.configs", "serkit.bundle_schema", "serkit.settings"),
     ("serkit.models", "serkit.backbones"),
     ("serkit.bundle", "serkit.runtimes", "serkit.scorer", "serkit.inference", "serkit.onnx_runtime",
-     "serkit.timeline"),
+     "serkit.timeline", "serkit.speaker"),
     ("serkit.data", "serkit.splits", "serkit.pool", "serkit.training", "serkit.encoder_training",
      "serkit.embeddings", "serkit.evaluation", "serkit.run_folder", "serkit.val_metrics", "serkit.callbacks",
      "serkit.ensembles"),
