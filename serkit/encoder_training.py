@@ -46,6 +46,7 @@ from serkit.pool import PoolPlan, plan_pool, pool_loader
 from serkit.rooms import ROOMS_NOTE, clip_seed, room_views
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead
 from serkit.scorer import Scorer, clip_probabilities, mean_by
+from serkit.speaker import fit_speaker_head
 
 AUG_WIDEN_S = 0.4
 
@@ -220,6 +221,7 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
                                  judged([utts[i] for i in sel["val"]]))
         fit = fit_linear_head(model, x_train, y_rows, val_uar, row_weights(row_plan, y_rows))
         extra = {"encoder_cache": note, "head_fit": fit}
+        rows = (x_train, y_rows, owner, row_weights(row_plan, y_rows))      # what the served head learnt
         if cfg.refit and sel["val"]:
             # C is chosen; the validation speakers join the training. The head fitted without
             # them stays the one that fits the temperature and reports on validation (finish()).
@@ -234,10 +236,17 @@ def head_loaders(model: torch.nn.Module, utts: list[Utterance], waves: list[np.n
             plan_all = per_row(plan_pool(utts, y, {**sel, "train": both}, labels, cfg.class_weights,
                                          cfg.balance_corpora), both, row_owner)
             model.fit_normalisation(x_all)
-            set_linear(model, logistic(model, x_all, y_all, fit["C"], row_weights(plan_all, y_all)))
+            rows = (x_all, y_all, row_owner, row_weights(plan_all, y_all))
+            set_linear(model, logistic(model, x_all, y_all, fit["C"], rows[3]))
             fit["refit"] = {"clips": len(both), "speakers": len({(utts[i].corpus, utts[i].speaker) for i in both}),
                             "note": "refitted with the chosen C on training + validation clips; the temperature "
                                     "and the validation figures come from the head fitted before the refit"}
+        # same-speaker adaptation's second head (serkit.speaker), on the rows the served head learnt
+        x_rows, y_fit, who, weights = rows
+        speaker = fit_speaker_head(standardiser(model)(x_rows), y_fit, np.array([utts[i].group for i in who]),
+                                   fit["C"], weights, LINEAR_MAX_ITER)
+        model.set_speaker_head(speaker.weight, speaker.bias, speaker.table)
+        fit["speaker_head"] = "the same rows, weights and C, each speaker's rows centred (serkit.speaker)"
         return model, None, extra
     # an MLP head trains with Lightning; its validation scores clips as the scorer does
 

@@ -12,6 +12,7 @@ loads (the shipped models run on onnxruntime).
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -26,7 +27,8 @@ from serkit.audio import AudioError, AudioSpec, Decoded, decode_item, load_audio
 from serkit.display import PROB_DECIMALS
 from serkit.bundle import BundleError, for_inference, read_config  # noqa: F401  (for_inference re-exported)
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead, OnnxRuntime, TorchRuntime
-from serkit.scorer import Analysis, Scorer, softmax, window_starts  # noqa: F401  (re-exported)
+from serkit.scorer import Analysis, Scorer, calibrate, mean_by, softmax, window_starts  # noqa: F401  (re-exported)
+from serkit.speaker import adapt
 
 #: Models that ship inside the package, by the name the CLI, the API and the web page use.
 SHIPPED = {"default": "default_model", "fast": "fast_model"}
@@ -147,11 +149,57 @@ class Predictor:
         sr = self.sample_rate
         p = Prediction(file=file, duration_s=round(len(wave) / sr, 3),
                        speech_s=round(analysis.speech_samples / sr, 3), reason=analysis.reason)
+        return self._answer(p, analysis)
+
+    def _answer(self, p: Prediction, analysis: Analysis) -> Prediction:
         if analysis.probabilities is not None:
             best = int(np.argmax(analysis.probabilities))
             p.emotion, p.uncertain = self.labels[best], analysis.uncertain
             p.probabilities = {l: round(float(v), PROB_DECIMALS) for l, v in zip(self.labels, analysis.probabilities)}
         return p
+
+    @property
+    def can_adapt(self) -> bool:
+        """Whether the model can adapt to one speaker (:meth:`predict_same_speaker`)."""
+        return bool(getattr(self.runtime, "can_adapt", False))
+
+    def predict_same_speaker(self, paths: Iterable[str | os.PathLike], batch_size: int = 64) -> list[Prediction]:
+        """One Prediction per path, as :meth:`predict_files` gives them, for clips of ONE voice:
+        each answer adapted to that voice (:mod:`serkit.speaker`: the speaker's offset estimated
+        class by class over the clips with speech, read by the model's speaker head; the model's
+        temperature applies, not separately fitted). Measured on held-out speakers
+        (RESULTS-default.md): +2.3 to +2.7 points of UAR with 12 clips whatever their mix of
+        emotions, +1.5 with 8, nothing with 4. Clips are decoded one at a time. BundleError for a
+        model without a speaker head (see :attr:`can_adapt`)."""
+        if not self.can_adapt:
+            raise BundleError(f"{self.name} cannot adapt to a speaker: it has no speaker head (encoder-head "
+                              "models with a linear head have one when trained by this serkit, as the "
+                              "shipped default has)")
+        out: list[Prediction] = []
+        heard: list[tuple[int, Analysis, np.ndarray]] = []      # clips with speech: their speaker logits
+        for path in paths:
+            file, wave, error = decode_item(str(path), self.sample_rate)
+            if wave is None:
+                out.append(Prediction(file=file, error=error))
+                continue
+            both = SpeakerLogits(self.runtime)
+            scorer = copy.copy(self.scorer)
+            scorer.runtime = both
+            try:
+                a = scorer.analyse([wave], batch_size)[0]
+            except AudioError as exc:
+                out.append(Prediction(file=file, error=f"{file}: {exc}"))
+                continue
+            out.append(self.prediction(file, wave, a))
+            if a.probabilities is not None:
+                heard.append((len(out) - 1, a, both.of_clip(scorer, wave, a)))
+        if len(heard) > 1:
+            plain = np.log(np.maximum(np.stack([a.probabilities for _, a, _ in heard]), 1e-30))
+            adapted = adapt(plain, np.stack([u for *_, u in heard]), self.runtime.head.speaker.table)
+            for (i, a, _), probs in zip(heard, calibrate(adapted, self.temperature)):
+                a.probabilities, a.uncertain = probs, self.scorer.is_uncertain(probs)
+                self._answer(out[i], a)
+        return out
 
     def predict_waveform(self, wave: np.ndarray, name: str = "<waveform>", sample_rate: int | None = None) -> Prediction:
         """The answer for one 1-D waveform (``sample_rate``: its rate, default the model's)."""
@@ -215,6 +263,27 @@ def resolve_model(path: str | os.PathLike | None) -> Path:
     if isinstance(path, str) and path in SHIPPED and not Path(path).exists():
         return shipped_model_path(path)
     return Path(path)
+
+
+class SpeakerLogits:
+    """A runtime that answers with its model's logits and keeps its speaker head's, window by
+    window, for :meth:`Predictor.predict_same_speaker` (one encoder pass for both)."""
+
+    def __init__(self, runtime: EncoderHeadRuntime):
+        self.runtime, self.rows = runtime, []
+
+    def logits(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        plain, speaker = self.runtime.logits_and_speaker(windows, lengths)
+        self.rows.append(speaker)
+        return plain
+
+    def of_clip(self, scorer: Scorer, wave: np.ndarray, analysis: Analysis) -> np.ndarray:
+        """The clip's speaker logits, aggregated as the scorer aggregates its logits: the mean of
+        each unit's windows, then the units weighted by their durations."""
+        pieces = [wave[s:e] for s, e in analysis.segments]
+        units = mean_by(np.concatenate(self.rows), scorer.cut(pieces)[2], len(pieces))
+        dur = np.array([e - s for s, e in analysis.segments], np.float64)
+        return (units * dur[:, None]).sum(0) / dur.sum()
 
 
 def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", warmup: bool = True) -> Predictor:

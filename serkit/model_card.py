@@ -123,7 +123,9 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
             rows.append(("head", f"{fit['method']}, C {fit['C']} chosen on validation"
                                  + (", then refitted on training + validation clips" if fit.get("refit") else "")
                                  + ("; each clip heard as recorded and in a simulated room (reverberation, noise)"
-                                    if _obj(training.get("encoder_cache")).get("rooms") else "")))
+                                    if _obj(training.get("encoder_cache")).get("rooms") else "")
+                                 + ("; a second head on speaker-centred features adapts to one voice "
+                                    "(serkit predict --same-speaker)" if fit.get("speaker_head") else "")))
         else:
             rows.append(("best epoch", f"{training.get('best_epoch')} of {training.get('epochs_run')} "
                                        f"(chosen on validation {tcfg.get('monitor')} = {training.get('best_score', 0):.3f})"

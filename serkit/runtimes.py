@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from serkit.models.configs import EncoderHeadConfig
+from serkit.speaker import SpeakerHead
 
 
 @functools.lru_cache(maxsize=4)
@@ -98,8 +99,26 @@ class NumpyHead:
         if missing or not layers:
             raise ValueError(f"the head's weights lack {', '.join(missing) or 'linear layers'}")
         self.linear = [(self.s[f"mlp.{i}.weight"], self.s[f"mlp.{i}.bias"]) for i in layers]
+        keys = ("speaker_weight", "speaker_bias", "speaker_table")   # EncoderHead's SPEAKER_KEYS
+        self.speaker = SpeakerHead(*(self.s[k] for k in keys)) if all(k in self.s for k in keys) else None
 
     def __call__(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        x = self.inputs(mean, std)
+        for i, (weight, bias) in enumerate(self.linear):
+            x = x @ weight.T + bias
+            if i < len(self.linear) - 1:
+                x = np.maximum(x, 0)
+        return x.astype(np.float32)
+
+    def speaker_logits(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        """The speaker head's logits (:mod:`serkit.speaker`) of the same features; ValueError for a
+        head without one."""
+        if self.speaker is None:
+            raise ValueError("this model has no speaker head (trained before serkit.speaker, or not a linear head)")
+        return self.speaker.logits(self.inputs(mean, std)).astype(np.float32)
+
+    def inputs(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        """The first Linear layer's input: the picked statistics, standardised and combined."""
         x = mean[:, self.layers]
         if self.stats:
             x = np.concatenate([x, std[:, self.layers]], axis=-1)             # (batch, layers, 2 * dim)
@@ -109,11 +128,7 @@ class NumpyHead:
         else:
             w = np.exp(self.s["layer_logits"] - self.s["layer_logits"].max())
             x = np.einsum("l,blf->bf", w / w.sum(), x)                        # (batch, features)
-        for i, (weight, bias) in enumerate(self.linear):
-            x = x @ weight.T + bias
-            if i < len(self.linear) - 1:
-                x = np.maximum(x, 0)
-        return x.astype(np.float32)
+        return x
 
 
 class EncoderHeadRuntime:
@@ -147,3 +162,13 @@ class EncoderHeadRuntime:
 
     def logits(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return self.head(*self.stats(windows, lengths))
+
+    @property
+    def can_adapt(self) -> bool:
+        """Whether the head carries a speaker head (same-speaker adaptation, :mod:`serkit.speaker`)."""
+        return self.head.speaker is not None
+
+    def logits_and_speaker(self, windows: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The head's logits and its speaker head's, from one pass of the encoder."""
+        mean, std = self.stats(windows, lengths)
+        return self.head(mean, std), self.head.speaker_logits(mean, std)

@@ -7,11 +7,12 @@ over the clips. A batch that is mostly angry is then compared with the training 
 clips, not with their average (centring a batch on its own mean takes its dominant emotion for the
 voice). A second head, trained on speaker-centred features, reads the clips less that offset.
 
-Both heads are linear, so the correction happens on logits (:func:`adapt`): a bundle would need
-the second head's weights and its C x C :attr:`SpeakerHead.table`, and the scorer both heads'
-logits from one encoder pass. Measured (``benchmarks/head_variants.py --only offset``,
-RESULTS-default.md): +2.3 to +2.7 points of UAR on batches of 12 clips of one held-out speaker,
-from 30 % to 100 % one emotion; not yet offered by ``serkit predict``.
+Both heads are linear, so the correction happens on logits (:func:`adapt`): an encoder-head
+bundle carries the second head's weights and its C x C :attr:`SpeakerHead.table` (fitted with the
+head, :mod:`serkit.encoder_training`), the runtime gives both heads' logits from one encoder pass,
+and :meth:`serkit.inference.Predictor.predict_same_speaker` (``serkit predict --same-speaker``)
+adapts. Measured (``benchmarks/head_variants.py --only offset``, RESULTS-default.md): +2.3 to +2.7
+points of UAR on batches of 12 clips of one held-out speaker, from 30 % to 100 % one emotion.
 """
 from __future__ import annotations
 

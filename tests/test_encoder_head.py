@@ -349,3 +349,68 @@ def test_retraining_a_linear_head_gives_the_same_bundle_to_the_byte(encoder, tmp
     assert files
     for f in files:
         assert (tmp_path / "a" / "bundle" / f).read_bytes() == (tmp_path / "b" / "bundle" / f).read_bytes(), f
+
+
+def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(encoder, tmp_path, capsys):
+    """Same-speaker adaptation (serkit.speaker) through the served path: the bundle carries the
+    speaker head; predict_same_speaker answers what adapt() gives from each clip's windows read
+    separately; a bundle without the head still loads and scores, and refuses to adapt."""
+    import serkit.cli as cli
+    from safetensors.numpy import load_file, save_file
+
+    from serkit.audio import load_audio
+    from serkit.bundle import BundleError
+    from serkit.manifest import read_manifest
+    from serkit.scorer import calibrate
+    from serkit.speaker import adapt
+    from serkit.training import train
+
+    root, _ = encoder
+    corpus = write_tone_corpus(tmp_path / "corpus", speakers=8, per_emotion=3, emotions=("angry", "sad", "happy"))
+    cfg = tiny_config(model="encoder_head", lr=3e-3,
+                      model_options={"backbone": str(root / "int8" / "encoder.onnx"), "layers": [1, 2],
+                                     "dim": 32, "head_hidden": 0, "combine": "concat", "pooling": "mean"})
+    train(corpus.manifest, tmp_path / "run", cfg)
+    bundle = tmp_path / "run" / "bundle"
+    assert {"speaker_weight", "speaker_bias", "speaker_table"} <= set(load_file(str(bundle / "model.safetensors")))
+    from serkit.model_card import model_card
+    assert "adapts to one voice (serkit predict --same-speaker)" in " ".join(model_card(bundle).split())
+    model = load_model(bundle)
+    assert model.can_adapt
+    model.temperature = 100.0    # tones are told apart with certainty: soften, so that answers can differ
+    test = [u for u in read_manifest(tmp_path / "run" / "split.csv") if u.split == "test"]
+    voice = [u for u in test if u.speaker == test[0].speaker]
+    paths = [str(u.path) for u in voice] + [str(tmp_path / "missing.wav")]
+    adapted = model.predict_same_speaker(paths)
+    plain = model.predict_files(paths)
+    assert [p.file for p in adapted] == paths and adapted[-1].error and not adapted[0].error
+    # the same answers, computed another way: each clip's windows through the encoder and both heads
+    rt, logp, u = model.runtime, [], []
+    for a, path in zip(model.analyse([load_audio(p, model.sample_rate) for p in paths[:-1]]),
+                       paths[:-1]):
+        wave = load_audio(path, model.sample_rate)
+        rows, lengths, _ = model.scorer.cut([wave[s:e] for s, e in a.segments])
+        assert len(a.segments) == 1
+        u.append(rt.head.speaker_logits(*rt.stats(rows, lengths)).mean(0))
+        logp.append(np.log(a.probabilities))
+    want = calibrate(adapt(np.array(logp), np.array(u), rt.head.speaker.table), model.temperature)
+    got = np.array([[p.probabilities[label] for label in model.labels] for p in adapted[:-1]])
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert [p.probabilities for p in plain[:-1]] != [p.probabilities for p in adapted[:-1]]
+    # the CLI: the table says it adapted; flags it cannot honour yet are refused
+    assert cli.main(["predict", "--model", str(bundle), "--same-speaker", *paths[:-1]]) == 0
+    assert "adapted to one speaker" in capsys.readouterr().out
+    assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--timeline", paths[0]]) == 2
+    assert "--same-speaker" in capsys.readouterr().err
+    # a bundle from before the speaker head: loads, scores the same, refuses to adapt, says why
+    old = tmp_path / "old"
+    shutil.copytree(bundle, old)
+    state = {k: v for k, v in load_file(str(old / "model.safetensors")).items() if not k.startswith("speaker_")}
+    save_file(state, str(old / "model.safetensors"))
+    before = load_model(old)
+    before.temperature = model.temperature
+    assert not before.can_adapt
+    assert [p.probabilities for p in before.predict_files(paths[:-1])] == [p.probabilities for p in plain[:-1]]
+    with pytest.raises(BundleError, match="no speaker head"):
+        before.predict_same_speaker(paths[:-1])
+    assert cli.main(["predict", "--model", str(old), "--same-speaker", *paths[:-1]]) == 2

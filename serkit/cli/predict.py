@@ -72,7 +72,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         not_a_folder(args.output, "--output")
         return predict_batch(args, s, predictor, files)
     results = []
-    for group in budget_batches(files, s.batch_size):   # bounded audio in memory per batch
+    if s.same_speaker:                                   # one clip in memory at a time
+        results = predictor.predict_same_speaker(files, batch_size=s.batch_size)
+    for group in [] if s.same_speaker else budget_batches(files, s.batch_size):   # bounded audio per batch
         results += predictor.predict_files([files[i] for i in group], batch_size=s.batch_size)
     if s.format == "json":
         print(to_json([prediction_dict(r) for r in results], indent=2))
@@ -84,7 +86,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         w.writerow(csv_columns(predictor.labels))
         w.writerows(csv_row(r, predictor.labels) for r in results)
     else:
-        folder, table = predictions_table(results, predictor.name, common.console.width)
+        name = f"{predictor.name}, adapted to one speaker" if s.same_speaker else predictor.name
+        folder, table = predictions_table(results, name, common.console.width)
         if folder:      # once, whole, rather than on every row
             common.console.print(f"files in {folder}:", highlight=False, markup=False, soft_wrap=True)
         common.console.print(table)
@@ -104,6 +107,9 @@ def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
         raise ValueError(f"--output {args.output}: a batch job appends rows as it goes (so a killed job can "
                          "--resume), which a .json array cannot do; write .jsonl (one JSON object a line) "
                          "or .csv, or print one JSON array with --format json > FILE")
+    if s.same_speaker and (args.timeline or args.output):
+        raise ValueError("--same-speaker adapts the answers for the files given, printed: not yet with "
+                         f"{'--timeline' if args.timeline else '--output'}")
     if not args.output and args.resume:
         raise ValueError("--resume continues a batch job: add --output FILE")
     if not args.output and s.engine != "local":

@@ -34,6 +34,10 @@ from serkit.models.configs import COMBINES, HEAD_POOLINGS, EncoderHeadConfig  # 
 from serkit.safety import atomic_folder, mark_folder
 
 
+#: The optional speaker head's weights in an encoder-head bundle (see :mod:`serkit.speaker`).
+SPEAKER_KEYS = ("speaker_weight", "speaker_bias", "speaker_table")
+
+
 class EncoderHead(nn.Module):
     """Per-layer features (batch, len(layers), features) -> logits (batch, classes)."""
 
@@ -55,6 +59,23 @@ class EncoderHead(nn.Module):
         """The head's input from layer statistics (batch, all layers, dim): (batch, layers, features)."""
         x = mean[:, self.config.layers]
         return np.concatenate([x, std[:, self.config.layers]], axis=-1) if self.config.pooling == "stats" else x
+
+    def set_speaker_head(self, weight, bias, table) -> None:
+        """Store the speaker-centred head of same-speaker adaptation (:mod:`serkit.speaker`) with
+        the model's weights (buffers ``speaker_weight``, ``speaker_bias``, ``speaker_table``)."""
+        for key, value in zip(SPEAKER_KEYS, (weight, bias, table)):
+            self.register_buffer(key, torch.as_tensor(np.asarray(value, np.float32)))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        # weights may carry a speaker head (serkit.speaker) or not (bundles before it, the head
+        # before its refit): the model takes the state's shape
+        if all(k in state_dict for k in SPEAKER_KEYS):
+            self.set_speaker_head(*(state_dict[k] for k in SPEAKER_KEYS))
+        elif not any(k in state_dict for k in SPEAKER_KEYS):
+            for key in SPEAKER_KEYS:
+                if key in self._buffers:
+                    delattr(self, key)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def fit_normalisation(self, x: np.ndarray) -> None:
         """Standardise inputs with the statistics of the training clips ``x`` (clips, layers, features)."""

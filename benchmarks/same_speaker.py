@@ -1,0 +1,85 @@
+"""Same-speaker adaptation as users get it: `serkit predict --same-speaker` on held-out speakers.
+
+    python benchmarks/same_speaker.py [--model default|BUNDLE] [--run runs/default] [--n 12]
+                                      [--shares 0.3,0.6,0.9,1.0]
+
+On the held-out test speakers of the model's training split (``RUN/split.csv``), the judged clips
+(ASED on sentences 01-02) of each speaker are drawn into batches of ``--n`` clips, ``share`` of
+them one emotion (each emotion in turn; a share is capped by the clips a speaker has), as
+``benchmarks/head_variants.py --only offset`` draws them. Each batch is answered twice through the
+Predictor: :meth:`~serkit.inference.Predictor.predict_files` (each clip alone) and
+:meth:`~serkit.inference.Predictor.predict_same_speaker` (the batch said to be one voice). Prints
+UAR plain and adapted for each share, over all batches' clips (a clip may be in several batches),
+and per corpus.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import recall_score
+
+from serkit.corpora import words_give_label
+from serkit.inference import load_model
+from serkit.manifest import read_manifest
+
+
+def uar(y: list[str], pred: list[str]) -> float:
+    return float(recall_score(y, pred, labels=sorted(set(y)), average="macro"))
+
+
+def batches(rows: list, n: int, share: float, rng: np.random.Generator) -> list[list]:
+    """Batches of ``n`` of one speaker's clips, ``share`` of each one emotion, each emotion in turn."""
+    out = []
+    for e in sorted({u.emotion for u in rows}):
+        main = [u for u in rows if u.emotion == e]
+        rest = [u for u in rows if u.emotion != e]
+        k = min(len(main), int(round(n * share)))
+        pick = [main[i] for i in rng.choice(len(main), k, replace=False)]
+        pick += [rest[i] for i in rng.choice(len(rest), min(len(rest), n - k), replace=False)]
+        if len(pick) >= 4:
+            out.append(pick)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--run", default="runs/default", help="the model's training run (its split.csv)")
+    ap.add_argument("--n", type=int, default=12)
+    ap.add_argument("--shares", default="0.3,0.6,0.9,1.0")
+    args = ap.parse_args(argv)
+    split = Path(args.run) / "split.csv"
+    if not split.is_file():
+        sys.exit(f"no {split}: train the model first (make default-model writes runs/default)")
+    model = load_model(args.model)
+    if not model.can_adapt:
+        sys.exit(f"{args.model} has no speaker head")
+    test = [u for u in read_manifest(split) if u.split == "test" and not words_give_label(u)]
+    speakers = sorted({(u.corpus, u.speaker) for u in test})
+    print(f"{args.model}: {len(test)} judged test clips, {len(speakers)} speakers; batches of {args.n}")
+    for share in (float(s) for s in args.shares.split(",")):
+        rng, t = np.random.default_rng(0), time.time()
+        truth, plain, adapted, corpus = [], [], [], []
+        for c, s in speakers:
+            for batch in batches([u for u in test if (u.corpus, u.speaker) == (c, s)], args.n, share, rng):
+                paths = [str(u.path) for u in batch]
+                alone, together = model.predict_files(paths), model.predict_same_speaker(paths)
+                for u, a, b in zip(batch, alone, together):
+                    if a.emotion and b.emotion:          # clips with speech
+                        truth.append(u.emotion), plain.append(a.emotion), adapted.append(b.emotion)
+                        corpus.append(u.corpus)
+        line = f"share {share:.0%}: {len(truth)} clip answers  plain {uar(truth, plain):.3f}  adapted {uar(truth, adapted):.3f}"
+        for c in sorted(set(corpus)):
+            m = [i for i, k in enumerate(corpus) if k == c]
+            line += (f"  {c} {uar([truth[i] for i in m], [plain[i] for i in m]):.3f}"
+                     f"->{uar([truth[i] for i in m], [adapted[i] for i in m]):.3f}")
+        print(line + f"  ({time.time() - t:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
