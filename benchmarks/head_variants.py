@@ -167,14 +167,7 @@ class Bench:
                                            for s in np.unique(p.speaker[tr])]),
                            np.concatenate([p.y[tr & (p.speaker == s)] for s in np.unique(p.speaker[tr])]))
             for s in np.unique(p.speaker[te]):
-                rows = np.flatnonzero(te & (p.speaker == s))
-                for e in np.unique(p.y[rows]):
-                    main, rest = rows[p.y[rows] == e], rows[p.y[rows] != e]
-                    k_main = min(len(main), int(round(n * share)))
-                    batch = np.concatenate([rng.choice(main, k_main, replace=False),
-                                            rng.choice(rest, min(len(rest), n - k_main), replace=False)])
-                    if len(batch) < 4:
-                        continue
+                for batch in self.batch_draws(np.flatnonzero(te & (p.speaker == s)), n, share, rng):
                     truth.append(p.y[batch])
                     plain.append(base.predict(self.f[batch]))
                     adapted.append(norm.predict(self.f[batch] - self.f[batch].mean(0)))
@@ -186,7 +179,7 @@ class Bench:
 
     def batch_draws(self, rows: np.ndarray, n: int, share: float, rng: np.random.Generator) -> list[np.ndarray]:
         """Batches of ``n`` of ``rows`` (one speaker's clips), ``share`` of each one emotion,
-        each emotion in turn (as :meth:`batches` draws them)."""
+        each emotion in turn; a batch of fewer than 4 clips is dropped."""
         y, out = self.pool.y, []
         for e in np.unique(y[rows]):
             main, rest = rows[y[rows] == e], rows[y[rows] != e]
