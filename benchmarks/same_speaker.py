@@ -1,7 +1,7 @@
 """Same-speaker adaptation as users get it: `serkit predict --same-speaker` on held-out speakers.
 
     python benchmarks/same_speaker.py [--model default|BUNDLE] [--run runs/default] [--n 12]
-                                      [--shares 0.3,0.6,0.9,1.0]
+                                      [--shares 0.3,0.6,0.9,1.0] [--timeline]
 
 On the held-out test speakers of the model's training split (``RUN/split.csv``), the judged clips
 (ASED on sentences 01-02) of each speaker are drawn into batches of ``--n`` clips, ``share`` of
@@ -10,7 +10,10 @@ them one emotion (each emotion in turn; a share is capped by the clips a speaker
 Predictor: :meth:`~serkit.inference.Predictor.predict_files` (each clip alone) and
 :meth:`~serkit.inference.Predictor.predict_same_speaker` (the batch said to be one voice). Prints
 UAR plain and adapted for each share, over all batches' clips (a clip may be in several batches),
-and per corpus.
+and per corpus. With ``--timeline`` each batch is one recording instead: its clips joined with 1 s of
+low noise (-60 dBFS) between them, scored by ``predict_timeline`` (silero segments) with and without
+``same_speaker``; each clip's answer is the segment that overlaps it most (as robustness.py's
+timeline form).
 """
 from __future__ import annotations
 
@@ -45,12 +48,38 @@ def batches(rows: list, n: int, share: float, rng: np.random.Generator) -> list[
     return out
 
 
+def timeline_answers(model, batch: list, rng: np.random.Generator) -> tuple[list, list]:
+    """The batch's clips as one recording: each clip's answer from the segment overlapping it most,
+    clip by clip and as one voice (None where no segment overlaps it)."""
+    from serkit.audio import load_audio
+
+    sr = model.sample_rate
+    pieces, spans, t = [], [], 0
+    for u in batch:
+        gap = (rng.standard_normal(sr) * 1e-3).astype(np.float32)
+        wave = load_audio(u.path, sr)
+        pieces += [gap, wave]
+        spans.append((t + sr, t + sr + len(wave)))
+        t += sr + len(wave)
+    recording = np.concatenate(pieces + [(rng.standard_normal(sr) * 1e-3).astype(np.float32)])
+    out = []
+    for same in (False, True):
+        tl = model.predict_timeline(recording, same_speaker=same)
+        answers = []
+        for a, b in spans:
+            overlap = [max(0, min(b, g.end * sr) - max(a, g.start * sr)) for g in tl.segments]
+            answers.append(tl.segments[int(np.argmax(overlap))].emotion if overlap and max(overlap) > 0 else None)
+        out.append(answers)
+    return out[0], out[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="default")
     ap.add_argument("--run", default="runs/default", help="the model's training run (its split.csv)")
     ap.add_argument("--n", type=int, default=12)
     ap.add_argument("--shares", default="0.3,0.6,0.9,1.0")
+    ap.add_argument("--timeline", action="store_true", help="each batch as one recording, through predict_timeline")
     args = ap.parse_args(argv)
     split = Path(args.run) / "split.csv"
     if not split.is_file():
@@ -60,17 +89,22 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{args.model} has no speaker head")
     test = [u for u in read_manifest(split) if u.split == "test" and not words_give_label(u)]
     speakers = sorted({(u.corpus, u.speaker) for u in test})
-    print(f"{args.model}: {len(test)} judged test clips, {len(speakers)} speakers; batches of {args.n}")
+    print(f"{args.model}: {len(test)} judged test clips, {len(speakers)} speakers; batches of {args.n}"
+          + (", each one recording (timeline)" if args.timeline else ""))
     for share in (float(s) for s in args.shares.split(",")):
         rng, t = np.random.default_rng(0), time.time()
         truth, plain, adapted, corpus = [], [], [], []
         for c, s in speakers:
             for batch in batches([u for u in test if (u.corpus, u.speaker) == (c, s)], args.n, share, rng):
-                paths = [str(u.path) for u in batch]
-                alone, together = model.predict_files(paths), model.predict_same_speaker(paths)
+                if args.timeline:
+                    alone, together = timeline_answers(model, batch, rng)
+                else:
+                    paths = [str(u.path) for u in batch]
+                    alone = [p.emotion for p in model.predict_files(paths)]
+                    together = [p.emotion for p in model.predict_same_speaker(paths)]
                 for u, a, b in zip(batch, alone, together):
-                    if a.emotion and b.emotion:          # clips with speech
-                        truth.append(u.emotion), plain.append(a.emotion), adapted.append(b.emotion)
+                    if a and b:                          # clips with speech
+                        truth.append(u.emotion), plain.append(a), adapted.append(b)
                         corpus.append(u.corpus)
         line = f"share {share:.0%}: {len(truth)} clip answers  plain {uar(truth, plain):.3f}  adapted {uar(truth, adapted):.3f}"
         for c in sorted(set(corpus)):

@@ -127,8 +127,9 @@ class PredictSettings:
     format: str = setting("table", "what to print: a table (probabilities to 2 decimals), or JSON or CSV "
                           "(4 decimals)", choices=("table", "json", "csv"), flags=("--format", "-f"))
     batch_size: int = setting(32, "files (or timeline windows) per model call", rule=AT_LEAST_1)
-    same_speaker: bool = setting(False, "the files are one voice: adapt the answers to it (the default model; "
-                                 "helps from about 8 clips, whatever their mix of emotions)")
+    same_speaker: bool = setting(False, "the files are one voice (with --timeline: each recording is): adapt "
+                                 "the answers to it (the default model; helps from about 8 clips or segments, "
+                                 "whatever their mix of emotions)")
     runtime: str = setting("auto", "torch (a bundle) or onnx (a folder from serkit export --onnx); auto: by "
                            "the folder", choices=("auto", "torch", "onnx"))
     workers: int = setting(0, "processes decoding audio (0: in this process)", rule=Rule(0, 1024), group=BATCH_JOBS)

@@ -27,8 +27,8 @@ from serkit.audio import AudioError, AudioSpec, Decoded, decode_item, load_audio
 from serkit.display import PROB_DECIMALS
 from serkit.bundle import BundleError, for_inference, read_config  # noqa: F401  (for_inference re-exported)
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead, OnnxRuntime, TorchRuntime
-from serkit.scorer import Analysis, Scorer, calibrate, mean_by, softmax, window_starts  # noqa: F401  (re-exported)
-from serkit.speaker import adapt
+from serkit.scorer import Analysis, Scorer, calibrate, softmax, window_starts  # noqa: F401  (re-exported)
+from serkit.speaker import SpeakerLogits, adapt
 
 #: Models that ship inside the package, by the name the CLI, the API and the web page use.
 SHIPPED = {"default": "default_model", "fast": "fast_model"}
@@ -263,27 +263,6 @@ def resolve_model(path: str | os.PathLike | None) -> Path:
     if isinstance(path, str) and path in SHIPPED and not Path(path).exists():
         return shipped_model_path(path)
     return Path(path)
-
-
-class SpeakerLogits:
-    """A runtime that answers with its model's logits and keeps its speaker head's, window by
-    window, for :meth:`Predictor.predict_same_speaker` (one encoder pass for both)."""
-
-    def __init__(self, runtime: EncoderHeadRuntime):
-        self.runtime, self.rows = runtime, []
-
-    def logits(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        plain, speaker = self.runtime.logits_and_speaker(windows, lengths)
-        self.rows.append(speaker)
-        return plain
-
-    def of_clip(self, scorer: Scorer, wave: np.ndarray, analysis: Analysis) -> np.ndarray:
-        """The clip's speaker logits, aggregated as the scorer aggregates its logits: the mean of
-        each unit's windows, then the units weighted by their durations."""
-        pieces = [wave[s:e] for s, e in analysis.segments]
-        units = mean_by(np.concatenate(self.rows), scorer.cut(pieces)[2], len(pieces))
-        dur = np.array([e - s for s, e in analysis.segments], np.float64)
-        return (units * dur[:, None]).sum(0) / dur.sum()
 
 
 def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", warmup: bool = True) -> Predictor:

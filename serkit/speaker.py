@@ -17,8 +17,14 @@ points of UAR on batches of 12 clips of one held-out speaker, from 30 % to 100 %
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from serkit.scorer import mean_by
+
+if TYPE_CHECKING:
+    from serkit.scorer import Analysis, Scorer
 
 
 @dataclass
@@ -71,3 +77,25 @@ def adapt(plain_logits: np.ndarray, speaker_logits: np.ndarray, table: np.ndarra
     answers = np.asarray(plain_logits).argmax(1)
     u = np.asarray(speaker_logits)
     return u - u.mean(0) + table[answers].mean(0)
+
+
+class SpeakerLogits:
+    """A runtime that answers with its model's logits and keeps its speaker head's, window by
+    window, for :meth:`serkit.inference.Predictor.predict_same_speaker` and same-speaker timelines
+    (one encoder pass for both)."""
+
+    def __init__(self, runtime):   # an EncoderHeadRuntime
+        self.runtime, self.rows = runtime, []
+
+    def logits(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        plain, speaker = self.runtime.logits_and_speaker(windows, lengths)
+        self.rows.append(speaker)
+        return plain
+
+    def of_clip(self, scorer: Scorer, wave: np.ndarray, analysis: Analysis) -> np.ndarray:
+        """The clip's speaker logits, aggregated as the scorer aggregates its logits: the mean of
+        each unit's windows, then the units weighted by their durations."""
+        pieces = [wave[s:e] for s, e in analysis.segments]
+        units = mean_by(np.concatenate(self.rows), scorer.cut(pieces)[2], len(pieces))
+        dur = np.array([e - s for s, e in analysis.segments], np.float64)
+        return (units * dur[:, None]).sum(0) / dur.sum()

@@ -177,12 +177,17 @@ def timelines_csv(timelines: list[Timeline]) -> str:
 def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarray, *, vad: str = "auto",
                      threshold: float = 0.5, min_speech_ms: float = 250, min_silence_ms: float = 300,
                      speech_pad_ms: float = 100, max_segment_s: float = 10.0, segment_s: float | None = None,
-                     batch_size: int = 32, block_seconds: float = 20.0, progress: bool = False) -> Timeline:
+                     batch_size: int = 32, block_seconds: float = 20.0, progress: bool = False,
+                     same_speaker: bool = False) -> Timeline:
     """The emotion timeline of a recording (a path, or a 1-D waveform at the model's rate).
 
     Memory stays bounded by the block size, the model's batch and one score per 32 ms frame
-    (450 KB per hour), whatever the length of the recording.
+    (450 KB per hour), whatever the length of the recording. ``same_speaker``: the recording is
+    one voice; its segments' answers adapt to it as
+    :meth:`~serkit.inference.Predictor.predict_same_speaker` adapts clips (:mod:`serkit.speaker`).
     """
+    if same_speaker and not predictor.can_adapt:
+        predictor.predict_same_speaker([])          # raises, saying why
     sr = predictor.sample_rate
     stream = AudioStream(source, sr, block_seconds)
     detector = None if vad == "none" else make_vad(vad)
@@ -208,9 +213,14 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
                                       int(MIN_SECONDS * sr))
         segments = [(s, e) for s, e in segments if e > s]
         # pass 2: score each segment's windows
-        sums, counts = _score_segments(predictor, _Counted(stream, bar, "emotion (s)"), segments, batch_size)
+        sums, counts, voice = _score_segments(predictor, _Counted(stream, bar, "emotion (s)"), segments,
+                                              batch_size, same_speaker)
     labels = predictor.labels
-    probs = predictor.scorer.calibrate(sums / np.maximum(counts, 1)[:, None]) if len(segments) else sums
+    logits = sums / np.maximum(counts, 1)[:, None]
+    if voice is not None and len(segments) > 1:
+        from serkit.speaker import adapt
+        logits = adapt(logits, voice / np.maximum(counts, 1)[:, None], predictor.runtime.head.speaker.table)
+    probs = predictor.scorer.calibrate(logits) if len(segments) else sums
     out = []
     for (s, e), mean, n in zip(segments, probs, counts):
         best = int(np.argmax(mean))
@@ -248,14 +258,23 @@ class _Counted:
 
 
 def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple[int, int]],
-                    batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+                    batch_size: int, speaker: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Sum of window logits and window count per segment (the scorer's aggregation: their mean),
-    streaming the audio once and holding only the samples that pending windows still need."""
+    and with ``speaker`` the sum of the speaker head's window logits (else None), streaming the
+    audio once and holding only the samples that pending windows still need."""
+    import copy
+
+    from serkit.speaker import SpeakerLogits
+    scorer = predictor.scorer
+    if speaker:                      # the model's logits, and its speaker head's from the same pass
+        scorer, both = copy.copy(scorer), SpeakerLogits(predictor.runtime)
+        scorer.runtime = both
     clip, hop = predictor.clip_samples, predictor.spec.hop_samples
     windows = [(k, s + o, min(s + o + clip, e)) for k, (s, e) in enumerate(segments)
                for o in window_starts(e - s, clip, hop)]
     sums = np.zeros((len(segments), len(predictor.labels)), np.float64)
     counts = np.zeros(len(segments), np.int64)
+    voice = np.zeros_like(sums) if speaker else None
     batch: list[tuple[int, np.ndarray]] = []
 
     def flush() -> None:
@@ -266,10 +285,14 @@ def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple
         for i, (_, w) in enumerate(batch):
             rows[i, :len(w)] = w
             lengths[i] = len(w)
-        logits = predictor.logits_windows(rows, lengths, batch_size)
+        logits = scorer.window_logits(rows, lengths, batch_size)
         for (k, _), p in zip(batch, logits):
             sums[k] += p
             counts[k] += 1
+        if voice is not None:
+            for (k, _), u in zip(batch, np.concatenate(both.rows)):
+                voice[k] += u
+            both.rows.clear()
         batch.clear()
 
     buf, buf_start, nxt = np.zeros(0, np.float32), 0, 0
@@ -287,4 +310,4 @@ def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple
             buf = buf[keep_from - buf_start:]
             buf_start = keep_from
     flush()
-    return sums, counts
+    return sums, counts, voice

@@ -397,11 +397,32 @@ def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(enco
     got = np.array([[p.probabilities[label] for label in model.labels] for p in adapted[:-1]])
     np.testing.assert_allclose(got, want, atol=1e-4)
     assert [p.probabilities for p in plain[:-1]] != [p.probabilities for p in adapted[:-1]]
-    # the CLI: the table says it adapted; flags it cannot honour yet are refused
+    # a timeline of one voice: its segments adapt as clips do
+    from serkit.scorer import window_starts
+    sr, gap = model.sample_rate, np.zeros(model.sample_rate // 2, np.float32)
+    recording = np.concatenate([np.concatenate([load_audio(p, sr), gap]) for p in paths[:-1]])
+    alone = model.predict_timeline(recording, vad="energy")
+    tl = model.predict_timeline(recording, vad="energy", same_speaker=True)
+    spans = [(round(g.start * sr), round(g.end * sr)) for g in tl.segments]
+    assert len(spans) > 3 and spans == [(round(g.start * sr), round(g.end * sr)) for g in alone.segments]
+    u = []
+    for s, e in spans:
+        starts = window_starts(e - s, model.clip_samples, model.spec.hop_samples)
+        rows, lengths, _ = model.scorer.cut([recording[s + o:min(s + o + model.clip_samples, e)] for o in starts])
+        u.append(rt.head.speaker_logits(*rt.stats(rows, lengths)).mean(0))
+    plain_logp = np.log([[g.probabilities[label] for label in model.labels] for g in alone.segments])
+    want = calibrate(adapt(plain_logp, np.array(u), rt.head.speaker.table), model.temperature)
+    np.testing.assert_allclose([[g.probabilities[label] for label in model.labels] for g in tl.segments], want,
+                               atol=1e-4)
+    # the CLI: the tables say it adapted; a batch job cannot yet, and says so
     assert cli.main(["predict", "--model", str(bundle), "--same-speaker", *paths[:-1]]) == 0
     assert "adapted to one speaker" in capsys.readouterr().out
-    assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--timeline", paths[0]]) == 2
-    assert "--same-speaker" in capsys.readouterr().err
+    assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--timeline", "--vad", "energy",
+                     paths[0]]) == 0
+    assert "(vad energy), adapted to one speaker" in " ".join(capsys.readouterr().out.split())
+    assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--output",
+                     str(tmp_path / "rows.csv"), paths[0]]) == 2
+    assert "--same-speaker" in capsys.readouterr().err and not (tmp_path / "rows.csv").exists()
     # a bundle from before the speaker head: loads, scores the same, refuses to adapt, says why
     old = tmp_path / "old"
     shutil.copytree(bundle, old)
@@ -413,4 +434,6 @@ def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(enco
     assert [p.probabilities for p in before.predict_files(paths[:-1])] == [p.probabilities for p in plain[:-1]]
     with pytest.raises(BundleError, match="no speaker head"):
         before.predict_same_speaker(paths[:-1])
+    with pytest.raises(BundleError, match="no speaker head"):
+        before.predict_timeline(recording, vad="energy", same_speaker=True)
     assert cli.main(["predict", "--model", str(old), "--same-speaker", *paths[:-1]]) == 2

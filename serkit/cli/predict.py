@@ -107,9 +107,9 @@ def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
         raise ValueError(f"--output {args.output}: a batch job appends rows as it goes (so a killed job can "
                          "--resume), which a .json array cannot do; write .jsonl (one JSON object a line) "
                          "or .csv, or print one JSON array with --format json > FILE")
-    if s.same_speaker and (args.timeline or args.output):
-        raise ValueError("--same-speaker adapts the answers for the files given, printed: not yet with "
-                         f"{'--timeline' if args.timeline else '--output'}")
+    if s.same_speaker and args.output and not args.timeline:
+        raise ValueError("--same-speaker adapts the answers of all the files together, which a batch job "
+                         "(--output, written as it goes) cannot do yet: print them, or use --timeline")
     if not args.output and args.resume:
         raise ValueError("--resume continues a batch job: add --output FILE")
     if not args.output and s.engine != "local":
@@ -160,7 +160,7 @@ def predict_timelines(args: argparse.Namespace, s: PredictSettings, predictor, f
         try:
             tl = predictor.predict_timeline(file, vad=s.vad, max_segment_s=s.max_segment,
                                             segment_s=s.segment_seconds, batch_size=s.batch_size,
-                                            progress=s.progress)
+                                            progress=s.progress, same_speaker=s.same_speaker)
         except AudioError as exc:
             err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
             failed += 1
@@ -184,17 +184,20 @@ def predict_timelines(args: argparse.Namespace, s: PredictSettings, predictor, f
                       highlight=False, markup=False, soft_wrap=True)
     if not args.output and s.format == "table":
         for tl in (t for t in timelines if t.segments):
-            common.console.print(timeline_table(tl))
+            common.console.print(timeline_table(tl, s.same_speaker))
     return 1 if failed else 0
 
 
-def timeline_table(tl: Timeline) -> Table:
-    """One timeline's segments as a terminal table: times, emotion, confidence, runners-up."""
+def timeline_table(tl: Timeline, adapted: bool = False) -> Table:
+    """One timeline's segments as a terminal table: times, emotion, confidence, runners-up
+    (``adapted``: answered as one voice, ``--same-speaker``)."""
     from rich import box
     from rich.table import Table
 
     n = len(tl.segments)
-    table = Table(title=escape(f"{tl.file}: {tl.duration_s:.1f} s, {n} segment{'' if n == 1 else 's'} (vad {tl.vad})"),
+    one = ", adapted to one speaker" if adapted else ""
+    table = Table(title=escape(f"{tl.file}: {tl.duration_s:.1f} s, {n} segment{'' if n == 1 else 's'} "
+                               f"(vad {tl.vad}){one}"),
                   box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
     for col in ("start s", "end s", "emotion", "confidence", "runners-up"):
         table.add_column(col, justify="left" if col in ("emotion", "runners-up") else "right")
