@@ -163,6 +163,13 @@ class Predictor:
         """Whether the model can adapt to one speaker (:meth:`predict_same_speaker`)."""
         return bool(getattr(self.runtime, "can_adapt", False))
 
+    def check_can_adapt(self) -> None:
+        """BundleError, saying why, unless the model can adapt to one speaker (:attr:`can_adapt`)."""
+        if not self.can_adapt:
+            raise BundleError(f"{self.name} cannot adapt to a speaker: it has no speaker head (encoder-head "
+                              "models with a linear head have one when trained by this serkit, as the "
+                              "shipped default has)")
+
     def predict_same_speaker(self, paths: Iterable[str | os.PathLike], batch_size: int = 64) -> list[Prediction]:
         """One Prediction per path, as :meth:`predict_files` gives them, for clips of ONE voice:
         each answer adapted to that voice (:mod:`serkit.speaker`: the speaker's offset estimated
@@ -171,10 +178,7 @@ class Predictor:
         (RESULTS-default.md): +2.3 to +2.7 points of UAR with 12 clips whatever their mix of
         emotions, +1.5 with 8, nothing with 4. Clips are decoded one at a time. BundleError for a
         model without a speaker head (see :attr:`can_adapt`)."""
-        if not self.can_adapt:
-            raise BundleError(f"{self.name} cannot adapt to a speaker: it has no speaker head (encoder-head "
-                              "models with a linear head have one when trained by this serkit, as the "
-                              "shipped default has)")
+        self.check_can_adapt()
         out: list[Prediction] = []
         heard: list[tuple[int, Analysis, np.ndarray]] = []      # clips with speech: their speaker logits
         for path in paths:

@@ -186,8 +186,8 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
     one voice; its segments' answers adapt to it as
     :meth:`~serkit.inference.Predictor.predict_same_speaker` adapts clips (:mod:`serkit.speaker`).
     """
-    if same_speaker and not predictor.can_adapt:
-        predictor.predict_same_speaker([])          # raises, saying why
+    if same_speaker:
+        predictor.check_can_adapt()
     sr = predictor.sample_rate
     stream = AudioStream(source, sr, block_seconds)
     detector = None if vad == "none" else make_vad(vad)
