@@ -12,7 +12,6 @@ loads (the shipped models run on onnxruntime).
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -187,8 +186,7 @@ class Predictor:
                 out.append(Prediction(file=file, error=error))
                 continue
             both = SpeakerLogits(self.runtime)
-            scorer = copy.copy(self.scorer)
-            scorer.runtime = both
+            scorer = both.scoring(self.scorer)
             try:
                 a = scorer.analyse([wave], batch_size)[0]
             except AudioError as exc:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from serkit.models.configs import EncoderHeadConfig
+from serkit.models.configs import SPEAKER_KEYS, EncoderHeadConfig
 from serkit.speaker import SpeakerHead
 
 
@@ -99,8 +99,8 @@ class NumpyHead:
         if missing or not layers:
             raise ValueError(f"the head's weights lack {', '.join(missing) or 'linear layers'}")
         self.linear = [(self.s[f"mlp.{i}.weight"], self.s[f"mlp.{i}.bias"]) for i in layers]
-        keys = ("speaker_weight", "speaker_bias", "speaker_table")   # EncoderHead's SPEAKER_KEYS
-        self.speaker = SpeakerHead(*(self.s[k] for k in keys)) if all(k in self.s for k in keys) else None
+        has = all(k in self.s for k in SPEAKER_KEYS)
+        self.speaker = SpeakerHead(*(self.s[k] for k in SPEAKER_KEYS)) if has else None
 
     def __call__(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         x = self.inputs(mean, std)

@@ -87,6 +87,14 @@ class SpeakerLogits:
     def __init__(self, runtime):   # an EncoderHeadRuntime
         self.runtime, self.rows = runtime, []
 
+    def scoring(self, scorer: Scorer) -> Scorer:
+        """A copy of ``scorer`` that scores through this runtime (everything else as it is)."""
+        import copy
+
+        twin = copy.copy(scorer)
+        twin.runtime = self
+        return twin
+
     def logits(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         plain, speaker = self.runtime.logits_and_speaker(windows, lengths)
         self.rows.append(speaker)

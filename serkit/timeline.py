@@ -262,13 +262,11 @@ def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple
     """Sum of window logits and window count per segment (the scorer's aggregation: their mean),
     and with ``speaker`` the sum of the speaker head's window logits (else None), streaming the
     audio once and holding only the samples that pending windows still need."""
-    import copy
-
     from serkit.speaker import SpeakerLogits
     scorer = predictor.scorer
     if speaker:                      # the model's logits, and its speaker head's from the same pass
-        scorer, both = copy.copy(scorer), SpeakerLogits(predictor.runtime)
-        scorer.runtime = both
+        both = SpeakerLogits(predictor.runtime)
+        scorer = both.scoring(scorer)
     clip, hop = predictor.clip_samples, predictor.spec.hop_samples
     windows = [(k, s + o, min(s + o + clip, e)) for k, (s, e) in enumerate(segments)
                for o in window_starts(e - s, clip, hop)]

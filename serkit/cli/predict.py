@@ -71,11 +71,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.output:
         not_a_folder(args.output, "--output")
         return predict_batch(args, s, predictor, files)
-    results = []
     if s.same_speaker:                                   # one clip in memory at a time
         results = predictor.predict_same_speaker(files, batch_size=s.batch_size)
-    for group in [] if s.same_speaker else budget_batches(files, s.batch_size):   # bounded audio per batch
-        results += predictor.predict_files([files[i] for i in group], batch_size=s.batch_size)
+    else:
+        results = []
+        for group in budget_batches(files, s.batch_size):   # bounded audio in memory per batch
+            results += predictor.predict_files([files[i] for i in group], batch_size=s.batch_size)
     if s.format == "json":
         print(to_json([prediction_dict(r) for r in results], indent=2))
     elif s.format == "csv":

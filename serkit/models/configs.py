@@ -49,6 +49,10 @@ class CNNLSTMConfig:
 
 # Pretrained Hugging Face encoders
 DEFAULT_BACKBONE = "facebook/wav2vec2-base"
+
+#: An encoder-head bundle's optional speaker head (same-speaker adaptation, serkit.speaker): weight,
+#: bias and the table of its class-mean logits, in that order.
+SPEAKER_KEYS = ("speaker_weight", "speaker_bias", "speaker_table")
 POOLINGS = ("mean", "stats", "attention")
 WHISPER_HOP = 160            # samples per Whisper mel frame (10 ms at 16 kHz)
 WHISPER_STRIDE = 2           # the second convolution halves time: one position per 20 ms

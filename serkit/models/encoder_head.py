@@ -30,12 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from serkit.models.configs import COMBINES, HEAD_POOLINGS, EncoderHeadConfig  # noqa: F401  (re-exported)
+from serkit.models.configs import COMBINES, HEAD_POOLINGS, SPEAKER_KEYS, EncoderHeadConfig  # noqa: F401  (re-exported)
 from serkit.safety import atomic_folder, mark_folder
-
-
-#: The optional speaker head's weights in an encoder-head bundle (see :mod:`serkit.speaker`).
-SPEAKER_KEYS = ("speaker_weight", "speaker_bias", "speaker_table")
 
 
 class EncoderHead(nn.Module):
