@@ -1,6 +1,7 @@
 """Lightning callbacks of serkit's training: the best epoch's weights kept without pickling
 (:class:`BestWeights`), and an exponential moving average of the weights (:class:`AveragedWeights`,
-``--ema``) that validation, the best-epoch choice and the bundle read instead of the raw weights.
+``--ema``) that validation, the best-epoch choice and the bundle read instead of the raw weights;
+and leaving the process group of a run on several devices (:func:`leave_process_group`).
 """
 from __future__ import annotations
 
@@ -68,3 +69,15 @@ class AveragedWeights(WeightAveraging):
     def on_validation_end(self, trainer, pl_module):
         if self._average_model is not None:
             self._swap_models(pl_module)
+
+
+def leave_process_group(rank_zero: bool = True) -> bool:
+    """Leave the distributed process group, if one was joined (a run on several devices), and
+    return ``rank_zero`` (whether this process goes on to write the run's results). Lightning does
+    not destroy the group, and gloo's threads still alive at interpreter exit abort the process
+    (SIGABRT, "terminate called without an active exception") after the work is done."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    return rank_zero

@@ -42,7 +42,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from serkit.audio import SAMPLE_RATE, AudioSpec
-from serkit.callbacks import AveragedWeights, BestWeights  # noqa: F401  (BestWeights re-exported)
+from serkit.callbacks import AveragedWeights, BestWeights, leave_process_group  # noqa: F401  (BestWeights re-exported)
 from serkit.scorer import AGGREGATION, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, Scorer
 from serkit.data import ClipDataset, UnitDataset, collate_units, decode_all, training_augment
 from serkit.evaluation import evaluate_logits, fit_temperature, plot_curves
@@ -303,7 +303,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
                     ckpt_path=str(last_ckpt) if resume and last_ckpt.is_file() else None)
     if earlier is not None and trainer.is_global_zero:
         prepend_metrics(earlier, log_csv)
-    if not trainer.is_global_zero:
+    if not leave_process_group(trainer.is_global_zero):
         return {}
     if best.state is None:
         raise RuntimeError("training produced no validation score; nothing to save")

@@ -22,6 +22,7 @@ TESTS = Path(__file__).parent
 
 SCRIPT = """
 import json, os, sys
+import torch
 sys.path.insert(0, {tests!r})
 from synth import tiny_config, write_tone_corpus
 from serkit.training import train
@@ -32,7 +33,8 @@ report = train(corpus.manifest, os.path.join(base, "run"),
                tiny_config(epochs=5, strategy="ddp", devices=2, accelerator="cpu"))
 rank = int(os.environ.get("LOCAL_RANK", 0))
 with open(os.path.join(base, f"result-{{rank}}.json"), "w") as fh:   # a file each: two processes' prints may interleave
-    json.dump({{"rank": rank, "accuracy": report.get("accuracy")}}, fh)
+    json.dump({{"rank": rank, "accuracy": report.get("accuracy"),
+               "group_left": not torch.distributed.is_initialized()}}, fh)
 """
 
 
@@ -50,6 +52,8 @@ def test_ddp_with_two_cpu_processes_trains_one_bundle(tmp_path):
     assert [r["rank"] for r in results] == [0, 1]
     assert results[0]["accuracy"] is not None and results[0]["accuracy"] >= 0.8
     assert results[1]["accuracy"] is None
+    # both ranks left the process group (gloo's threads alive at exit can abort the process)
+    assert all(r["group_left"] for r in results)
 
     run = tmp_path / "run"
     config = json.loads((run / "bundle" / "config.json").read_text())
@@ -76,6 +80,7 @@ sys.path.insert(0, {tests!r})
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from serkit.callbacks import leave_process_group
 from serkit.training import SERModule, TrainConfig
 from test_val_metrics import PRED, Y, Logits, logits_of
 
@@ -87,6 +92,7 @@ logged = trainer.validate(SERModule(Logits(), TrainConfig(), None, n_classes=3),
                           verbose=False)[0]
 with open(f"result-{{trainer.global_rank}}.json", "w") as fh:   # a file each: two processes' prints may interleave
     json.dump({{k: float(v) for k, v in logged.items()}}, fh)
+leave_process_group()   # as train() does: gloo's threads alive at exit can abort the process
 """
 
 
