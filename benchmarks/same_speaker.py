@@ -48,6 +48,20 @@ def batches(rows: list, n: int, share: float, rng: np.random.Generator) -> list[
     return out
 
 
+def calibration_line(labels: list[str], kept: list) -> str:
+    """Calibration of answers (truth, Prediction): ECE, accuracy against mean confidence, and the
+    uncertain flag (share of answers flagged, accuracy of flagged and of unflagged answers)."""
+    from serkit.evaluation import expected_calibration_error
+
+    probs = np.array([[r.probabilities[k] for k in labels] for _, r in kept])
+    y = np.array([labels.index(e) for e, _ in kept])
+    right = probs.argmax(1) == y
+    flag = np.array([bool(r.uncertain) for _, r in kept])
+    acc = lambda m: f"{right[m].mean():.3f}" if m.any() else "-"   # noqa: E731
+    return (f"ECE {expected_calibration_error(probs, y):.3f}  accuracy {right.mean():.3f}  mean confidence "
+            f"{probs.max(1).mean():.3f}  uncertain {flag.mean():.1%} (accuracy {acc(flag)}, others {acc(~flag)})")
+
+
 def timeline_answers(model, batch: list, rng: np.random.Generator) -> tuple[list, list]:
     """The batch's clips as one recording: each clip's answer from the segment overlapping it most,
     clip by clip and as one voice (None where no segment overlaps it)."""
@@ -94,14 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     for share in (float(s) for s in args.shares.split(",")):
         rng, t = np.random.default_rng(0), time.time()
         truth, plain, adapted, corpus = [], [], [], []
+        kept_plain, kept_adapted = [], []      # (truth, Prediction) of clip answers, for calibration
         for c, s in speakers:
             for batch in batches([u for u in test if (u.corpus, u.speaker) == (c, s)], args.n, share, rng):
                 if args.timeline:
                     alone, together = timeline_answers(model, batch, rng)
                 else:
                     paths = [str(u.path) for u in batch]
-                    alone = [p.emotion for p in model.predict_files(paths)]
-                    together = [p.emotion for p in model.predict_same_speaker(paths)]
+                    alone, together = model.predict_files(paths), model.predict_same_speaker(paths)
+                    for kept, answers in ((kept_plain, alone), (kept_adapted, together)):
+                        kept += [(u.emotion, r) for u, r in zip(batch, answers) if r.emotion]
+                    alone, together = [r.emotion for r in alone], [r.emotion for r in together]
                 for u, a, b in zip(batch, alone, together):
                     if a and b:                          # clips with speech
                         truth.append(u.emotion), plain.append(a), adapted.append(b)
@@ -112,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             line += (f"  {c} {uar([truth[i] for i in m], [plain[i] for i in m]):.3f}"
                      f"->{uar([truth[i] for i in m], [adapted[i] for i in m]):.3f}")
         print(line + f"  ({time.time() - t:.0f} s)", flush=True)
+        for name, kept in (("plain", kept_plain), ("adapted", kept_adapted)):
+            if kept:
+                print(f"  {name:8s}" + calibration_line(model.labels, kept), flush=True)
     return 0
 
 

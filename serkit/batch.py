@@ -323,21 +323,35 @@ def write_batches(batches: Iterable[list[Prediction]], writer: ResultWriter, tot
 def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: str | os.PathLike, *,
               batch_size: int = 32, workers: int = 0, resume: bool = False, progress: bool = True,
               on_batch: Callable[[list[Prediction]], None] | None = None, force: bool = False,
-              inputs: Sequence[str | os.PathLike] = ()) -> BatchSummary:
+              inputs: Sequence[str | os.PathLike] = (), same_speaker: bool = False) -> BatchSummary:
     """Score ``files`` into ``output`` (.csv or .jsonl), appending and flushing per batch.
 
     ``on_batch`` is called with each batch's predictions after they are on disk. ``inputs``
     (what the user named: files, folders, manifests) are never written to; ``force`` starts an
-    existing output over (see :class:`ResultWriter`).
+    existing output over (see :class:`ResultWriter`). ``same_speaker``: the files are one voice,
+    answered as :meth:`~serkit.inference.Predictor.predict_same_speaker` answers them; the answers
+    depend on all the files together, so every row is written when the last file is scored, and
+    such a job cannot be resumed.
     """
     from torch.utils.data import DataLoader
 
     if batch_size < 1 or workers < 0:
         raise ValueError("--batch-size must be at least 1 and --workers at least 0")
+    if same_speaker:
+        predictor.check_can_adapt()
+        if resume:
+            raise ValueError("--resume cannot continue a --same-speaker job: its answers are adapted over all "
+                             "the files together, and a file's row is written only when every file is scored")
     files, duplicates = unique(str(f) for f in files)
     with ResultWriter(output, predictor.labels, resume=resume, force=force, inputs=inputs) as writer:
         todo = [f for f in files if file_key(f) not in writer.done]
         skipped = len(files) - len(todo)
+        if same_speaker:
+            with progress_bar(progress) as bar:
+                task = bar.add_task("scoring (one voice)", total=len(todo), rate="")
+                one = predictor.predict_same_speaker(todo, batch_size, on_clip=lambda: bar.advance(task))
+            scored, failed = write_batches([one] if todo else [], writer, len(files), 0, "writing", False, on_batch)
+            return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates)
         loader = DataLoader(DecodeDataset(todo, predictor.sample_rate), batch_sampler=budget_batches(todo, batch_size),
                             num_workers=workers, collate_fn=_as_list)
         batches = (predictor.predict_decoded(items, batch_size) for items in (loader if todo else []))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,32 +169,32 @@ class Predictor:
                               "models with a linear head have one when trained by this serkit, as the "
                               "shipped default has)")
 
-    def predict_same_speaker(self, paths: Iterable[str | os.PathLike], batch_size: int = 64) -> list[Prediction]:
+    def predict_same_speaker(self, paths: Iterable[str | os.PathLike], batch_size: int = 64,
+                             on_clip: Callable[[], object] | None = None) -> list[Prediction]:
         """One Prediction per path, as :meth:`predict_files` gives them, for clips of ONE voice:
         each answer adapted to that voice (:mod:`serkit.speaker`: the speaker's offset estimated
         class by class over the clips with speech, read by the model's speaker head; the model's
-        temperature applies, not separately fitted). Measured on held-out speakers
-        (RESULTS-default.md): +2.3 to +2.7 points of UAR with 12 clips whatever their mix of
-        emotions, +1.5 with 8, nothing with 4. Clips are decoded one at a time. BundleError for a
-        model without a speaker head (see :attr:`can_adapt`)."""
+        temperature applies: measured, the adapted answers are no worse calibrated than the plain
+        ones). Measured on held-out speakers (RESULTS-default.md): +2.3 to +2.7 points of UAR with
+        12 clips whatever their mix of emotions, +1.5 with 8, nothing with 4. Clips are decoded one
+        at a time; ``on_clip`` is called after each (progress). BundleError for a model without a
+        speaker head (see :attr:`can_adapt`)."""
         self.check_can_adapt()
         out: list[Prediction] = []
         heard: list[tuple[int, Analysis, np.ndarray]] = []      # clips with speech: their speaker logits
         for path in paths:
             file, wave, error = decode_item(str(path), self.sample_rate)
-            if wave is None:
-                out.append(Prediction(file=file, error=error))
-                continue
             both = SpeakerLogits(self.runtime)
             scorer = both.scoring(self.scorer)
             try:
-                a = scorer.analyse([wave], batch_size)[0]
+                a = None if wave is None else scorer.analyse([wave], batch_size)[0]
             except AudioError as exc:
-                out.append(Prediction(file=file, error=f"{file}: {exc}"))
-                continue
-            out.append(self.prediction(file, wave, a))
-            if a.probabilities is not None:
+                a, error = None, f"{file}: {exc}"
+            out.append(Prediction(file=file, error=error) if a is None else self.prediction(file, wave, a))
+            if a is not None and a.probabilities is not None:
                 heard.append((len(out) - 1, a, both.of_clip(scorer, wave, a)))
+            if on_clip is not None:
+                on_clip()
         if len(heard) > 1:
             plain = np.log(np.maximum(np.stack([a.probabilities for _, a, _ in heard]), 1e-30))
             adapted = adapt(plain, np.stack([u for *_, u in heard]), self.runtime.head.speaker.table)

@@ -2,6 +2,7 @@
 a head that trains with Lightning and serves in NumPy, without torch."""
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -414,15 +415,32 @@ def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(enco
     want = calibrate(adapt(plain_logp, np.array(u), rt.head.speaker.table), model.temperature)
     np.testing.assert_allclose([[g.probabilities[label] for label in model.labels] for g in tl.segments], want,
                                atol=1e-4)
-    # the CLI: the tables say it adapted; a batch job cannot yet, and says so
+    # the CLI: the tables say it adapted
     assert cli.main(["predict", "--model", str(bundle), "--same-speaker", *paths[:-1]]) == 0
     assert "adapted to one speaker" in capsys.readouterr().out
     assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--timeline", "--vad", "energy",
                      paths[0]]) == 0
     assert "(vad energy), adapted to one speaker" in " ".join(capsys.readouterr().out.split())
-    assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--output",
-                     str(tmp_path / "rows.csv"), paths[0]]) == 2
-    assert "--same-speaker" in capsys.readouterr().err and not (tmp_path / "rows.csv").exists()
+    # a batch job of one voice: the adapted answers (at the bundle's temperature), the failed file's row too
+    rows_csv = tmp_path / "rows.csv"
+    assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--output", str(rows_csv), *paths]) == 1
+    assert f"{len(paths)} files: {len(paths) - 1} scored, 1 failed" in capsys.readouterr().err
+    rows = list(csv.DictReader(rows_csv.open()))
+    expected = load_model(bundle).predict_same_speaker(paths)
+    assert [r["file"] for r in rows] == paths and rows[-1]["error"]
+    for row, want in zip(rows[:-1], expected[:-1]):
+        assert row["emotion"] == want.emotion
+        assert [float(row[label]) for label in model.labels] == pytest.approx(
+            [want.probabilities[label] for label in model.labels], abs=1e-4)
+    written = rows_csv.read_bytes()
+    # it cannot be resumed (the answers depend on all the files), nor run on Ray; the file stays as it was
+    assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--output", str(rows_csv), "--resume",
+                     *paths]) == 2
+    assert "--resume cannot continue a --same-speaker job" in " ".join(capsys.readouterr().err.split())
+    assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--output", str(rows_csv), "--engine",
+                     "ray", *paths]) == 2
+    assert "--engine ray cannot" in " ".join(capsys.readouterr().err.split())
+    assert rows_csv.read_bytes() == written
     # a bundle from before the speaker head: loads, scores the same, refuses to adapt, says why
     old = tmp_path / "old"
     shutil.copytree(bundle, old)
@@ -437,3 +455,6 @@ def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(enco
     with pytest.raises(BundleError, match="no speaker head"):
         before.predict_timeline(recording, vad="energy", same_speaker=True)
     assert cli.main(["predict", "--model", str(old), "--same-speaker", *paths[:-1]]) == 2
+    assert cli.main(["predict", "--model", str(old), "--same-speaker", "--output", str(tmp_path / "old.csv"),
+                     *paths[:-1]]) == 2
+    assert "no speaker head" in capsys.readouterr().err and not (tmp_path / "old.csv").exists()

@@ -108,9 +108,9 @@ def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
         raise ValueError(f"--output {args.output}: a batch job appends rows as it goes (so a killed job can "
                          "--resume), which a .json array cannot do; write .jsonl (one JSON object a line) "
                          "or .csv, or print one JSON array with --format json > FILE")
-    if s.same_speaker and args.output and not args.timeline:
-        raise ValueError("--same-speaker adapts the answers of all the files together, which a batch job "
-                         "(--output, written as it goes) cannot do yet: print them, or use --timeline")
+    if s.same_speaker and args.output and not args.timeline and s.engine != "local":
+        raise ValueError(f"--same-speaker adapts the answers of all the files together: a batch job on "
+                         f"--engine {s.engine} cannot; use --engine local")
     if not args.output and args.resume:
         raise ValueError("--resume continues a batch job: add --output FILE")
     if not args.output and s.engine != "local":
@@ -128,7 +128,8 @@ def predict_batch(args: argparse.Namespace, s: PredictSettings, predictor, files
                           resume=args.resume, progress=s.progress, force=args.force, inputs=args.paths)
     else:
         summary = run_batch(predictor, files, args.output, batch_size=s.batch_size, workers=s.workers,
-                            resume=args.resume, progress=s.progress, force=args.force, inputs=args.paths)
+                            resume=args.resume, progress=s.progress, force=args.force, inputs=args.paths,
+                            same_speaker=s.same_speaker)
     common.err_console.print(summary.line(), highlight=False, markup=False, soft_wrap=True)
     return 1 if summary.failed else 0
 
