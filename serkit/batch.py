@@ -16,6 +16,8 @@
 - A file that cannot be decoded or scored gets a row with its error and the job goes on.
 - An existing output is never replaced without ``force``; an output that is one of the inputs
   (a manifest CSV) is refused.
+- ``same_speaker`` (``--same-speaker``): the files are one voice and their answers adapt to it
+  together, so the rows are written once the last file is scored, and the job cannot resume.
 
 Rows have the columns of ``serkit predict --format csv``: ``file, emotion, confidence, uncertain,
 <one column per label>, duration_s, speech_s, reason, error``; JSONL rows are
