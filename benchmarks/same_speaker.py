@@ -1,7 +1,7 @@
 """Same-speaker adaptation as users get it: `serkit predict --same-speaker` on held-out speakers.
 
     python benchmarks/same_speaker.py [--model default|BUNDLE] [--run runs/default] [--n 12]
-                                      [--shares 0.3,0.6,0.9,1.0] [--timeline]
+                                      [--shares 0.3,0.6,0.9,1.0] [--timeline | --upload]
 
 On the held-out test speakers of the model's training split (``RUN/split.csv``), the judged clips
 (ASED on sentences 01-02) of each speaker are drawn into batches of ``--n`` clips, ``share`` of
@@ -13,7 +13,8 @@ UAR plain and adapted for each share, over all batches' clips (a clip may be in 
 and per corpus. With ``--timeline`` each batch is one recording instead: its clips joined with 1 s of
 low noise (-60 dBFS) between them, scored by ``predict_timeline`` (silero segments) with and without
 ``same_speaker``; each clip's answer is the segment that overlaps it most (as robustness.py's
-timeline form).
+timeline form). ``--upload`` joins them the same way and answers them as the web API answers an
+upload with and without ``same_speaker`` (the scorer's units; ``Predictor.analyse_one_voice``).
 """
 from __future__ import annotations
 
@@ -62,9 +63,10 @@ def calibration_line(labels: list[str], kept: list) -> str:
             f"{probs.max(1).mean():.3f}  uncertain {flag.mean():.1%} (accuracy {acc(flag)}, others {acc(~flag)})")
 
 
-def timeline_answers(model, batch: list, rng: np.random.Generator) -> tuple[list, list]:
+def timeline_answers(model, batch: list, rng: np.random.Generator, upload: bool = False) -> tuple[list, list]:
     """The batch's clips as one recording: each clip's answer from the segment overlapping it most,
-    clip by clip and as one voice (None where no segment overlaps it)."""
+    clip by clip and as one voice (None where no segment overlaps it); segments of the timeline, or
+    with ``upload`` the scorer's units as the web API answers an upload (``same_speaker``)."""
     from serkit.audio import load_audio
 
     sr = model.sample_rate
@@ -78,11 +80,16 @@ def timeline_answers(model, batch: list, rng: np.random.Generator) -> tuple[list
     recording = np.concatenate(pieces + [(rng.standard_normal(sr) * 1e-3).astype(np.float32)])
     out = []
     for same in (False, True):
-        tl = model.predict_timeline(recording, same_speaker=same)
+        if upload:        # the web API's path: the scorer's units of the whole upload
+            a = model.analyse_one_voice(recording) if same else model.analyse([recording])[0]
+            found = [(s / sr, e / sr, model.labels[int(np.argmax(q))])
+                     for (s, e), q in zip(a.segments, a.segment_probabilities if a.segments else [])]
+        else:
+            found = [(g.start, g.end, g.emotion) for g in model.predict_timeline(recording, same_speaker=same).segments]
         answers = []
         for a, b in spans:
-            overlap = [max(0, min(b, g.end * sr) - max(a, g.start * sr)) for g in tl.segments]
-            answers.append(tl.segments[int(np.argmax(overlap))].emotion if overlap and max(overlap) > 0 else None)
+            overlap = [max(0, min(b, end * sr) - max(a, start * sr)) for start, end, _ in found]
+            answers.append(found[int(np.argmax(overlap))][2] if overlap and max(overlap) > 0 else None)
         out.append(answers)
     return out[0], out[1]
 
@@ -94,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=12)
     ap.add_argument("--shares", default="0.3,0.6,0.9,1.0")
     ap.add_argument("--timeline", action="store_true", help="each batch as one recording, through predict_timeline")
+    ap.add_argument("--upload", action="store_true", help="each batch as one recording, answered as the web API "
+                    "answers an upload (Predictor.analyse_one_voice)")
     args = ap.parse_args(argv)
     split = Path(args.run) / "split.csv"
     if not split.is_file():
@@ -104,15 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     test = [u for u in read_manifest(split) if u.split == "test" and not words_give_label(u)]
     speakers = sorted({(u.corpus, u.speaker) for u in test})
     print(f"{args.model}: {len(test)} judged test clips, {len(speakers)} speakers; batches of {args.n}"
-          + (", each one recording (timeline)" if args.timeline else ""))
+          + (", each one recording (timeline)" if args.timeline else "")
+          + (", each one recording (web upload)" if args.upload else ""))
     for share in (float(s) for s in args.shares.split(",")):
         rng, t = np.random.default_rng(0), time.time()
         truth, plain, adapted, corpus = [], [], [], []
         kept_plain, kept_adapted = [], []      # (truth, Prediction) of clip answers, for calibration
         for c, s in speakers:
             for batch in batches([u for u in test if (u.corpus, u.speaker) == (c, s)], args.n, share, rng):
-                if args.timeline:
-                    alone, together = timeline_answers(model, batch, rng)
+                if args.timeline or args.upload:
+                    alone, together = timeline_answers(model, batch, rng, upload=args.upload)
                 else:
                     paths = [str(u.path) for u in batch]
                     alone, together = model.predict_files(paths), model.predict_same_speaker(paths)

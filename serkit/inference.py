@@ -27,7 +27,7 @@ from serkit.display import PROB_DECIMALS
 from serkit.bundle import BundleError, for_inference, read_config  # noqa: F401  (for_inference re-exported)
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead, OnnxRuntime, TorchRuntime
 from serkit.scorer import Analysis, Scorer, calibrate, softmax, window_starts  # noqa: F401  (re-exported)
-from serkit.speaker import SpeakerLogits, adapt
+from serkit.speaker import SpeakerLogits, adapt, adapt_units
 
 #: Models that ship inside the package, by the name the CLI, the API and the web page use.
 SHIPPED = {"default": "default_model", "fast": "fast_model"}
@@ -202,6 +202,19 @@ class Predictor:
                 a.probabilities, a.uncertain = probs, self.scorer.is_uncertain(probs)
                 self._answer(out[i], a)
         return out
+
+    def analyse_one_voice(self, wave: np.ndarray, batch_size: int = 64, vad: str | None = None) -> Analysis:
+        """:meth:`analyse` of one recording taken as ONE voice: with two or more units (speech
+        segments), each is answered adapted to that voice as :meth:`predict_same_speaker` adapts
+        clips, and the recording's answer is their duration-weighted mean (the web API's
+        ``same_speaker``). BundleError for a model that cannot adapt."""
+        self.check_can_adapt()
+        both = SpeakerLogits(self.runtime)
+        scorer = both.scoring(self.scorer)
+        a = scorer.analyse([wave], batch_size, vad=vad)[0]
+        if len(a.segments) > 1:
+            adapt_units(a, both.of_units(scorer, wave, a), self.runtime.head.speaker.table, self.scorer)
+        return a
 
     def predict_waveform(self, wave: np.ndarray, name: str = "<waveform>", sample_rate: int | None = None) -> Prediction:
         """The answer for one 1-D waveform (``sample_rate``: its rate, default the model's)."""

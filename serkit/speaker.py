@@ -100,10 +100,28 @@ class SpeakerLogits:
         self.rows.append(speaker)
         return plain
 
+    def of_units(self, scorer: Scorer, wave: np.ndarray, analysis: Analysis) -> np.ndarray:
+        """The speaker logits of each of the clip's units (scored through this runtime): the mean
+        of the unit's windows, as the scorer aggregates its logits."""
+        pieces = [wave[s:e] for s, e in analysis.segments]
+        return mean_by(np.concatenate(self.rows), scorer.cut(pieces)[2], len(pieces))
+
     def of_clip(self, scorer: Scorer, wave: np.ndarray, analysis: Analysis) -> np.ndarray:
         """The clip's speaker logits, aggregated as the scorer aggregates its logits: the mean of
         each unit's windows, then the units weighted by their durations."""
-        pieces = [wave[s:e] for s, e in analysis.segments]
-        units = mean_by(np.concatenate(self.rows), scorer.cut(pieces)[2], len(pieces))
+        units = self.of_units(scorer, wave, analysis)
         dur = np.array([e - s for s, e in analysis.segments], np.float64)
         return (units * dur[:, None]).sum(0) / dur.sum()
+
+
+def adapt_units(analysis: Analysis, unit_speaker_logits: np.ndarray, table: np.ndarray, scorer: Scorer) -> None:
+    """Answer a clip's units (segments of a recording taken as one voice) adapted to that voice,
+    and the clip from them as the scorer aggregates (the units' probabilities weighted by their
+    durations), in place. ``unit_speaker_logits``: :meth:`SpeakerLogits.of_units`."""
+    from serkit.scorer import clip_probabilities
+
+    plain = np.log(np.maximum(analysis.segment_probabilities, 1e-30))   # only each unit's answer is read
+    probs, heads = clip_probabilities(adapt(plain, unit_speaker_logits, table), [analysis.segments],
+                                      scorer.temperature)
+    analysis.segment_probabilities, analysis.probabilities = probs, heads[0]
+    analysis.uncertain = scorer.is_uncertain(heads[0])

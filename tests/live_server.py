@@ -20,14 +20,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(folder: Path) -> tuple[subprocess.Popen, str, Path]:
-    """``serkit serve`` exactly as a user starts it; returns the process, its base URL (ending in
-    ``/``) once ``/healthz`` answers, and its log file."""
+def start_server(folder: Path, more: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str, Path]:
+    """``serkit serve`` exactly as a user starts it, with the tiny bundle first (the page's default)
+    and the ``more`` models (``NAME=PATH``); returns the process, its base URL (ending in ``/``)
+    once ``/healthz`` answers, and its log file."""
     bundle = make_bundle(folder / "tiny")
     port = free_port()
     log_path = folder / "server.log"
+    extra = [arg for spec in more for arg in ("--model", spec)]
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "serkit", "serve", "--model", str(bundle),
+        proc = subprocess.Popen([sys.executable, "-m", "serkit", "serve", "--model", str(bundle), *extra,
                                  "--host", "127.0.0.1", "--port", str(port), "--threads", "2",
                                  "--vad", "energy"],    # tones are not speech to silero
                                 stdout=log, stderr=subprocess.STDOUT)

@@ -342,3 +342,42 @@ def test_server_logs_every_request(server, page, tmp_path):
     log = SERVER_LOG["path"].read_text()
     assert '"GET / " 200' not in log and '"GET /" 200' in log
     assert '"POST /api/predict" 415' in log and " ms" in log
+
+
+def test_one_voice_is_offered_for_a_model_that_adapts_and_answers_as_one_voice(browser, tmp_path_factory,
+                                                                              tmp_path, artifacts):
+    """The shipped default can adapt to a speaker: with it chosen, "One voice" shows (hidden for
+    the tiny CNN), is reached by Tab after the long-recording menu, and ticking it analyses the
+    recording again as one voice (the timeline's heading says so)."""
+    from serkit.inference import shipped_model_path
+
+    folder = tmp_path_factory.mktemp("voice")
+    proc, url, log = start_server(folder, (f"default={shipped_model_path('default')}",))
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, reduced_motion="reduce")
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        page.goto(url)
+        assert page.is_hidden("#voice-field") and page.is_hidden("#voice-hint")    # tiny: no speaker head
+        page.select_option("#model", "default")
+        assert page.is_visible("#voice-field") and "one person" in page.inner_text("#voice-hint")
+        page.focus("#vad")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "same-speaker"
+        path = tmp_path / "long.wav"
+        sf.write(path, long_recording(60), 16000)
+        before = upload(page, path)
+        assert before["cells"] >= 2 and "judged as one voice" not in page.inner_text("#timeline-hint")
+        page.check("#same-speaker")           # the clip on show is analysed again, as one voice
+        sync_api.expect(page.locator("#timeline-hint")).to_contain_text("judged as one voice", timeout=TIMEOUT_MS)
+        after = read_result(page)
+        assert after["model"] == "default" and after["cells"] == before["cells"]
+        page.screenshot(path=str(artifacts / "desktop-one-voice.png"), full_page=True)
+        assert problems == []
+    finally:
+        context.close()
+        proc.terminate()
+        proc.wait(10)
+    assert "Traceback" not in log.read_text()

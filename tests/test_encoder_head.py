@@ -352,7 +352,22 @@ def test_retraining_a_linear_head_gives_the_same_bundle_to_the_byte(encoder, tmp
         assert (tmp_path / "a" / "bundle" / f).read_bytes() == (tmp_path / "b" / "bundle" / f).read_bytes(), f
 
 
-def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(encoder, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def adaptable(encoder, tmp_path_factory):
+    """A linear encoder head trained on tones (so it carries a speaker head): its run folder."""
+    from serkit.training import train
+
+    root, _ = encoder
+    base = tmp_path_factory.mktemp("adaptable")
+    corpus = write_tone_corpus(base / "corpus", speakers=8, per_emotion=3, emotions=("angry", "sad", "happy"))
+    cfg = tiny_config(model="encoder_head", lr=3e-3,
+                      model_options={"backbone": str(root / "int8" / "encoder.onnx"), "layers": [1, 2],
+                                     "dim": 32, "head_hidden": 0, "combine": "concat", "pooling": "mean"})
+    train(corpus.manifest, base / "run", cfg)
+    return base / "run"
+
+
+def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(adaptable, tmp_path, capsys):
     """Same-speaker adaptation (serkit.speaker) through the served path: the bundle carries the
     speaker head; predict_same_speaker answers what adapt() gives from each clip's windows read
     separately; a bundle without the head still loads and scores, and refuses to adapt."""
@@ -364,22 +379,15 @@ def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(enco
     from serkit.manifest import read_manifest
     from serkit.scorer import calibrate
     from serkit.speaker import adapt
-    from serkit.training import train
 
-    root, _ = encoder
-    corpus = write_tone_corpus(tmp_path / "corpus", speakers=8, per_emotion=3, emotions=("angry", "sad", "happy"))
-    cfg = tiny_config(model="encoder_head", lr=3e-3,
-                      model_options={"backbone": str(root / "int8" / "encoder.onnx"), "layers": [1, 2],
-                                     "dim": 32, "head_hidden": 0, "combine": "concat", "pooling": "mean"})
-    train(corpus.manifest, tmp_path / "run", cfg)
-    bundle = tmp_path / "run" / "bundle"
+    bundle = adaptable / "bundle"
     assert {"speaker_weight", "speaker_bias", "speaker_table"} <= set(load_file(str(bundle / "model.safetensors")))
     from serkit.model_card import model_card
     assert "adapts to one voice (serkit predict --same-speaker)" in " ".join(model_card(bundle).split())
     model = load_model(bundle)
     assert model.can_adapt
     model.temperature = 100.0    # tones are told apart with certainty: soften, so that answers can differ
-    test = [u for u in read_manifest(tmp_path / "run" / "split.csv") if u.split == "test"]
+    test = [u for u in read_manifest(adaptable / "split.csv") if u.split == "test"]
     voice = [u for u in test if u.speaker == test[0].speaker]
     paths = [str(u.path) for u in voice] + [str(tmp_path / "missing.wav")]
     adapted = model.predict_same_speaker(paths)
@@ -458,3 +466,75 @@ def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(enco
     assert cli.main(["predict", "--model", str(old), "--same-speaker", "--output", str(tmp_path / "old.csv"),
                      *paths[:-1]]) == 2
     assert "no speaker head" in capsys.readouterr().err and not (tmp_path / "old.csv").exists()
+
+
+def test_the_web_api_answers_a_recording_as_one_voice(adaptable):
+    """POST /api/predict with same_speaker: the recording's segments are answered as adapt()
+    gives them from each segment's windows (and the emotion is their duration-weighted mean);
+    a single segment is not adapted; a model without a speaker head or a bad value is a 400."""
+    import io
+
+    import soundfile as sf
+    from safetensors.numpy import load_file, save_file
+
+    from serkit.audio import load_audio
+    from serkit.manifest import read_manifest
+    from serkit.scorer import calibrate, window_starts
+    from serkit.speaker import adapt
+    from serkit.web import create_app
+
+    model = load_model(adaptable / "bundle")
+    model.temperature = 10.0           # soften the tones' certain answers, so that adapting can change them
+    old = adaptable.parent / "old"     # the same bundle without its speaker head
+    shutil.copytree(adaptable / "bundle", old, dirs_exist_ok=True)
+    save_file({k: v for k, v in load_file(str(old / "model.safetensors")).items() if not k.startswith("speaker_")},
+              str(old / "model.safetensors"))
+    client = create_app({"SERKIT_MODELS": {"adaptable": model, "old": old}}).test_client()
+    assert [m["can_adapt"] for m in client.get("/api/models").get_json()["models"]] == [True, False]
+    assert '"can_adapt": true' in client.get("/").get_data(as_text=True)     # the page offers it
+
+    test = [u for u in read_manifest(adaptable / "split.csv") if u.split == "test"]
+    sr = model.sample_rate
+    gap = np.zeros(sr // 2, np.float32)
+    recording = np.concatenate([np.concatenate([load_audio(u.path, sr), gap])
+                                for u in test if u.speaker == test[0].speaker])
+    body = io.BytesIO()
+    sf.write(body, recording, sr, format="WAV", subtype="FLOAT")
+
+    def post(**form):
+        return client.post("/api/predict", data={"file": (io.BytesIO(body.getvalue()), "r.wav"), "vad": "energy",
+                                                 **form}, content_type="multipart/form-data")
+
+    plain, one = post().get_json(), post(same_speaker="true").get_json()
+    assert not plain["adapted"] and one["adapted"]
+    spans = [(round(g["start"] * sr), round(g["end"] * sr)) for g in one["timeline"]]
+    assert len(spans) > 3 and spans == [(round(g["start"] * sr), round(g["end"] * sr)) for g in plain["timeline"]]
+    rt, u = model.runtime, []
+    for s, e in spans:
+        starts = window_starts(e - s, model.clip_samples, model.spec.hop_samples)
+        rows, lengths, _ = model.scorer.cut([recording[s + o:min(s + o + model.clip_samples, e)] for o in starts])
+        u.append(rt.head.speaker_logits(*rt.stats(rows, lengths)).mean(0))
+    as_array = lambda d: np.array([d[label] for label in model.labels])   # noqa: E731
+    analysis = model.scorer.analyse([recording], vad="energy")[0]   # the plain answers unrounded
+    assert analysis.segments == spans
+    logp = np.log(analysis.segment_probabilities)
+    want = calibrate(adapt(logp, np.array(u), rt.head.speaker.table), model.temperature)
+    got = np.array([as_array(g["probabilities"]) for g in one["timeline"]])
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    assert not np.allclose(got, np.exp(logp), atol=1e-3)
+    dur = np.array([e - s for s, e in spans], np.float64)
+    np.testing.assert_allclose(as_array(one["probabilities"]), (want * dur[:, None]).sum(0) / dur.sum(), atol=2e-4)
+    assert one["emotion"] == model.labels[int(np.argmax((want * dur[:, None]).sum(0)))]
+
+    # one segment: nothing to adapt to, the plain answer
+    short = io.BytesIO()
+    sf.write(short, load_audio(test[0].path, sr), sr, format="WAV", subtype="FLOAT")
+    alone = [client.post("/api/predict?vad=energy" + q, data=short.getvalue(), content_type="audio/wav").get_json()
+             for q in ("", "&same_speaker=1")]
+    assert not alone[1]["adapted"] and alone[0]["probabilities"] == alone[1]["probabilities"]
+    # refusals
+    r = post(same_speaker="true", model="old")
+    assert r.status_code == 400 and r.get_json()["error"] == "cannot_adapt"
+    assert post(same_speaker="false", model="old").status_code == 200
+    r = post(same_speaker="maybe")
+    assert r.status_code == 400 and "same_speaker 'maybe'" in r.get_json()["message"]

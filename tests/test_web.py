@@ -147,6 +147,8 @@ def test_page_has_model_choice_upload_record_and_strict_csp(client, bundle):
     settings = json.loads(re.search(r'<script type="application/json" id="settings">(.*?)</script>', html, re.S)[1])
     assert settings["models"][0]["held_out"] == {"accuracy": 0.5, "n": 10, "flagged_right": 0.25,
                                                  "unflagged_right": 0.6667}
+    # "One voice" is offered only for a model that can adapt (this CNN cannot: the page hides it)
+    assert settings["models"][0]["can_adapt"] is False and 'id="same-speaker" name="same_speaker"' in html
     # nothing is quoted for a model whose test speakers were in training (a random split)
     from serkit.web.page import held_out
     leaky = {**load_model(bundle).config, "training": {"config": {"split": "random"}}}

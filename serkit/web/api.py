@@ -20,14 +20,15 @@ from serkit.web.uploads import ApiError, decode_upload
 bp = Blueprint("api", __name__)
 
 
-def read_upload() -> tuple[str | None, str, bytes]:
-    """The requested model name, the timeline's VAD and the audio bytes: multipart field
-    ``file`` (``model`` and ``vad`` as fields or query parameters), or the raw body."""
+def read_upload() -> tuple[str | None, str, bool, bytes]:
+    """The requested model name, the timeline's VAD, whether the audio is one voice
+    (``same_speaker``) and the audio bytes: multipart field ``file`` (``model``, ``vad`` and
+    ``same_speaker`` as fields or query parameters), or the raw body."""
     if request.mimetype == "multipart/form-data":
         try:
             upload = request.files.get("file")
-            name = request.form.get("model") or request.args.get("model")
-            vad = request.form.get("vad") or request.args.get("vad")
+            field = lambda key: request.form.get(key) or request.args.get(key)   # noqa: E731
+            name, vad, same = field("model"), field("vad"), field("same_speaker")
         except ValueError as exc:       # werkzeug's multipart parser on a malformed body
             raise ApiError(400, "bad_request", f"The multipart body cannot be parsed ({exc}).") from None
         except RequestEntityTooLarge:
@@ -36,17 +37,32 @@ def read_upload() -> tuple[str | None, str, bytes]:
                 raise                    # the body itself is too large: the 413 handler says so
             raise ApiError(400, "bad_request", f"The multipart body has more than {request.max_form_parts} "
                            f"parts or a form field over {request.max_form_memory_size} bytes; send the audio "
-                           "in the field 'file' and at most the fields 'model' and 'vad'.") from None
-        service().model(name)    # an unknown model is a 404 even without a file
+                           "in the field 'file' and at most the fields 'model', 'vad' and 'same_speaker'.") from None
+        same = check_same_speaker(name, same)    # an unknown model is a 404 even without a file
         vad = check_vad(vad)
         if upload is None:
             raise ApiError(400, "no_file", "No audio in the request: send it in the multipart field "
                            "'file', or as the raw request body.")
-        return name, vad, upload.read()
+        return name, vad, same, upload.read()
     name = request.args.get("model")
-    service().model(name)
+    same = check_same_speaker(name, request.args.get("same_speaker"))
     vad = check_vad(request.args.get("vad"))
-    return name, vad, request.get_data(cache=False)
+    return name, vad, same, request.get_data(cache=False)
+
+
+def check_same_speaker(name: str | None, value: str | None) -> bool:
+    """Whether the upload is to be answered as one voice: ``true``/``1``/``on`` or
+    ``false``/``0``/``off``/absent; 400 for anything else, and for a model that cannot adapt (404
+    for an unknown model)."""
+    served = service().model(name)
+    text = (value or "").strip().lower()
+    if text not in ("", "true", "1", "on", "false", "0", "off"):
+        raise ApiError(400, "bad_request", f"same_speaker {value!r}: use true or false.")
+    same = text in ("true", "1", "on")
+    if same and not served.predictor.can_adapt:
+        raise ApiError(400, "cannot_adapt", f"The model {served.name!r} cannot adapt to one voice (it has no "
+                       "speaker head); send the audio without same_speaker, or choose a model that can.")
+    return same
 
 
 def check_vad(vad: str | None) -> str | None:
@@ -60,22 +76,25 @@ def check_vad(vad: str | None) -> str | None:
 @bp.post("/api/predict")
 def predict():
     started = time.perf_counter()
-    name, vad, data = read_upload()
+    name, vad, same, data = read_upload()
     served = service().model(name)
     wave = decode_upload(data, served.predictor.sample_rate, service().limits)
-    try:
-        analysis = served.predictor.scorer.analyse([wave], vad=vad)[0]     # the model runs once
+    try:                                                                  # the model runs once
+        analysis = (served.predictor.analyse_one_voice(wave, vad=vad) if same
+                    else served.predictor.scorer.analyse([wave], vad=vad)[0])
     except AudioError as exc:   # the upload passed every check: no finite scores is the model's fault
         current_app.logger.error("model %s on an upload: %s", served.name, exc)
         raise ApiError(500, "non_finite_scores", "The model gave no finite scores for this audio; "
                        "this is a fault of the model, please report it.") from None
-    return jsonify(prediction(served, wave, analysis, started))
+    return jsonify(prediction(served, wave, analysis, started, adapted=same and len(analysis.segments) > 1))
 
 
-def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: float) -> dict[str, Any]:
+def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: float,
+               adapted: bool = False) -> dict[str, Any]:
     """The response: the clip's emotion as ``serkit predict`` gives it (speech first; for speech
     longer than one window, the duration-weighted mean of its segments), or no emotion and the
-    reason; for clips longer than one window, the scored speech segments as a timeline."""
+    reason; for clips longer than one window, the scored speech segments as a timeline.
+    ``adapted``: the segments were answered as one voice (``same_speaker``)."""
     p = served.predictor
     sr = p.sample_rate
     r = p.prediction(served.name, wave, a)
@@ -97,6 +116,7 @@ def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: floa
         "window_s": p.spec.clip_seconds,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         "vad": a.vad,
+        "adapted": adapted,
         "timeline": segments,
     }
 

@@ -10,7 +10,7 @@ ERROR_CODES = {
     "400": "Undecodable audio: an audio signature but corrupt or truncated data (a header only, or "
            "fewer samples than the header states), an empty upload, no `file` field, an unsupported "
            "sample rate or channel count; or a malformed multipart body (broken framing, more parts "
-           "than the form parser takes).",
+           "than the form parser takes); or same_speaker for a model that cannot adapt (cannot_adapt).",
     "404": "Unknown model name.",
     "413": "Too large: the body exceeds the upload limit, or the audio exceeds the duration limit "
            "(checked from the header, before decoding).",
@@ -33,6 +33,7 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
     json_of = lambda schema: {"application/json": {"schema": schema}}  # noqa: E731
     model_param = {"type": "string", "enum": models, "default": default}
     vad_param = {"type": "string", "enum": list(VADS), **({"default": vad} if vad else {})}
+    same_param = {"type": "string", "enum": ["true", "false", "1", "0", "on", "off"], "default": "false"}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -62,11 +63,18 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                                 "description": "The speech detector (also accepted as a multipart "
                                                "field): silero, energy (any loud sound), auto (silero "
                                                "when onnxruntime is installed) or none (the clip in pieces of one window); "
-                                               "default: the server's, else the model's own."}],
+                                               "default: the server's, else the model's own."},
+                               {"name": "same_speaker", "in": "query", "required": False, "schema": same_param,
+                                "description": "The recording is one voice (also accepted as a multipart "
+                                               "field): its speech segments are answered adapted to that "
+                                               "voice, and the emotion is their duration-weighted mean "
+                                               "(needs two segments or more; `adapted` says whether it "
+                                               "happened). Only models whose `can_adapt` is true; others "
+                                               "answer 400 cannot_adapt."}],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
                         "file": {"type": "string", "format": "binary"}, "model": model_param,
-                        "vad": vad_param}}},
+                        "vad": vad_param, "same_speaker": same_param}}},
                     "audio/*": {"schema": {"type": "string", "format": "binary"}},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                 }},
@@ -111,6 +119,8 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                     "vad": {"type": "string", "description": "The speech detector used (silero, energy, "
                             "or none: the clip in pieces of one window)"},
                     "speech_s": {"type": "number", "description": "Seconds of speech scored"},
+                    "adapted": {"type": "boolean", "description": "The segments were answered as one voice "
+                                "(same_speaker, with two segments or more)"},
                     "timeline": {"type": "array", "description": "For clips longer than one window: the "
                                  "scored speech in time order, each piece scored like a clip (the mean of "
                                  "its 50 %-overlapping windows' logits); empty for shorter clips and when "
@@ -128,6 +138,8 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                 "audio": {"type": "object", "properties": {"sample_rate": {"type": "integer"},
                                                            "clip_seconds": {"type": "number"}}},
                 "temperature": {"type": "number"}, "serkit_version": {"type": "string"},
+                "can_adapt": {"type": "boolean", "description": "It can answer a recording as one voice "
+                              "(same_speaker)"},
                 "metrics": {"type": "object", "description": "As stored in the bundle (held-out test metrics)"}}},
             "Limits": {"type": "object", "properties": {
                 "max_upload_bytes": {"type": "integer"}, "max_seconds": {"type": "number"},
@@ -136,7 +148,7 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                 "status": {"type": "integer"},
                 "error": {"type": "string", "description": "Machine-readable code: empty, no_file, "
                           "bad_request, undecodable, not_audio, unsupported_format, too_large, too_long, "
-                          "out_of_range, unknown_model, not_found, method_not_allowed, non_finite_scores, "
+                          "out_of_range, cannot_adapt, unknown_model, not_found, method_not_allowed, non_finite_scores, "
                           "internal_error"},
                 "message": {"type": "string", "description": "What went wrong, in words"}}},
         }},

@@ -25,6 +25,7 @@ class ServedModel:
             "audio": {"sample_rate": self.predictor.sample_rate,
                       "clip_seconds": self.predictor.clip_samples / self.predictor.sample_rate},
             "temperature": self.predictor.temperature,
+            "can_adapt": self.predictor.can_adapt,
             "serkit_version": c.get("serkit_version"),
             "metrics": c.get("metrics", {}),
         }

@@ -15,6 +15,7 @@
     metaTotal: $("meta-total"), timelineBlock: $("timeline-block"), timeline: $("timeline"),
     timelineHint: $("timeline-hint"), legend: $("legend"),
     timelineEmpty: $("timeline-empty"), vad: $("vad"), vadHint: $("vad-hint"), ticks: $("ticks"),
+    voiceField: $("voice-field"), voiceHint: $("voice-hint"), sameSpeaker: $("same-speaker"),
     readout: $("readout"), segments: $("segments"), progress: $("progress"), resultCard: $("result-card"),
   };
 
@@ -57,6 +58,8 @@
     el.vadHint.textContent = `For clips longer than ${m.window_s} seconds, the timeline follows the ` +
       `stretches of speech (pauses skipped) or cuts equal ${m.window_s}-second pieces (pauses included). ` +
       "The overall emotion weighs each stretch or piece by its length.";
+    // "One voice" only for a model that can adapt (one with a speaker head)
+    el.voiceField.hidden = el.voiceHint.hidden = !m.can_adapt;
   }
   describeModel();
   el.fileHint.textContent = `WAV, FLAC, OGG, MP3 or AIFF, up to ${mb(settings.max_upload_bytes)} and ` +
@@ -71,6 +74,7 @@
     el.file.disabled = on;
     el.model.disabled = on;
     el.vad.disabled = on;
+    el.sameSpeaker.disabled = on;
     el.drop.classList.toggle("disabled", on);
     if (!recording) el.record.disabled = on || !canRecord;
     if (text) el.status.textContent = text;
@@ -224,6 +228,7 @@
     el.timelineHint.textContent = r.vad === "none"
       ? `(${n} piece${n === 1 ? "" : "s"} of ${r.window_s} s)`
       : `(${n} stretch${n === 1 ? "" : "es"} of speech, ${secs(r.speech_s)} in all, ${HOW_FOUND[r.vad] || r.vad})`;
+    if (r.adapted) el.timelineHint.textContent += ", judged as one voice";
     el.timelineEmpty.hidden = n > 0;
     el.timelineEmpty.textContent = n ? "" : `No speech was found in this clip (${HOW_FOUND[r.vad] || r.vad}). ` +
       "Choose “Equal pieces” under Long recordings to see every part of it.";
@@ -348,6 +353,7 @@
     form.append("file", blob, filename);
     form.append("model", el.model.value);
     form.append("vad", el.vad.value);
+    if (currentModel().can_adapt && el.sameSpeaker.checked) form.append("same_speaker", "true");
     const started = performance.now();
     let response;
     try {
@@ -407,6 +413,7 @@
   }
   el.model.addEventListener("change", reanalyse);
   el.vad.addEventListener("change", reanalyse);
+  el.sameSpeaker.addEventListener("change", reanalyse);
 
   // -- file input and drag and drop ------------------------------------------------------------
   el.file.addEventListener("change", () => {
