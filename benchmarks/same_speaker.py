@@ -1,7 +1,7 @@
 """Same-speaker adaptation as users get it: `serkit predict --same-speaker` on held-out speakers.
 
     python benchmarks/same_speaker.py [--model default|BUNDLE] [--run runs/default] [--n 12]
-                                      [--shares 0.3,0.6,0.9,1.0] [--timeline | --upload]
+                                      [--shares 0.3,0.6,0.9,1.0] [--timeline | --upload] [--mixed]
 
 On the held-out test speakers of the model's training split (``RUN/split.csv``), the judged clips
 (ASED on sentences 01-02) of each speaker are drawn into batches of ``--n`` clips, ``share`` of
@@ -15,6 +15,8 @@ low noise (-60 dBFS) between them, scored by ``predict_timeline`` (silero segmen
 ``same_speaker``; each clip's answer is the segment that overlaps it most (as robustness.py's
 timeline form). ``--upload`` joins them the same way and answers them as the web API answers an
 upload with and without ``same_speaker`` (the scorer's units; ``Predictor.analyse_one_voice``).
+``--mixed`` draws each batch from all the test speakers of one corpus instead: what adapting does
+to clips wrongly said to be one voice.
 """
 from __future__ import annotations
 
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=12)
     ap.add_argument("--shares", default="0.3,0.6,0.9,1.0")
     ap.add_argument("--timeline", action="store_true", help="each batch as one recording, through predict_timeline")
+    ap.add_argument("--mixed", action="store_true", help="each batch drawn from all the test speakers of one "
+                    "corpus (what --same-speaker does to clips that are NOT one voice)")
     ap.add_argument("--upload", action="store_true", help="each batch as one recording, answered as the web API "
                     "answers an upload (Predictor.analyse_one_voice)")
     args = ap.parse_args(argv)
@@ -111,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if not model.can_adapt:
         sys.exit(f"{args.model} has no speaker head")
     test = [u for u in read_manifest(split) if u.split == "test" and not words_give_label(u)]
-    speakers = sorted({(u.corpus, u.speaker) for u in test})
-    print(f"{args.model}: {len(test)} judged test clips, {len(speakers)} speakers; batches of {args.n}"
+    speakers = sorted({(u.corpus, "*" if args.mixed else u.speaker) for u in test})
+    print(f"{args.model}: {len(test)} judged test clips, {len({(u.corpus, u.speaker) for u in test})} speakers; "
+          f"batches of {args.n}" + (", each of several speakers of one corpus" if args.mixed else "")
           + (", each one recording (timeline)" if args.timeline else "")
           + (", each one recording (web upload)" if args.upload else ""))
     for share in (float(s) for s in args.shares.split(",")):
@@ -120,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         truth, plain, adapted, corpus = [], [], [], []
         kept_plain, kept_adapted = [], []      # (truth, Prediction) of clip answers, for calibration
         for c, s in speakers:
-            for batch in batches([u for u in test if (u.corpus, u.speaker) == (c, s)], args.n, share, rng):
+            rows = [u for u in test if u.corpus == c and s in ("*", u.speaker)]
+            # a corpus's test speakers as one group: as many draws as the speakers give one group each
+            draws = len({u.speaker for u in rows}) if args.mixed else 1
+            for batch in (b for _ in range(draws) for b in batches(rows, args.n, share, rng)):
                 if args.timeline or args.upload:
                     alone, together = timeline_answers(model, batch, rng, upload=args.upload)
                 else:

@@ -16,8 +16,10 @@
 - A file that cannot be decoded or scored gets a row with its error and the job goes on.
 - An existing output is never replaced without ``force``; an output that is one of the inputs
   (a manifest CSV) is refused.
-- ``same_speaker`` (``--same-speaker``): the files are one voice and their answers adapt to it
-  together, so the rows are written once the last file is scored, and the job cannot resume.
+- ``same_speaker`` (``--same-speaker``): each group of files that is one voice (all of them, each
+  folder's or each speaker's of a manifest: ``--speakers``) is answered adapted to that voice, so
+  a group's rows are written once its last file is scored; resuming scores an unfinished group
+  again, whole, and writes only the rows it lacks.
 
 Rows have the columns of ``serkit predict --format csv``: ``file, emotion, confidence, uncertain,
 <one column per label>, duration_s, speech_s, reason, error``; JSONL rows are
@@ -38,34 +40,11 @@ from typing import Any
 from serkit.audio import MAX_SECONDS, Decoded, decode_item
 from serkit.display import PROB_DECIMALS, SECONDS_DECIMALS, prediction_dict, progress_bar  # noqa: F401
 from serkit.inference import Prediction, Predictor
+from serkit.inputs import file_key, manifest_paths, speaker_groups  # noqa: F401  (re-exported)
 from serkit.manifest import reading_csv
 from serkit.safety import OutputError, check_output_file, to_json
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
-#: Column names a manifest CSV may use for the audio path (matched case-insensitively).
-PATH_COLUMNS = ("file", "path", "filepath", "file_path", "audio", "audio_path", "filename")
-
-
-# ------------------------------------------------------------------------------------- inputs
-
-def manifest_paths(manifest: str | os.PathLike) -> list[str]:
-    """The audio paths listed in a CSV (a serkit manifest or any CSV with a path column).
-
-    Relative paths resolve against the CSV's folder, as in :func:`serkit.manifest.read_manifest`.
-    """
-    manifest = Path(manifest)
-    with open(manifest, newline="", encoding="utf-8-sig") as fh, reading_csv(manifest):
-        reader = csv.DictReader(fh)
-        fields = reader.fieldnames or []
-        column = next((f for f in fields if f.strip().lower() in PATH_COLUMNS), None)
-        if column is None:
-            raise ValueError(f"{manifest}: no column of audio paths (looked for "
-                             f"{', '.join(PATH_COLUMNS)}; it has {', '.join(fields) or 'no header'})")
-        base = manifest.parent
-        return [str(base / row[column]) if not os.path.isabs(row[column]) else row[column]
-                for row in reader if (row.get(column) or "").strip()]
-
-
 # ------------------------------------------------------------------------------------- output
 
 def csv_columns(labels: Sequence[str]) -> list[str]:
@@ -81,11 +60,6 @@ def csv_row(r: Prediction, labels: Sequence[str]) -> list[str]:
             *[format(r.probabilities[l], p) if r.probabilities else "" for l in labels],
             format(r.duration_s, s) if r.duration_s is not None else "",
             format(r.speech_s, s) if r.speech_s is not None else "", r.reason or "", r.error or ""]
-
-
-def file_key(file: str | os.PathLike) -> str:
-    """The identity of an input path: resolved, so every spelling of one file is one key."""
-    return os.path.realpath(file)
 
 
 #: Keys of a JSONL row: every row serkit writes has the first four, and no others than these.
@@ -325,34 +299,36 @@ def write_batches(batches: Iterable[list[Prediction]], writer: ResultWriter, tot
 def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: str | os.PathLike, *,
               batch_size: int = 32, workers: int = 0, resume: bool = False, progress: bool = True,
               on_batch: Callable[[list[Prediction]], None] | None = None, force: bool = False,
-              inputs: Sequence[str | os.PathLike] = (), same_speaker: bool = False) -> BatchSummary:
+              inputs: Sequence[str | os.PathLike] = (), same_speaker: bool = False,
+              speakers: str = "one") -> BatchSummary:
     """Score ``files`` into ``output`` (.csv or .jsonl), appending and flushing per batch.
 
     ``on_batch`` is called with each batch's predictions after they are on disk. ``inputs``
     (what the user named: files, folders, manifests) are never written to; ``force`` starts an
-    existing output over (see :class:`ResultWriter`). ``same_speaker``: the files are one voice,
-    answered as :meth:`~serkit.inference.Predictor.predict_same_speaker` answers them; the answers
-    depend on all the files together, so every row is written when the last file is scored, and
-    such a job cannot be resumed.
+    existing output over (see :class:`ResultWriter`). ``same_speaker``: each group of files that
+    is one voice (:func:`speaker_groups` by ``speakers``) is answered as
+    :meth:`~serkit.inference.Predictor.predict_same_speaker` answers it, and its rows are written
+    when its last file is scored; a resumed job scores again every file of a group it had not
+    finished (the answers depend on all of them) and writes the rows it lacks.
     """
     from torch.utils.data import DataLoader
 
     if batch_size < 1 or workers < 0:
         raise ValueError("--batch-size must be at least 1 and --workers at least 0")
+    files, duplicates = unique(str(f) for f in files)
     if same_speaker:
         predictor.check_can_adapt()
-        if resume:
-            raise ValueError("--resume cannot continue a --same-speaker job: its answers are adapted over all "
-                             "the files together, and a file's row is written only when every file is scored")
-    files, duplicates = unique(str(f) for f in files)
+        groups = speaker_groups(files, speakers, inputs)      # before the output is touched
     with ResultWriter(output, predictor.labels, resume=resume, force=force, inputs=inputs) as writer:
         todo = [f for f in files if file_key(f) not in writer.done]
         skipped = len(files) - len(todo)
         if same_speaker:
+            pending = [[files[i] for i in g] for g in groups if any(file_key(files[i]) not in writer.done for i in g)]
             with progress_bar(progress) as bar:
-                task = bar.add_task("scoring (one voice)", total=len(todo), rate="")
-                one = predictor.predict_same_speaker(todo, batch_size, on_clip=lambda: bar.advance(task))
-            scored, failed = write_batches([one] if todo else [], writer, len(files), 0, "writing", False, on_batch)
+                task = bar.add_task("scoring (each group one voice)", total=sum(map(len, pending)), rate="")
+                answered = ([r for r in predictor.predict_same_speaker(g, batch_size, on_clip=lambda: bar.advance(task))
+                             if file_key(r.file) not in writer.done] for g in pending)
+                scored, failed = write_batches(answered, writer, len(files), skipped, "writing", False, on_batch)
             return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates)
         loader = DataLoader(DecodeDataset(todo, predictor.sample_rate), batch_sampler=budget_batches(todo, batch_size),
                             num_workers=workers, collate_fn=_as_list)

@@ -115,6 +115,10 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+#: ``serkit predict --same-speaker --speakers``: all the files are one voice, each folder's, or each
+#: speaker's of a manifest CSV (serkit.batch.speaker_groups).
+SPEAKER_GROUPS = ("one", "folder", "manifest")
+
 #: Help sections of ``serkit predict`` (the CLI adds its run-only options to them).
 BATCH_JOBS = "batch jobs (PATH may also be a manifest CSV with a File/path column)"
 LONG_RECORDINGS = "long recordings (--timeline; --output FILE.json|.csv)"
@@ -130,6 +134,9 @@ class PredictSettings:
     same_speaker: bool = setting(False, "the files are one voice (with --timeline: each recording is): adapt "
                                  "the answers to it (the default model; helps from about 8 clips or segments, "
                                  "whatever their mix of emotions)")
+    speakers: str = setting("one", "with --same-speaker, which files are one voice: all of them (one), each "
+                            "folder's, or each speaker's of the manifest CSV named (its speaker column)",
+                            choices=SPEAKER_GROUPS)
     runtime: str = setting("auto", "torch (a bundle) or onnx (a folder from serkit export --onnx); auto: by "
                            "the folder", choices=("auto", "torch", "onnx"))
     workers: int = setting(0, "processes decoding audio (0: in this process)", rule=Rule(0, 1024), group=BATCH_JOBS)

@@ -251,3 +251,25 @@ def test_every_many_file_path_records_the_same_rows_through_one_loop(tmp_path):
     ray_rows = [prediction_dict(p) for p in _predictions(actor({"file": np.array(files, dtype=object)}), list(EMOTIONS))]
     assert (summary.scored, summary.failed) == (3, 3)
     assert decoded == api and rows_of(tmp_path / "out.jsonl") == api and ray_rows == api
+
+
+def test_speaker_groups_by_folder_and_by_manifest(tmp_path):
+    """Which files are one voice (--same-speaker --speakers): all, each folder's, or each speaker's
+    of a manifest (the corpus column keeps two corpora's speaker 03 apart)."""
+    from serkit.inputs import speaker_groups
+
+    files = [str(tmp_path / "a" / "1.wav"), str(tmp_path / "b" / "1.wav"), str(tmp_path / "a" / "2.wav")]
+    assert speaker_groups(files) == [[0, 1, 2]] and speaker_groups([]) == []
+    assert speaker_groups(files, "folder") == [[0, 2], [1]]
+    m = tmp_path / "m.csv"
+    m.write_text("File,Speaker,Dataset\na/1.wav,03,x\nb/1.wav,03,y\na/2.wav,03,x\n")
+    assert speaker_groups(files, "manifest", [str(m)]) == [[0, 2], [1]]
+    m.write_text("path,speaker_id\na/1.wav,s1\nb/1.wav,s1\n")          # no corpus column: one speaker s1
+    with pytest.raises(ValueError, match="2.wav is in no manifest given"):
+        speaker_groups(files, "manifest", [str(m)])
+    assert speaker_groups(files[:2], "manifest", [str(m)]) == [[0, 1]]
+    with pytest.raises(ValueError, match="name a manifest CSV"):
+        speaker_groups(files, "manifest", [str(tmp_path / "a")])
+    m.write_text("path,emotion\na/1.wav,angry\n")
+    with pytest.raises(ValueError, match="needs a column of audio paths and one of speakers"):
+        speaker_groups(files, "manifest", [str(m)])

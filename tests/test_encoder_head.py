@@ -441,10 +441,10 @@ def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(adap
         assert [float(row[label]) for label in model.labels] == pytest.approx(
             [want.probabilities[label] for label in model.labels], abs=1e-4)
     written = rows_csv.read_bytes()
-    # it cannot be resumed (the answers depend on all the files), nor run on Ray; the file stays as it was
+    # resuming a finished job scores nothing; Ray cannot run it; the file stays as it was
     assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--output", str(rows_csv), "--resume",
-                     *paths]) == 2
-    assert "--resume cannot continue a --same-speaker job" in " ".join(capsys.readouterr().err.split())
+                     *paths]) == 0
+    assert f"0 scored, 0 failed, {len(paths)} already done" in capsys.readouterr().err
     assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--output", str(rows_csv), "--engine",
                      "ray", *paths]) == 2
     assert "--engine ray cannot" in " ".join(capsys.readouterr().err.split())
@@ -538,3 +538,53 @@ def test_the_web_api_answers_a_recording_as_one_voice(adaptable):
     assert post(same_speaker="false", model="old").status_code == 200
     r = post(same_speaker="maybe")
     assert r.status_code == 400 and "same_speaker 'maybe'" in r.get_json()["message"]
+
+
+def test_a_batch_job_adapts_each_folder_to_its_own_voice_and_resumes_a_group_whole(adaptable, tmp_path, capsys):
+    """--same-speaker --speakers folder: each folder's rows are that folder's files answered as
+    one voice (not all the files as one); a resumed job scores an unfinished folder again, whole,
+    and writes the same rows it lacked."""
+    import soundfile as sf
+
+    import serkit.cli as cli
+    from serkit.manifest import read_manifest
+
+    soft = tmp_path / "soft"       # the bundle with a softer temperature: tones are told apart with certainty
+    shutil.copytree(adaptable / "bundle", soft)
+    config = json.loads((soft / "config.json").read_text())
+    (soft / "config.json").write_text(json.dumps({**config, "temperature": 10.0}))
+    model = load_model(soft)
+    test = [u for u in read_manifest(adaptable / "split.csv") if u.split != "train"]   # voices it never learnt
+    folders = []
+    for speaker in sorted({u.speaker for u in test})[:2]:
+        folder = tmp_path / "voices" / speaker
+        folder.mkdir(parents=True)
+        for u in test:
+            if u.speaker == speaker:   # the second voice an octave lower and quieter: an offset of its own
+                wave, sr = sf.read(u.path, dtype="float32")
+                sf.write(folder / f"{u.path.stem}.wav", np.repeat(wave, 2) * 0.5 if folders else wave, sr)
+        folders.append(folder)
+    out = tmp_path / "rows.jsonl"
+    job = ["predict", "--model", str(soft), "--same-speaker", "--speakers", "folder", "--output", str(out),
+           *map(str, folders)]
+    assert cli.main(job) == 0
+    rows = {r["file"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert len(folders) == 2 and len(rows) == sum(len(list(f.iterdir())) for f in folders)
+    for folder in folders:
+        mine = sorted(str(p) for p in folder.iterdir())
+        for want in model.predict_same_speaker(mine):
+            assert rows[want.file]["emotion"] == want.emotion
+            assert rows[want.file]["probabilities"] == pytest.approx(want.probabilities, abs=1e-4)
+    together = {p.file: p.probabilities for p in model.predict_same_speaker(sorted(rows))}
+    assert any(abs(together[f][k] - rows[f]["probabilities"][k]) > 1e-3 for f in rows for k in model.labels)
+    # a job killed while writing the second folder's rows: resumed, that folder is scored whole again
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:-2]) + lines[-2][:10])
+    assert cli.main([*job, "--resume"]) == 0
+    assert sorted(out.read_text().splitlines()) == sorted(line.rstrip("\n") for line in lines)
+    assert "2 scored" in capsys.readouterr().err
+    # --speakers says which files are one voice for --same-speaker: alone, or with --timeline, refused
+    assert cli.main(["predict", "--model", str(soft), "--speakers", "folder", *map(str, folders)]) == 2
+    assert cli.main(["predict", "--model", str(soft), "--same-speaker", "--speakers", "folder", "--timeline",
+                     str(folders[0])]) == 2
+    assert "--timeline each recording is one voice" in " ".join(capsys.readouterr().err.split())

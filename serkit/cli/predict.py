@@ -42,7 +42,7 @@ def expand_paths(items: Sequence[str]) -> list[str]:
         if p.is_dir():
             out += [str(f) for f in audio_files(p) if is_audio_name(f)]
         elif p.suffix.lower() == ".csv" and p.is_file():   # a manifest: its path column
-            from serkit.batch import manifest_paths
+            from serkit.inputs import manifest_paths
             out += manifest_paths(p)
         elif not p.exists() and any(ch in item for ch in "*?["):
             matches = sorted(glob.glob(item, recursive=True))
@@ -72,7 +72,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         not_a_folder(args.output, "--output")
         return predict_batch(args, s, predictor, files)
     if s.same_speaker:                                   # one clip in memory at a time
-        results = predictor.predict_same_speaker(files, batch_size=s.batch_size)
+        from serkit.inputs import speaker_groups
+        results = [None] * len(files)
+        for group in speaker_groups(files, s.speakers, args.paths):
+            for i, r in zip(group, predictor.predict_same_speaker([files[i] for i in group], s.batch_size)):
+                results[i] = r
     else:
         results = []
         for group in budget_batches(files, s.batch_size):   # bounded audio in memory per batch
@@ -87,7 +91,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         w.writerow(csv_columns(predictor.labels))
         w.writerows(csv_row(r, predictor.labels) for r in results)
     else:
-        name = f"{predictor.name}, adapted to one speaker" if s.same_speaker else predictor.name
+        name = (f"{predictor.name}, adapted to one speaker" + (f" per {s.speakers}" if s.speakers != "one" else "")
+                if s.same_speaker else predictor.name)
         folder, table = predictions_table(results, name, common.console.width)
         if folder:      # once, whole, rather than on every row
             common.console.print(f"files in {folder}:", highlight=False, markup=False, soft_wrap=True)
@@ -108,6 +113,9 @@ def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
         raise ValueError(f"--output {args.output}: a batch job appends rows as it goes (so a killed job can "
                          "--resume), which a .json array cannot do; write .jsonl (one JSON object a line) "
                          "or .csv, or print one JSON array with --format json > FILE")
+    if s.speakers != "one" and (args.timeline or not s.same_speaker):
+        raise ValueError(f"--speakers {s.speakers} says which files are one voice for --same-speaker"
+                         + (": with --timeline each recording is one voice" if args.timeline else ": add it"))
     if s.same_speaker and args.output and not args.timeline and s.engine != "local":
         raise ValueError(f"--same-speaker adapts the answers of all the files together: a batch job on "
                          f"--engine {s.engine} cannot; use --engine local")
@@ -129,7 +137,7 @@ def predict_batch(args: argparse.Namespace, s: PredictSettings, predictor, files
     else:
         summary = run_batch(predictor, files, args.output, batch_size=s.batch_size, workers=s.workers,
                             resume=args.resume, progress=s.progress, force=args.force, inputs=args.paths,
-                            same_speaker=s.same_speaker)
+                            same_speaker=s.same_speaker, speakers=s.speakers)
     common.err_console.print(summary.line(), highlight=False, markup=False, soft_wrap=True)
     return 1 if summary.failed else 0
 

@@ -20,14 +20,17 @@ from serkit.manifest import SkipReport, Utterance, reading_csv
 
 NAME = "csv"
 
-PATH_COLUMNS = ("path", "file", "filename", "wav", "audio")
+#: Column names (lower case) a CSV may use for the audio path, the emotion, the speaker, the corpus
+#: and the sentence: read by this reader and by ``serkit predict`` (serkit.inputs).
+PATH_COLUMNS = ("path", "file", "filename", "filepath", "file_path", "wav", "audio", "audio_path")
 EMOTION_COLUMNS = ("emotion", "label")
 SPEAKER_COLUMNS = ("speaker", "speaker_id")
 CORPUS_COLUMNS = ("dataset", "corpus")
 SENTENCE_COLUMNS = ("sentence",)
 
 
-def _column(fieldnames: list[str], choices: tuple[str, ...]) -> str | None:
+def find_column(fieldnames: list[str], choices: tuple[str, ...]) -> str | None:
+    """The first of ``choices`` among a CSV's ``fieldnames`` (case and spaces aside), as the CSV spells it."""
     lower = {f.strip().lower(): f for f in fieldnames}
     return next((lower[c] for c in choices if c in lower), None)
 
@@ -39,13 +42,13 @@ def scan(csv_path: str | Path, emotions: Iterable[str] = ALL_EMOTIONS,
     with open(csv_path, newline="", encoding="utf-8-sig") as fh, reading_csv(csv_path):
         reader = csv.DictReader(fh)
         fields = list(reader.fieldnames or [])
-        path_col, emo_col = _column(fields, PATH_COLUMNS), _column(fields, EMOTION_COLUMNS)
+        path_col, emo_col = find_column(fields, PATH_COLUMNS), find_column(fields, EMOTION_COLUMNS)
         if path_col is None or emo_col is None:
             raise ValueError(
                 f"{csv_path}: needs a path column ({'/'.join(PATH_COLUMNS)}) and an emotion "
                 f"column ({'/'.join(EMOTION_COLUMNS)}); found {', '.join(fields) or 'no header'}")
-        spk_col, corpus_col = _column(fields, SPEAKER_COLUMNS), _column(fields, CORPUS_COLUMNS)
-        sent_col = _column(fields, SENTENCE_COLUMNS)
+        spk_col, corpus_col = find_column(fields, SPEAKER_COLUMNS), find_column(fields, CORPUS_COLUMNS)
+        sent_col = find_column(fields, SENTENCE_COLUMNS)
         rows = list(reader)
     # One entry per row, repeated paths included: serkit.corpora.dedupe counts the repeats (and
     # leaves out files whose rows disagree) instead of a dict keeping the last row silently.
