@@ -33,7 +33,7 @@ import io
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +250,7 @@ class BatchSummary:
     scored: int
     failed: int
     duplicates: int     # repeated input paths, scored once
+    voices: list[int] = field(default_factory=list)   # same_speaker: clips with speech of each group scored
 
     def line(self) -> str:
         parts = [f"{self.scored} scored", f"{self.failed} failed"]
@@ -326,10 +327,15 @@ def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: 
             pending = [[files[i] for i in g] for g in groups if any(file_key(files[i]) not in writer.done for i in g)]
             with progress_bar(progress) as bar:
                 task = bar.add_task("scoring (each group one voice)", total=sum(map(len, pending)), rate="")
-                answered = ([r for r in predictor.predict_same_speaker(g, batch_size, on_clip=lambda: bar.advance(task))
-                             if file_key(r.file) not in writer.done] for g in pending)
-                scored, failed = write_batches(answered, writer, len(files), skipped, "writing", False, on_batch)
-            return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates)
+                voices: list[int] = []
+
+                def answered():
+                    for g in pending:
+                        rows = predictor.predict_same_speaker(g, batch_size, on_clip=lambda: bar.advance(task))
+                        voices.append(sum(1 for r in rows if r.emotion))
+                        yield [r for r in rows if file_key(r.file) not in writer.done]
+                scored, failed = write_batches(answered(), writer, len(files), skipped, "writing", False, on_batch)
+            return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates, voices)
         loader = DataLoader(DecodeDataset(todo, predictor.sample_rate), batch_sampler=budget_batches(todo, batch_size),
                             num_workers=workers, collate_fn=_as_list)
         batches = (predictor.predict_decoded(items, batch_size) for items in (loader if todo else []))

@@ -27,6 +27,24 @@ if TYPE_CHECKING:
     from serkit.scorer import Analysis, Scorer
 
 
+#: Clips (or segments) with speech from which adapting to a voice starts to help: measured on
+#: held-out speakers, +1.5 points of UAR with 8, nothing with 4 (RESULTS-default.md).
+HELPS_FROM = 8
+
+
+def voices_note(heard: list[int], what: str = "clips") -> str | None:
+    """What to tell a user about voices too small to adapt, given each voice's number of ``what``
+    with speech: under 2 they are answered one by one, under :data:`HELPS_FROM` adapting gains
+    little; None when every voice has enough."""
+    alone = sum(1 for n in heard if n < 2)
+    few = sum(1 for n in heard if 2 <= n < HELPS_FROM)
+    parts = ([f"{alone} of {len(heard)} voice(s) had fewer than 2 {what} with speech: answered one by one, "
+              "not adapted"] if alone else [])
+    parts += ([f"{few} of {len(heard)} voice(s) had fewer than {HELPS_FROM} {what} with speech, where adapting "
+               "starts to help (measured: nothing with 4)"] if few else [])
+    return "; ".join(parts) or None
+
+
 @dataclass
 class SpeakerHead:
     """A linear head on speaker-centred features, and its logits of each class's centred mean."""

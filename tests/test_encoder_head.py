@@ -423,12 +423,21 @@ def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(adap
     want = calibrate(adapt(plain_logp, np.array(u), rt.head.speaker.table), model.temperature)
     np.testing.assert_allclose([[g.probabilities[label] for label in model.labels] for g in tl.segments], want,
                                atol=1e-4)
-    # the CLI: the tables say it adapted
+    # the CLI: the tables say it adapted, or on stderr why it did not (one clip, one segment)
+    import soundfile as sf
     assert cli.main(["predict", "--model", str(bundle), "--same-speaker", *paths[:-1]]) == 0
-    assert "adapted to one speaker" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "adapted to one speaker" in printed.out and ("fewer than 8 clips" in printed.err) == (len(paths) < 9)
+    assert cli.main(["predict", "--model", str(bundle), "--same-speaker", paths[0]]) == 0
+    printed = capsys.readouterr()
+    assert "adapted" not in printed.out and "fewer than 2 clips with speech: answered one by one" in printed.err
+    sf.write(tmp_path / "recording.wav", recording, sr)
     assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--timeline", "--vad", "energy",
-                     paths[0]]) == 0
-    assert "(vad energy), adapted to one speaker" in " ".join(capsys.readouterr().out.split())
+                     str(tmp_path / "recording.wav"), paths[0]]) == 0
+    printed = capsys.readouterr()
+    assert "(vad energy), adapted to one speaker" in " ".join(printed.out.split())           # the recording
+    assert "1 segment (vad energy) start" in " ".join(printed.out.split())                    # the one clip
+    assert "1 of 2 voice(s) had fewer than 2 segments with speech" in " ".join(printed.err.split())
     # a batch job of one voice: the adapted answers (at the bundle's temperature), the failed file's row too
     rows_csv = tmp_path / "rows.csv"
     assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--output", str(rows_csv), *paths]) == 1

@@ -71,12 +71,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.output:
         not_a_folder(args.output, "--output")
         return predict_batch(args, s, predictor, files)
+    voices: list[int] = []                               # --same-speaker: clips with speech of each voice
     if s.same_speaker:                                   # one clip in memory at a time
         from serkit.inputs import speaker_groups
         results = [None] * len(files)
         for group in speaker_groups(files, s.speakers, args.paths):
             for i, r in zip(group, predictor.predict_same_speaker([files[i] for i in group], s.batch_size)):
                 results[i] = r
+            voices.append(sum(1 for i in group if results[i].emotion))
     else:
         results = []
         for group in budget_batches(files, s.batch_size):   # bounded audio in memory per batch
@@ -92,7 +94,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         w.writerows(csv_row(r, predictor.labels) for r in results)
     else:
         name = (f"{predictor.name}, adapted to one speaker" + (f" per {s.speakers}" if s.speakers != "one" else "")
-                if s.same_speaker else predictor.name)
+                if any(n > 1 for n in voices) else predictor.name)
         folder, table = predictions_table(results, name, common.console.width)
         if folder:      # once, whole, rather than on every row
             common.console.print(f"files in {folder}:", highlight=False, markup=False, soft_wrap=True)
@@ -100,7 +102,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = sum(1 for r in results if r.error)
     if failed:
         common.err_console.print(f"{failed} of {len(results)} file(s) could not be scored")
+    note_voices(voices)
     return 1 if failed else 0
+
+
+def note_voices(heard: list[int], what: str = "clips") -> None:
+    """--same-speaker: say on stderr which voices had too few clips (or segments) to adapt."""
+    from serkit.speaker import voices_note
+
+    note = voices_note(heard, what) if heard else None
+    if note:
+        common.err_console.print(f"note: --same-speaker: {note}", highlight=False, markup=False, soft_wrap=True)
 
 
 def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
@@ -139,6 +151,7 @@ def predict_batch(args: argparse.Namespace, s: PredictSettings, predictor, files
                             resume=args.resume, progress=s.progress, force=args.force, inputs=args.paths,
                             same_speaker=s.same_speaker, speakers=s.speakers)
     common.err_console.print(summary.line(), highlight=False, markup=False, soft_wrap=True)
+    note_voices(summary.voices)
     return 1 if summary.failed else 0
 
 
@@ -194,7 +207,9 @@ def predict_timelines(args: argparse.Namespace, s: PredictSettings, predictor, f
                       highlight=False, markup=False, soft_wrap=True)
     if not args.output and s.format == "table":
         for tl in (t for t in timelines if t.segments):
-            common.console.print(timeline_table(tl, s.same_speaker))
+            common.console.print(timeline_table(tl, s.same_speaker and len(tl.segments) > 1))
+    if s.same_speaker:
+        note_voices([len(tl.segments) for tl in timelines], "segments")
     return 1 if failed else 0
 
 
