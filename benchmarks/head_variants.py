@@ -46,6 +46,11 @@ judged on sentences 01-02) or on the held-out corpus (LOCO). Variants:
   pitch (YIN) and loudness (:func:`prosody`; librosa, a test dependency) alone, and beside the
   shipped features (repeated 1 or 10 times, so that the standardised logistic regression can
   weigh them), in CV and LOCO;
+- ``transforms``: the features transformed before the logistic regression (loss weighted as
+  shipped): each layer's mean scaled to unit length; a signed square root of the standardised
+  features; PCA whitening to 512 dimensions; the encoder's layer 0 (its input embedding) beside
+  layers 1-4; and test-time augmentation (each test clip also at speed 0.95 and 1.05, the
+  shipped head's logits averaged over the three);
 - ``mask``: the corpus label mask (``--corpus-label-mask``) on the same logistic regression,
   with the training loss and pool plan of `serkit train` (balanced class weights), fitted by
   L-BFGS in torch: against the same fit without the mask,
@@ -79,7 +84,7 @@ from serkit.splits import speaker_folds  # noqa: E402
 
 CORPORA = ("ased", "emodb", "nemo", "ravdess")
 NEUTRAL = LABELS.index("neutral")
-VARIANTS = ("lr", "svm", "speed", "adapt", "offset", "mask", "balance", "nap", "prosody")
+VARIANTS = ("lr", "svm", "speed", "adapt", "offset", "mask", "balance", "nap", "prosody", "transforms")
 
 
 C = 0.003   # the logistic regressions' inverse regularisation here (fixed)
@@ -421,6 +426,41 @@ def normalised(f: np.ndarray, groups: np.ndarray, reference: Callable[[np.ndarra
     return out
 
 
+def transforms(b: "Bench") -> None:
+    """The ``transforms`` variant (see the module docstring), against the shipped head on the same folds."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import FunctionTransformer
+
+    p, weigh = b.pool, plan_weights(b, corpora=True)
+    dim = p.x.shape[-1] // 2
+
+    def layer_unit(x: np.ndarray) -> np.ndarray:
+        z = x.reshape(len(x), -1, dim)
+        return (z / np.linalg.norm(z, axis=2, keepdims=True)).reshape(len(x), -1)
+
+    def then_lr(*steps):
+        return lambda: make_pipeline(StandardScaler(), *steps, LogisticRegression(C=C, max_iter=300))
+
+    signed_sqrt = FunctionTransformer(lambda x: np.sign(x) * np.sqrt(np.abs(x)))
+    b.cv("LR, classes and corpora balanced (shipped)", b.f, lr, weigh=weigh)
+    b.cv("LR on each layer's mean scaled to unit length", layer_unit(b.f), lr, weigh=weigh)
+    b.cv("LR on a signed square root", b.f, then_lr(signed_sqrt, StandardScaler()), weigh=weigh)
+    b.cv("LR on PCA-whitened features (512)", b.f, then_lr(PCA(512, whiten=True, random_state=0)), weigh=weigh)
+    b.cv("LR on layers 0-4", p.x[:, 0:5, :dim].reshape(len(p.x), -1), lr, weigh=weigh)
+    # test-time augmentation: the shipped head's logits averaged over the clip at three speeds
+    t, views, rows = time.time(), b.speed_views((0.95, 1.05)), []
+    for parts in b.folds:
+        tr, te = parts != "test", parts == "test"
+        head = fitted(lr(), b.f[tr], p.y[tr], weigh(tr))
+        pred = np.mean([head.decision_function(v[te]) for v in (b.f, *views)], axis=0).argmax(1)
+        judged = p.judged[te]
+        rows.append([uar(p.y[te][judged], pred[judged])]
+                    + [uar(p.y[te][judged & (p.corpus[te] == c)], pred[judged & (p.corpus[te] == c)]) for c in CORPORA])
+    mean = np.mean(rows, axis=0)
+    print(f"CV   {'shipped head, logits over speeds 0.95/1/1.05':<44} pool {mean[0]:.3f} ± {np.std([r[0] for r in rows]):.3f}  "
+          + "  ".join(f"{c} {v:.3f}" for c, v in zip(CORPORA, mean[1:])) + f"  ({time.time() - t:.0f} s)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--manifest", default="data/manifest.csv")
@@ -463,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in (1, 10):   # the 11 statistics repeated k times: k x their weight against 2,048 features
             b.cv(f"LR, encoder features + the statistics x{k}", np.hstack([b.f, np.tile(pitch, k)]), lr)
             b.loco(f"LR, encoder features + the statistics x{k}", np.hstack([b.f, np.tile(pitch, k)]), lr)
+    if "transforms" in args.only:
+        transforms(b)
     if "balance" in args.only:
         for name, corpora in (("LR, classes balanced (as shipped until now)", False),
                               ("LR, classes and corpora balanced (shipped)", True)):
