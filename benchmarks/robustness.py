@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def answers(ws: list[np.ndarray]) -> np.ndarray:
         return np.array([labels.index(p.emotion) if p.emotion else -1
-                         for p in (predictor.prediction("", w, a) for w, a in zip(ws, predictor.analyse(ws)))])
+                         for p in (predictor.prediction("", a) for a in predictor.analyse(ws))])
 
     forms = {"as recorded": answers(waves)}     # every other form is said as it compares with this one
     if "trimmed" in chosen:

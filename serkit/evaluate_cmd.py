@@ -16,14 +16,17 @@ from serkit.splits import PARTS, split
 
 def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str = "test",
                     out: str | os.PathLike | None = None, progress: bool = True,
-                    force: bool = False) -> dict[str, Any]:
-    """Evaluate ``predictor`` on the ``part`` (train/val/test, or ``all``) of ``manifest``.
+                    force: bool = False, same_speaker: bool = False) -> dict[str, Any]:
+    """Evaluate ``predictor`` on the ``part`` (train/val/test, or ``all``) of ``manifest``;
+    ``same_speaker``: each speaker's clips answered as one voice (see :func:`evaluate_predictor`).
 
     The split is rebuilt from the protocol, seed and sizes stored in the bundle; for speaker
     and corpus splits the held-out speakers must be the ones the bundle records, otherwise the
     manifest is not the one the model was trained on and a ValueError says so. ``out`` is
     checked before any work (see :func:`serkit.evaluation.evaluate_logits` and ``force``).
     """
+    if same_speaker:
+        predictor.check_can_adapt()          # before any work
     if out is not None:
         check_output_folder(out, "eval", force=force, inputs=[manifest], flag="--out")
     utts = [u for u in read_manifest(manifest) if u.emotion in predictor.labels]
@@ -43,16 +46,29 @@ def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str
                 f"{manifest}: its {part} speakers ({', '.join(got[:4])}…) are not the ones the model "
                 f"was trained with ({', '.join(expected[:4])}…); pass the training manifest or --split all")
         utts = [u for u, p in zip(utts, parts) if p == part]
-    return evaluate_predictor(predictor, utts, Path(out) if out else None, title=part, progress=progress,
-                              force=force)
+    title = f"{part}, each speaker's clips as one voice" if same_speaker else part
+    return evaluate_predictor(predictor, utts, Path(out) if out else None, title=title, progress=progress,
+                              force=force, same_speaker=same_speaker)
 
 
 def evaluate_predictor(predictor: Predictor, utts: list[Utterance], out: Path | None = None, title: str = "test",
-                       progress: bool = True, force: bool = False) -> dict[str, Any]:
+                       progress: bool = True, force: bool = False, same_speaker: bool = False) -> dict[str, Any]:
     """Metrics of ``predictor`` on ``utts`` through the same speech-first scoring that
-    ``serkit predict`` and the web app use (a clip without speech counts as a wrong answer)."""
+    ``serkit predict`` and the web app use (a clip without speech counts as a wrong answer).
+    ``same_speaker``: the clips of each speaker (corpus and speaker) are answered as one voice,
+    as ``serkit predict --same-speaker --speakers manifest`` answers them."""
     waves = decode_all(utts, predictor.sample_rate, progress=progress)
-    logits, none = predictor.scorer.as_logits(predictor.analyse(waves))
+    if same_speaker:
+        analyses: list = [None] * len(utts)
+        for group in {u.group: None for u in utts}:
+            rows = [i for i, u in enumerate(utts) if u.group == group]
+            for i, a in zip(rows, predictor.analyse_same_speaker([waves[i] for i in rows])):
+                if isinstance(a, Exception):
+                    raise a
+                analyses[i] = a
+    else:
+        analyses = predictor.analyse(waves)
+    logits, none = predictor.scorer.as_logits(analyses)
     return evaluate_logits(utts, logits, predictor.labels, predictor.temperature, out, title=title,
                            no_speech=none, force=force, uncertain_below=predictor.scorer.uncertain_below,
                            uncertain_margin=predictor.scorer.uncertain_margin)

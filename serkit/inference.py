@@ -144,9 +144,10 @@ class Predictor:
                 return [exc]
             return [a for w in waves for a in self.analyse_each([w], batch_size)]
 
-    def prediction(self, file: str, wave: np.ndarray, analysis: Analysis) -> Prediction:
+    def prediction(self, file: str, analysis: Analysis) -> Prediction:
+        """The answer for ``file`` from its analysis."""
         sr = self.sample_rate
-        p = Prediction(file=file, duration_s=round(len(wave) / sr, 3),
+        p = Prediction(file=file, duration_s=round(analysis.n_samples / sr, 3),
                        speech_s=round(analysis.speech_samples / sr, 3), reason=analysis.reason)
         return self._answer(p, analysis)
 
@@ -169,39 +170,54 @@ class Predictor:
                               "models with a linear head have one when trained by this serkit, as the "
                               "shipped default has)")
 
-    def predict_same_speaker(self, paths: Iterable[str | os.PathLike], batch_size: int = 64,
-                             on_clip: Callable[[], object] | None = None) -> list[Prediction]:
-        """One Prediction per path, as :meth:`predict_files` gives them, for clips of ONE voice:
-        each answer adapted to that voice (:mod:`serkit.speaker`: the speaker's offset estimated
-        class by class over the clips with speech, read by the model's speaker head; the model's
-        temperature applies: measured, the adapted answers are no worse calibrated than the plain
-        ones). Measured on held-out speakers (RESULTS-default.md): +2.3 to +2.7 points of UAR with
-        12 clips whatever their mix of emotions, +1.5 with 8, nothing with 4. Clips are decoded one
-        at a time; ``on_clip`` is called after each (progress). BundleError for a model without a
-        speaker head (see :attr:`can_adapt`)."""
+    def analyse_same_speaker(self, waves: Iterable[np.ndarray | None],
+                             batch_size: int = 64) -> list[Analysis | AudioError | None]:
+        """:meth:`analyse_each` of clips of ONE voice, each clip with speech answered adapted to
+        that voice (:mod:`serkit.speaker`: the speaker's offset estimated class by class over the
+        clips with speech, read by the model's speaker head; the model's temperature applies:
+        measured, the adapted answers are no worse calibrated than the plain ones). ``waves`` is
+        read one clip at a time (a None item, a clip that could not be decoded, stays None), so
+        only the analyses are kept. BundleError for a model without a speaker head."""
         self.check_can_adapt()
-        out: list[Prediction] = []
-        heard: list[tuple[int, Analysis, np.ndarray]] = []      # clips with speech: their speaker logits
-        for path in paths:
-            file, wave, error = decode_item(str(path), self.sample_rate)
+        out: list[Analysis | AudioError | None] = []
+        heard: list[tuple[Analysis, np.ndarray]] = []       # clips with speech and their speaker logits
+        for wave in waves:
             both = SpeakerLogits(self.runtime)
             scorer = both.scoring(self.scorer)
             try:
                 a = None if wave is None else scorer.analyse([wave], batch_size)[0]
             except AudioError as exc:
-                a, error = None, f"{file}: {exc}"
-            out.append(Prediction(file=file, error=error) if a is None else self.prediction(file, wave, a))
-            if a is not None and a.probabilities is not None:
-                heard.append((len(out) - 1, a, both.of_clip(scorer, wave, a)))
-            if on_clip is not None:
-                on_clip()
+                a = exc
+            out.append(a)
+            if isinstance(a, Analysis) and a.probabilities is not None:
+                heard.append((a, both.of_clip(scorer, wave, a)))
         if len(heard) > 1:
-            plain = np.log(np.maximum(np.stack([a.probabilities for _, a, _ in heard]), 1e-30))
-            adapted = adapt(plain, np.stack([u for *_, u in heard]), self.runtime.head.speaker.table)
-            for (i, a, _), probs in zip(heard, calibrate(adapted, self.temperature)):
+            plain = np.log(np.maximum(np.stack([a.probabilities for a, _ in heard]), 1e-30))
+            adapted = adapt(plain, np.stack([u for _, u in heard]), self.runtime.head.speaker.table)
+            for (a, _), probs in zip(heard, calibrate(adapted, self.temperature)):
                 a.probabilities, a.uncertain = probs, self.scorer.is_uncertain(probs)
-                self._answer(out[i], a)
         return out
+
+    def predict_same_speaker(self, paths: Iterable[str | os.PathLike], batch_size: int = 64,
+                             on_clip: Callable[[], object] | None = None) -> list[Prediction]:
+        """One Prediction per path, as :meth:`predict_files` gives them, for clips of ONE voice, adapted
+        to it (:meth:`analyse_same_speaker`; held-out speakers: +2.3 to +2.7 points of UAR with 12
+        clips whatever their mix of emotions, +1.5 with 8, nothing with 4). Clips are decoded one at
+        a time; ``on_clip`` is called after each (progress)."""
+        self.check_can_adapt()
+        items: list[tuple[str, str | None]] = []
+
+        def waves():
+            for path in paths:
+                file, wave, error = decode_item(str(path), self.sample_rate)
+                items.append((file, error))
+                yield wave
+                if on_clip is not None:
+                    on_clip()
+        analyses = self.analyse_same_speaker(waves(), batch_size)
+        return [Prediction(file=file, error=error) if a is None
+                else Prediction(file=file, error=f"{file}: {a}") if isinstance(a, AudioError)
+                else self.prediction(file, a) for (file, error), a in zip(items, analyses)]
 
     def analyse_one_voice(self, wave: np.ndarray, batch_size: int = 64, vad: str | None = None) -> Analysis:
         """:meth:`analyse` of one recording taken as ONE voice: with two or more units (speech
@@ -219,7 +235,7 @@ class Predictor:
     def predict_waveform(self, wave: np.ndarray, name: str = "<waveform>", sample_rate: int | None = None) -> Prediction:
         """The answer for one 1-D waveform (``sample_rate``: its rate, default the model's)."""
         wave = self._at_rate(wave, sample_rate)
-        return self.prediction(name, wave, self.analyse([wave])[0])
+        return self.prediction(name, self.analyse([wave])[0])
 
     def predict_files(self, paths: Iterable[str | os.PathLike], batch_size: int = 64) -> list[Prediction]:
         """One Prediction per path, in order; a file that cannot be used gets ``error`` set."""
@@ -238,13 +254,13 @@ class Predictor:
         for i, a in zip(ok, analyses):
             file, wave, _ = items[i]
             out[i] = (Prediction(file=file, error=f"{file}: {a}") if isinstance(a, AudioError)
-                      else self.prediction(file, wave, a))
+                      else self.prediction(file, a))
         return out
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         """The answer for one file; raises :class:`~serkit.audio.AudioError` when it cannot be used."""
         wave = load_audio(path, self.sample_rate)
-        return self.prediction(str(path), wave, self.analyse([wave])[0])
+        return self.prediction(str(path), self.analyse([wave])[0])
 
     def predict_timeline(self, source: str | os.PathLike | np.ndarray, **options: Any):
         """Emotions over time of a long recording (a path, or a 1-D waveform at ``sample_rate``),

@@ -597,3 +597,38 @@ def test_a_batch_job_adapts_each_folder_to_its_own_voice_and_resumes_a_group_who
     assert cli.main(["predict", "--model", str(soft), "--same-speaker", "--speakers", "folder", "--timeline",
                      str(folders[0])]) == 2
     assert "--timeline each recording is one voice" in " ".join(capsys.readouterr().err.split())
+
+
+def test_evaluate_answers_each_speaker_as_one_voice(adaptable, tmp_path, capsys):
+    """serkit evaluate --same-speaker: the report's figures are those of predict_same_speaker on
+    each test speaker's clips (the one scoring path); a model without a speaker head is refused
+    before any work."""
+    import serkit.cli as cli
+    from serkit.evaluate_cmd import evaluate_bundle
+    from serkit.manifest import read_manifest
+
+    soft = tmp_path / "soft"
+    shutil.copytree(adaptable / "bundle", soft)
+    config = json.loads((soft / "config.json").read_text())
+    (soft / "config.json").write_text(json.dumps({**config, "temperature": 10.0}))
+    model = load_model(soft)
+    test = [u for u in read_manifest(adaptable / "split.csv") if u.split == "test"]
+    report = evaluate_bundle(model, adaptable / "split.csv", "test", progress=False, same_speaker=True)
+    right = []
+    for speaker in sorted({u.speaker for u in test}):
+        mine = [u for u in test if u.speaker == speaker]
+        right += [p.emotion == u.emotion for u, p in zip(mine, model.predict_same_speaker([u.path for u in mine]))]
+    assert report["n"] == len(test) and report["accuracy"] == pytest.approx(np.mean(right))
+    assert report["split"] == "test, each speaker's clips as one voice"
+    plain = evaluate_bundle(model, adaptable / "split.csv", "test", progress=False)
+    assert plain["calibration"]["ece_after"] != pytest.approx(report["calibration"]["ece_after"], abs=1e-6)
+    assert cli.main(["evaluate", str(soft), str(adaptable / "split.csv"), "--same-speaker"]) == 0
+    assert "on test, each speaker's clips as one voice" in capsys.readouterr().out
+    fast = tmp_path / "old"        # the same bundle without its speaker head
+    shutil.copytree(adaptable / "bundle", fast)
+    from safetensors.numpy import load_file, save_file
+    save_file({k: v for k, v in load_file(str(fast / "model.safetensors")).items() if not k.startswith("speaker_")},
+              str(fast / "model.safetensors"))
+    assert cli.main(["evaluate", str(fast), str(adaptable / "split.csv"), "--same-speaker", "--out",
+                     str(tmp_path / "eval")]) == 2
+    assert "no speaker head" in capsys.readouterr().err and not (tmp_path / "eval").exists()

@@ -81,9 +81,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("evaluate takes [BUNDLE] MANIFEST")
     bundle, manifest = (args.paths if len(args.paths) == 2 else (args.model, args.paths[0]))
     predictor = load_model(bundle)
-    r = evaluate_bundle(predictor, manifest, args.split, args.out, force=args.force)
+    r = evaluate_bundle(predictor, manifest, args.split, args.out, force=args.force, same_speaker=args.same_speaker)
     console = common.console
-    console.print(f"{predictor.name} on {args.split} ({r['n']} clips): accuracy {r['accuracy']:.3f}  "
+    console.print(f"{predictor.name} on {r['split']} ({r['n']} clips): accuracy {r['accuracy']:.3f}  "
                   f"macro-F1 {r['macro_f1']:.3f}  UAR {r['uar']:.3f}  ECE {r['calibration']['ece_after']:.3f}",
                   highlight=False, markup=False)
     for corpus, m in r["per_corpus"].items():
@@ -138,13 +138,15 @@ def add_parsers(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_ensemble)
 
     p = add("evaluate", help="evaluate a bundle on a manifest split (metrics, plots, reports)",
-            usage="%(prog)s [-h] [--model BUNDLE] [--split SPLIT] [--out DIR] [BUNDLE] MANIFEST")
+            usage="%(prog)s [-h] [--model BUNDLE] [--split SPLIT] [--out DIR] [--same-speaker] [BUNDLE] MANIFEST")
     p.add_argument("paths", nargs="+", metavar="[BUNDLE] MANIFEST",
                    help="a bundle folder (optional; default model otherwise) and a manifest")
     add_model_option(p)
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"], metavar="SPLIT",
                    help="part of the manifest's split to score: train, val, test or all")
     p.add_argument("--out", "-o", metavar="DIR", help="folder for report.json, report.md and plots")
+    p.add_argument("--same-speaker", action="store_true", help="answer each speaker's clips (the manifest's "
+                   "Dataset and Speaker) as one voice, as predict --same-speaker --speakers manifest does")
     add_force_option(p, "write the report into an --out folder holding other files")
     p.set_defaults(func=cmd_evaluate)
 

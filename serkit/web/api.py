@@ -97,7 +97,7 @@ def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: floa
     ``adapted``: the segments were answered as one voice (``same_speaker``)."""
     p = served.predictor
     sr = p.sample_rate
-    r = p.prediction(served.name, wave, a)
+    r = p.prediction(served.name, a)
     long = len(wave) > p.clip_samples
     segments = [] if not long or a.segment_probabilities is None else [
         {"start": seconds(s / sr), "end": seconds(e / sr), "emotion": p.labels[int(np.argmax(q))],
