@@ -59,6 +59,10 @@ def evaluate_predictor(predictor: Predictor, utts: list[Utterance], out: Path | 
     as ``serkit predict --same-speaker --speakers manifest`` answers them."""
     waves = decode_all(utts, predictor.sample_rate, progress=progress)
     if same_speaker:
+        unknown = sum(1 for u in utts if u.speaker == "unknown")
+        if unknown:   # they would all be taken for one voice
+            raise ValueError(f"--same-speaker answers each speaker's clips as one voice, but the manifest names "
+                             f"no speaker for {unknown} of {len(utts)} clips (its Speaker column)")
         analyses: list = [None] * len(utts)
         for group in {u.group: None for u in utts}:
             rows = [i for i, u in enumerate(utts) if u.group == group]

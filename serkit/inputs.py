@@ -76,7 +76,14 @@ def manifest_speakers(manifest: str | os.PathLike) -> dict[str, str]:
         if column is None or speaker is None:
             raise ValueError(f"{manifest}: --speakers manifest needs a column of audio paths and one of speakers "
                              f"({', '.join(SPEAKER_COLUMNS)}); it has {', '.join(fields) or 'no header'}")
-        base = manifest.parent
-        return {file_key(row[column] if os.path.isabs(row[column]) else base / row[column]):
-                f"{row.get(corpus) or ''}/{row[speaker].strip()}" if corpus else row[speaker].strip()
-                for row in reader if (row.get(column) or "").strip()}
+        base, out = manifest.parent, {}
+        for n, row in enumerate(reader, 2):
+            if not (row.get(column) or "").strip():
+                continue
+            who = (row.get(speaker) or "").strip()
+            if not who or who.lower() == "unknown":   # such clips would all be taken for one voice
+                raise ValueError(f"{manifest}:{n}: no speaker for {row[column]}; --speakers manifest needs each "
+                                 "file's speaker")
+            path = row[column] if os.path.isabs(row[column]) else base / row[column]
+            out[file_key(path)] = f"{row.get(corpus) or ''}/{who}" if corpus else who
+        return out

@@ -270,6 +270,9 @@ def test_speaker_groups_by_folder_and_by_manifest(tmp_path):
     assert speaker_groups(files[:2], "manifest", [str(m)]) == [[0, 1]]
     with pytest.raises(ValueError, match="name a manifest CSV"):
         speaker_groups(files, "manifest", [str(tmp_path / "a")])
+    m.write_text("path,speaker\na/1.wav,s1\nb/1.wav,\n")      # a file without its speaker: refused
+    with pytest.raises(ValueError, match=r"m.csv:3: no speaker for b/1.wav"):
+        speaker_groups(files[:2], "manifest", [str(m)])
     m.write_text("path,emotion\na/1.wav,angry\n")
     with pytest.raises(ValueError, match="needs a column of audio paths and one of speakers"):
         speaker_groups(files, "manifest", [str(m)])

@@ -624,6 +624,14 @@ def test_evaluate_answers_each_speaker_as_one_voice(adaptable, tmp_path, capsys)
     assert plain["calibration"]["ece_after"] != pytest.approx(report["calibration"]["ece_after"], abs=1e-6)
     assert cli.main(["evaluate", str(soft), str(adaptable / "split.csv"), "--same-speaker"]) == 0
     assert "on test, each speaker's clips as one voice" in capsys.readouterr().out
+    nameless = tmp_path / "nameless.csv"     # a manifest without speakers: every clip would be one voice
+    rows = list(csv.DictReader((adaptable / "split.csv").open()))
+    with nameless.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({**r, "Speaker": "", "File": str((adaptable / r["File"]).resolve())} for r in rows)
+    assert cli.main(["evaluate", str(soft), str(nameless), "--split", "all", "--same-speaker"]) == 2
+    assert "names no speaker for" in capsys.readouterr().err
     fast = tmp_path / "old"        # the same bundle without its speaker head
     shutil.copytree(adaptable / "bundle", fast)
     from safetensors.numpy import load_file, save_file
