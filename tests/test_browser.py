@@ -375,6 +375,10 @@ def test_one_voice_is_offered_for_a_model_that_adapts_and_answers_as_one_voice(b
         after = read_result(page)
         assert after["model"] == "default" and after["cells"] == before["cells"]
         page.screenshot(path=str(artifacts / "desktop-one-voice.png"), full_page=True)
+        short = tmp_path / "short.wav"          # one stretch of speech: nothing to adapt to, and it says so
+        sf.write(short, long_recording(60)[:3 * 16000], 16000)
+        upload(page, short)
+        assert "Not adapted to the voice" in page.inner_text("#status")
         assert problems == []
     finally:
         context.close()

@@ -171,6 +171,10 @@
     showTimeline(r, labels);
     el.status.textContent = r.emotion === null ? `No speech found (${r.model} model).`
       : `Predicted ${r.emotion} (${pct(r.confidence)}) with the ${r.model} model.`;
+    // "One voice" asked for, but a single stretch of speech has no other to compare the voice with
+    if (r.emotion !== null && !r.adapted && el.sameSpeaker.checked && currentModel().can_adapt) {
+      el.status.textContent += " Not adapted to the voice: it needs two stretches of speech or more.";
+    }
     reveal(el.result);
   }
 
