@@ -24,6 +24,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from sklearn.metrics import recall_score
@@ -66,9 +67,10 @@ def calibration_line(labels: list[str], kept: list) -> str:
 
 
 def timeline_answers(model, batch: list, rng: np.random.Generator, upload: bool = False) -> tuple[list, list]:
-    """The batch's clips as one recording: each clip's answer from the segment overlapping it most,
-    clip by clip and as one voice (None where no segment overlaps it); segments of the timeline, or
-    with ``upload`` the scorer's units as the web API answers an upload (``same_speaker``)."""
+    """The batch's clips as one recording: each clip's answer (emotion, probabilities, uncertain)
+    from the segment overlapping it most, clip by clip and as one voice (None where no segment
+    overlaps it); segments of the timeline, or with ``upload`` the scorer's units as the web API
+    answers an upload (``same_speaker``)."""
     from serkit.audio import load_audio
 
     sr = model.sample_rate
@@ -84,10 +86,12 @@ def timeline_answers(model, batch: list, rng: np.random.Generator, upload: bool 
     for same in (False, True):
         if upload:        # the web API's path: the scorer's units of the whole upload
             a = model.analyse_one_voice(recording) if same else model.analyse([recording])[0]
-            found = [(s / sr, e / sr, model.labels[int(np.argmax(q))])
+            found = [(s / sr, e / sr, SimpleNamespace(emotion=model.labels[int(np.argmax(q))],
+                                                       probabilities=dict(zip(model.labels, q.tolist())),
+                                                       uncertain=model.scorer.is_uncertain(q)))
                      for (s, e), q in zip(a.segments, a.segment_probabilities if a.segments else [])]
-        else:
-            found = [(g.start, g.end, g.emotion) for g in model.predict_timeline(recording, same_speaker=same).segments]
+        else:             # timeline segments carry emotion, probabilities and uncertain as answers do
+            found = [(g.start, g.end, g) for g in model.predict_timeline(recording, same_speaker=same).segments]
         answers = []
         for a, b in spans:
             overlap = [max(0, min(b, end * sr) - max(a, start * sr)) for start, end, _ in found]
@@ -134,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     paths = [str(u.path) for u in batch]
                     alone, together = model.predict_files(paths), model.predict_same_speaker(paths)
-                    for kept, answers in ((kept_plain, alone), (kept_adapted, together)):
-                        kept += [(u.emotion, r) for u, r in zip(batch, answers) if r.emotion]
-                    alone, together = [r.emotion for r in alone], [r.emotion for r in together]
+                for kept, answers in ((kept_plain, alone), (kept_adapted, together)):
+                    kept += [(u.emotion, r) for u, r in zip(batch, answers) if r is not None and r.emotion]
+                alone, together = ([r.emotion if r is not None else None for r in answers] for answers in (alone, together))
                 for u, a, b in zip(batch, alone, together):
                     if a and b:                          # clips with speech
                         truth.append(u.emotion), plain.append(a), adapted.append(b)
