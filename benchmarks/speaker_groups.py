@@ -1,6 +1,6 @@
 """A batch job over a test set of many voices, as users run it: plain, each speaker one voice, all one voice.
 
-    python benchmarks/speaker_groups.py [--model default] [--run runs/default] [--out runs/speaker-groups]
+    python benchmarks/speaker_groups.py [--model default] [--run runs/default] [--out runs/speaker-groups] [--force]
 
 Writes the held-out test clips of the model's training split (``RUN/split.csv``) as a manifest CSV
 (File, Speaker, Dataset), then runs three batch jobs over it through :func:`serkit.batch.run_batch`,
@@ -25,6 +25,7 @@ from serkit.batch import run_batch
 from serkit.corpora import words_give_label
 from serkit.inference import load_model
 from serkit.manifest import read_manifest
+from serkit.safety import claim_output_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,14 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--run", default="runs/default", help="the model's training run (its split.csv)")
     ap.add_argument("--out", default="runs/speaker-groups", help="folder for the manifest and the jobs' rows")
+    ap.add_argument("--force", action="store_true", help="write into an --out folder holding other files")
     args = ap.parse_args(argv)
     split = Path(args.run) / "split.csv"
     if not split.is_file():
         sys.exit(f"no {split}: train the model first (make default-model writes runs/default)")
     model = load_model(args.model)
     test = [u for u in read_manifest(split) if u.split == "test"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_folder(args.out, "speaker-groups", force=args.force, inputs=[split], flag="--out")   # never a folder of the user's
     manifest = out / "test.csv"
     with manifest.open("w", newline="") as fh:
         w = csv.writer(fh)

@@ -43,6 +43,7 @@ from serkit.inference import Prediction, Predictor
 from serkit.inputs import file_key, manifest_paths, speaker_groups  # noqa: F401  (re-exported)
 from serkit.manifest import reading_csv
 from serkit.safety import OutputError, check_output_file, to_json
+from serkit.speaker import units_heard
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 # ------------------------------------------------------------------------------------- output
@@ -250,7 +251,7 @@ class BatchSummary:
     scored: int
     failed: int
     duplicates: int     # repeated input paths, scored once
-    voices: list[int] = field(default_factory=list)   # same_speaker: clips with speech of each group scored
+    voices: list[int] = field(default_factory=list)   # same_speaker: stretches of speech of each group scored
 
     def line(self) -> str:
         parts = [f"{self.scored} scored", f"{self.failed} failed"]
@@ -331,8 +332,13 @@ def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: 
 
                 def answered():
                     for g in pending:
-                        rows = predictor.predict_same_speaker(g, batch_size, on_clip=lambda: bar.advance(task))
-                        voices.append(sum(1 for r in rows if r.emotion))
+                        heard: list[int] = []
+
+                        def on_clip(a) -> None:
+                            heard.append(units_heard(a))
+                            bar.advance(task)
+                        rows = predictor.predict_same_speaker(g, batch_size, on_clip=on_clip)
+                        voices.append(sum(heard))
                         yield [r for r in rows if file_key(r.file) not in writer.done]
                 scored, failed = write_batches(answered(), writer, len(files), skipped, "writing", False, on_batch)
             return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates, voices)

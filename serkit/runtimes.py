@@ -103,19 +103,23 @@ class NumpyHead:
         self.speaker = SpeakerHead(*(self.s[k] for k in SPEAKER_KEYS)) if has else None
 
     def __call__(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-        x = self.inputs(mean, std)
+        return self.read(self.inputs(mean, std))
+
+    def read(self, x: np.ndarray) -> np.ndarray:
+        """The head's logits of its inputs (:meth:`inputs`)."""
         for i, (weight, bias) in enumerate(self.linear):
             x = x @ weight.T + bias
             if i < len(self.linear) - 1:
                 x = np.maximum(x, 0)
         return x.astype(np.float32)
 
-    def speaker_logits(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-        """The speaker head's logits (:mod:`serkit.speaker`) of the same features; ValueError for a
-        head without one."""
+    def both(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The head's logits and its speaker head's (:mod:`serkit.speaker`) of the same inputs,
+        computed once; ValueError for a head without a speaker head."""
         if self.speaker is None:
             raise ValueError("this model has no speaker head (trained before serkit.speaker, or not a linear head)")
-        return self.speaker.logits(self.inputs(mean, std)).astype(np.float32)
+        x = self.inputs(mean, std)
+        return self.read(x), self.speaker.logits(x).astype(np.float32)
 
     def inputs(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """The first Linear layer's input: the picked statistics, standardised and combined."""
@@ -170,5 +174,4 @@ class EncoderHeadRuntime:
 
     def logits_and_speaker(self, windows: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The head's logits and its speaker head's, from one pass of the encoder."""
-        mean, std = self.stats(windows, lengths)
-        return self.head(mean, std), self.head.speaker_logits(mean, std)
+        return self.head.both(*self.stats(windows, lengths))

@@ -128,6 +128,7 @@ class Analysis:
     uncertain: bool = False
     reason: str | None = None
     vad: str | None = None
+    adapted: bool = False     # answered adapted to one voice (serkit.speaker.adapt_analyses)
 
     @property
     def speech_samples(self) -> int:

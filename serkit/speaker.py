@@ -27,21 +27,21 @@ if TYPE_CHECKING:
     from serkit.scorer import Analysis, Scorer
 
 
-#: Clips (or segments) with speech from which adapting to a voice starts to help: measured on
-#: held-out speakers, +1.5 points of UAR with 8, nothing with 4 (RESULTS-default.md).
+#: Stretches of speech (a short clip is one) from which adapting to a voice starts to help:
+#: measured on held-out speakers, +1.5 points of UAR with 8 clips, nothing with 4 (RESULTS-default.md).
 HELPS_FROM = 8
 
 
-def voices_note(heard: list[int], what: str = "clips") -> str | None:
-    """What to tell a user about voices too small to adapt, given each voice's number of ``what``
-    with speech: under 2 they are answered one by one, under :data:`HELPS_FROM` adapting gains
-    little; None when every voice has enough."""
+def voices_note(heard: list[int]) -> str | None:
+    """What to tell a user about voices too small to adapt, given each voice's number of
+    stretches of speech (:func:`units_heard`; a short clip is one): under 2 they are answered as
+    they are, under :data:`HELPS_FROM` adapting gains little; None when every voice has enough."""
     alone = sum(1 for n in heard if n < 2)
     few = sum(1 for n in heard if 2 <= n < HELPS_FROM)
-    parts = ([f"{alone} of {len(heard)} voice(s) had fewer than 2 {what} with speech: answered one by one, "
+    parts = ([f"{alone} of {len(heard)} voice(s) had fewer than 2 stretches of speech: answered as they are, "
               "not adapted"] if alone else [])
-    parts += ([f"{few} of {len(heard)} voice(s) had fewer than {HELPS_FROM} {what} with speech, where adapting "
-               "starts to help (measured: nothing with 4)"] if few else [])
+    parts += ([f"{few} of {len(heard)} voice(s) had fewer than {HELPS_FROM} stretches of speech, where adapting "
+               "starts to help (measured: nothing with 4 clips)"] if few else [])
     return "; ".join(parts) or None
 
 
@@ -119,27 +119,37 @@ class SpeakerLogits:
         return plain
 
     def of_units(self, scorer: Scorer, wave: np.ndarray, analysis: Analysis) -> np.ndarray:
-        """The speaker logits of each of the clip's units (scored through this runtime): the mean
-        of the unit's windows, as the scorer aggregates its logits."""
+        """The speaker logits of each of the clip's units, from the rows kept since the last call
+        (the clip scored through this runtime, alone): the mean of each unit's windows, as the
+        scorer aggregates its logits. The rows are then cleared for the next clip."""
         pieces = [wave[s:e] for s, e in analysis.segments]
-        return mean_by(np.concatenate(self.rows), scorer.cut(pieces)[2], len(pieces))
-
-    def of_clip(self, scorer: Scorer, wave: np.ndarray, analysis: Analysis) -> np.ndarray:
-        """The clip's speaker logits, aggregated as the scorer aggregates its logits: the mean of
-        each unit's windows, then the units weighted by their durations."""
-        units = self.of_units(scorer, wave, analysis)
-        dur = np.array([e - s for s, e in analysis.segments], np.float64)
-        return (units * dur[:, None]).sum(0) / dur.sum()
+        units = mean_by(np.concatenate(self.rows), scorer.cut(pieces)[2], len(pieces))
+        self.rows.clear()
+        return units
 
 
-def adapt_units(analysis: Analysis, unit_speaker_logits: np.ndarray, table: np.ndarray, scorer: Scorer) -> None:
-    """Answer a clip's units (segments of a recording taken as one voice) adapted to that voice,
-    and the clip from them as the scorer aggregates (the units' probabilities weighted by their
-    durations), in place. ``unit_speaker_logits``: :meth:`SpeakerLogits.of_units`."""
+def units_heard(analysis) -> int:
+    """The units (stretches of speech) of one clip's analysis that adaptation reads: 0 for a clip
+    without speech, or an item that is not an analysis (an error, a clip not decoded)."""
+    return len(analysis.segments) if getattr(analysis, "probabilities", None) is not None else 0
+
+
+def adapt_analyses(heard: list[tuple[Analysis, np.ndarray]], table: np.ndarray, scorer: Scorer) -> None:
+    """Answer analyses of ONE voice adapted to it, in place: the offset is estimated over all their
+    units (stretches of speech), each unit is answered less it, and each clip from its units as
+    the scorer aggregates (their probabilities weighted by their durations); ``adapted`` is set.
+    ``heard``: (analysis with speech, its units' speaker logits from :meth:`SpeakerLogits.of_units`).
+    Nothing changes with fewer than two units: one stretch of speech has nothing to compare with."""
     from serkit.scorer import clip_probabilities
 
-    plain = np.log(np.maximum(analysis.segment_probabilities, 1e-30))   # only each unit's answer is read
-    probs, heads = clip_probabilities(adapt(plain, unit_speaker_logits, table), [analysis.segments],
-                                      scorer.temperature)
-    analysis.segment_probabilities, analysis.probabilities = probs, heads[0]
-    analysis.uncertain = scorer.is_uncertain(heads[0])
+    if sum(len(a.segments) for a, _ in heard) < 2:
+        return
+    # the plain answers are read only for each unit's argmax: log-probabilities serve as logits
+    plain = np.log(np.maximum(np.concatenate([a.segment_probabilities for a, _ in heard]), 1e-30))
+    probs, heads = clip_probabilities(adapt(plain, np.concatenate([u for _, u in heard]), table),
+                                      [a.segments for a, _ in heard], scorer.temperature)
+    first = 0
+    for (a, _), head in zip(heard, heads):
+        n = len(a.segments)
+        a.segment_probabilities, a.probabilities, first = probs[first:first + n], head, first + n
+        a.uncertain, a.adapted = scorer.is_uncertain(head), True

@@ -400,7 +400,7 @@ def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(adap
         wave = load_audio(path, model.sample_rate)
         rows, lengths, _ = model.scorer.cut([wave[s:e] for s, e in a.segments])
         assert len(a.segments) == 1
-        u.append(rt.head.speaker_logits(*rt.stats(rows, lengths)).mean(0))
+        u.append(rt.head.speaker.logits(rt.head.inputs(*rt.stats(rows, lengths))).mean(0))
         logp.append(np.log(a.probabilities))
     want = calibrate(adapt(np.array(logp), np.array(u), rt.head.speaker.table), model.temperature)
     got = np.array([[p.probabilities[label] for label in model.labels] for p in adapted[:-1]])
@@ -418,26 +418,44 @@ def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(adap
     for s, e in spans:
         starts = window_starts(e - s, model.clip_samples, model.spec.hop_samples)
         rows, lengths, _ = model.scorer.cut([recording[s + o:min(s + o + model.clip_samples, e)] for o in starts])
-        u.append(rt.head.speaker_logits(*rt.stats(rows, lengths)).mean(0))
+        u.append(rt.head.speaker.logits(rt.head.inputs(*rt.stats(rows, lengths))).mean(0))
     plain_logp = np.log([[g.probabilities[label] for label in model.labels] for g in alone.segments])
     want = calibrate(adapt(plain_logp, np.array(u), rt.head.speaker.table), model.temperature)
     np.testing.assert_allclose([[g.probabilities[label] for label in model.labels] for g in tl.segments], want,
                                atol=1e-4)
+    # a recording and a clip given as one voice: every stretch of speech of either is one observation
+    # of the voice and is answered adapted; the recording's answer is its stretches' duration-weighted mean
+    both = [recording, load_audio(paths[0], sr)]
+    plain_units = model.scorer.analyse(both, vad="energy")
+    got = model.analyse_same_speaker(both, vad="energy")
+    assert [a.segments for a in got] == [a.segments for a in plain_units] and all(a.adapted for a in got)
+    u = []
+    for wave, a in zip(both, plain_units):
+        for s, e in a.segments:
+            starts = window_starts(e - s, model.clip_samples, model.spec.hop_samples)
+            rows, lengths, _ = model.scorer.cut([wave[s + o:min(s + o + model.clip_samples, e)] for o in starts])
+            u.append(rt.head.speaker.logits(rt.head.inputs(*rt.stats(rows, lengths))).mean(0))
+    logp = np.log(np.concatenate([a.segment_probabilities for a in plain_units]))
+    want = calibrate(adapt(logp, np.array(u), rt.head.speaker.table), model.temperature)
+    np.testing.assert_allclose(np.concatenate([a.segment_probabilities for a in got]), want, atol=1e-5)
+    dur = np.array([e - s for s, e in got[0].segments], np.float64)
+    np.testing.assert_allclose(got[0].probabilities, (want[:len(dur)] * dur[:, None]).sum(0) / dur.sum(), atol=1e-5)
+    assert not model.analyse_same_speaker([load_audio(paths[0], sr)], vad="energy")[0].adapted   # one stretch
     # the CLI: the tables say it adapted, or on stderr why it did not (one clip, one segment)
     import soundfile as sf
     assert cli.main(["predict", "--model", str(bundle), "--same-speaker", *paths[:-1]]) == 0
     printed = capsys.readouterr()
-    assert "adapted to one speaker" in printed.out and ("fewer than 8 clips" in printed.err) == (len(paths) < 9)
+    assert "adapted to one speaker" in printed.out and ("fewer than 8 stretches of speech" in printed.err) == (len(paths) < 9)
     assert cli.main(["predict", "--model", str(bundle), "--same-speaker", paths[0]]) == 0
     printed = capsys.readouterr()
-    assert "adapted" not in printed.out and "fewer than 2 clips with speech: answered one by one" in printed.err
+    assert "adapted" not in printed.out and "fewer than 2 stretches of speech: answered as they are" in printed.err
     sf.write(tmp_path / "recording.wav", recording, sr)
     assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--timeline", "--vad", "energy",
                      str(tmp_path / "recording.wav"), paths[0]]) == 0
     printed = capsys.readouterr()
     assert "(vad energy), adapted to one speaker" in " ".join(printed.out.split())           # the recording
     assert "1 segment (vad energy) start" in " ".join(printed.out.split())                    # the one clip
-    assert "1 of 2 voice(s) had fewer than 2 segments with speech" in " ".join(printed.err.split())
+    assert "1 of 2 voice(s) had fewer than 2 stretches of speech" in " ".join(printed.err.split())
     # a batch job of one voice: the adapted answers (at the bundle's temperature), the failed file's row too
     rows_csv = tmp_path / "rows.csv"
     assert cli.main(["predict", "--model", str(bundle), "--same-speaker", "--output", str(rows_csv), *paths]) == 1
@@ -522,7 +540,7 @@ def test_the_web_api_answers_a_recording_as_one_voice(adaptable):
     for s, e in spans:
         starts = window_starts(e - s, model.clip_samples, model.spec.hop_samples)
         rows, lengths, _ = model.scorer.cut([recording[s + o:min(s + o + model.clip_samples, e)] for o in starts])
-        u.append(rt.head.speaker_logits(*rt.stats(rows, lengths)).mean(0))
+        u.append(rt.head.speaker.logits(rt.head.inputs(*rt.stats(rows, lengths))).mean(0))
     as_array = lambda d: np.array([d[label] for label in model.labels])   # noqa: E731
     analysis = model.scorer.analyse([recording], vad="energy")[0]   # the plain answers unrounded
     assert analysis.segments == spans

@@ -71,14 +71,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.output:
         not_a_folder(args.output, "--output")
         return predict_batch(args, s, predictor, files)
-    voices: list[int] = []                               # --same-speaker: clips with speech of each voice
+    voices: list[int] = []                               # --same-speaker: stretches of speech of each voice
     if s.same_speaker:                                   # one clip in memory at a time
         from serkit.inputs import speaker_groups
+        from serkit.speaker import units_heard
         results = [None] * len(files)
         for group in speaker_groups(files, s.speakers, args.paths):
-            for i, r in zip(group, predictor.predict_same_speaker([files[i] for i in group], s.batch_size)):
+            heard: list[int] = []
+            answers = predictor.predict_same_speaker([files[i] for i in group], s.batch_size,
+                                                     on_clip=lambda a: heard.append(units_heard(a)))
+            for i, r in zip(group, answers):
                 results[i] = r
-            voices.append(sum(1 for i in group if results[i].emotion))
+            voices.append(sum(heard))
     else:
         results = []
         for group in budget_batches(files, s.batch_size):   # bounded audio in memory per batch
@@ -106,11 +110,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def note_voices(heard: list[int], what: str = "clips") -> None:
-    """--same-speaker: say on stderr which voices had too few clips (or segments) to adapt."""
+def note_voices(heard: list[int]) -> None:
+    """--same-speaker: say on stderr which voices had too few stretches of speech to adapt."""
     from serkit.speaker import voices_note
 
-    note = voices_note(heard, what) if heard else None
+    note = voices_note(heard) if heard else None
     if note:
         common.err_console.print(f"note: --same-speaker: {note}", highlight=False, markup=False, soft_wrap=True)
 
@@ -209,7 +213,7 @@ def predict_timelines(args: argparse.Namespace, s: PredictSettings, predictor, f
         for tl in (t for t in timelines if t.segments):
             common.console.print(timeline_table(tl, s.same_speaker and len(tl.segments) > 1))
     if s.same_speaker:
-        note_voices([len(tl.segments) for tl in timelines], "segments")
+        note_voices([len(tl.segments) for tl in timelines])
     return 1 if failed else 0
 
 

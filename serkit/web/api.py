@@ -86,15 +86,14 @@ def predict():
         current_app.logger.error("model %s on an upload: %s", served.name, exc)
         raise ApiError(500, "non_finite_scores", "The model gave no finite scores for this audio; "
                        "this is a fault of the model, please report it.") from None
-    return jsonify(prediction(served, wave, analysis, started, adapted=same and len(analysis.segments) > 1))
+    return jsonify(prediction(served, wave, analysis, started))
 
 
-def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: float,
-               adapted: bool = False) -> dict[str, Any]:
+def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: float) -> dict[str, Any]:
     """The response: the clip's emotion as ``serkit predict`` gives it (speech first; for speech
     longer than one window, the duration-weighted mean of its segments), or no emotion and the
-    reason; for clips longer than one window, the scored speech segments as a timeline.
-    ``adapted``: the segments were answered as one voice (``same_speaker``)."""
+    reason; for clips longer than one window, the scored speech segments as a timeline;
+    ``adapted``: whether they were answered as one voice (``same_speaker``)."""
     p = served.predictor
     sr = p.sample_rate
     r = p.prediction(served.name, a)
@@ -116,7 +115,7 @@ def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: floa
         "window_s": p.spec.clip_seconds,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         "vad": a.vad,
-        "adapted": adapted,
+        "adapted": a.adapted,
         "timeline": segments,
     }
 
