@@ -252,6 +252,7 @@ class BatchSummary:
     failed: int
     duplicates: int     # repeated input paths, scored once
     voices: list[int] = field(default_factory=list)   # same_speaker: stretches of speech of each group scored
+    groups: int = 0     # same_speaker: voices the files are, scored now or before
 
     def line(self) -> str:
         parts = [f"{self.scored} scored", f"{self.failed} failed"]
@@ -341,7 +342,7 @@ def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: 
                         voices.append(sum(heard))
                         yield [r for r in rows if file_key(r.file) not in writer.done]
                 scored, failed = write_batches(answered(), writer, len(files), skipped, "writing", False, on_batch)
-            return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates, voices)
+            return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates, voices, len(groups))
         loader = DataLoader(DecodeDataset(todo, predictor.sample_rate), batch_sampler=budget_batches(todo, batch_size),
                             num_workers=workers, collate_fn=_as_list)
         batches = (predictor.predict_decoded(items, batch_size) for items in (loader if todo else []))

@@ -115,9 +115,9 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-#: ``serkit predict --same-speaker --speakers``: all the files are one voice, each folder's, or each
-#: speaker's of a manifest CSV (serkit.batch.speaker_groups).
-SPEAKER_GROUPS = ("one", "folder", "manifest")
+#: ``serkit predict --same-speaker --speakers``: all the files are one voice, each folder's, each
+#: speaker's of a manifest CSV, or each voice a speaker model tells apart (serkit.inputs.speaker_groups).
+SPEAKER_GROUPS = ("one", "folder", "manifest", "voice")
 
 #: Help sections of ``serkit predict`` (the CLI adds its run-only options to them).
 BATCH_JOBS = "batch jobs (PATH may also be a manifest CSV with a File/path column)"
@@ -135,7 +135,8 @@ class PredictSettings:
                                  "the answers to it (the default model; helps from about 8 clips or segments, "
                                  "whatever their mix of emotions)")
     speakers: str = setting("one", "with --same-speaker, which files are one voice: all of them (one), each "
-                            "folder's, or each speaker's of the manifest CSV named (its speaker column)",
+                            "folder's, each speaker's of the manifest CSV named (its speaker column), or each voice a "
+                            "speaker model tells apart (voice: for files of several unknown voices)",
                             choices=SPEAKER_GROUPS)
     runtime: str = setting("auto", "torch (a bundle) or onnx (a folder from serkit export --onnx); auto: by "
                            "the folder", choices=("auto", "torch", "onnx"))

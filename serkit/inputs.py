@@ -38,9 +38,10 @@ def manifest_paths(manifest: str | os.PathLike) -> list[str]:
 
 def speaker_groups(files: Sequence[str], by: str = "one", inputs: Sequence[str | os.PathLike] = ()) -> list[list[int]]:
     """The indices of ``files`` in groups that are each one voice (``--same-speaker --speakers``),
-    in order of first appearance: all of them (``one``), each folder's (``folder``), or each speaker's of the
+    in order of first appearance: all of them (``one``), each folder's (``folder``), each speaker's of the
     manifest CSVs among ``inputs`` (``manifest``: their speaker column, with the corpus column
-    ``Dataset`` when there is one, so that speaker 03 of two corpora are two voices). ValueError
+    ``Dataset`` when there is one, so that speaker 03 of two corpora are two voices), or each voice
+    a speaker-embedding model tells apart (``voice``: :mod:`serkit.voices`, every file read once). ValueError
     for a file no manifest names, or a manifest without a speaker column."""
     if by == "one":
         return [list(range(len(files)))] if len(files) else []
@@ -55,8 +56,12 @@ def speaker_groups(files: Sequence[str], by: str = "one", inputs: Sequence[str |
             if file_key(f) not in named:
                 raise ValueError(f"--speakers manifest: {f} is in no manifest given; its speaker is unknown")
             key[f] = named[file_key(f)]
+    elif by == "voice":
+        from serkit.audio import decode_item
+        from serkit.voices import group_files
+        return group_files(files, lambda f: decode_item(f)[1])
     else:
-        raise ValueError(f"--speakers {by!r}: use one, folder or manifest")
+        raise ValueError(f"--speakers {by!r}: use one, folder, manifest or voice")
     groups: dict[str, list[int]] = {}
     for i, f in enumerate(files):
         groups.setdefault(key[f], []).append(i)

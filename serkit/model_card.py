@@ -165,5 +165,6 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
                                 f"{info.get('layers', 1) - 1}, {info.get('precision', '?')} ONNX"
                                 + (" (OpenAI's weights, MIT licence)" if "whisper" in str(info.get("source")) else "")))
     if c.get("licence"):
-        rows.append(("licence", c["licence"] + " Speech detection: Silero VAD (MIT licence)."))
+        rows.append(("licence", c["licence"] + " Speech detection: Silero VAD (MIT licence). Telling voices apart "
+                     "(--speakers voice): Resemblyzer's voice encoder (Apache 2.0)."))
     return f"Model card: {folder}", rows

@@ -27,6 +27,8 @@ EXAMPLES = """examples:
   serkit predict recordings/ -o preds.jsonl   a resumable batch job (rows written as it goes)
   serkit predict --same-speaker --speakers folder speakers/
                                               each folder one voice: answers adapted to it
+  serkit predict --same-speaker --speakers voice clips/
+                                              clips of unknown voices: grouped by voice, then adapted
   serkit serve                                the web page and JSON API on http://127.0.0.1:5000/
   serkit info                                 the model card: data, held-out speakers, metrics
 

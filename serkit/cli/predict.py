@@ -76,7 +76,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from serkit.inputs import speaker_groups
         from serkit.speaker import units_heard
         results = [None] * len(files)
-        for group in speaker_groups(files, s.speakers, args.paths):
+        groups = speaker_groups(files, s.speakers, args.paths)
+        note_found(s, len(files), len(groups))
+        for group in groups:
             heard: list[int] = []
             answers = predictor.predict_same_speaker([files[i] for i in group], s.batch_size,
                                                      on_clip=lambda a: heard.append(units_heard(a)))
@@ -119,6 +121,13 @@ def note_voices(heard: list[int]) -> None:
         common.err_console.print(f"note: --same-speaker: {note}", highlight=False, markup=False, soft_wrap=True)
 
 
+def note_found(s: PredictSettings, files: int, groups: int) -> None:
+    """--speakers voice: say how many voices the speaker model told apart (the groups adapted)."""
+    if s.same_speaker and s.speakers == "voice":
+        common.err_console.print(f"note: --speakers voice: {files} file(s) heard as {groups} voice(s)",
+                                 highlight=False, markup=False, soft_wrap=True)
+
+
 def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
     """Flags that only make sense together: refuse, saying why, rather than ignore one."""
     if not args.timeline:
@@ -155,6 +164,7 @@ def predict_batch(args: argparse.Namespace, s: PredictSettings, predictor, files
                             resume=args.resume, progress=s.progress, force=args.force, inputs=args.paths,
                             same_speaker=s.same_speaker, speakers=s.speakers)
     common.err_console.print(summary.line(), highlight=False, markup=False, soft_wrap=True)
+    note_found(s, summary.total, summary.groups)
     note_voices(summary.voices)
     return 1 if summary.failed else 0
 

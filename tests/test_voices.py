@@ -1,0 +1,113 @@
+"""Voices told apart by the shipped speaker model (serkit.voices, --speakers voice)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from serkit import voices
+from serkit.inputs import speaker_groups
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+
+
+def test_mel_front_end_is_librosas():
+    librosa = pytest.importorskip("librosa")
+    wave = np.random.default_rng(0).standard_normal(37_017).astype(np.float32) * 0.1
+    want = librosa.feature.melspectrogram(y=wave, sr=16000, n_fft=400, hop_length=160, n_mels=40).T
+    got = voices.mel_power(wave)
+    assert got.shape == want.shape == (232, 40)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * want.max())
+
+
+def test_partials_cover_the_clip_as_resemblyzer_cuts_it():
+    assert voices.partials(8000) == [slice(0, 160)]                 # shorter than a partial: one, padded
+    step = 77                                                        # 1 / 1.3 s in 10 ms frames
+    three = voices.partials(48000)                                   # 3 s: 301 frames
+    assert [p.start for p in three] == [0, step, 2 * step]
+    assert all(p.stop - p.start == 160 for p in three)
+    # the last partial is kept only when 75 % of it is clip
+    for n in (30000, 40000, 48000, 64000):
+        last = voices.partials(n)[-1]
+        assert len(voices.partials(n)) == 1 or (n - last.start * 160) / (160 * 160) >= 0.75
+
+
+def test_embeddings_are_unit_length_and_do_not_depend_on_a_quiet_clips_level():
+    rng = np.random.default_rng(1)
+    t = np.arange(40_000) / 16000
+    wave = (np.sin(2 * np.pi * 140 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(len(t)))
+    quiet = (0.003 * wave).astype(np.float32)                       # about -57 dBFS
+    e = voices.embed(quiet)
+    assert e.shape == (256,) and abs(np.linalg.norm(e) - 1) < 1e-5
+    np.testing.assert_allclose(voices.embed(quiet * 3), e, atol=1e-4)   # both raised to -30 dBFS
+    with pytest.raises(ValueError, match="empty"):
+        voices.embed(np.zeros(0, np.float32))
+
+
+def test_cluster_numbers_voices_by_first_appearance_and_cuts_at_the_threshold():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal(256), rng.standard_normal(256)
+    rows = [v + 0.05 * rng.standard_normal(256) for v in (b, a, b, a, a)]
+    e = np.stack([r / np.linalg.norm(r) for r in rows])
+    assert voices.cluster(e).tolist() == [0, 1, 0, 1, 1]
+    assert voices.voice_groups(e) == [[0, 2], [1, 3, 4]]
+    assert voices.cluster(e, threshold=1.5).tolist() == [0] * 5      # everything merges
+    assert voices.cluster(e[:1]).tolist() == [0] and voices.voice_groups(e[:0]) == []
+
+
+def test_a_file_that_cannot_be_read_is_a_voice_of_its_own():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(16000).astype(np.float32) * 0.1
+    waves = {"x": a, "bad": None, "y": a * 0.5, "empty": np.zeros(0, np.float32)}
+    assert voices.group_files(list(waves), waves.get) == [[0, 2], [1], [3]]
+
+
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent")
+
+
+@pytest.mark.shared
+@needs_shared
+def test_two_actors_are_two_voices_whatever_their_emotions(tmp_path):
+    """RAVDESS actors 1 (male) and 2 (female), 8 clips each in all 8 of their emotions, mixed
+    together: --speakers voice groups them by actor (and a corrupt file stands alone)."""
+    files = []
+    for emotion in range(1, 9):
+        for actor in (1, 2):
+            files.append(str(SHARED / "ravdess" / f"Actor_{actor:02d}" / f"03-01-{emotion:02d}-01-02-01-{actor:02d}.wav"))
+    assert all(Path(f).is_file() for f in files)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not audio")
+    groups = speaker_groups(files + [str(bad)], "voice")
+    actor = [f[-6:-4] for f in files]
+    assert sorted(sorted({actor[i] for i in g}) for g in groups[:-1]) == [["01"], ["02"]]
+    assert groups[-1] == [len(files)]
+
+
+@pytest.mark.shared
+@needs_shared
+def test_cli_adapts_each_voice_it_finds(tmp_path, capsys):
+    """serkit predict --same-speaker --speakers voice on two actors' clips in one folder: the batch
+    job writes every file, adapted, and equals adapting each actor's files on their own."""
+    from serkit.cli import main
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for actor in (1, 2):
+        for emotion in range(1, 9):
+            name = f"03-01-{emotion:02d}-01-01-01-{actor:02d}.wav"
+            wave, rate = sf.read(SHARED / "ravdess" / f"Actor_{actor:02d}" / name, dtype="float32")
+            sf.write(folder / name, wave, rate)
+    out = tmp_path / "voices.csv"
+    assert main(["predict", str(folder), "--same-speaker", "--speakers", "voice", "--output", str(out)]) == 0
+    rows = {Path(r["file"]).name: r for r in csv.DictReader(out.open())}
+    assert len(rows) == 16
+    for actor in (1, 2):
+        own = tmp_path / f"own{actor}.csv"
+        names = sorted(folder.glob(f"*-{actor:02d}.wav"))
+        assert main(["predict", *map(str, names), "--same-speaker", "--output", str(own)]) == 0
+        for r in csv.DictReader(own.open()):
+            assert rows[Path(r["file"]).name]["emotion"] == r["emotion"]
+            assert rows[Path(r["file"]).name]["confidence"] == r["confidence"]
