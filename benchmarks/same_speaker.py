@@ -1,7 +1,7 @@
 """Same-speaker adaptation as users get it: `serkit predict --same-speaker` on held-out speakers.
 
     python benchmarks/same_speaker.py [--model default|BUNDLE] [--run runs/default] [--n 12]
-                                      [--shares 0.3,0.6,0.9,1.0] [--timeline | --upload] [--mixed]
+                                      [--shares 0.3,0.6,0.9,1.0] [--timeline | --upload] [--mixed] [--call]
 
 On the held-out test speakers of the model's training split (``RUN/split.csv``), the judged clips
 (ASED on sentences 01-02) of each speaker are drawn into batches of ``--n`` clips, ``share`` of
@@ -16,7 +16,12 @@ low noise (-60 dBFS) between them, scored by ``predict_timeline`` (silero segmen
 timeline form). ``--upload`` joins them the same way and answers them as the web API answers an
 upload with and without ``same_speaker`` (the scorer's units; ``Predictor.analyse_one_voice``).
 ``--mixed`` draws each batch from all the test speakers of one corpus instead: what adapting does
-to clips wrongly said to be one voice.
+to clips wrongly said to be one voice. ``--call`` makes each recording a conversation of two test
+speakers of one corpus (``--n`` / 2 clips of each, drawn as above, taking turns; at most 6 pairs
+of a corpus's speakers) and answers it three ways: plain, as one voice (``same_speaker``,
+wrongly), and as the voices told apart (``speakers="voice"``: ``serkit predict --timeline
+--same-speaker --speakers voice``); it also prints how the segments' voices match the speakers
+(adjusted Rand index, purity).
 """
 from __future__ import annotations
 
@@ -66,11 +71,13 @@ def calibration_line(labels: list[str], kept: list) -> str:
             f"{probs.max(1).mean():.3f}  uncertain {flag.mean():.1%} (accuracy {acc(flag)}, others {acc(~flag)})")
 
 
-def timeline_answers(model, batch: list, rng: np.random.Generator, upload: bool = False) -> tuple[list, list]:
+def timeline_answers(model, batch: list, rng: np.random.Generator, upload: bool = False,
+                     voices: bool = False) -> tuple[list, ...]:
     """The batch's clips as one recording: each clip's answer (emotion, probabilities, uncertain)
     from the segment overlapping it most, clip by clip and as one voice (None where no segment
     overlaps it); segments of the timeline, or with ``upload`` the scorer's units as the web API
-    answers an upload (``same_speaker``)."""
+    answers an upload (``same_speaker``). ``voices``: a third list, the timeline's voices told
+    apart (``speakers="voice"``; its answers carry the segment's ``voice``)."""
     from serkit.audio import load_audio
 
     sr = model.sample_rate
@@ -83,8 +90,11 @@ def timeline_answers(model, batch: list, rng: np.random.Generator, upload: bool 
         t += sr + len(wave)
     recording = np.concatenate(pieces + [(rng.standard_normal(sr) * 1e-3).astype(np.float32)])
     out = []
-    for same in (False, True):
-        if upload:        # the web API's path: the scorer's units of the whole upload
+    for same in (False, True) + (("voice",) if voices else ()):
+        if same == "voice":
+            found = [(g.start, g.end, g) for g in
+                     model.predict_timeline(recording, same_speaker=True, speakers="voice").segments]
+        elif upload:        # the web API's path: the scorer's units of the whole upload
             a = model.analyse_one_voice(recording) if same else model.analyse([recording])[0]
             found = [(s / sr, e / sr, SimpleNamespace(emotion=model.labels[int(np.argmax(q))],
                                                        probabilities=dict(zip(model.labels, q.tolist())),
@@ -97,7 +107,7 @@ def timeline_answers(model, batch: list, rng: np.random.Generator, upload: bool 
             overlap = [max(0, min(b, end * sr) - max(a, start * sr)) for start, end, _ in found]
             answers.append(found[int(np.argmax(overlap))][2] if overlap and max(overlap) > 0 else None)
         out.append(answers)
-    return out[0], out[1]
+    return tuple(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
                     "corpus (what --same-speaker does to clips that are NOT one voice)")
     ap.add_argument("--upload", action="store_true", help="each batch as one recording, answered as the web API "
                     "answers an upload (Predictor.analyse_one_voice)")
+    ap.add_argument("--call", action="store_true", help="each recording two test speakers of one corpus taking "
+                    "turns, answered plain, as one voice and as the voices told apart (speakers='voice')")
     args = ap.parse_args(argv)
+    if args.call:
+        return calls(args)
     split = Path(args.run) / "split.csv"
     if not split.is_file():
         sys.exit(f"no {split}: train the model first (make default-model writes runs/default)")
@@ -154,6 +168,41 @@ def main(argv: list[str] | None = None) -> int:
         for name, kept in (("plain", kept_plain), ("adapted", kept_adapted)):
             if kept:
                 print(f"  {name:8s}" + calibration_line(model.labels, kept), flush=True)
+    return 0
+
+
+def calls(args) -> int:
+    """``--call``: conversations of two test speakers, plain / one voice / voices told apart."""
+    from itertools import combinations
+
+    from sklearn.metrics import adjusted_rand_score
+
+    model = load_model(args.model)
+    test = [u for u in read_manifest(Path(args.run) / "split.csv") if u.split == "test" and not words_give_label(u)]
+    print(f"{args.model}: conversations of two test speakers of one corpus, {args.n // 2} clips each, taking turns")
+    for share in (float(s) for s in args.shares.split(",")):
+        rng, t = np.random.default_rng(0), time.time()
+        truth, answers, ari, pure = [], ([], [], []), [], []
+        for c in sorted({u.corpus for u in test}):
+            people = sorted({u.speaker for u in test if u.corpus == c})
+            pairs = list(combinations(people, 2))
+            for a, b in [pairs[i] for i in sorted(rng.choice(len(pairs), min(6, len(pairs)), replace=False))]:
+                drawn = [batches([u for u in test if u.corpus == c and u.speaker == p], args.n // 2, share, rng)
+                         for p in (a, b)]
+                for x, y in zip(*drawn):
+                    call = [u for pair in zip(x, y) for u in pair]
+                    got = timeline_answers(model, call, rng, voices=True)
+                    keep = [i for i in range(len(call)) if all(g[i] is not None and g[i].emotion for g in got)]
+                    truth += [call[i].emotion for i in keep]
+                    for k, g in enumerate(got):
+                        answers[k].extend(g[i].emotion for i in keep)
+                    who, heard = [call[i].speaker for i in keep], [got[2][i].voice for i in keep]
+                    ari.append(adjusted_rand_score(who, heard))
+                    pure.append(sum(max(sum(1 for w, h in zip(who, heard) if h == v and w == s) for s in set(who))
+                                    for v in set(heard)) / max(len(keep), 1))
+        print(f"share {share:.0%}: {len(truth)} clip answers  plain {uar(truth, answers[0]):.3f}  one voice "
+              f"{uar(truth, answers[1]):.3f}  voices told apart {uar(truth, answers[2]):.3f}  (voices: ARI "
+              f"{np.mean(ari):.3f}, purity {np.mean(pure):.3f}; {time.time() - t:.0f} s)", flush=True)
     return 0
 
 

@@ -136,7 +136,8 @@ class PredictSettings:
                                  "whatever their mix of emotions)")
     speakers: str = setting("one", "with --same-speaker, which files are one voice: all of them (one), each "
                             "folder's, each speaker's of the manifest CSV named (its speaker column), or each voice a "
-                            "speaker model tells apart (voice: for files of several unknown voices)",
+                            "speaker model tells apart (voice: files of several unknown voices; with --timeline, the "
+                            "voices of each recording, as in a call)",
                             choices=SPEAKER_GROUPS)
     runtime: str = setting("auto", "torch (a bundle) or onnx (a folder from serkit export --onnx); auto: by "
                            "the folder", choices=("auto", "torch", "onnx"))

@@ -56,6 +56,7 @@ class Segment:
     probabilities: dict[str, float]
     windows: int                      # model windows averaged for this segment
     uncertain: bool = False           # flagged as the scorer flags a clip (serkit.scorer.uncertain)
+    voice: int | None = None          # speakers="voice": which voice the segment is (0, 1, … by first appearance)
 
 
 @dataclass
@@ -70,23 +71,32 @@ class Timeline:
     frame_s: float = FRAME / 16000
     speech_prob: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
     reason: str | None = None         # why nothing was scored (a recording too short or silent)
+    voices: bool = False              # segments carry the voice they were told apart as (speakers="voice")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, in :mod:`serkit.display`'s convention (probabilities 4 decimals, seconds 3);
         ``reason`` says why nothing was scored (None when segments were looked for)."""
         return {"file": self.file, "duration_s": display.seconds(self.duration_s), "vad": self.vad,
                 "labels": self.labels,
-                "segments": [{**asdict(s), "confidence": display.prob(s.confidence),
+                "segments": [{**self._fields(s), "confidence": display.prob(s.confidence),
                               "probabilities": display.probs(s.probabilities)}
                              for s in self.segments], "reason": self.reason}
 
+    def _fields(self, s: Segment) -> dict[str, Any]:
+        d = asdict(s)
+        if not self.voices:
+            del d["voice"]
+        return d
+
     def csv_rows(self) -> list[list[Any]]:
         return [[self.file, f"{s.start:.3f}", f"{s.end:.3f}", s.emotion, f"{s.confidence:.4f}",
-                 "yes" if s.uncertain else "no", *[f"{s.probabilities[l]:.4f}" for l in self.labels], s.windows]
+                 "yes" if s.uncertain else "no", *([s.voice] if self.voices else []),
+                 *[f"{s.probabilities[l]:.4f}" for l in self.labels], s.windows]
                 for s in self.segments]
 
     def csv_header(self) -> list[str]:
-        return ["file", "start", "end", "emotion", "confidence", "uncertain", *self.labels, "windows"]
+        return ["file", "start", "end", "emotion", "confidence", "uncertain", *(["voice"] if self.voices else []),
+                *self.labels, "windows"]
 
     def plot(self, path: str | os.PathLike) -> Path:
         """A PNG: each emotion's probability per segment over time, and the speech score below."""
@@ -178,14 +188,24 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
                      threshold: float = 0.5, min_speech_ms: float = 250, min_silence_ms: float = 300,
                      speech_pad_ms: float = 100, max_segment_s: float = 10.0, segment_s: float | None = None,
                      batch_size: int = 32, block_seconds: float = 20.0, progress: bool = False,
-                     same_speaker: bool = False) -> Timeline:
+                     same_speaker: bool = False, speakers: str = "one") -> Timeline:
     """The emotion timeline of a recording (a path, or a 1-D waveform at the model's rate).
 
     Memory stays bounded by the block size, the model's batch and one score per 32 ms frame
     (450 KB per hour), whatever the length of the recording. ``same_speaker``: the recording is
     one voice; its segments' answers adapt to it as
     :meth:`~serkit.inference.Predictor.predict_same_speaker` adapts clips (:mod:`serkit.speaker`).
+    ``speakers="voice"`` (with ``same_speaker``): the recording may hold several voices (a call);
+    each segment's voice is embedded (:mod:`serkit.voices`, from its windows), the segments are
+    clustered into voices (``Segment.voice``) and each voice's segments adapt to it.
     """
+    if speakers not in ("one", "voice"):
+        raise ValueError(f"speakers {speakers!r}: a timeline is one voice (one) or the voices told apart (voice)")
+    if speakers == "voice" and not same_speaker:
+        raise ValueError("speakers='voice' tells the voices apart to adapt to each: add same_speaker")
+    if speakers == "voice":
+        from serkit.voices import clustering
+        clustering()
     if same_speaker:
         predictor.check_can_adapt()
     sr = predictor.sample_rate
@@ -213,24 +233,33 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
                                       int(MIN_SECONDS * sr))
         segments = [(s, e) for s, e in segments if e > s]
         # pass 2: score each segment's windows
-        sums, counts, voice = _score_segments(predictor, _Counted(stream, bar, "emotion (s)"), segments,
-                                              batch_size, same_speaker)
+        sums, counts, voice, heard = _score_segments(predictor, _Counted(stream, bar, "emotion (s)"), segments,
+                                                     batch_size, same_speaker, speakers == "voice")
     labels = predictor.labels
     logits = sums / np.maximum(counts, 1)[:, None]
-    if voice is not None and len(segments) > 1:
+    who = np.zeros(len(segments), np.int64)
+    if heard is not None and len(segments):
+        from serkit.voices import cluster
+        who = cluster(heard / np.maximum(np.linalg.norm(heard, axis=1, keepdims=True), 1e-8))
+    if voice is not None:
         from serkit.speaker import adapt
-        logits = adapt(logits, voice / np.maximum(counts, 1)[:, None], predictor.runtime.head.speaker.table)
+        for v in np.unique(who):
+            g = np.flatnonzero(who == v)
+            if len(g) > 1:        # as for clips: one stretch of speech alone is answered as it is
+                logits[g] = adapt(logits[g], voice[g] / np.maximum(counts[g], 1)[:, None],
+                                  predictor.runtime.head.speaker.table)
     probs = predictor.scorer.calibrate(logits) if len(segments) else sums
     out = []
-    for (s, e), mean, n in zip(segments, probs, counts):
+    for (s, e), mean, n, w in zip(segments, probs, counts, who):
         best = int(np.argmax(mean))
         out.append(Segment(start=round(s / sr, 3), end=round(e / sr, 3), emotion=labels[best],
                            confidence=round(float(mean[best]), 6),
                            probabilities={l: round(float(v), 6) for l, v in zip(labels, mean)}, windows=int(n),
-                           uncertain=predictor.scorer.is_uncertain(mean)))
+                           uncertain=predictor.scorer.is_uncertain(mean),
+                           voice=int(w) if heard is not None else None))
     return Timeline(file=stream.name, duration_s=n_samples / sr, labels=labels,
                     vad=detector.name if detector else "none", segments=out, frame_s=FRAME / sr,
-                    speech_prob=speech.astype(np.float32), reason=reason)
+                    speech_prob=speech.astype(np.float32), reason=reason, voices=heard is not None)
 
 
 class _Counted:
@@ -257,11 +286,13 @@ class _Counted:
         return too_little(self.samples, self.squares / max(self.samples, 1), sample_rate, "recording")
 
 
-def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple[int, int]],
-                    batch_size: int, speaker: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple[int, int]], batch_size: int,
+                    speaker: bool = False, voices: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                                                          np.ndarray | None]:
     """Sum of window logits and window count per segment (the scorer's aggregation: their mean),
-    and with ``speaker`` the sum of the speaker head's window logits (else None), streaming the
-    audio once and holding only the samples that pending windows still need."""
+    with ``speaker`` the sum of the speaker head's window logits (else None), and with ``voices``
+    the sum of the windows' voice embeddings (:func:`serkit.voices.embed`; else None), streaming
+    the audio once and holding only the samples that pending windows still need."""
     from serkit.speaker import SpeakerLogits
     scorer = predictor.scorer
     if speaker:                      # the model's logits, and its speaker head's from the same pass
@@ -273,6 +304,7 @@ def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple
     sums = np.zeros((len(segments), len(predictor.labels)), np.float64)
     counts = np.zeros(len(segments), np.int64)
     voice = np.zeros_like(sums) if speaker else None
+    heard = np.zeros((len(segments), 256), np.float64) if voices else None
     batch: list[tuple[int, np.ndarray]] = []
 
     def flush() -> None:
@@ -284,9 +316,12 @@ def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple
             rows[i, :len(w)] = w
             lengths[i] = len(w)
         logits = scorer.window_logits(rows, lengths, batch_size)
-        for (k, _), p in zip(batch, logits):
+        for (k, w), p in zip(batch, logits):
             sums[k] += p
             counts[k] += 1
+            if heard is not None:
+                from serkit.voices import embed
+                heard[k] += embed(w)
         if voice is not None:
             for (k, _), u in zip(batch, np.concatenate(both.rows)):
                 voice[k] += u
@@ -308,4 +343,4 @@ def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple
             buf = buf[keep_from - buf_start:]
             buf_start = keep_from
     flush()
-    return sums, counts, voice
+    return sums, counts, voice, heard

@@ -11,7 +11,7 @@ package; the mel front-end is numpy (librosa's ``melspectrogram`` defaults, as R
 computes it). As Resemblyzer does, a quiet clip is raised to -30 dBFS first.
 
 Clips are grouped by average-linkage agglomerative clustering on the embeddings' cosine
-distance (scipy), cut at :data:`THRESHOLD`: a distance chosen on the training speakers of
+distance (SciPy: the ``voices`` extra, or ``eval``), cut at :data:`THRESHOLD`: a distance chosen on the training speakers of
 serkit's shipped split (``benchmarks/speaker_groups.py --choose-threshold``), not on the
 speakers it is judged on. Emotional speech moves a voice's embedding (an angry and a sad clip
 of one actor are further apart than two neutral ones), so the groups are voices only roughly;
@@ -97,6 +97,17 @@ def embed_all(waves: Iterable[np.ndarray]) -> np.ndarray:
     return np.stack(rows) if rows else np.zeros((0, 256), np.float32)
 
 
+def clustering():
+    """SciPy's ``fcluster`` and ``linkage``, or ValueError saying how to install them (checked
+    before any file is read, so a long job does not fail at its end)."""
+    try:
+        from scipy.cluster.hierarchy import fcluster, linkage
+    except ImportError:
+        raise ValueError("telling voices apart (--speakers voice) needs SciPy: pip install 'serkit[voices]' "
+                         "(serkit[eval] has it too)") from None
+    return fcluster, linkage
+
+
 def cluster(embeddings: np.ndarray, threshold: float | None = None) -> np.ndarray:
     """A voice label per row of ``embeddings``, numbered in order of first appearance: average
     linkage on cosine distance, merged up to ``threshold`` (None: :data:`THRESHOLD` as it is
@@ -104,7 +115,7 @@ def cluster(embeddings: np.ndarray, threshold: float | None = None) -> np.ndarra
     n = len(embeddings)
     if n < 2:
         return np.zeros(n, np.int64)
-    from scipy.cluster.hierarchy import fcluster, linkage
+    fcluster, linkage = clustering()
 
     raw = fcluster(linkage(np.asarray(embeddings, np.float64), method="average", metric="cosine"),
                    t=THRESHOLD if threshold is None else threshold, criterion="distance")
@@ -127,6 +138,7 @@ def group_files(files: Sequence[str], read: Callable[[str], np.ndarray | None],
     """The indices of ``files`` grouped by voice (:func:`voice_groups`), each file read by
     ``read(file) -> 16 kHz wave`` in turn; a file ``read`` cannot give (None) or that is
     empty is a voice of its own, so that scoring reports its error where it always does."""
+    clustering()
     rows, heard = [], []
     for i, f in enumerate(files):
         wave = read(f)

@@ -423,6 +423,23 @@ def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(adap
     want = calibrate(adapt(plain_logp, np.array(u), rt.head.speaker.table), model.temperature)
     np.testing.assert_allclose([[g.probabilities[label] for label in model.labels] for g in tl.segments], want,
                                atol=1e-4)
+    # voices told apart (speakers="voice"): one voice when everything merges, the plain answers when
+    # nothing does (a stretch alone is not adapted); each segment says its voice, in every format
+    import serkit.voices as voices
+    probs = lambda t: [[g.probabilities[label] for label in model.labels] for g in t.segments]   # noqa: E731
+    for threshold, same in ((2.0, tl), (-1.0, alone)):
+        voices.THRESHOLD, kept = threshold, voices.THRESHOLD
+        try:
+            told = model.predict_timeline(recording, vad="energy", same_speaker=True, speakers="voice")
+        finally:
+            voices.THRESHOLD = kept
+        np.testing.assert_allclose(probs(told), probs(same), atol=1e-6)
+        assert told.voices and [g.voice for g in told.segments] == (
+            [0] * len(spans) if threshold > 1 else list(range(len(spans))))
+        assert "voice" in told.csv_header() and all("voice" in g for g in told.to_dict()["segments"])
+    assert "voice" not in tl.csv_header() and not any("voice" in g for g in tl.to_dict()["segments"])
+    with pytest.raises(ValueError, match="add same_speaker"):
+        model.predict_timeline(recording, vad="energy", speakers="voice")
     # a recording and a clip given as one voice: every stretch of speech of either is one observation
     # of the voice and is answered adapted; the recording's answer is its stretches' duration-weighted mean
     both = [recording, load_audio(paths[0], sr)]
@@ -614,7 +631,7 @@ def test_a_batch_job_adapts_each_folder_to_its_own_voice_and_resumes_a_group_who
     assert cli.main(["predict", "--model", str(soft), "--speakers", "folder", *map(str, folders)]) == 2
     assert cli.main(["predict", "--model", str(soft), "--same-speaker", "--speakers", "folder", "--timeline",
                      str(folders[0])]) == 2
-    assert "--timeline each recording is one voice" in " ".join(capsys.readouterr().err.split())
+    assert "with --timeline each recording is one voice, or --speakers voice" in " ".join(capsys.readouterr().err.split())
 
 
 def test_evaluate_answers_each_speaker_as_one_voice(adaptable, tmp_path, capsys):

@@ -111,3 +111,48 @@ def test_cli_adapts_each_voice_it_finds(tmp_path, capsys):
         for r in csv.DictReader(own.open()):
             assert rows[Path(r["file"]).name]["emotion"] == r["emotion"]
             assert rows[Path(r["file"]).name]["confidence"] == r["confidence"]
+
+
+@pytest.mark.shared
+@needs_shared
+def test_a_call_of_two_actors_is_told_apart_segment_by_segment(tmp_path, capsys):
+    """A recording of RAVDESS actors 1 and 2 taking turns in six emotions: serkit predict --timeline
+    --same-speaker --speakers voice gives each segment a voice, and no voice holds both actors."""
+    from serkit.audio import load_audio
+    from serkit.cli import main
+    from serkit.inference import load_model
+
+    pieces, turns = [], []
+    for emotion in ("01", "03", "04", "05", "06", "07"):
+        for actor in ("01", "02"):
+            intensity = "01" if emotion == "01" else "02"
+            pieces += [load_audio(SHARED / "ravdess" / f"Actor_{actor}" / f"03-01-{emotion}-{intensity}-01-01-{actor}.wav"),
+                       np.full(8000, 1e-4, np.float32)]
+            turns.append(actor)
+    call = tmp_path / "call.wav"
+    sf.write(call, np.concatenate(pieces), 16000)
+    tl = load_model("default").predict_timeline(str(call), same_speaker=True, speakers="voice")
+    assert len(tl.segments) == len(turns) and tl.voices
+    by_voice = {}
+    for g, actor in zip(tl.segments, turns):
+        by_voice.setdefault(g.voice, set()).add(actor)
+    assert len(by_voice) >= 2 and all(len(actors) == 1 for actors in by_voice.values())
+    assert main(["predict", "--timeline", str(call), "--same-speaker", "--speakers", "voice"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(by_voice)} voice(s) told apart, each adapted to" in " ".join(out.split()) and " voice " in out
+
+
+def test_without_scipy_it_says_what_to_install_before_reading_anything(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_scipy(name, *args, **kwargs):
+        if name.startswith("scipy"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    read = []
+    with pytest.raises(ValueError, match=r"pip install 'serkit\[voices\]'"):
+        voices.group_files(["a.wav", "b.wav"], read.append)
+    assert read == []

@@ -138,9 +138,11 @@ def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
         raise ValueError(f"--output {args.output}: a batch job appends rows as it goes (so a killed job can "
                          "--resume), which a .json array cannot do; write .jsonl (one JSON object a line) "
                          "or .csv, or print one JSON array with --format json > FILE")
-    if s.speakers != "one" and (args.timeline or not s.same_speaker):
-        raise ValueError(f"--speakers {s.speakers} says which files are one voice for --same-speaker"
-                         + (": with --timeline each recording is one voice" if args.timeline else ": add it"))
+    if s.speakers != "one" and not s.same_speaker:
+        raise ValueError(f"--speakers {s.speakers} says which files are one voice for --same-speaker: add it")
+    if s.speakers not in ("one", "voice") and args.timeline:
+        raise ValueError(f"--speakers {s.speakers} groups files; with --timeline each recording is one voice, "
+                         "or --speakers voice tells its voices apart")
     if s.same_speaker and args.output and not args.timeline and s.engine != "local":
         raise ValueError(f"--same-speaker adapts the answers of all the files together: a batch job on "
                          f"--engine {s.engine} cannot; use --engine local")
@@ -197,7 +199,8 @@ def predict_timelines(args: argparse.Namespace, s: PredictSettings, predictor, f
         try:
             tl = predictor.predict_timeline(file, vad=s.vad, max_segment_s=s.max_segment,
                                             segment_s=s.segment_seconds, batch_size=s.batch_size,
-                                            progress=s.progress, same_speaker=s.same_speaker)
+                                            progress=s.progress, same_speaker=s.same_speaker,
+                                            speakers=s.speakers)
         except AudioError as exc:
             err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
             failed += 1
@@ -223,7 +226,9 @@ def predict_timelines(args: argparse.Namespace, s: PredictSettings, predictor, f
         for tl in (t for t in timelines if t.segments):
             common.console.print(timeline_table(tl, s.same_speaker and len(tl.segments) > 1))
     if s.same_speaker:
-        note_voices([len(tl.segments) for tl in timelines])
+        note_voices([sum(g.voice == v for g in tl.segments) for tl in timelines
+                     for v in sorted({g.voice for g in tl.segments})] if s.speakers == "voice" else
+                    [len(tl.segments) for tl in timelines])
     return 1 if failed else 0
 
 
@@ -234,15 +239,17 @@ def timeline_table(tl: Timeline, adapted: bool = False) -> Table:
     from rich.table import Table
 
     n = len(tl.segments)
-    one = ", adapted to one speaker" if adapted else ""
+    one = ((f", {len({g.voice for g in tl.segments})} voice(s) told apart, each adapted to" if tl.voices else
+            ", adapted to one speaker") if adapted else "")
     table = Table(title=escape(f"{tl.file}: {tl.duration_s:.1f} s, {n} segment{'' if n == 1 else 's'} "
                                f"(vad {tl.vad}){one}"),
                   box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
-    for col in ("start s", "end s", "emotion", "confidence", "runners-up"):
+    for col in ("start s", "end s", *(["voice"] if tl.voices else []), "emotion", "confidence", "runners-up"):
         table.add_column(col, justify="left" if col in ("emotion", "runners-up") else "right")
     for seg in tl.segments:
         top = sorted(seg.probabilities.items(), key=lambda kv: -kv[1])[1:3]
-        table.add_row(f"{seg.start:.2f}", f"{seg.end:.2f}", seg.emotion + ("?" if seg.uncertain else ""),
+        table.add_row(f"{seg.start:.2f}", f"{seg.end:.2f}", *([str(seg.voice)] if tl.voices else []),
+                      seg.emotion + ("?" if seg.uncertain else ""),
                       f"{seg.confidence:.2f}", "  ".join(f"{k} {v:.2f}" for k, v in top))
     if any(seg.uncertain for seg in tl.segments):
         table.caption = UNCERTAIN_CAPTION
