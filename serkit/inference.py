@@ -28,6 +28,7 @@ from serkit.bundle import BundleError, for_inference, read_config  # noqa: F401 
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead, OnnxRuntime, TorchRuntime
 from serkit.scorer import Analysis, Scorer, softmax, window_starts  # noqa: F401  (re-exported)
 from serkit.speaker import SpeakerLogits, adapt_analyses, units_heard
+from serkit.voices import unit_voices, window_sums
 
 #: Models that ship inside the package, by the name the CLI, the API and the web page use.
 SHIPPED = {"default": "default_model", "fast": "fast_model"}
@@ -169,15 +170,17 @@ class Predictor:
 
     def analyse_same_speaker(self, waves: Iterable[np.ndarray | None], batch_size: int = 64, vad: str | None = None,
                              on_clip: Callable[[Analysis | AudioError | None], object] | None = None,
-                             ) -> list[Analysis | AudioError | None]:
+                             voices: bool = False) -> list[Analysis | AudioError | None]:
         """:meth:`analyse_each` of clips of ONE voice, answered adapted to that voice
         (:func:`serkit.speaker.adapt_analyses`: the speaker's offset estimated class by class over
         all their stretches of speech, read by the model's speaker head; the model's temperature
         applies: measured, adapted answers are better calibrated than plain ones). ``waves`` is read
         one clip at a time (a None item, a clip not decoded, stays None) and ``on_clip`` is called
         with each clip's item as it is analysed, so only the analyses are kept. BundleError for a
-        model without a speaker head."""
+        model without a speaker head. ``voices``: the stretches may be of several voices (a call),
+        told apart as a timeline tells them (:mod:`serkit.voices`), each voice adapted to itself."""
         self.check_can_adapt()
+        told: list[np.ndarray] = []                          # voices: each stretch's summed window embeddings
         both = SpeakerLogits(self.runtime)
         scorer = both.scoring(self.scorer)
         out: list[Analysis | AudioError | None] = []
@@ -189,11 +192,14 @@ class Predictor:
                 a = exc
             if units_heard(a):
                 heard.append((a, both.of_units(scorer, wave, a)))   # reads and clears the clip's rows
+                if voices:
+                    told.append(window_sums(*scorer.cut([wave[s:e] for s, e in a.segments]), len(a.segments)))
             both.rows.clear()                               # what a clip without speech or failed left
             out.append(a)
             if on_clip is not None:
                 on_clip(a)
-        adapt_analyses(heard, self.runtime.head.speaker.table, self.scorer)
+        adapt_analyses(heard, self.runtime.head.speaker.table, self.scorer,
+                       unit_voices(np.concatenate(told)) if told else None)
         return out
 
     def predict_same_speaker(self, paths: Iterable[str | os.PathLike], batch_size: int = 64,
@@ -215,11 +221,13 @@ class Predictor:
                 else Prediction(file=file, error=f"{file}: {a}") if isinstance(a, AudioError)
                 else self.prediction(file, a) for (file, error), a in zip(items, analyses)]
 
-    def analyse_one_voice(self, wave: np.ndarray, batch_size: int = 64, vad: str | None = None) -> Analysis:
+    def analyse_one_voice(self, wave: np.ndarray, batch_size: int = 64, vad: str | None = None,
+                          voices: bool = False) -> Analysis:
         """:meth:`analyse` of one recording taken as ONE voice (the web API's ``same_speaker``):
         :meth:`analyse_same_speaker` of it alone, so with two stretches of speech or more each is
-        answered adapted to that voice and the recording from them; AudioError as :meth:`analyse`."""
-        a = self.analyse_same_speaker([wave], batch_size, vad)[0]
+        answered adapted to that voice and the recording from them; AudioError as :meth:`analyse`.
+        ``voices`` (``speakers=voice``): its voices told apart, each adapted (``Analysis.voices``)."""
+        a = self.analyse_same_speaker([wave], batch_size, vad, voices=voices)[0]
         if isinstance(a, AudioError):
             raise a
         return a

@@ -129,6 +129,7 @@ class Analysis:
     reason: str | None = None
     vad: str | None = None
     adapted: bool = False     # answered adapted to one voice (serkit.speaker.adapt_analyses)
+    voices: list[int] | None = None   # each segment's voice, when told apart (speakers="voice")
 
     @property
     def speech_samples(self) -> int:

@@ -134,22 +134,36 @@ def units_heard(analysis) -> int:
     return len(analysis.segments) if getattr(analysis, "probabilities", None) is not None else 0
 
 
-def adapt_analyses(heard: list[tuple[Analysis, np.ndarray]], table: np.ndarray, scorer: Scorer) -> None:
+def adapt_analyses(heard: list[tuple[Analysis, np.ndarray]], table: np.ndarray, scorer: Scorer,
+                   voices: np.ndarray | None = None) -> None:
     """Answer analyses of ONE voice adapted to it, in place: the offset is estimated over all their
     units (stretches of speech), each unit is answered less it, and each clip from its units as
     the scorer aggregates (their probabilities weighted by their durations); ``adapted`` is set.
     ``heard``: (analysis with speech, its units' speaker logits from :meth:`SpeakerLogits.of_units`).
-    Nothing changes with fewer than two units: one stretch of speech has nothing to compare with."""
-    from serkit.scorer import clip_probabilities
+    ``voices`` (one label per unit, clip after clip; :func:`serkit.voices.unit_voices`): the units
+    are of several voices, each adapted to its own (``Analysis.voices`` says which unit is whose).
+    A voice of one unit is answered as it is: one stretch of speech has nothing to compare with."""
+    from serkit.scorer import calibrate, clip_probabilities
 
-    if sum(len(a.segments) for a, _ in heard) < 2:
+    if not heard:
         return
-    # the plain answers are read only for each unit's argmax: log-probabilities serve as logits
-    plain = np.log(np.maximum(np.concatenate([a.segment_probabilities for a, _ in heard]), 1e-30))
-    probs, heads = clip_probabilities(adapt(plain, np.concatenate([u for _, u in heard]), table),
-                                      [a.segments for a, _ in heard], scorer.temperature)
+    plain = np.concatenate([a.segment_probabilities for a, _ in heard])
+    speaker = np.concatenate([u for _, u in heard])
+    who = np.zeros(len(plain), np.int64) if voices is None else np.asarray(voices)
+    probs, done = plain.copy(), np.zeros(len(plain), bool)
+    for v in np.unique(who):
+        g = np.flatnonzero(who == v)
+        if len(g) > 1:   # the plain answers are read only for each unit's argmax: log-probabilities serve as logits
+            probs[g] = calibrate(adapt(np.log(np.maximum(plain[g], 1e-30)), speaker[g], table), scorer.temperature)
+            done[g] = True
+    if not done.any() and voices is None:
+        return
+    probs, heads = clip_probabilities(np.log(np.maximum(probs, 1e-30)), [a.segments for a, _ in heard])
     first = 0
     for (a, _), head in zip(heard, heads):
         n = len(a.segments)
-        a.segment_probabilities, a.probabilities, first = probs[first:first + n], head, first + n
-        a.uncertain, a.adapted = scorer.is_uncertain(head), True
+        a.segment_probabilities, a.probabilities = probs[first:first + n], head
+        a.uncertain, a.adapted = scorer.is_uncertain(head), bool(done[first:first + n].any())
+        if voices is not None:
+            a.voices = who[first:first + n].tolist()
+        first += n

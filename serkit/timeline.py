@@ -239,8 +239,8 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
     logits = sums / np.maximum(counts, 1)[:, None]
     who = np.zeros(len(segments), np.int64)
     if heard is not None and len(segments):
-        from serkit.voices import cluster
-        who = cluster(heard / np.maximum(np.linalg.norm(heard, axis=1, keepdims=True), 1e-8))
+        from serkit.voices import unit_voices
+        who = unit_voices(heard)
     if voice is not None:
         from serkit.speaker import adapt
         for v in np.unique(who):

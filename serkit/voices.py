@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serkit.features import mel_filterbank
+from serkit.mel import mel_filterbank
 
 VOICE_MODEL = Path(__file__).parent / "assets" / "voices" / "voice_encoder.onnx"
 SAMPLE_RATE = 16000
@@ -122,6 +122,20 @@ def cluster(embeddings: np.ndarray, threshold: float | None = None) -> np.ndarra
     _, first, inverse = np.unique(raw, return_index=True, return_inverse=True)
     order = np.argsort(np.argsort(first))            # cluster ids by first appearance
     return order[inverse].astype(np.int64)
+
+
+def window_sums(rows: np.ndarray, lengths: np.ndarray, owner: Sequence[int], n: int) -> np.ndarray:
+    """(n, 256): the sum of the voice embeddings of each unit's windows (``rows[i][:lengths[i]]``
+    belongs to unit ``owner[i]``), as a timeline sums them while it streams."""
+    sums = np.zeros((n, 256), np.float64)
+    for row, length, k in zip(rows, lengths, owner):
+        sums[k] += embed(row[:length])
+    return sums
+
+
+def unit_voices(sums: np.ndarray) -> np.ndarray:
+    """Each unit's voice (:func:`cluster`) from the sums of its windows' embeddings."""
+    return cluster(sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-8))
 
 
 def voice_groups(embeddings: np.ndarray, threshold: float | None = None) -> list[list[int]]:

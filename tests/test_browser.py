@@ -348,7 +348,8 @@ def test_one_voice_is_offered_for_a_model_that_adapts_and_answers_as_one_voice(b
                                                                               tmp_path, artifacts):
     """The shipped default can adapt to a speaker: with it chosen, "One voice" shows (hidden for
     the tiny CNN), is reached by Tab after the long-recording menu, and ticking it analyses the
-    recording again as one voice (the timeline's heading says so)."""
+    recording again as one voice (the timeline's heading says so); "Several voices" tells them
+    apart (each segment says its voice), and the two exclude each other."""
     from serkit.inference import shipped_model_path
 
     folder = tmp_path_factory.mktemp("voice")
@@ -375,6 +376,13 @@ def test_one_voice_is_offered_for_a_model_that_adapts_and_answers_as_one_voice(b
         after = read_result(page)
         assert after["model"] == "default" and after["cells"] == before["cells"]
         page.screenshot(path=str(artifacts / "desktop-one-voice.png"), full_page=True)
+        assert page.is_visible("#voices-field")      # a call: its voices told apart; "One voice" unticked
+        page.check("#several-voices")
+        sync_api.expect(page.locator("#timeline-hint")).to_contain_text("told apart", timeout=TIMEOUT_MS)
+        assert not page.is_checked("#same-speaker") and "· voice A" in page.inner_text("#segments")
+        page.check("#same-speaker")
+        sync_api.expect(page.locator("#timeline-hint")).to_contain_text("judged as one voice", timeout=TIMEOUT_MS)
+        assert not page.is_checked("#several-voices") and "voice A" not in page.inner_text("#segments")
         short = tmp_path / "short.wav"          # one stretch of speech: nothing to adapt to, and it says so
         sf.write(short, long_recording(60)[:3 * 16000], 16000)
         upload(page, short)

@@ -583,6 +583,31 @@ def test_the_web_api_answers_a_recording_as_one_voice(adaptable):
     r = post(same_speaker="maybe")
     assert r.status_code == 400 and "same_speaker 'maybe'" in r.get_json()["message"]
 
+    # speakers=voice: the voices told apart as the timeline tells them, each adapted; one scoring path
+    assert [m["can_tell_voices"] for m in client.get("/api/models").get_json()["models"]] == [True, False]
+    told = post(same_speaker="true", speakers="voice").get_json()
+    tl = model.predict_timeline(recording, vad="energy", same_speaker=True, speakers="voice")
+    assert told["voices"] == len({g.voice for g in tl.segments}) and "voices" in plain and plain["voices"] is None
+    assert [g["voice"] for g in told["timeline"]] == [g.voice for g in tl.segments]
+    np.testing.assert_allclose([as_array(g["probabilities"]) for g in told["timeline"]],
+                               [as_array(g.probabilities) for g in tl.segments], atol=2e-4)
+    assert all("voice" not in g for g in one["timeline"])
+    r = post(speakers="voice")
+    assert r.status_code == 400 and "add same_speaker=true" in r.get_json()["message"]
+    r = post(same_speaker="true", speakers="two")
+    assert r.status_code == 400 and "speakers 'two'" in r.get_json()["message"]
+    import serkit.voices as voices
+
+    def no_scipy():
+        raise ValueError("no SciPy")
+    real, voices.clustering = voices.clustering, no_scipy
+    try:
+        r = post(same_speaker="true", speakers="voice")
+        assert r.status_code == 400 and r.get_json()["error"] == "cannot_tell_voices"
+        assert [m["can_tell_voices"] for m in client.get("/api/models").get_json()["models"]] == [False, False]
+    finally:
+        voices.clustering = real
+
 
 def test_a_batch_job_adapts_each_folder_to_its_own_voice_and_resumes_a_group_whole(adaptable, tmp_path, capsys):
     """--same-speaker --speakers folder: each folder's rows are that folder's files answered as

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("serkit.version", "serkit.errors", "serkit.emotions", "serkit.config", "serkit.display", "serkit.audio",
      "serkit.vad", "serkit.manifest", "serkit.corpora", "serkit.features", "serkit.safety", "serkit.rooms",
      "serkit.models.configs", "serkit.bundle_schema", "serkit.settings", "serkit.inputs",
-     "serkit.voices"),
+     "serkit.voices", "serkit.mel"),
     ("serkit.models", "serkit.backbones"),
     ("serkit.bundle", "serkit.runtimes", "serkit.scorer", "serkit.inference", "serkit.onnx_runtime",
      "serkit.timeline", "serkit.speaker"),

@@ -20,15 +20,16 @@ from serkit.web.uploads import ApiError, decode_upload
 bp = Blueprint("api", __name__)
 
 
-def read_upload() -> tuple[str | None, str, bool, bytes]:
+def read_upload() -> tuple[str | None, str, bool | str, bytes]:
     """The requested model name, the timeline's VAD, whether the audio is one voice
-    (``same_speaker``) and the audio bytes: multipart field ``file`` (``model``, ``vad`` and
-    ``same_speaker`` as fields or query parameters), or the raw body."""
+    (``same_speaker``; ``"voices"`` with ``speakers=voice``: its voices told apart) and the audio
+    bytes: multipart field ``file`` (``model``, ``vad``, ``same_speaker`` and ``speakers`` as fields
+    or query parameters), or the raw body."""
     if request.mimetype == "multipart/form-data":
         try:
             upload = request.files.get("file")
             field = lambda key: request.form.get(key) or request.args.get(key)   # noqa: E731
-            name, vad, same = field("model"), field("vad"), field("same_speaker")
+            name, vad, same, who = field("model"), field("vad"), field("same_speaker"), field("speakers")
         except ValueError as exc:       # werkzeug's multipart parser on a malformed body
             raise ApiError(400, "bad_request", f"The multipart body cannot be parsed ({exc}).") from None
         except RequestEntityTooLarge:
@@ -37,23 +38,24 @@ def read_upload() -> tuple[str | None, str, bool, bytes]:
                 raise                    # the body itself is too large: the 413 handler says so
             raise ApiError(400, "bad_request", f"The multipart body has more than {request.max_form_parts} "
                            f"parts or a form field over {request.max_form_memory_size} bytes; send the audio "
-                           "in the field 'file' and at most the fields 'model', 'vad' and 'same_speaker'.") from None
-        same = check_same_speaker(name, same)    # an unknown model is a 404 even without a file
+                           "in the field 'file' and at most the fields 'model', 'vad', 'same_speaker' and 'speakers'.") from None
+        same = check_same_speaker(name, same, who)    # an unknown model is a 404 even without a file
         vad = check_vad(vad)
         if upload is None:
             raise ApiError(400, "no_file", "No audio in the request: send it in the multipart field "
                            "'file', or as the raw request body.")
         return name, vad, same, upload.read()
     name = request.args.get("model")
-    same = check_same_speaker(name, request.args.get("same_speaker"))
+    same = check_same_speaker(name, request.args.get("same_speaker"), request.args.get("speakers"))
     vad = check_vad(request.args.get("vad"))
     return name, vad, same, request.get_data(cache=False)
 
 
-def check_same_speaker(name: str | None, value: str | None) -> bool:
+def check_same_speaker(name: str | None, value: str | None, speakers: str | None = None) -> bool | str:
     """Whether the upload is to be answered as one voice: ``true``/``1``/``on`` or
     ``false``/``0``/``off``/absent; 400 for anything else, and for a model that cannot adapt (404
-    for an unknown model)."""
+    for an unknown model). ``speakers``: ``one`` (or absent) or ``voice`` (its voices told apart:
+    ``"voices"`` is returned; needs same_speaker, and SciPy on the server)."""
     served = service().model(name)
     text = (value or "").strip().lower()
     if text not in ("", "true", "1", "on", "false", "0", "off"):
@@ -62,7 +64,15 @@ def check_same_speaker(name: str | None, value: str | None) -> bool:
     if same and not served.predictor.can_adapt:
         raise ApiError(400, "cannot_adapt", f"The model {served.name!r} cannot adapt to one voice (it has no "
                        "speaker head); send the audio without same_speaker, or choose a model that can.")
-    return same
+    who = (speakers or "one").strip().lower()
+    if who not in ("one", "voice"):
+        raise ApiError(400, "bad_request", f"speakers {speakers!r}: use one or voice.")
+    if who == "voice" and not same:
+        raise ApiError(400, "bad_request", "speakers=voice tells the voices apart to adapt to each: add same_speaker=true.")
+    if who == "voice" and not served.can_tell_voices:
+        raise ApiError(400, "cannot_tell_voices", "This server cannot tell voices apart (SciPy is not installed: "
+                       "pip install 'serkit[voices]'); send the audio without speakers=voice.")
+    return "voices" if who == "voice" else same
 
 
 def check_vad(vad: str | None) -> str | None:
@@ -80,7 +90,7 @@ def predict():
     served = service().model(name)
     wave = decode_upload(data, served.predictor.sample_rate, service().limits)
     try:                                                                  # the model runs once
-        analysis = (served.predictor.analyse_one_voice(wave, vad=vad) if same
+        analysis = (served.predictor.analyse_one_voice(wave, vad=vad, voices=same == "voices") if same
                     else served.predictor.scorer.analyse([wave], vad=vad)[0])
     except AudioError as exc:   # the upload passed every check: no finite scores is the model's fault
         current_app.logger.error("model %s on an upload: %s", served.name, exc)
@@ -93,7 +103,8 @@ def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: floa
     """The response: the clip's emotion as ``serkit predict`` gives it (speech first; for speech
     longer than one window, the duration-weighted mean of its segments), or no emotion and the
     reason; for clips longer than one window, the scored speech segments as a timeline;
-    ``adapted``: whether they were answered as one voice (``same_speaker``)."""
+    ``adapted``: whether they were answered as one voice (``same_speaker``); ``voices``: how many
+    voices were told apart (``speakers=voice``; each segment then says its ``voice``), else null."""
     p = served.predictor
     sr = p.sample_rate
     r = p.prediction(served.name, a)
@@ -101,8 +112,9 @@ def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: floa
     segments = [] if not long or a.segment_probabilities is None else [
         {"start": seconds(s / sr), "end": seconds(e / sr), "emotion": p.labels[int(np.argmax(q))],
          "confidence": prob(q.max()), "uncertain": p.scorer.is_uncertain(q), "probabilities": as_dict(p.labels, q),
-         "windows": len(window_starts(e - s, p.clip_samples, p.spec.hop_samples))}
-        for (s, e), q in zip(a.segments, a.segment_probabilities)]
+         "windows": len(window_starts(e - s, p.clip_samples, p.spec.hop_samples)),
+         **({"voice": a.voices[k]} if a.voices is not None else {})}
+        for k, ((s, e), q) in enumerate(zip(a.segments, a.segment_probabilities))]
     return {
         "emotion": r.emotion,
         "confidence": None if r.confidence is None else prob(r.confidence),
@@ -116,6 +128,7 @@ def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: floa
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         "vad": a.vad,
         "adapted": a.adapted,
+        "voices": None if a.voices is None else len(set(a.voices)),
         "timeline": segments,
     }
 

@@ -10,7 +10,8 @@ ERROR_CODES = {
     "400": "Undecodable audio: an audio signature but corrupt or truncated data (a header only, or "
            "fewer samples than the header states), an empty upload, no `file` field, an unsupported "
            "sample rate or channel count; or a malformed multipart body (broken framing, more parts "
-           "than the form parser takes); or same_speaker for a model that cannot adapt (cannot_adapt).",
+           "than the form parser takes); or same_speaker for a model that cannot adapt (cannot_adapt); or "
+           "speakers=voice on a server without SciPy (cannot_tell_voices).",
     "404": "Unknown model name.",
     "413": "Too large: the body exceeds the upload limit, or the audio exceeds the duration limit "
            "(checked from the header, before decoding).",
@@ -70,11 +71,19 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                                                "voice, and the emotion is their duration-weighted mean "
                                                "(needs two segments or more; `adapted` says whether it "
                                                "happened). Only models whose `can_adapt` is true; others "
-                                               "answer 400 cannot_adapt."}],
+                                               "answer 400 cannot_adapt."},
+                               {"name": "speakers", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": ["one", "voice"], "default": "one"},
+                                "description": "With same_speaker: `voice` tells the recording's voices apart "
+                                               "(a call; a speaker-embedding model and clustering), gives each "
+                                               "timeline segment its `voice` and adapts each voice's segments to "
+                                               "it; `voices` says how many were heard. A server without SciPy "
+                                               "answers 400 cannot_tell_voices (also a multipart field)."}],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
                         "file": {"type": "string", "format": "binary"}, "model": model_param,
-                        "vad": vad_param, "same_speaker": same_param}}},
+                        "vad": vad_param, "same_speaker": same_param,
+                        "speakers": {"type": "string", "enum": ["one", "voice"]}}}},
                     "audio/*": {"schema": {"type": "string", "format": "binary"}},
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                 }},
@@ -121,6 +130,8 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                     "speech_s": {"type": "number", "description": "Seconds of speech scored"},
                     "adapted": {"type": "boolean", "description": "The segments were answered as one voice "
                                 "(same_speaker, with two segments or more)"},
+                    "voices": {"type": ["integer", "null"], "description": "Voices told apart (speakers=voice); "
+                               "null otherwise"},
                     "timeline": {"type": "array", "description": "For clips longer than one window: the "
                                  "scored speech in time order, each piece scored like a clip (the mean of "
                                  "its 50 %-overlapping windows' logits); empty for shorter clips and when "
@@ -130,7 +141,9 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                             "emotion": {"type": "string"}, "confidence": {"type": "number"},
                             "uncertain": {"type": "boolean", "description": "Flagged as a clip's answer is"},
                             "probabilities": probs,
-                            "windows": {"type": "integer", "description": "Model windows averaged"}}}},
+                            "windows": {"type": "integer", "description": "Model windows averaged"},
+                            "voice": {"type": "integer", "description": "Its voice, 0, 1, ... in order of "
+                                      "first appearance (speakers=voice only)"}}}},
                 }},
             "Model": {"type": "object", "properties": {
                 "name": {"type": "string"}, "model_type": {"type": "string"},
@@ -140,6 +153,8 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                 "temperature": {"type": "number"}, "serkit_version": {"type": "string"},
                 "can_adapt": {"type": "boolean", "description": "It can answer a recording as one voice "
                               "(same_speaker)"},
+                "can_tell_voices": {"type": "boolean", "description": "It can tell a recording's voices "
+                                    "apart (speakers=voice): it can adapt, and the server has SciPy"},
                 "metrics": {"type": "object", "description": "As stored in the bundle (held-out test metrics)"}}},
             "Limits": {"type": "object", "properties": {
                 "max_upload_bytes": {"type": "integer"}, "max_seconds": {"type": "number"},
@@ -148,7 +163,7 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                 "status": {"type": "integer"},
                 "error": {"type": "string", "description": "Machine-readable code: empty, no_file, "
                           "bad_request, undecodable, not_audio, unsupported_format, too_large, too_long, "
-                          "out_of_range, cannot_adapt, unknown_model, not_found, method_not_allowed, non_finite_scores, "
+                          "out_of_range, cannot_adapt, cannot_tell_voices, unknown_model, not_found, method_not_allowed, non_finite_scores, "
                           "internal_error"},
                 "message": {"type": "string", "description": "What went wrong, in words"}}},
         }},

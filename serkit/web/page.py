@@ -40,7 +40,8 @@ def index():
         "default": s.default,
         "models": [{"name": m.name, "labels": m.predictor.labels,
                     "window_s": m.predictor.clip_samples / m.predictor.sample_rate,
-                    "held_out": held_out(m.predictor.config), "can_adapt": m.predictor.can_adapt}
+                    "held_out": held_out(m.predictor.config), "can_adapt": m.predictor.can_adapt,
+                    "can_tell_voices": m.can_tell_voices}
                    for m in s.models.values()],
         "max_upload_bytes": current_app.config["MAX_CONTENT_LENGTH"],
         "max_seconds": s.limits.max_seconds,

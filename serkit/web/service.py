@@ -16,6 +16,11 @@ class ServedModel:
     source: str
     predictor: Predictor
 
+    @property
+    def can_tell_voices(self) -> bool:
+        """It can answer a recording's voices told apart (``speakers=voice``): it adapts, and SciPy is installed."""
+        return self.predictor.can_adapt and can_tell_voices()
+
     def info(self) -> dict[str, Any]:
         c = self.predictor.config
         return {
@@ -26,6 +31,7 @@ class ServedModel:
                       "clip_seconds": self.predictor.clip_samples / self.predictor.sample_rate},
             "temperature": self.predictor.temperature,
             "can_adapt": self.predictor.can_adapt,
+            "can_tell_voices": self.can_tell_voices,
             "serkit_version": c.get("serkit_version"),
             "metrics": c.get("metrics", {}),
         }
@@ -45,6 +51,16 @@ class Service:
             raise ApiError(404, "unknown_model", f"No model called {name!r}; this server has "
                            f"{', '.join(sorted(self.models))}.", models=sorted(self.models))
         return self.models[name]
+
+
+def can_tell_voices() -> bool:
+    """Whether this server can tell voices apart (SciPy, for :mod:`serkit.voices`, is installed)."""
+    from serkit.voices import clustering
+    try:
+        clustering()
+    except ValueError:
+        return False
+    return True
 
 
 def service() -> Service:

@@ -16,6 +16,7 @@
     timelineHint: $("timeline-hint"), legend: $("legend"),
     timelineEmpty: $("timeline-empty"), vad: $("vad"), vadHint: $("vad-hint"), ticks: $("ticks"),
     voiceField: $("voice-field"), voiceHint: $("voice-hint"), sameSpeaker: $("same-speaker"),
+    voicesField: $("voices-field"), severalVoices: $("several-voices"),
     readout: $("readout"), segments: $("segments"), progress: $("progress"), resultCard: $("result-card"),
   };
 
@@ -60,6 +61,7 @@
       "The overall emotion weighs each stretch or piece by its length.";
     // "One voice" only for a model that can adapt (one with a speaker head)
     el.voiceField.hidden = el.voiceHint.hidden = !m.can_adapt;
+    el.voicesField.hidden = !m.can_tell_voices;         // and "Several voices" where the server can tell them apart
   }
   describeModel();
   el.fileHint.textContent = `WAV, FLAC, OGG, MP3 or AIFF, up to ${mb(settings.max_upload_bytes)} and ` +
@@ -75,6 +77,7 @@
     el.model.disabled = on;
     el.vad.disabled = on;
     el.sameSpeaker.disabled = on;
+    el.severalVoices.disabled = on;
     el.drop.classList.toggle("disabled", on);
     if (!recording) el.record.disabled = on || !canRecord;
     if (text) el.status.textContent = text;
@@ -172,7 +175,7 @@
     el.status.textContent = r.emotion === null ? `No speech found (${r.model} model).`
       : `Predicted ${r.emotion} (${pct(r.confidence)}) with the ${r.model} model.`;
     // "One voice" asked for, but a single stretch of speech has no other to compare the voice with
-    if (r.emotion !== null && !r.adapted && el.sameSpeaker.checked && currentModel().can_adapt) {
+    if (r.emotion !== null && !r.adapted && r.voices === null && el.sameSpeaker.checked && currentModel().can_adapt) {
       el.status.textContent += " Not adapted to the voice: it needs two stretches of speech or more.";
     }
     reveal(el.result);
@@ -214,7 +217,7 @@
       swatch.style.backgroundColor = colorOf(w.emotion, labels.indexOf(w.emotion));
       const time = document.createElement("span");
       time.className = "segment-time";
-      time.textContent = span(w.start, w.end, shown.long);
+      time.textContent = span(w.start, w.end, shown.long) + (w.voice === undefined ? "" : ` · voice ${voiceName(w.voice)}`);
       const emotion = document.createElement("span");
       emotion.className = "segment-emotion";
       emotion.textContent = w.emotion + (w.uncertain ? "?" : "");
@@ -232,7 +235,8 @@
     el.timelineHint.textContent = r.vad === "none"
       ? `(${n} piece${n === 1 ? "" : "s"} of ${r.window_s} s)`
       : `(${n} stretch${n === 1 ? "" : "es"} of speech, ${secs(r.speech_s)} in all, ${HOW_FOUND[r.vad] || r.vad})`;
-    if (r.adapted) el.timelineHint.textContent += ", judged as one voice";
+    if (r.voices) el.timelineHint.textContent += `, ${r.voices} voice${r.voices === 1 ? "" : "s"} told apart`;
+    else if (r.adapted) el.timelineHint.textContent += ", judged as one voice";
     el.timelineEmpty.hidden = n > 0;
     el.timelineEmpty.textContent = n ? "" : `No speech was found in this clip (${HOW_FOUND[r.vad] || r.vad}). ` +
       "Choose “Equal pieces” under Long recordings to see every part of it.";
@@ -252,8 +256,11 @@
   function describe(w) {
     const others = Object.entries(w.probabilities).filter(([k]) => k !== w.emotion)
       .sort((a, b) => b[1] - a[1]).slice(0, 2).map(([k, v]) => `${k} ${pct(v)}`).join(", ");
-    return `${span(w.start, w.end, shown.long)}: ${w.emotion} ${pct(w.confidence)}` + (others ? ` (then ${others})` : "");
+    return `${span(w.start, w.end, shown.long)}` + (w.voice === undefined ? "" : ` (voice ${voiceName(w.voice)})`) +
+      `: ${w.emotion} ${pct(w.confidence)}` + (others ? ` (then ${others})` : "");
   }
+  // Voices told apart are numbered 0, 1, ... by the API; shown as A, B, ...
+  function voiceName(k) { return k < 26 ? String.fromCharCode(65 + k) : String(k + 1); }
   // Confidence from chance (1 / number of labels) to certainty as opacity from 0.35 to 1.
   function strength(confidence, n) {
     const chance = 1 / Math.max(n, 2);
@@ -357,7 +364,10 @@
     form.append("file", blob, filename);
     form.append("model", el.model.value);
     form.append("vad", el.vad.value);
-    if (currentModel().can_adapt && el.sameSpeaker.checked) form.append("same_speaker", "true");
+    if (currentModel().can_tell_voices && el.severalVoices.checked) {
+      form.append("same_speaker", "true");
+      form.append("speakers", "voice");
+    } else if (currentModel().can_adapt && el.sameSpeaker.checked) form.append("same_speaker", "true");
     const started = performance.now();
     let response;
     try {
@@ -417,7 +427,9 @@
   }
   el.model.addEventListener("change", reanalyse);
   el.vad.addEventListener("change", reanalyse);
-  el.sameSpeaker.addEventListener("change", reanalyse);
+  // one voice or several: ticking one unticks the other
+  el.sameSpeaker.addEventListener("change", () => { if (el.sameSpeaker.checked) el.severalVoices.checked = false; reanalyse(); });
+  el.severalVoices.addEventListener("change", () => { if (el.severalVoices.checked) el.sameSpeaker.checked = false; reanalyse(); });
 
   // -- file input and drag and drop ------------------------------------------------------------
   el.file.addEventListener("change", () => {
