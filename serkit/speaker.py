@@ -134,6 +134,19 @@ def units_heard(analysis) -> int:
     return len(analysis.segments) if getattr(analysis, "probabilities", None) is not None else 0
 
 
+def adapt_voices(plain_logits: np.ndarray, speaker_logits: np.ndarray, who: np.ndarray,
+                 table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`adapt` of each voice's units (``who``: a voice label per unit): the logits with every
+    unit of a voice of two units or more replaced by its adapted logits, and which units those are
+    (a voice of one unit has nothing to compare with and keeps its plain logits)."""
+    out, done = np.array(plain_logits, np.float64, copy=True), np.zeros(len(who), bool)
+    for v in np.unique(who):
+        g = np.flatnonzero(who == v)
+        if len(g) > 1:
+            out[g], done[g] = adapt(out[g], np.asarray(speaker_logits)[g], table), True
+    return out, done
+
+
 def adapt_analyses(heard: list[tuple[Analysis, np.ndarray]], table: np.ndarray, scorer: Scorer,
                    voices: np.ndarray | None = None) -> None:
     """Answer analyses of ONE voice adapted to it, in place: the offset is estimated over all their
@@ -147,15 +160,11 @@ def adapt_analyses(heard: list[tuple[Analysis, np.ndarray]], table: np.ndarray, 
 
     if not heard:
         return
-    plain = np.concatenate([a.segment_probabilities for a, _ in heard])
-    speaker = np.concatenate([u for _, u in heard])
-    who = np.zeros(len(plain), np.int64) if voices is None else np.asarray(voices)
-    probs, done = plain.copy(), np.zeros(len(plain), bool)
-    for v in np.unique(who):
-        g = np.flatnonzero(who == v)
-        if len(g) > 1:   # the plain answers are read only for each unit's argmax: log-probabilities serve as logits
-            probs[g] = calibrate(adapt(np.log(np.maximum(plain[g], 1e-30)), speaker[g], table), scorer.temperature)
-            done[g] = True
+    probs = np.concatenate([a.segment_probabilities for a, _ in heard])
+    who = np.zeros(len(probs), np.int64) if voices is None else np.asarray(voices)
+    # the plain answers are read only for each unit's argmax: log-probabilities serve as logits
+    logits, done = adapt_voices(np.log(np.maximum(probs, 1e-30)), np.concatenate([u for _, u in heard]), who, table)
+    probs[done] = calibrate(logits[done], scorer.temperature)
     if not done.any() and voices is None:
         return
     probs, heads = clip_probabilities(np.log(np.maximum(probs, 1e-30)), [a.segments for a, _ in heard])

@@ -241,13 +241,10 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
     if heard is not None and len(segments):
         from serkit.voices import unit_voices
         who = unit_voices(heard)
-    if voice is not None:
-        from serkit.speaker import adapt
-        for v in np.unique(who):
-            g = np.flatnonzero(who == v)
-            if len(g) > 1:        # as for clips: one stretch of speech alone is answered as it is
-                logits[g] = adapt(logits[g], voice[g] / np.maximum(counts[g], 1)[:, None],
-                                  predictor.runtime.head.speaker.table)
+    if voice is not None:          # as for clips: a voice of one stretch of speech is answered as it is
+        from serkit.speaker import adapt_voices
+        logits = adapt_voices(logits, voice / np.maximum(counts, 1)[:, None], who,
+                              predictor.runtime.head.speaker.table)[0]
     probs = predictor.scorer.calibrate(logits) if len(segments) else sums
     out = []
     for (s, e), mean, n, w in zip(segments, probs, counts, who):
