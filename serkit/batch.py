@@ -48,26 +48,29 @@ from serkit.speaker import units_heard
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 # ------------------------------------------------------------------------------------- output
 
-def csv_columns(labels: Sequence[str]) -> list[str]:
-    return ["file", "emotion", "confidence", "uncertain", *labels, "duration_s", "speech_s", "reason", "error"]
+def csv_columns(labels: Sequence[str], voices: bool = False) -> list[str]:
+    """A CSV output's header; ``voices`` (``--speakers voice``): a ``voice`` column after ``uncertain``."""
+    return ["file", "emotion", "confidence", "uncertain", *(["voice"] if voices else []), *labels, "duration_s",
+            "speech_s", "reason", "error"]
 
 
-def csv_row(r: Prediction, labels: Sequence[str]) -> list[str]:
+def csv_row(r: Prediction, labels: Sequence[str], voices: bool = False) -> list[str]:
     """One CSV row in the number convention of :mod:`serkit.display` (4-decimal probabilities,
     durations in seconds to the millisecond)."""
     p, s = f".{PROB_DECIMALS}f", f".{SECONDS_DECIMALS}f"
     return [r.file, r.emotion or "", format(r.confidence, p) if r.confidence is not None else "",
             ("yes" if r.uncertain else "no") if r.emotion else "",
+            *([str(r.voice) if r.voice is not None else ""] if voices else []),
             *[format(r.probabilities[l], p) if r.probabilities else "" for l in labels],
             format(r.duration_s, s) if r.duration_s is not None else "",
             format(r.speech_s, s) if r.speech_s is not None else "", r.reason or "", r.error or ""]
 
 
 #: Keys of a JSONL row: every row serkit writes has the first four, and no others than these.
-ROW_KEYS, REQUIRED_KEYS = frozenset(Prediction(file="").to_dict()), {"file", "emotion", "probabilities", "error"}
+ROW_KEYS, REQUIRED_KEYS = frozenset(Prediction(file="", voice=0).to_dict()), {"file", "emotion", "probabilities", "error"}
 
 
-def read_done(path: str | os.PathLike, labels: Sequence[str]) -> set[str]:
+def read_done(path: str | os.PathLike, labels: Sequence[str], voices: bool = False) -> set[str]:
     """Keys (:func:`file_key`) of the files that already have a row in the output at ``path``.
 
     The whole file is checked first and left unchanged when it is not this model's serkit output
@@ -80,11 +83,11 @@ def read_done(path: str | os.PathLike, labels: Sequence[str]) -> set[str]:
     data = path.read_bytes()
     complete = data[:data.rfind(b"\n") + 1]
     text = complete.decode("utf-8", errors="surrogateescape")   # file names that are not UTF-8 round-trip
-    files = _csv_files(path, text, labels) if path.suffix == ".csv" else _jsonl_files(path, text, labels)
+    files = _csv_files(path, text, labels, voices) if path.suffix == ".csv" else _jsonl_files(path, text, labels)
     tail = data[len(complete):]
     if tail:   # a row cut by a kill: dropped, once it is sure to be the start of one of serkit's
         start = (b'{"file": ' if path.suffix == ".jsonl" else
-                 b"" if complete else ",".join(csv_columns(labels)).encode() + b"\n")
+                 b"" if complete else ",".join(csv_columns(labels, voices)).encode() + b"\n")
         if not (tail.startswith(start) or start.startswith(tail)):
             raise OutputError(f"{path}: its last line is not the start of a row serkit wrote; "
                               "--resume left the file unchanged: write to a new file")
@@ -93,16 +96,17 @@ def read_done(path: str | os.PathLike, labels: Sequence[str]) -> set[str]:
     return {file_key(f) for f in files}
 
 
-def _csv_files(path: Path, text: str, labels: Sequence[str]) -> list[str]:
+def _csv_files(path: Path, text: str, labels: Sequence[str], voices: bool = False) -> list[str]:
     with reading_csv(path):      # fields as long as serkit's own rows may be
         rows = list(csv.reader(io.StringIO(text)))
     if not rows:        # only a cut header line: nothing was scored
         return []
     header = rows[0]
-    if header != csv_columns(labels):
+    if header != csv_columns(labels, voices):
         if header[:1] == ["file"] and header[-1:] == ["error"]:
             raise ValueError(f"{path}: its columns ({', '.join(header)}) are not this model's "
-                             f"({', '.join(csv_columns(labels))}); write to a new file")
+                             f"({', '.join(csv_columns(labels, voices))}"
+                             f"{', with --speakers voice' if voices else ''}); write to a new file")
         raise OutputError(f"{path}: not a serkit output (its first line is not serkit's header); "
                           "--resume left it unchanged: write to a new file")
     for n, row in enumerate(rows[1:], 2):
@@ -140,21 +144,21 @@ class ResultWriter:
     """
 
     def __init__(self, path: str | os.PathLike, labels: Sequence[str], resume: bool = False,
-                 force: bool = False, inputs: Sequence[str | os.PathLike] = ()):
+                 force: bool = False, inputs: Sequence[str | os.PathLike] = (), voices: bool = False):
         self.path = Path(path)
         if self.path.suffix not in OUTPUT_SUFFIXES:
             raise ValueError(f"--output {self.path}: use a .csv or .jsonl file")
-        self.labels = list(labels)
+        self.labels, self.voices = list(labels), voices     # voices: CSV rows carry a voice column
         check_output_file(self.path, inputs=inputs, resume=resume, force=force, flag="--output",
                           hint="pass --resume to continue that job, --force to start it over, or "
                                "choose another file")
         exists = self.path.is_file() and self.path.stat().st_size > 0
-        self.done = read_done(self.path, self.labels) if exists and resume else set()
+        self.done = read_done(self.path, self.labels, voices) if exists and resume else set()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # surrogateescape: a file name that is not UTF-8 is written as its own bytes (and read back so)
         self.fh = open(self.path, "a" if resume else "w", newline="", encoding="utf-8", errors="surrogateescape")
         if self.path.suffix == ".csv" and self.fh.tell() == 0:
-            self.fh.write(self._csv_line(csv_columns(self.labels)))
+            self.fh.write(self._csv_line(csv_columns(self.labels, self.voices)))
             self._sync()
 
     @staticmethod
@@ -171,7 +175,7 @@ class ResultWriter:
         """Append ``results`` in one write, then flush: a kill leaves whole rows (and at most one
         cut line, which :func:`read_done` drops)."""
         if self.path.suffix == ".csv":
-            text = "".join(self._csv_line(csv_row(r, self.labels)) for r in results)
+            text = "".join(self._csv_line(csv_row(r, self.labels, self.voices)) for r in results)
         else:
             text = "".join(to_json(prediction_dict(r), ensure_ascii=False) + "\n" for r in results)
         self.fh.write(text)
@@ -322,17 +326,19 @@ def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: 
     if same_speaker:
         predictor.check_can_adapt()
         groups = speaker_groups(files, speakers, inputs)      # before the output is touched
-    with ResultWriter(output, predictor.labels, resume=resume, force=force, inputs=inputs) as writer:
+    by_voice = same_speaker and speakers == "voice"
+    with ResultWriter(output, predictor.labels, resume=resume, force=force, inputs=inputs, voices=by_voice) as writer:
         todo = [f for f in files if file_key(f) not in writer.done]
         skipped = len(files) - len(todo)
         if same_speaker:
-            pending = [[files[i] for i in g] for g in groups if any(file_key(files[i]) not in writer.done for i in g)]
+            pending = [(k, [files[i] for i in g]) for k, g in enumerate(groups)
+                       if any(file_key(files[i]) not in writer.done for i in g)]
             with progress_bar(progress) as bar:
-                task = bar.add_task("scoring (each group one voice)", total=sum(map(len, pending)), rate="")
+                task = bar.add_task("scoring (each group one voice)", total=sum(len(g) for _, g in pending), rate="")
                 voices: list[int] = []
 
                 def answered():
-                    for g in pending:
+                    for k, g in pending:
                         heard: list[int] = []
 
                         def on_clip(a) -> None:
@@ -340,6 +346,8 @@ def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: 
                             bar.advance(task)
                         rows = predictor.predict_same_speaker(g, batch_size, on_clip=on_clip)
                         voices.append(sum(heard))
+                        for r in rows if by_voice else ():
+                            r.voice = k
                         yield [r for r in rows if file_key(r.file) not in writer.done]
                 scored, failed = write_batches(answered(), writer, len(files), skipped, "writing", False, on_batch)
             return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates, voices, len(groups))

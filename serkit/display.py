@@ -100,16 +100,20 @@ def predictions_table(results: Sequence[Any], model_name: str, width: int) -> tu
     table = Table(title=escape(f"Predictions ({model_name})"),
                   box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
     table.add_column("file", no_wrap=True, min_width=min(name_w, max(map(len, names))))
+    told = any(getattr(r, "voice", None) is not None for r in results)     # --speakers voice
+    if told:
+        table.add_column("voice", justify="right")
     table.add_column("emotion")
     table.add_column("confidence", justify="right")
     table.add_column("runners-up")
     for r, name, runner in zip(results, names, runners):
+        lead = [name, *([] if not told else ["" if r.voice is None else str(r.voice)])]
         if r.error:
-            table.add_row(name, "[red]error[/]", "", escape(runner))
+            table.add_row(*lead, "[red]error[/]", "", escape(runner))
         elif r.emotion is None:
-            table.add_row(name, "no speech", "", escape(runner))
+            table.add_row(*lead, "no speech", "", escape(runner))
         else:
-            table.add_row(name, r.emotion + ("?" if r.uncertain else ""), f"{r.confidence:.2f}", runner)
+            table.add_row(*lead, r.emotion + ("?" if r.uncertain else ""), f"{r.confidence:.2f}", runner)
     if any(r.uncertain for r in results):
         table.caption = UNCERTAIN_CAPTION
     return folder, table

@@ -58,6 +58,7 @@ class Prediction:
     uncertain: bool = False
     reason: str | None = None
     error: str | None = None
+    voice: int | None = None     # --speakers voice: the voice the file was heard as (0, 1, ...)
 
     @property
     def confidence(self) -> float | None:
@@ -67,7 +68,7 @@ class Prediction:
         return {"file": self.file, "emotion": self.emotion, "confidence": self.confidence,
                 "uncertain": self.uncertain, "probabilities": self.probabilities,
                 "duration_s": self.duration_s, "speech_s": self.speech_s, "reason": self.reason,
-                "error": self.error}
+                "error": self.error, **({} if self.voice is None else {"voice": self.voice})}
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), allow_nan=False, **kwargs)
@@ -180,8 +181,7 @@ class Predictor:
         model without a speaker head. ``voices``: the stretches may be of several voices (a call),
         told apart as a timeline tells them (:mod:`serkit.voices`), each voice adapted to itself."""
         self.check_can_adapt()
-        told: list[np.ndarray] = []                          # voices: each stretch's summed window embeddings
-        both = SpeakerLogits(self.runtime)
+        both, told = SpeakerLogits(self.runtime), []         # told (voices): each stretch's summed window embeddings
         scorer = both.scoring(self.scorer)
         out: list[Analysis | AudioError | None] = []
         heard: list[tuple[Analysis, np.ndarray]] = []       # clips with speech and their units' speaker logits

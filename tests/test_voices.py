@@ -104,6 +104,25 @@ def test_cli_adapts_each_voice_it_finds(tmp_path, capsys):
     assert main(["predict", str(folder), "--same-speaker", "--speakers", "voice", "--output", str(out)]) == 0
     rows = {Path(r["file"]).name: r for r in csv.DictReader(out.open())}
     assert len(rows) == 16
+    # each row says the voice its file was heard as: no voice holds both actors, a resumed job agrees
+    heard = {}
+    for name, r in rows.items():
+        heard.setdefault(r["voice"], set()).add(name[-6:-4])
+    assert len(heard) >= 2 and all(len(actors) == 1 for actors in heard.values())
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:9]) + "\n")
+    assert main(["predict", str(folder), "--same-speaker", "--speakers", "voice", "--output", str(out), "--resume"]) == 0
+    assert sorted(out.read_text().splitlines()) == sorted(lines)
+    assert main(["predict", str(folder), "--same-speaker", "--output", str(out), "--resume"]) == 2   # no voice column
+    assert "are not this model's" in " ".join(capsys.readouterr().err.split())
+    jsonl = tmp_path / "voices.jsonl"
+    assert main(["predict", str(folder), "--same-speaker", "--speakers", "voice", "--output", str(jsonl)]) == 0
+    import json
+    assert {Path(d["file"]).name: str(d["voice"]) for d in map(json.loads, jsonl.read_text().splitlines())} == {
+        n: r["voice"] for n, r in rows.items()}
+    assert main(["predict", str(folder), "--same-speaker", "--speakers", "voice", "-f", "csv"]) == 0
+    printed = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert {Path(r["file"]).name: r["voice"] for r in printed} == {n: r["voice"] for n, r in rows.items()}
     for actor in (1, 2):
         own = tmp_path / f"own{actor}.csv"
         names = sorted(folder.glob(f"*-{actor:02d}.wav"))

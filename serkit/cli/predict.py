@@ -84,6 +84,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                                      on_clip=lambda a: heard.append(units_heard(a)))
             for i, r in zip(group, answers):
                 results[i] = r
+                if s.speakers == "voice":
+                    r.voice = len(voices)            # the group's index: the voice it was heard as
             voices.append(sum(heard))
     else:
         results = []
@@ -96,8 +98,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         from serkit.batch import csv_columns, csv_row
         w = csv.writer(sys.stdout)
-        w.writerow(csv_columns(predictor.labels))
-        w.writerows(csv_row(r, predictor.labels) for r in results)
+        told = s.same_speaker and s.speakers == "voice"
+        w.writerow(csv_columns(predictor.labels, told))
+        w.writerows(csv_row(r, predictor.labels, told) for r in results)
     else:
         name = (f"{predictor.name}, adapted to one speaker" + (f" per {s.speakers}" if s.speakers != "one" else "")
                 if any(n > 1 for n in voices) else predictor.name)
