@@ -176,6 +176,7 @@ def calls(args) -> int:
     from itertools import combinations
 
     from sklearn.metrics import adjusted_rand_score
+    from speaker_groups import purity     # benchmarks/ is on the path when this runs as a script
 
     model = load_model(args.model)
     test = [u for u in read_manifest(Path(args.run) / "split.csv") if u.split == "test" and not words_give_label(u)]
@@ -198,8 +199,7 @@ def calls(args) -> int:
                         answers[k].extend(g[i].emotion for i in keep)
                     who, heard = [call[i].speaker for i in keep], [got[2][i].voice for i in keep]
                     ari.append(adjusted_rand_score(who, heard))
-                    pure.append(sum(max(sum(1 for w, h in zip(who, heard) if h == v and w == s) for s in set(who))
-                                    for v in set(heard)) / max(len(keep), 1))
+                    pure.append(purity(who, heard))
         print(f"share {share:.0%}: {len(truth)} clip answers  plain {uar(truth, answers[0]):.3f}  one voice "
               f"{uar(truth, answers[1]):.3f}  voices told apart {uar(truth, answers[2]):.3f}  (voices: ARI "
               f"{np.mean(ari):.3f}, purity {np.mean(pure):.3f}; {time.time() - t:.0f} s)", flush=True)

@@ -40,15 +40,19 @@ from serkit.manifest import read_manifest
 from serkit.safety import claim_output_folder
 
 
-def match(truth: list[str], labels) -> str:
-    """How groups ``labels`` match the true speakers ``truth``: ARI, purity, counts."""
-    labels = np.asarray(labels)
-    own = {}
+def purity(truth: list, labels: list) -> float:
+    """The share of items whose group's most common true speaker is theirs."""
+    own: dict = {}
     for t, g in zip(truth, labels):
         own.setdefault(g, []).append(t)
-    purity = sum(max(map(v.count, set(v))) for v in own.values()) / len(truth)
-    return (f"ARI {adjusted_rand_score(truth, labels):.3f}  purity {purity:.3f}  "
-            f"{len(own)} groups for {len(set(truth))} speakers")
+    return sum(max(map(v.count, set(v))) for v in own.values()) / max(len(truth), 1)
+
+
+def match(truth: list[str], labels) -> str:
+    """How groups ``labels`` match the true speakers ``truth``: ARI, purity, counts."""
+    labels = list(labels)
+    return (f"ARI {adjusted_rand_score(truth, labels):.3f}  purity {purity(truth, labels):.3f}  "
+            f"{len(set(labels))} groups for {len(set(truth))} speakers")
 
 
 def choose_threshold(utts) -> None:

@@ -66,7 +66,8 @@ def csv_row(r: Prediction, labels: Sequence[str], voices: bool = False) -> list[
             format(r.speech_s, s) if r.speech_s is not None else "", r.reason or "", r.error or ""]
 
 
-#: Keys of a JSONL row: every row serkit writes has the first four, and no others than these.
+#: Keys of a JSONL row: every row serkit writes has the first four, and no others than these
+#: (``voice`` only in rows of ``--speakers voice``, hence the Prediction with a voice).
 ROW_KEYS, REQUIRED_KEYS = frozenset(Prediction(file="", voice=0).to_dict()), {"file", "emotion", "probabilities", "error"}
 
 

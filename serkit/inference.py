@@ -28,7 +28,7 @@ from serkit.bundle import BundleError, for_inference, read_config  # noqa: F401 
 from serkit.runtimes import EncoderHeadRuntime, NumpyHead, OnnxRuntime, TorchRuntime
 from serkit.scorer import Analysis, Scorer, softmax, window_starts  # noqa: F401  (re-exported)
 from serkit.speaker import SpeakerLogits, adapt_analyses, units_heard
-from serkit.voices import unit_voices, window_sums
+from serkit.voices import add_windows, unit_voices
 
 #: Models that ship inside the package, by the name the CLI, the API and the web page use.
 SHIPPED = {"default": "default_model", "fast": "fast_model"}
@@ -193,7 +193,7 @@ class Predictor:
             if units_heard(a):
                 heard.append((a, both.of_units(scorer, wave, a)))   # reads and clears the clip's rows
                 if voices:
-                    told.append(window_sums(*scorer.cut([wave[s:e] for s, e in a.segments]), len(a.segments)))
+                    told.append(add_windows(np.zeros((len(a.segments), 256)), *scorer.cut([wave[s:e] for s, e in a.segments])))
             both.rows.clear()                               # what a clip without speech or failed left
             out.append(a)
             if on_clip is not None:

@@ -291,6 +291,7 @@ def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple
     the sum of the windows' voice embeddings (:func:`serkit.voices.embed`; else None), streaming
     the audio once and holding only the samples that pending windows still need."""
     from serkit.speaker import SpeakerLogits
+    from serkit.voices import add_windows
     scorer = predictor.scorer
     if speaker:                      # the model's logits, and its speaker head's from the same pass
         both = SpeakerLogits(predictor.runtime)
@@ -313,12 +314,11 @@ def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple
             rows[i, :len(w)] = w
             lengths[i] = len(w)
         logits = scorer.window_logits(rows, lengths, batch_size)
-        for (k, w), p in zip(batch, logits):
+        for (k, _), p in zip(batch, logits):
             sums[k] += p
             counts[k] += 1
-            if heard is not None:
-                from serkit.voices import embed
-                heard[k] += embed(w)
+        if heard is not None:
+            add_windows(heard, rows, lengths, [k for k, _ in batch])
         if voice is not None:
             for (k, _), u in zip(batch, np.concatenate(both.rows)):
                 voice[k] += u

@@ -124,10 +124,11 @@ def cluster(embeddings: np.ndarray, threshold: float | None = None) -> np.ndarra
     return order[inverse].astype(np.int64)
 
 
-def window_sums(rows: np.ndarray, lengths: np.ndarray, owner: Sequence[int], n: int) -> np.ndarray:
-    """(n, 256): the sum of the voice embeddings of each unit's windows (``rows[i][:lengths[i]]``
-    belongs to unit ``owner[i]``), as a timeline sums them while it streams."""
-    sums = np.zeros((n, 256), np.float64)
+def add_windows(sums: np.ndarray, rows: Sequence[np.ndarray], lengths: Sequence[int],
+                owner: Sequence[int]) -> np.ndarray:
+    """Add each window's voice embedding (``rows[i][:lengths[i]]``) to its unit's row
+    ``sums[owner[i]]`` (units, 256), in place, and return ``sums``: what a timeline does batch by
+    batch as it streams and an upload does for all its units, so both tell voices apart alike."""
     for row, length, k in zip(rows, lengths, owner):
         sums[k] += embed(row[:length])
     return sums

@@ -175,3 +175,22 @@ def test_without_scipy_it_says_what_to_install_before_reading_anything(monkeypat
     with pytest.raises(ValueError, match=r"pip install 'serkit\[voices\]'"):
         voices.group_files(["a.wav", "b.wav"], read.append)
     assert read == []
+
+
+def test_the_converter_refuses_to_replace_a_file_before_any_work(tmp_path):
+    """tools/voice_encoder.py (which makes the shipped graph) writes OUT whole or not at all and
+    replaces an existing file only with --force; the refusal comes before the checkpoint is read."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("voice_encoder", Path(__file__).resolve().parents[1] / "tools"
+                                                  / "voice_encoder.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / "mine.onnx"
+    out.write_bytes(b"a user's file")
+    with pytest.raises(SystemExit, match="exists"):
+        tool.main([str(tmp_path / "no-checkpoint.pt"), str(out)])
+    assert out.read_bytes() == b"a user's file"
+    with pytest.raises(FileNotFoundError):       # with --force it goes on, to the missing checkpoint
+        tool.main([str(tmp_path / "no-checkpoint.pt"), str(out), "--force"])
+    assert out.read_bytes() == b"a user's file"

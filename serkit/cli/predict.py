@@ -78,14 +78,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         results = [None] * len(files)
         groups = speaker_groups(files, s.speakers, args.paths)
         note_found(s, len(files), len(groups))
-        for group in groups:
+        for k, group in enumerate(groups):
             heard: list[int] = []
             answers = predictor.predict_same_speaker([files[i] for i in group], s.batch_size,
                                                      on_clip=lambda a: heard.append(units_heard(a)))
             for i, r in zip(group, answers):
                 results[i] = r
                 if s.speakers == "voice":
-                    r.voice = len(voices)            # the group's index: the voice it was heard as
+                    r.voice = k                      # the voice the file was heard as
             voices.append(sum(heard))
     else:
         results = []

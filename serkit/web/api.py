@@ -20,10 +20,9 @@ from serkit.web.uploads import ApiError, decode_upload
 bp = Blueprint("api", __name__)
 
 
-def read_upload() -> tuple[str | None, str, bool | str, bytes]:
-    """The requested model name, the timeline's VAD, whether the audio is one voice
-    (``same_speaker``; ``"voices"`` with ``speakers=voice``: its voices told apart) and the audio
-    bytes: multipart field ``file`` (``model``, ``vad``, ``same_speaker`` and ``speakers`` as fields
+def read_upload() -> tuple[str | None, str, tuple[bool, bool], bytes]:
+    """The requested model name, the timeline's VAD, whether the audio is one voice and whether
+    its voices are to be told apart (:func:`check_same_speaker`) and the audio bytes: multipart field ``file`` (``model``, ``vad``, ``same_speaker`` and ``speakers`` as fields
     or query parameters), or the raw body."""
     if request.mimetype == "multipart/form-data":
         try:
@@ -51,11 +50,11 @@ def read_upload() -> tuple[str | None, str, bool | str, bytes]:
     return name, vad, same, request.get_data(cache=False)
 
 
-def check_same_speaker(name: str | None, value: str | None, speakers: str | None = None) -> bool | str:
-    """Whether the upload is to be answered as one voice: ``true``/``1``/``on`` or
-    ``false``/``0``/``off``/absent; 400 for anything else, and for a model that cannot adapt (404
-    for an unknown model). ``speakers``: ``one`` (or absent) or ``voice`` (its voices told apart:
-    ``"voices"`` is returned; needs same_speaker, and SciPy on the server)."""
+def check_same_speaker(name: str | None, value: str | None, speakers: str | None = None) -> tuple[bool, bool]:
+    """Whether the upload is to be adapted to its voice (``same_speaker``: ``true``/``1``/``on`` or
+    ``false``/``0``/``off``/absent; 400 for anything else, and for a model that cannot adapt; 404
+    for an unknown model) and whether its voices are first told apart (``speakers``: ``one`` or
+    absent, or ``voice``, which needs same_speaker and SciPy on the server)."""
     served = service().model(name)
     text = (value or "").strip().lower()
     if text not in ("", "true", "1", "on", "false", "0", "off"):
@@ -72,7 +71,7 @@ def check_same_speaker(name: str | None, value: str | None, speakers: str | None
     if who == "voice" and not served.can_tell_voices:
         raise ApiError(400, "cannot_tell_voices", "This server cannot tell voices apart (SciPy is not installed: "
                        "pip install 'serkit[voices]'); send the audio without speakers=voice.")
-    return "voices" if who == "voice" else same
+    return same, who == "voice"
 
 
 def check_vad(vad: str | None) -> str | None:
@@ -90,7 +89,7 @@ def predict():
     served = service().model(name)
     wave = decode_upload(data, served.predictor.sample_rate, service().limits)
     try:                                                                  # the model runs once
-        analysis = (served.predictor.analyse_one_voice(wave, vad=vad, voices=same == "voices") if same
+        analysis = (served.predictor.analyse_one_voice(wave, vad=vad, voices=same[1]) if same[0]
                     else served.predictor.scorer.analyse([wave], vad=vad)[0])
     except AudioError as exc:   # the upload passed every check: no finite scores is the model's fault
         current_app.logger.error("model %s on an upload: %s", served.name, exc)

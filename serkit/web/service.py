@@ -1,6 +1,7 @@
 """What the views share, built once per app: the loaded models and the limits."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ class Service:
         return self.models[name]
 
 
+@functools.lru_cache(maxsize=1)
 def can_tell_voices() -> bool:
     """Whether this server can tell voices apart (SciPy, for :mod:`serkit.voices`, is installed)."""
     from serkit.voices import clustering
