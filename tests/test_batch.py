@@ -192,6 +192,7 @@ def test_manifest_paths(tmp_path):
 def test_cli_batch_job_over_folder_glob_and_manifest(bundle, tmp_path, capsys):
     files = make_files(tmp_path / "audio", n=9, corrupt=(4,))
     (tmp_path / "audio" / "notes.txt").write_text("not audio")
+    (tmp_path / "audio" / "d0" / "notes.txt").write_text("not audio")    # in a folder given: counted
     manifest = tmp_path / "list.csv"
     manifest.write_text("File\n" + "\n".join(os.path.relpath(f, tmp_path) for f in files[:3]) + "\n")
     out = tmp_path / "res" / "out.jsonl"
@@ -200,6 +201,7 @@ def test_cli_batch_job_over_folder_glob_and_manifest(bundle, tmp_path, capsys):
     assert main(args) == 1                                   # one file could not be decoded
     err = capsys.readouterr().err
     assert "9 files: 8 scored, 1 failed" in err
+    assert f"1 file(s) in the folders given are not audio by name and were left out (e.g. {tmp_path / 'audio' / 'd0' / 'notes.txt'})" in err
     rows = rows_of(out)
     assert sorted(Path(r["file"]).resolve() for r in rows) == sorted(f.resolve() for f in files)
     assert main(args + ["--resume"]) == 0

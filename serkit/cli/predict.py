@@ -25,11 +25,13 @@ if TYPE_CHECKING:
     from serkit.timeline import Timeline
 
 
-def expand_paths(items: Sequence[str]) -> list[str]:
+def expand_paths(items: Sequence[str], skipped: list[str] | None = None) -> list[str]:
     """Files, folders (searched recursively for audio) and glob patterns, in a stable order.
 
     A path that exists is taken as it is, whatever characters its name holds
-    (``interview [take 2].wav``); only a path that does not exist is read as a pattern.
+    (``interview [take 2].wav``); only a path that does not exist is read as a pattern. Files in a
+    folder that are not audio by name (``notes.txt``, hidden files) are left out and appended to
+    ``skipped``, so that the caller can count them.
     """
     import glob
     from pathlib import Path
@@ -40,7 +42,10 @@ def expand_paths(items: Sequence[str]) -> list[str]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            out += [str(f) for f in audio_files(p) if is_audio_name(f)]
+            found = audio_files(p)
+            out += [str(f) for f in found if is_audio_name(f)]
+            if skipped is not None:
+                skipped += [str(f) for f in found if not is_audio_name(f)]
         elif p.suffix.lower() == ".csv" and p.is_file():   # a manifest: its path column
             from serkit.inputs import manifest_paths
             out += manifest_paths(p)
@@ -63,7 +68,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     s = dataclass_from_args(PredictSettings, args)
     check_predict_flags(args, s)
     predictor = load_model(args.model, runtime=s.runtime)   # a shipped model is named as on the page
-    files = expand_paths(args.paths)
+    skipped: list[str] = []
+    files = expand_paths(args.paths, skipped)
+    note_skipped(skipped)
     if not files:
         raise FileNotFoundError("no audio files found in " + ", ".join(args.paths))
     if args.timeline:
@@ -122,6 +129,13 @@ def note_voices(heard: list[int]) -> None:
     note = voices_note(heard) if heard else None
     if note:
         common.err_console.print(f"note: --same-speaker: {note}", highlight=False, markup=False, soft_wrap=True)
+
+
+def note_skipped(skipped: Sequence[str]) -> None:
+    """Say on stderr how many files in the folders given were left out as not audio, naming one."""
+    if skipped:
+        common.err_console.print(f"note: {len(skipped)} file(s) in the folders given are not audio by name and "
+                                 f"were left out (e.g. {skipped[0]})", highlight=False, markup=False, soft_wrap=True)
 
 
 def note_found(s: PredictSettings, files: int, groups: int) -> None:
