@@ -18,22 +18,29 @@ def file_key(file: str | os.PathLike) -> str:
     return os.path.realpath(file)
 
 
+def _listed(manifest: Path) -> tuple[list[str], list[tuple[int, str, str, dict[str, str]]] | None]:
+    """A CSV's header and its rows that name a file, as (line number, path as written, path resolved
+    against the CSV's folder, row); None for the rows when the CSV has no column of audio paths."""
+    with open(manifest, newline="", encoding="utf-8-sig") as fh, reading_csv(manifest):
+        reader = csv.DictReader(fh)
+        fields = list(reader.fieldnames or [])
+        column = find_column(fields, PATH_COLUMNS)
+        if column is None:
+            return fields, None
+        return fields, [(n, row[column], row[column] if os.path.isabs(row[column]) else str(manifest.parent / row[column]),
+                         row) for n, row in enumerate(reader, 2) if (row.get(column) or "").strip()]
+
+
 def manifest_paths(manifest: str | os.PathLike) -> list[str]:
     """The audio paths listed in a CSV (a serkit manifest or any CSV with a path column).
 
     Relative paths resolve against the CSV's folder, as in :func:`serkit.manifest.read_manifest`.
     """
-    manifest = Path(manifest)
-    with open(manifest, newline="", encoding="utf-8-sig") as fh, reading_csv(manifest):
-        reader = csv.DictReader(fh)
-        fields = reader.fieldnames or []
-        column = find_column(fields, PATH_COLUMNS)
-        if column is None:
-            raise ValueError(f"{manifest}: no column of audio paths (looked for "
-                             f"{', '.join(PATH_COLUMNS)}; it has {', '.join(fields) or 'no header'})")
-        base = manifest.parent
-        return [str(base / row[column]) if not os.path.isabs(row[column]) else row[column]
-                for row in reader if (row.get(column) or "").strip()]
+    fields, rows = _listed(Path(manifest))
+    if rows is None:
+        raise ValueError(f"{manifest}: no column of audio paths (looked for "
+                         f"{', '.join(PATH_COLUMNS)}; it has {', '.join(fields) or 'no header'})")
+    return [path for _, _, path, _ in rows]
 
 
 def speaker_groups(files: Sequence[str], by: str = "one", inputs: Sequence[str | os.PathLike] = ()) -> list[list[int]]:
@@ -72,23 +79,15 @@ def manifest_speakers(manifest: str | os.PathLike) -> dict[str, str]:
     """{file_key(path): speaker} of a CSV with a path and a speaker column (a serkit manifest's
     ``File`` and ``Speaker``, or any of :data:`PATH_COLUMNS` and :data:`SPEAKER_COLUMNS`); the
     speaker is prefixed by the ``Dataset``/``corpus`` column where there is one."""
-    manifest = Path(manifest)
-    with open(manifest, newline="", encoding="utf-8-sig") as fh, reading_csv(manifest):
-        reader = csv.DictReader(fh)
-        fields = reader.fieldnames or []
-        column, speaker = find_column(fields, PATH_COLUMNS), find_column(fields, SPEAKER_COLUMNS)
-        corpus = find_column(fields, CORPUS_COLUMNS)
-        if column is None or speaker is None:
-            raise ValueError(f"{manifest}: --speakers manifest needs a column of audio paths and one of speakers "
-                             f"({', '.join(SPEAKER_COLUMNS)}); it has {', '.join(fields) or 'no header'}")
-        base, out = manifest.parent, {}
-        for n, row in enumerate(reader, 2):
-            if not (row.get(column) or "").strip():
-                continue
-            who = (row.get(speaker) or "").strip()
-            if not who or who.lower() == "unknown":   # such clips would all be taken for one voice
-                raise ValueError(f"{manifest}:{n}: no speaker for {row[column]}; --speakers manifest needs each "
-                                 "file's speaker")
-            path = row[column] if os.path.isabs(row[column]) else base / row[column]
-            out[file_key(path)] = f"{row.get(corpus) or ''}/{who}" if corpus else who
-        return out
+    fields, rows = _listed(Path(manifest))
+    speaker, corpus = find_column(fields, SPEAKER_COLUMNS), find_column(fields, CORPUS_COLUMNS)
+    if rows is None or speaker is None:
+        raise ValueError(f"{manifest}: --speakers manifest needs a column of audio paths and one of speakers "
+                         f"({', '.join(SPEAKER_COLUMNS)}); it has {', '.join(fields) or 'no header'}")
+    out = {}
+    for n, written, path, row in rows:
+        who = (row.get(speaker) or "").strip()
+        if not who or who.lower() == "unknown":   # such clips would all be taken for one voice
+            raise ValueError(f"{manifest}:{n}: no speaker for {written}; --speakers manifest needs each file's speaker")
+        out[file_key(path)] = f"{row.get(corpus) or ''}/{who}" if corpus else who
+    return out
