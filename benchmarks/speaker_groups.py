@@ -59,7 +59,7 @@ def choose_threshold(utts) -> None:
     """Clustering thresholds on the training speakers: all at once, and 40 draws of 5 speakers."""
     seen = [u for u in utts if u.split != "test"]
     t = time.perf_counter()
-    e = voices.embed_all(decode_item(str(u.path))[1] for u in seen)
+    e = voices.embed_all(voices.speech_of(decode_item(str(u.path))[1]) for u in seen)
     who = np.array([f"{u.corpus}/{u.speaker}" for u in seen])
     print(f"{len(seen)} training and validation clips, {len(set(who))} speakers, embedded in "
           f"{time.perf_counter() - t:.0f} s")

@@ -8,7 +8,10 @@ whose unit-length outputs are averaged into one embedding per clip. It ships ins
 an fp32 ONNX graph (``serkit/assets/voices/``, 5.7 MB, converted by ``tools/voice_encoder.py``
 from the ``resemblyzer`` 0.1.4 package, with its licence), so it needs neither torch nor that
 package; the mel front-end is numpy (librosa's ``melspectrogram`` defaults, as Resemblyzer
-computes it). As Resemblyzer does, a quiet clip is raised to -30 dBFS first.
+computes it). As Resemblyzer does, a quiet clip is raised to -30 dBFS first, and a file is read
+for its speech only (:func:`speech_of`: Resemblyzer trims long silences before embedding): the
+silence around acted clips (about a second before each RAVDESS sentence) sounds alike for every
+speaker of a corpus and drew them into one voice.
 
 Clips are grouped by average-linkage agglomerative clustering on the embeddings' cosine
 distance (SciPy: the ``voices`` extra, or ``eval``), cut at :data:`THRESHOLD`: a distance chosen on the training speakers of
@@ -33,6 +36,7 @@ N_FFT, HOP, N_MELS = 400, 160, 40           # 25 ms windows, 10 ms hop, 40 bands
 PARTIAL = 160                               # frames in a partial: 1.6 s
 PARTIAL_RATE, MIN_COVERAGE = 1.3, 0.75      # partials a second; the last one's minimum coverage
 TARGET_DBFS = -30.0
+MIN_SPEECH_S = 0.5                          # less speech than this: the whole clip is embedded
 #: Cosine distance at which clusters stop merging (average linkage); see the module docstring.
 THRESHOLD = 0.35
 
@@ -89,6 +93,18 @@ def embed(wave: np.ndarray) -> np.ndarray:
     mels = np.stack([mel[p] for p in parts])
     e = _session().run(None, {"mels": mels})[0].mean(axis=0)
     return e / max(float(np.linalg.norm(e)), 1e-8)
+
+
+def speech_of(wave: np.ndarray) -> np.ndarray:
+    """The stretches of ``wave`` (16 kHz) the scorer's speech detector hears, joined
+    (:func:`serkit.vad.clip_speech`); the whole clip when they last under :data:`MIN_SPEECH_S`
+    (a clip with no speech is answered as such by the scorer; it still needs a voice)."""
+    from serkit.vad import clip_speech
+
+    wave = np.asarray(wave, np.float32)
+    stretches = clip_speech(wave, SAMPLE_RATE) if len(wave) else []
+    speech = np.concatenate([wave[s:e] for s, e in stretches]) if stretches else wave[:0]
+    return speech if len(speech) >= MIN_SPEECH_S * SAMPLE_RATE else wave
 
 
 def embed_all(waves: Iterable[np.ndarray]) -> np.ndarray:
@@ -151,14 +167,15 @@ def voice_groups(embeddings: np.ndarray, threshold: float | None = None) -> list
 def group_files(files: Sequence[str], read: Callable[[str], np.ndarray | None],
                 threshold: float | None = None) -> list[list[int]]:
     """The indices of ``files`` grouped by voice (:func:`voice_groups`), each file read by
-    ``read(file) -> 16 kHz wave`` in turn; a file ``read`` cannot give (None) or that is
-    empty is a voice of its own, so that scoring reports its error where it always does."""
+    ``read(file) -> 16 kHz wave`` in turn and embedded for its speech (:func:`speech_of`); a file
+    ``read`` cannot give (None) or that is empty is a voice of its own, so that scoring reports
+    its error where it always does."""
     clustering()
     rows, heard = [], []
     for i, f in enumerate(files):
         wave = read(f)
         if wave is not None and len(wave):
-            rows.append(embed(wave))
+            rows.append(embed(speech_of(wave)))
             heard.append(i)
     groups = [[heard[j] for j in g] for g in voice_groups(np.stack(rows) if rows else np.zeros((0, 256)), threshold)]
     groups += [[i] for i in sorted(set(range(len(files))) - set(heard))]

@@ -65,6 +65,26 @@ def test_a_file_that_cannot_be_read_is_a_voice_of_its_own():
     assert voices.group_files(list(waves), waves.get) == [[0, 2], [1], [3]]
 
 
+def test_a_file_is_embedded_for_its_speech_only(monkeypatch):
+    """speech_of joins the stretches the scorer's detector hears; with under 0.5 s of them (or
+    none) the whole clip is embedded; group_files embeds that."""
+    import serkit.vad
+
+    wave = np.arange(32000, dtype=np.float32) / 32000
+    heard = {"stretches": [(1000, 5000), (20000, 28000)]}
+    monkeypatch.setattr(serkit.vad, "clip_speech", lambda w, rate: heard["stretches"])
+    np.testing.assert_array_equal(voices.speech_of(wave), np.concatenate([wave[1000:5000], wave[20000:28000]]))
+    heard["stretches"] = [(0, 7999)]
+    np.testing.assert_array_equal(voices.speech_of(wave), wave)
+    heard["stretches"] = []
+    np.testing.assert_array_equal(voices.speech_of(wave), wave)
+    embedded = []
+    monkeypatch.setattr(voices, "embed", lambda w: embedded.append(len(w)) or np.ones(256) / 16)
+    heard["stretches"] = [(0, 10000)]
+    voices.group_files(["a"], {"a": wave}.get)
+    assert embedded == [10000]
+
+
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent")
 
 
@@ -84,6 +104,17 @@ def test_two_actors_are_two_voices_whatever_their_emotions(tmp_path):
     actor = [f[-6:-4] for f in files]
     assert sorted(sorted({actor[i] for i in g}) for g in groups[:-1]) == [["01"], ["02"]]
     assert groups[-1] == [len(files)]
+
+
+@needs_shared
+def test_actors_of_one_sex_and_corpus_are_not_drawn_together_by_the_silence_around_them():
+    """RAVDESS actors 9, 11, 13 and 15 (all male) in all 8 emotions: each RAVDESS clip begins with
+    about a second of the same studio silence; embedded whole, 32 clips were 3 groups (purity
+    0.72), read for their speech they are one group per actor."""
+    files = [str(SHARED / "ravdess" / f"Actor_{a:02d}" / f"03-01-{e:02d}-01-01-01-{a:02d}.wav")
+             for a in (9, 11, 13, 15) for e in range(1, 9)]
+    groups = speaker_groups(files, "voice")
+    assert sorted(sorted({files[i][-6:-4] for i in g}) for g in groups) == [["09"], ["11"], ["13"], ["15"]]
 
 
 @pytest.mark.shared
