@@ -2,6 +2,12 @@
 
     python benchmarks/speaker_groups.py [--model default] [--run runs/default] [--out runs/speaker-groups] [--force]
     python benchmarks/speaker_groups.py --choose-threshold [--run runs/default]
+    python benchmarks/speaker_groups.py --model runs/loco-default/loco-emodb/bundle \
+        --run runs/loco-default/loco-emodb --out runs/loco-groups-emodb     # a corpus never heard
+
+The last form scores a leave-one-corpus-out run (``benchmarks/accuracy.py --loco --folds 0``): its
+test set is one whole corpus the model never heard, a folder of many voices recorded alike, which
+is harder to tell apart than the shipped split's test speakers of four corpora.
 
 Writes the held-out test clips of the model's training split (``RUN/split.csv``) as a manifest CSV
 (File, Speaker, Dataset), then runs three batch jobs over it through :func:`serkit.batch.run_batch`,
@@ -16,7 +22,7 @@ Rand index, purity, groups against speakers).
 
 ``--choose-threshold`` prints the same match on the split's training and validation speakers (the
 speakers the model learnt from; never the test speakers) for a range of clustering thresholds,
-over all of them at once and over draws of 5 speakers; ``serkit.voices.THRESHOLD`` is the
+over all of them at once, over draws of 5 speakers and within each corpus; ``serkit.voices.THRESHOLD`` is the
 threshold with the best adjusted Rand index over all of them at once (0.35; draws of 5 prefer
 0.40, whose test figures RESULTS-default.md gives too: ``--threshold 0.4``).
 """
@@ -66,10 +72,16 @@ def choose_threshold(utts) -> None:
     rng = np.random.default_rng(0)
     speakers = sorted(set(who))
     draws = [np.flatnonzero(np.isin(who, rng.choice(speakers, 5, replace=False))) for _ in range(40)]
+    corpus = np.array([u.corpus for u in seen])
     for threshold in (0.25, 0.3, 0.35, 0.4, 0.45, 0.5):
         ari = [adjusted_rand_score(who[d], voices.cluster(e[d], threshold)) for d in draws]
+        within = []                      # each corpus's speakers alone: one folder from one source
+        for c in sorted(set(corpus)):
+            m = corpus == c
+            labels = voices.cluster(e[m], threshold)
+            within.append(f"{c} {adjusted_rand_score(who[m], labels):.2f}/{purity(list(who[m]), list(labels)):.2f}")
         print(f"threshold {threshold:.2f}  all: {match(list(who), voices.cluster(e, threshold))}  "
-              f"draws of 5: mean ARI {np.mean(ari):.3f}", flush=True)
+              f"draws of 5: mean ARI {np.mean(ari):.3f}  within each corpus (ARI/purity): {', '.join(within)}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
