@@ -96,8 +96,9 @@ def embed(wave: np.ndarray) -> np.ndarray:
 
 
 def speech_of(wave: np.ndarray) -> np.ndarray:
-    """The stretches of ``wave`` (16 kHz) the scorer's speech detector hears, joined
-    (:func:`serkit.vad.clip_speech`); the whole clip when they last under :data:`MIN_SPEECH_S`
+    """The stretches of ``wave`` (16 kHz) that the shipped models' speech detector hears, joined
+    (:func:`serkit.vad.clip_speech` with its ``auto`` detector: silero, with its second look at a
+    clip cut tight); the whole clip when they last under :data:`MIN_SPEECH_S`
     (a clip with no speech is answered as such by the scorer; it still needs a voice)."""
     from serkit.vad import clip_speech
 
