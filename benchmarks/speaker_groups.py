@@ -42,6 +42,7 @@ from serkit.audio import decode_item
 from serkit.batch import run_batch
 from serkit.corpora import words_give_label
 from serkit.inference import load_model
+from serkit.inputs import speaker_groups
 from serkit.manifest import read_manifest
 from serkit.safety import claim_output_folder
 
@@ -65,7 +66,7 @@ def choose_threshold(utts) -> None:
     """Clustering thresholds on the training speakers: all at once, and 40 draws of 5 speakers."""
     seen = [u for u in utts if u.split != "test"]
     t = time.perf_counter()
-    e = voices.embed_all(voices.speech_of(decode_item(str(u.path))[1]) for u in seen)
+    e = np.stack([voices.embed_speech(decode_item(str(u.path))[1]) for u in seen])
     who = np.array([f"{u.corpus}/{u.speaker}" for u in seen])
     print(f"{len(seen)} training and validation clips, {len(set(who))} speakers, embedded in "
           f"{time.perf_counter() - t:.0f} s")
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if options.get("speakers") == "voice":
             t = time.perf_counter()
             files = [str(u.path) for u in test]
-            groups = voices.group_files(files, lambda f: decode_item(f)[1])
+            groups = speaker_groups(files, "voice")          # what --speakers voice groups by
             label = {i: g for g, members in enumerate(groups) for i in members}
             print(f"{'':46s} groups: {match([f'{u.corpus}/{u.speaker}' for u in test], [label[i] for i in range(len(files))])}"
                   f"  (grouping alone {time.perf_counter() - t:.0f} s)", flush=True)

@@ -23,7 +23,7 @@ of one actor are further apart than two neutral ones), so the groups are voices 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -108,10 +108,10 @@ def speech_of(wave: np.ndarray) -> np.ndarray:
     return speech if len(speech) >= MIN_SPEECH_S * SAMPLE_RATE else wave
 
 
-def embed_all(waves: Iterable[np.ndarray]) -> np.ndarray:
-    """(clips, 256) embeddings of ``waves`` (read one at a time: an iterator keeps memory flat)."""
-    rows = [embed(w) for w in waves]
-    return np.stack(rows) if rows else np.zeros((0, 256), np.float32)
+def embed_speech(wave: np.ndarray) -> np.ndarray:
+    """The voice embedding of a file's speech (:func:`embed` of :func:`speech_of`): what
+    :func:`group_files` clusters, and what the threshold was chosen on."""
+    return embed(speech_of(wave))
 
 
 def clustering():
@@ -176,7 +176,7 @@ def group_files(files: Sequence[str], read: Callable[[str], np.ndarray | None],
     for i, f in enumerate(files):
         wave = read(f)
         if wave is not None and len(wave):
-            rows.append(embed(speech_of(wave)))
+            rows.append(embed_speech(wave))
             heard.append(i)
     groups = [[heard[j] for j in g] for g in voice_groups(np.stack(rows) if rows else np.zeros((0, 256)), threshold)]
     groups += [[i] for i in sorted(set(range(len(files))) - set(heard))]
