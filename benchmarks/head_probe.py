@@ -9,7 +9,10 @@ logistic regression (C 0.003) is fitted on the other four folds of the 5-fold sp
 tested on ``--fold``: pool UAR and per corpus (ASED on sentences 01-02). Prints one line per
 feature set: the mean of layers 1-4 (the shipped design), mean and std of 1-4, and, for an
 encoder graph with more layers (e.g. one exported with ``max_layers=6``), layers 1-6 and 5-6.
-This is how README's "top layers" and "mean vs stats" figures were measured.
+This is how README's "top layers" and "mean vs stats" figures were measured. A graph exported
+with a longer ``clip_seconds`` (``export_stats_encoder(..., clip_seconds=30)``) reads the same
+speech spans (at most the scorer's 3 s) followed by silence up to its width: Whisper's own 30 s
+context, against the shipped graph's position table cropped to 3 s.
 """
 from __future__ import annotations
 
@@ -47,12 +50,20 @@ class Pool:
         self.judged = np.array([not words_give_label(u) for u in utts])
 
 
+def graph_window(encoder) -> int | None:
+    """The samples an encoder graph takes per row (its ``wave`` input's fixed width), or None."""
+    width = encoder.runtime.session.get_inputs()[0].shape[1]
+    return width if isinstance(width, int) else None
+
+
 def encoder_stats(encoder, crops: list[np.ndarray], window: int) -> np.ndarray:
-    """(clips, layers, 2 * dim): mean and std of each layer over each crop (cut to the window)."""
-    out = []
+    """(clips, layers, 2 * dim): mean and std of each layer over each crop (cut to the window),
+    each crop zero-padded to the graph's own width (wider than the window for a graph exported
+    with a longer ``clip_seconds``: the speech is then followed by Whisper's silence padding)."""
+    out, width = [], max(window, graph_window(encoder) or window)
     for i in range(0, len(crops), 64):
         part = [c[:window] for c in crops[i:i + 64]]
-        rows = np.zeros((len(part), window), np.float32)
+        rows = np.zeros((len(part), width), np.float32)
         for j, c in enumerate(part):
             rows[j, :len(c)] = c
         mean, std = encoder.stats(rows, np.array([len(c) for c in part]))

@@ -2,9 +2,11 @@
 speaker or corpus normalisation, on the pool's 5-fold speaker CV and leave-one-corpus-out.
 
     python benchmarks/head_variants.py [--manifest data/manifest.csv] [--only NAME ...]
+                                       [--encoder serkit:whisper-base-l4 | PATH.onnx]
 
 Features are the shipped design's (mean of layers 1-4 over the speech span, read as the scorer
-reads a clip; see head_probe.py), cached as training caches them. Every figure is UAR on
+reads a clip; see head_probe.py), cached as training caches them; ``--encoder`` reads them
+through another encoder graph (e.g. one exported with Whisper's whole 30 s context). Every figure is UAR on
 held-out speakers (CV: mean over the 5 folds of the pooled test UAR, then per corpus; ASED
 judged on sentences 01-02) or on the held-out corpus (LOCO). Variants:
 
@@ -465,10 +467,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--manifest", default="data/manifest.csv")
     ap.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    ap.add_argument("--encoder", default="serkit:whisper-base-l4",
+                    help="the encoder graph whose layers 1-4 are read (head_probe.py's --encoder)")
     args = ap.parse_args(argv)
-    b = Bench(pool_features(args.manifest))
+    b = Bench(pool_features(args.manifest, args.encoder))
     p = b.pool
-    print(f"{len(p.y)} clips, {len(set(p.speaker))} speakers; mean of Whisper-base layers 1-4 over the speech span")
+    print(f"{len(p.y)} clips, {len(set(p.speaker))} speakers; mean of layers 1-4 of {args.encoder} over the speech span")
     if "lr" in args.only:
         b.cv("logistic regression (shipped head)", b.f, lr)
         b.loco("logistic regression (shipped head)", b.f, lr)
