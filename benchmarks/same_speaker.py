@@ -2,6 +2,7 @@
 
     python benchmarks/same_speaker.py [--model default|BUNDLE] [--run runs/default] [--n 12]
                                       [--shares 0.3,0.6,0.9,1.0] [--timeline | --upload] [--mixed] [--call]
+                                      [--vad auto|silero|energy|none]
 
 On the held-out test speakers of the model's training split (``RUN/split.csv``), the judged clips
 (ASED on sentences 01-02) of each speaker are drawn into batches of ``--n`` clips, ``share`` of
@@ -72,12 +73,13 @@ def calibration_line(labels: list[str], kept: list) -> str:
 
 
 def timeline_answers(model, batch: list, rng: np.random.Generator, upload: bool = False,
-                     voices: bool = False) -> tuple[list, ...]:
+                     voices: bool = False, vad: str = "auto") -> tuple[list, ...]:
     """The batch's clips as one recording: each clip's answer (emotion, probabilities, uncertain)
     from the segment overlapping it most, clip by clip and as one voice (None where no segment
     overlaps it); segments of the timeline, or with ``upload`` the scorer's units as the web API
     answers an upload (``same_speaker``). ``voices``: a third list, the timeline's voices told
-    apart (``speakers="voice"``; its answers carry the segment's ``voice``)."""
+    apart (``speakers="voice"``; its answers carry the segment's ``voice``). ``vad``: the timeline's
+    detector (``none``: fixed pieces of one window)."""
     from serkit.audio import load_audio
 
     sr = model.sample_rate
@@ -93,7 +95,7 @@ def timeline_answers(model, batch: list, rng: np.random.Generator, upload: bool 
     for same in (False, True) + (("voice",) if voices else ()):
         if same == "voice":
             found = [(g.start, g.end, g) for g in
-                     model.predict_timeline(recording, same_speaker=True, speakers="voice").segments]
+                     model.predict_timeline(recording, vad=vad, same_speaker=True, speakers="voice").segments]
         elif upload:        # the web API's path: the scorer's units of the whole upload
             a = model.analyse_one_voice(recording) if same else model.analyse([recording])[0]
             found = [(s / sr, e / sr, SimpleNamespace(emotion=model.labels[int(np.argmax(q))],
@@ -101,7 +103,7 @@ def timeline_answers(model, batch: list, rng: np.random.Generator, upload: bool 
                                                        uncertain=model.scorer.is_uncertain(q)))
                      for (s, e), q in zip(a.segments, a.segment_probabilities if a.segments else [])]
         else:             # timeline segments carry emotion, probabilities and uncertain as answers do
-            found = [(g.start, g.end, g) for g in model.predict_timeline(recording, same_speaker=same).segments]
+            found = [(g.start, g.end, g) for g in model.predict_timeline(recording, vad=vad, same_speaker=same).segments]
         answers = []
         for a, b in spans:
             overlap = [max(0, min(b, end * sr) - max(a, start * sr)) for start, end, _ in found]
@@ -123,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                     "answers an upload (Predictor.analyse_one_voice)")
     ap.add_argument("--call", action="store_true", help="each recording two test speakers of one corpus taking "
                     "turns, answered plain, as one voice and as the voices told apart (speakers='voice')")
+    ap.add_argument("--vad", default="auto", help="--timeline and --call: the timeline's detector (none: fixed "
+                    "pieces of one window, as serkit predict --timeline --vad none)")
     args = ap.parse_args(argv)
     if args.call:
         return calls(args)
@@ -148,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             draws = len({u.speaker for u in rows}) if args.mixed else 1
             for batch in (b for _ in range(draws) for b in batches(rows, args.n, share, rng)):
                 if args.timeline or args.upload:
-                    alone, together = timeline_answers(model, batch, rng, upload=args.upload)
+                    alone, together = timeline_answers(model, batch, rng, upload=args.upload, vad=args.vad)
                 else:
                     paths = [str(u.path) for u in batch]
                     alone, together = model.predict_files(paths), model.predict_same_speaker(paths)
@@ -180,7 +184,8 @@ def calls(args) -> int:
 
     model = load_model(args.model)
     test = [u for u in read_manifest(Path(args.run) / "split.csv") if u.split == "test" and not words_give_label(u)]
-    print(f"{args.model}: conversations of two test speakers of one corpus, {args.n // 2} clips each, taking turns")
+    print(f"{args.model}: conversations of two test speakers of one corpus, {args.n // 2} clips each, taking turns"
+          + (f" (timeline vad {args.vad})" if args.vad != "auto" else ""))
     for share in (float(s) for s in args.shares.split(",")):
         rng, t = np.random.default_rng(0), time.time()
         truth, answers, ari, pure = [], ([], [], []), [], []
@@ -192,7 +197,7 @@ def calls(args) -> int:
                          for p in (a, b)]
                 for x, y in zip(*drawn):
                     call = [u for pair in zip(x, y) for u in pair]
-                    got = timeline_answers(model, call, rng, voices=True)
+                    got = timeline_answers(model, call, rng, voices=True, vad=args.vad)
                     keep = [i for i in range(len(call)) if all(g[i] is not None and g[i].emotion for g in got)]
                     truth += [call[i].emotion for i in keep]
                     for k, g in enumerate(got):

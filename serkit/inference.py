@@ -193,7 +193,7 @@ class Predictor:
             if units_heard(a):
                 heard.append((a, both.of_units(scorer, wave, a)))   # reads and clears the clip's rows
                 if voices:
-                    told.append(add_windows(np.zeros((len(a.segments), 256)), *scorer.cut([wave[s:e] for s, e in a.segments])))
+                    told.append(add_windows(np.zeros((len(a.segments), 256)), *scorer.cut([wave[s:e] for s, e in a.segments]), speech_only=a.vad == "none"))
             both.rows.clear()                               # what a clip without speech or failed left
             out.append(a)
             if on_clip is not None:

@@ -234,7 +234,8 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
         segments = [(s, e) for s, e in segments if e > s]
         # pass 2: score each segment's windows
         sums, counts, voice, heard = _score_segments(predictor, _Counted(stream, bar, "emotion (s)"), segments,
-                                                     batch_size, same_speaker, speakers == "voice")
+                                                     batch_size, same_speaker, speakers == "voice",
+                                                     pieces=detector is None)
     labels = predictor.labels
     logits = sums / np.maximum(counts, 1)[:, None]
     who = np.zeros(len(segments), np.int64)
@@ -284,12 +285,13 @@ class _Counted:
 
 
 def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple[int, int]], batch_size: int,
-                    speaker: bool = False, voices: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
-                                                                          np.ndarray | None]:
+                    speaker: bool = False, voices: bool = False, pieces: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Sum of window logits and window count per segment (the scorer's aggregation: their mean),
     with ``speaker`` the sum of the speaker head's window logits (else None), and with ``voices``
-    the sum of the windows' voice embeddings (:func:`serkit.voices.embed`; else None), streaming
-    the audio once and holding only the samples that pending windows still need."""
+    the sum of the windows' voice embeddings (:func:`serkit.voices.add_windows`, of their speech
+    only when the segments are fixed ``pieces``; else None), streaming the audio once and holding
+    only the samples that pending windows still need."""
     from serkit.speaker import SpeakerLogits
     from serkit.voices import add_windows
     scorer = predictor.scorer
@@ -318,7 +320,7 @@ def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple
             sums[k] += p
             counts[k] += 1
         if heard is not None:
-            add_windows(heard, rows, lengths, [k for k, _ in batch])
+            add_windows(heard, rows, lengths, [k for k, _ in batch], speech_only=pieces)
         if voice is not None:
             for (k, _), u in zip(batch, np.concatenate(both.rows)):
                 voice[k] += u

@@ -142,12 +142,15 @@ def cluster(embeddings: np.ndarray, threshold: float | None = None) -> np.ndarra
 
 
 def add_windows(sums: np.ndarray, rows: Sequence[np.ndarray], lengths: Sequence[int],
-                owner: Sequence[int]) -> np.ndarray:
+                owner: Sequence[int], speech_only: bool = False) -> np.ndarray:
     """Add each window's voice embedding (``rows[i][:lengths[i]]``) to its unit's row
     ``sums[owner[i]]`` (units, 256), in place, and return ``sums``: what a timeline does batch by
-    batch as it streams and an upload does for all its units, so both tell voices apart alike."""
+    batch as it streams and an upload does for all its units, so both tell voices apart alike.
+    ``speech_only``: embed each window's speech (:func:`embed_speech`), for windows cut in
+    fixed pieces (no detector chose them, so they hold the pauses too)."""
+    voice = embed_speech if speech_only else embed
     for row, length, k in zip(rows, lengths, owner):
-        sums[k] += embed(row[:length])
+        sums[k] += voice(row[:length])
     return sums
 
 

@@ -85,6 +85,40 @@ def test_a_file_is_embedded_for_its_speech_only(monkeypatch):
     assert embedded == [10000]
 
 
+def test_fixed_pieces_are_embedded_for_their_speech_only(monkeypatch):
+    """Windows a detector chose are embedded whole; windows cut in fixed pieces (a timeline or an
+    upload with vad "none") are embedded for their speech only, as files are, so a piece that is
+    mostly pause is not heard as a voice of its own."""
+    import serkit.vad
+    from serkit.inference import load_model
+
+    monkeypatch.setattr(serkit.vad, "clip_speech", lambda w, rate: [(1000, 10000)])
+    embedded = []
+    monkeypatch.setattr(voices, "embed", lambda w: embedded.append(len(w)) or np.ones(256) / 16)
+    rows, lengths = np.zeros((2, 48000), np.float32), [48000, 30000]
+    sums = voices.add_windows(np.zeros((1, 256)), rows, lengths, [0, 0])
+    assert embedded == [48000, 30000] and np.allclose(sums, 2 / 16)
+    embedded.clear()
+    voices.add_windows(np.zeros((1, 256)), rows, lengths, [0, 0], speech_only=True)
+    assert embedded == [9000, 9000]
+    told = []                                                     # which way each entry point asks
+    real = voices.add_windows
+    monkeypatch.setattr(voices, "add_windows", lambda *a, **k: told.append(k.get("speech_only")) or real(*a, **k))
+    import serkit.inference
+    import serkit.timeline
+    monkeypatch.setattr(serkit.inference, "add_windows", voices.add_windows)
+    predictor = load_model("default")
+    wave = (0.1 * np.random.default_rng(0).standard_normal(16000 * 7)).astype(np.float32)
+    serkit.timeline.predict_timeline(predictor, wave, vad="none", same_speaker=True, speakers="voice")
+    predictor.analyse_one_voice(wave, vad="none", voices=True)
+    assert told and all(told)
+    told.clear()
+    import serkit.scorer
+    monkeypatch.setattr(serkit.scorer, "clip_speech", lambda w, rate, vad="auto": [(1000, 40000), (60000, 100000)])
+    predictor.analyse_one_voice(wave, vad="silero", voices=True)
+    assert told == [False]
+
+
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent")
 
 
