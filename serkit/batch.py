@@ -304,6 +304,24 @@ def write_batches(batches: Iterable[list[Prediction]], writer: ResultWriter, tot
     return scored, failed
 
 
+def answer_groups(predictor: Predictor, groups: Iterable[tuple[int, Sequence[str]]], batch_size: int,
+                  tag_voices: bool = False, on_clip: Callable | None = None) -> Iterator[tuple[list[Prediction], int]]:
+    """Each (k, files) group answered as one voice (:meth:`Predictor.predict_same_speaker`), in
+    turn: its answers and the stretches of speech heard in it; with ``tag_voices`` (``--speakers
+    voice``) each answer says the voice ``k`` its file was heard as. ``on_clip`` sees each analysis."""
+    for k, files in groups:
+        heard: list[int] = []
+
+        def seen(a) -> None:
+            heard.append(units_heard(a))
+            if on_clip is not None:
+                on_clip(a)
+        rows = predictor.predict_same_speaker(files, batch_size, on_clip=seen)
+        for r in rows if tag_voices else ():
+            r.voice = k
+        yield rows, sum(heard)
+
+
 def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: str | os.PathLike, *,
               batch_size: int = 32, workers: int = 0, resume: bool = False, progress: bool = True,
               on_batch: Callable[[list[Prediction]], None] | None = None, force: bool = False,
@@ -339,16 +357,9 @@ def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: 
                 voices: list[int] = []
 
                 def answered():
-                    for k, g in pending:
-                        heard: list[int] = []
-
-                        def on_clip(a) -> None:
-                            heard.append(units_heard(a))
-                            bar.advance(task)
-                        rows = predictor.predict_same_speaker(g, batch_size, on_clip=on_clip)
-                        voices.append(sum(heard))
-                        for r in rows if by_voice else ():
-                            r.voice = k
+                    for rows, heard in answer_groups(predictor, pending, batch_size, by_voice,
+                                                     lambda a: bar.advance(task)):
+                        voices.append(heard)
                         yield [r for r in rows if file_key(r.file) not in writer.done]
                 scored, failed = write_batches(answered(), writer, len(files), skipped, "writing", False, on_batch)
             return BatchSummary(Path(output), len(files), skipped, scored, failed, duplicates, voices, len(groups))

@@ -80,20 +80,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return predict_batch(args, s, predictor, files)
     voices: list[int] = []                               # --same-speaker: stretches of speech of each voice
     if s.same_speaker:                                   # one clip in memory at a time
+        from serkit.batch import answer_groups
         from serkit.inputs import speaker_groups
-        from serkit.speaker import units_heard
         results = [None] * len(files)
         groups = speaker_groups(files, s.speakers, args.paths)
         note_found(s, len(files), len(groups))
-        for k, group in enumerate(groups):
-            heard: list[int] = []
-            answers = predictor.predict_same_speaker([files[i] for i in group], s.batch_size,
-                                                     on_clip=lambda a: heard.append(units_heard(a)))
+        named = [(k, [files[i] for i in group]) for k, group in enumerate(groups)]
+        for group, (answers, heard) in zip(groups, answer_groups(predictor, named, s.batch_size, s.speakers == "voice")):
             for i, r in zip(group, answers):
                 results[i] = r
-                if s.speakers == "voice":
-                    r.voice = k                      # the voice the file was heard as
-            voices.append(sum(heard))
+            voices.append(heard)
     else:
         results = []
         for group in budget_batches(files, s.batch_size):   # bounded audio in memory per batch
