@@ -149,7 +149,7 @@ class PredictSettings:
     ray_address: str | None = setting(None, "--engine ray: a cluster to join (auto, ray://HOST:10001); "
                                       "default: a local Ray", metavar="ADDR", group=BATCH_JOBS)
     vad: str = setting("auto", "speech detector: silero (needs serkit[timeline]), energy (level above the noise "
-                       "floor), none (fixed segments); auto: silero when installed, else energy",
+                       "floor), none (fixed segments, digitally silent ones left out); auto: silero when installed, else energy",
                        choices=VADS, group=LONG_RECORDINGS)
     max_segment: float = setting(10.0, "split longer speech segments into equal parts", rule=POSITIVE,
                                  metavar="SECONDS", group=LONG_RECORDINGS)

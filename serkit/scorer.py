@@ -115,6 +115,12 @@ def too_little(n_samples: int, mean_square: float, sample_rate: int, what: str =
     return None
 
 
+def sounding(pieces: Sequence[tuple[int, int]], squares: Sequence[float], sample_rate: int) -> list[tuple[int, int]]:
+    """The fixed pieces (``vad="none"``) that :func:`too_little` lets through, given each piece's
+    sum of squares: a piece of digital silence is left out, as a clip of it is answered "no speech"."""
+    return [(s, e) for (s, e), q in zip(pieces, squares) if too_little(e - s, q / max(e - s, 1), sample_rate) is None]
+
+
 @dataclass
 class Analysis:
     """What the scorer found in one clip. ``probabilities`` is None when there is no speech
@@ -209,8 +215,9 @@ class Scorer:
         reason = too_little(len(wave), float(np.mean(np.square(wave, dtype=np.float64))) if len(wave) else 0.0, sr)
         if reason:
             return [], reason
-        if vad == "none":    # no detection: the clip in consecutive pieces of one window
-            return fixed_segments(len(wave), self.spec.window_samples, int(MIN_SECONDS * sr)), None
+        if vad == "none":    # no detection: the clip in consecutive pieces of one window, but not its silent ones
+            pieces = fixed_segments(len(wave), self.spec.window_samples, int(MIN_SECONDS * sr))
+            return sounding(pieces, [float(np.square(wave[s:e], dtype=np.float64).sum()) for s, e in pieces], sr), None
         segments = clip_speech(wave, sr, vad)
         if not segments:
             return [], f"{NO_SPEECH} (voice-activity detector: {vad_name(vad)})"

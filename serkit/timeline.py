@@ -37,7 +37,7 @@ from serkit.audio import AudioStream
 import serkit.display as display
 from serkit.display import progress_bar
 from serkit.safety import atomic_file, atomic_write_text, first_line, to_json
-from serkit.scorer import MIN_SECONDS, too_little, window_starts
+from serkit.scorer import MIN_SECONDS, sounding, too_little, window_starts
 from serkit.vad import FRAME, fixed_segments, frames_of, make_vad, speech_segments, split_long
 
 if TYPE_CHECKING:   # the Predictor calls this module; it is only a type here
@@ -215,9 +215,10 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
         raise ValueError(f"--segment-seconds must be positive, not {segment_s}")
     if max_segment_s <= 0:
         raise ValueError(f"--max-segment must be positive, not {max_segment_s}")
+    step = int(round((segment_s or predictor.clip_samples / sr) * sr))      # the fixed pieces' length
     with progress_bar(progress) as bar:
-        # pass 1: score frames for speech (or only count the samples)
-        reader = _Counted(stream, bar, "speech detection (s)" if detector else "reading (s)")
+        # pass 1: score frames for speech (or only count the samples and each piece's energy)
+        reader = _Counted(stream, bar, "speech detection (s)" if detector else "reading (s)", None if detector else step)
         scores = [detector(frames) for frames in frames_of(iter(reader))] if detector else [len(b) for b in reader]
         n_samples = reader.samples
         speech = detector.finish(np.concatenate(scores)) if detector and scores else np.zeros(0, np.float32)
@@ -228,9 +229,9 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
         elif detector is not None:
             segments = split_long(speech_segments(speech, n_samples, sr, FRAME, threshold, min_speech_ms,
                                                   min_silence_ms, speech_pad_ms), int(max_segment_s * sr))
-        else:
-            segments = fixed_segments(n_samples, int(round((segment_s or predictor.clip_samples / sr) * sr)),
-                                      int(MIN_SECONDS * sr))
+        else:               # pieces of digital silence are left out, as the scorer leaves them out of a clip
+            pieces = fixed_segments(n_samples, step, int(MIN_SECONDS * sr))
+            segments = sounding(pieces, [reader.pieces[s // step:(e - 1) // step + 1].sum() for s, e in pieces], sr)
         segments = [(s, e) for s, e in segments if e > s]
         # pass 2: score each segment's windows
         sums, counts, voice, heard = _score_segments(predictor, _Counted(stream, bar, "emotion (s)"), segments,
@@ -261,19 +262,26 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
 
 
 class _Counted:
-    """One pass over the stream that counts samples and their energy and advances a
-    progress-bar task (seconds)."""
+    """One pass over the stream that counts samples and their energy (with ``step``, also the
+    energy of each ``step``-sample piece: ``pieces``) and advances a progress-bar task (seconds)."""
 
-    def __init__(self, stream: AudioStream, bar, description: str):
+    def __init__(self, stream: AudioStream, bar, description: str, step: int | None = None):
         self.stream, self.bar, self.samples, self.squares = stream, bar, 0, 0.0
+        self.step, self.pieces = step, np.zeros(0, np.float64)
         self.total = max(1, round(stream.duration_s))
         self.task = bar.add_task(description, total=self.total, rate="")
 
     def __iter__(self) -> Iterator[np.ndarray]:
         sr = self.stream.sample_rate
         for block in self.stream:
+            squares = np.square(block, dtype=np.float64)
+            if self.step and len(block):
+                first = self.samples // self.step
+                add = np.bincount((np.arange(len(block)) + self.samples) // self.step - first, weights=squares)
+                self.pieces = np.pad(self.pieces, (0, max(0, first + len(add) - len(self.pieces))))
+                self.pieces[first:first + len(add)] += add
             self.samples += len(block)
-            self.squares += float(np.square(block, dtype=np.float64).sum())
+            self.squares += float(squares.sum())
             self.bar.update(self.task, completed=min(self.samples / sr, self.total),
                             rate=f"{self.samples / sr:,.0f} s read")
             yield block

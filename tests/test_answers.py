@@ -280,6 +280,22 @@ def test_fixed_segments_never_score_a_sliver(bundle, tmp_path):
     assert min(s.end - s.start for s in tl.segments) >= 0.25
 
 
+def test_fixed_pieces_of_digital_silence_are_not_answered(bundle):
+    """With fixed pieces (vad "none") a piece of digital silence inside a recording gets no
+    emotion, as a clip of it would not: the timeline and an upload's units both leave it out."""
+    predictor = load_model(bundle)
+    hush = np.full(SR, 1e-4, np.float32)                                     # -80 dBFS: silence
+    wave = np.concatenate([tone_clip("happy", 1.0), hush, tone_clip("sad", 1.0), hush[:SR // 2]])
+    tl = predictor.predict_timeline(wave, vad="none", segment_s=1.0)
+    assert [(s.start, s.end) for s in tl.segments] == [(0.0, 1.0), (2.0, 3.0)]   # nor the silent last half-second
+    w = predictor.spec.window_samples
+    clip = np.concatenate([tone_clip("angry", w / SR)[:w], np.zeros(w, np.float32), tone_clip("sad", w / SR)[:w]])
+    assert predictor.scorer.units(clip, "none") == ([(0, w), (2 * w, 3 * w)], None)   # the silent window left out
+    a = predictor.scorer.analyse([clip], vad="none")[0]
+    assert a.segments == [(0, w), (2 * w, 3 * w)] and a.probabilities is not None
+    assert predictor.scorer.units(hush, "none")[1].startswith("no speech")
+
+
 @pytest.mark.parametrize("wave", [np.full(1, 0.5, np.float32), np.zeros(SR * 2, np.float32)],
                          ids=["one sample", "digital silence"])
 def test_one_rule_for_too_little_audio(bundle, tmp_path, capsys, wave):

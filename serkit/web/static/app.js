@@ -57,7 +57,7 @@
     el.modelHint.textContent = `${m.labels.length} emotions: ${m.labels.join(", ")}. It listens to ` +
       `${m.window_s} seconds at a time, to the speech only; a clip without speech gets no emotion.` + trust;
     el.vadHint.textContent = `For clips longer than ${m.window_s} seconds, the timeline follows the ` +
-      `stretches of speech (pauses skipped) or cuts equal ${m.window_s}-second pieces (pauses included). ` +
+      `stretches of speech (pauses skipped) or cuts equal ${m.window_s}-second pieces (pauses included, digital silence left out). ` +
       "The overall emotion weighs each stretch or piece by its length.";
     // "One voice" only for a model that can adapt (one with a speaker head)
     el.voiceField.hidden = el.voiceHint.hidden = !m.can_adapt;
