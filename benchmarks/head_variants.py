@@ -6,7 +6,8 @@ speaker or corpus normalisation, on the pool's 5-fold speaker CV and leave-one-c
 
 Features are the shipped design's (mean of layers 1-4 over the speech span, read as the scorer
 reads a clip; see head_probe.py), cached as training caches them; ``--encoder`` reads them
-through another encoder graph (e.g. one exported with Whisper's whole 30 s context). Every figure is UAR on
+through another encoder graph (e.g. one exported with Whisper's whole 30 s context), and
+``--layers`` picks other hidden layers than 1-4 (e.g. 1-6 of a graph exported with ``max_layers=6``). Every figure is UAR on
 held-out speakers (CV: mean over the 5 folds of the pooled test UAR, then per corpus; ASED
 judged on sentences 01-02) or on the held-out corpus (LOCO). Variants:
 
@@ -105,9 +106,10 @@ def uar(y: np.ndarray, pred: np.ndarray) -> float:
 
 
 class Bench:
-    def __init__(self, pool: Pool):
+    def __init__(self, pool: Pool, layers: tuple[int, int] = (1, 4)):
         self.pool = pool
-        self.f = pool.x[:, 1:5, :pool.x.shape[-1] // 2].reshape(len(pool.x), -1)   # the shipped features
+        first, last = layers                    # the shipped features: the mean of layers 1-4
+        self.f = pool.x[:, first:last + 1, :pool.x.shape[-1] // 2].reshape(len(pool.x), -1)
         self.folds = [np.array(parts) for parts in speaker_folds(pool.utts, 5, seed=0)]
 
     def cv(self, name: str, f: np.ndarray, make: Callable, extra: list[np.ndarray] = (),
@@ -468,11 +470,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", default="data/manifest.csv")
     ap.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     ap.add_argument("--encoder", default="serkit:whisper-base-l4",
-                    help="the encoder graph whose layers 1-4 are read (head_probe.py's --encoder)")
+                    help="the encoder graph whose layers are read (head_probe.py's --encoder)")
+    ap.add_argument("--layers", default="1-4", help="FIRST-LAST: the hidden layers whose means are the features "
+                    "(1-6 needs a graph exported with max_layers=6)")
     args = ap.parse_args(argv)
-    b = Bench(pool_features(args.manifest, args.encoder))
+    first, last = (int(v) for v in args.layers.split("-"))
+    b = Bench(pool_features(args.manifest, args.encoder), (first, last))
     p = b.pool
-    print(f"{len(p.y)} clips, {len(set(p.speaker))} speakers; mean of layers 1-4 of {args.encoder} over the speech span")
+    if last >= p.x.shape[1]:
+        raise SystemExit(f"--layers {args.layers}: {args.encoder} has hidden layers 0-{p.x.shape[1] - 1}")
+    print(f"{len(p.y)} clips, {len(set(p.speaker))} speakers; mean of layers {first}-{last} of {args.encoder} "
+          "over the speech span")
     if "lr" in args.only:
         b.cv("logistic regression (shipped head)", b.f, lr)
         b.loco("logistic regression (shipped head)", b.f, lr)
