@@ -2,6 +2,7 @@
 
     python benchmarks/head_probe.py [--encoder serkit:whisper-base-l4 | PATH.onnx] [--fold 0]
                                     [--manifest data/manifest.csv]
+    python benchmarks/head_probe.py --time PATH.onnx ... [--repeats 20]
 
 Each clip is read as the scorer reads it (the speech span, `Scorer.speech_window`), through the
 encoder graph given (its statistics cached as training caches them), and a standardised
@@ -13,6 +14,10 @@ This is how README's "top layers" and "mean vs stats" figures were measured. A g
 with a longer ``clip_seconds`` (``export_stats_encoder(..., clip_seconds=30)``) reads the same
 speech spans (at most the scorer's 3 s) followed by silence up to its width: Whisper's own 30 s
 context, against the shipped graph's position table cropped to 3 s.
+
+``--time`` only times graphs: one 3 s window (2.5 s of noise, then padding to each graph's own
+width) through each, one thread, median of ``--repeats`` calls after a warm-up, with the
+shipped graph timed in the same run as the baseline of the ratios.
 """
 from __future__ import annotations
 
@@ -86,12 +91,41 @@ def pool_features(manifest: str, backbone: str = "serkit:whisper-base-l4") -> Po
     return Pool(utts, x, waves, spans, encoder, scorer.spec.window_samples)
 
 
+def time_graphs(graphs: list[str], repeats: int) -> None:
+    """``--time``: each graph's median time for one 3 s window, one thread, against the shipped graph's."""
+    from serkit.encoder_training import encoder_file
+    from serkit.runtimes import onnx_session
+
+    crop = (0.1 * np.random.default_rng(0).standard_normal(40000)).astype(np.float32)
+    base = None
+    for spec in ["serkit:whisper-base-l4", *graphs]:
+        session = onnx_session(str(encoder_file(spec)), 1)
+        width = session.get_inputs()[0].shape[1]
+        row = np.zeros((1, width), np.float32)
+        row[0, :len(crop)] = crop
+        feed = {"wave": row, "lengths": np.array([len(crop)], np.int64)}
+        session.run(["mean"], feed)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            session.run(["mean"], feed)
+            times.append(time.perf_counter() - t)
+        ms = 1000 * float(np.median(times))
+        base = base or ms
+        print(f"{spec:<48} width {width / 16000:4.0f} s  {ms:7.1f} ms a window  {ms / base:5.1f}x", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--encoder", default="serkit:whisper-base-l4")
     ap.add_argument("--manifest", default="data/manifest.csv")
     ap.add_argument("--fold", type=int, default=0)
+    ap.add_argument("--time", nargs="+", metavar="GRAPH", help="only time these encoder graphs (see above)")
+    ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args(argv)
+    if args.time:
+        time_graphs(args.time, args.repeats)
+        return 0
     pool = pool_features(args.manifest, args.encoder)
     x, y, corpus, judged = pool.x, pool.y, pool.corpus, pool.judged
     utts = pool.utts

@@ -474,7 +474,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", default="1-4", help="FIRST-LAST: the hidden layers whose means are the features "
                     "(1-6 needs a graph exported with max_layers=6)")
     args = ap.parse_args(argv)
-    first, last = (int(v) for v in args.layers.split("-"))
+    try:
+        first, last = (int(v) for v in args.layers.split("-"))
+    except ValueError:
+        raise SystemExit(f"--layers {args.layers}: give FIRST-LAST, e.g. 1-4") from None
+    if not 0 <= first <= last:
+        raise SystemExit(f"--layers {args.layers}: FIRST-LAST with 0 <= FIRST <= LAST")
     b = Bench(pool_features(args.manifest, args.encoder), (first, last))
     p = b.pool
     if last >= p.x.shape[1]:

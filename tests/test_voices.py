@@ -110,8 +110,10 @@ def test_fixed_pieces_are_embedded_for_their_speech_only(monkeypatch):
     predictor = load_model("default")
     wave = (0.1 * np.random.default_rng(0).standard_normal(16000 * 7)).astype(np.float32)
     serkit.timeline.predict_timeline(predictor, wave, vad="none", same_speaker=True, speakers="voice")
+    assert told and all(told)                                     # the timeline's fixed pieces
+    told.clear()
     predictor.analyse_one_voice(wave, vad="none", voices=True)
-    assert told and all(told)
+    assert told == [True]                                         # an upload's fixed pieces
     told.clear()
     import serkit.scorer
     monkeypatch.setattr(serkit.scorer, "clip_speech", lambda w, rate, vad="auto": [(1000, 40000), (60000, 100000)])
