@@ -36,7 +36,8 @@ def prepare(roots: Sequence[str | os.PathLike], output: str | os.PathLike | None
     twice (overlapping roots, a linked folder, a repeated CSV row) is kept once; copies that
     disagree on its labels are all left out; either way they are counted as skipped.
     ``output`` may replace a manifest serkit wrote; another file needs ``force``, and an input
-    (a CSV list among ``roots``) is never replaced. Both are checked before the scan.
+    (a CSV list among ``roots``) is never replaced. Both are checked before the scan. When no
+    clip is kept, nothing is written (an earlier manifest at ``output`` stays as it was).
     """
     chosen = resolve_emotions(emotions if emotions is None or isinstance(emotions, str) else list(emotions))
     skipped_csv = None
@@ -50,7 +51,7 @@ def prepare(roots: Sequence[str | os.PathLike], output: str | os.PathLike | None
         utts += corpora.scan(root, corpus=corpus, emotions=chosen, report=report)
     utts = corpora.dedupe(utts, report)
     manifest = None
-    if output is not None:
+    if output is not None and utts:
         manifest = write_manifest(utts, output)
         report.write_csv(skipped_csv)
     return PrepareResult(utts, report, manifest, skipped_csv)

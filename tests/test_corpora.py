@@ -538,10 +538,19 @@ def test_cli_prepare_options(combined, shared_like, tmp_path):
     assert Counter(r["Emotion"] for r in _read_csv(out)) == {"angry": 6, "surprised": 6}
 
 
-def test_cli_prepare_nothing_found_exits_1(tmp_path, capsys):
+def test_cli_prepare_nothing_found_exits_1_and_keeps_the_earlier_manifest(tmp_path, capsys):
+    write_wav(tmp_path / "good" / "Actor_01" / "03-01-05-01-01-01-01.wav")
+    (tmp_path / "good" / "Actor_01" / "notes.txt").write_text("a stray")
+    out = tmp_path / "m.csv"
+    assert main(["prepare", str(tmp_path / "good"), "-o", str(out)]) == 0
+    before = out.read_bytes(), out.with_suffix(".skipped.csv").read_bytes()
     write_wav(tmp_path / "data" / "whatever.wav")
-    assert main(["prepare", str(tmp_path / "data"), "-o", str(tmp_path / "m.csv")]) == 1
-    assert "no labelled clips found" in capsys.readouterr().err
+    assert main(["prepare", str(tmp_path / "data"), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "no labelled clips found" in err and f"nothing written to {out}" in err
+    assert (out.read_bytes(), out.with_suffix(".skipped.csv").read_bytes()) == before
+    assert main(["prepare", str(tmp_path / "data"), "-o", str(tmp_path / "new.csv")]) == 1
+    assert not (tmp_path / "new.csv").exists() and not (tmp_path / "new.skipped.csv").exists()
 
 
 @pytest.mark.parametrize("extra", [[], ["--corpus", "ravdess"]], ids=["detect", "forced"])

@@ -23,7 +23,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     result = prepare(args.roots, args.output, corpus=args.corpus, emotions=args.emotions, force=args.force)
     print_summary(result, common.console, verbose=args.verbose)
     if not result.utterances:
-        common.err_console.print("error: no labelled clips found; check the folder or pass --corpus")
+        common.err_console.print("error: no labelled clips found; check the folder or pass --corpus"
+                                 + f"; nothing written to {args.output}",
+                                 highlight=False, markup=False, soft_wrap=True)
         return 1
     return 0
 
