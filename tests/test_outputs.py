@@ -307,6 +307,27 @@ def test_timeline_outputs_replace_only_serkits_own_files(bundle, tmp_path, capsy
     assert json.loads(user_json.read_text())["vad"] == "none"
 
 
+def test_plots_of_recordings_that_share_a_name_do_not_replace_each_other(bundle, tmp_path, capsys):
+    recs = [write_clip(tmp_path / d / "x.wav", np.concatenate([tone_clip(e, 1.0, np.random.default_rng(i))
+                                                               for e in EMOTIONS])) for i, d in enumerate("ab")]
+    base = ["predict", "--timeline", "--model", str(bundle), "--vad", "none", "--no-progress"]
+    plots = tmp_path / "plots"
+    assert main(base + [*map(str, recs), "--plot", str(plots)]) == 0
+    assert sorted(p.name for p in plots.iterdir()) == ["a_x.wav.png", "b_x.wav.png"]
+    assert main(base + [str(recs[0]), "--plot", str(tmp_path / "one")]) == 0     # no suffix: a folder
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["x.png"]
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    for plot, words in (("x.jpg", "plots are PNG"), ("a/x.wav", "plots are PNG")):
+        assert main(base + [str(recs[0]), "--plot", str(tmp_path / plot)]) == 2
+        assert words in one_error_line(capsys.readouterr().err)
+    assert main(base + [*map(str, recs), "--plot", str(tmp_path / "p.png")]) == 2
+    assert "name a folder" in one_error_line(capsys.readouterr().err)
+    assert main(base + [*map(str, recs), "--plot", str(recs[0])]) == 2
+    assert "a file is there" in one_error_line(capsys.readouterr().err)
+    assert snapshot(tmp_path) == before
+
+
 # ------------------------------------------------------------------------------- helpers
 
 def test_output_checks(tmp_path, monkeypatch):

@@ -184,6 +184,32 @@ def predict_batch(args: argparse.Namespace, s: PredictSettings, predictor, files
     return 1 if summary.failed else 0
 
 
+def plot_paths(plot: str, files: list[str]) -> dict:
+    """--plot PLOT: file -> its PNG. One recording's plot is PLOT itself when it ends in .png;
+    otherwise (and always for several recordings) PLOT is a folder and each plot is named after
+    its recording, or, where two recordings share a name, after its path below their common folder
+    (``a_x.wav.png``, ``b_x.wav.png``), so that no plot replaces another."""
+    import os
+    from collections import Counter
+    from pathlib import Path
+
+    png = plot.lower().endswith(".png")
+    folder = Path(plot).is_dir() or plot.endswith(("/", os.sep)) or len(files) > 1 or not Path(plot).suffix
+    if not folder and not png:
+        raise ValueError(f"--plot {plot}: plots are PNG images: give a .png file, or a folder for them (end its name with /)")
+    if not folder:
+        return {file: Path(plot) for file in files}
+    if png and not Path(plot).is_dir():
+        raise ValueError(f"--plot {plot}: {len(files)} recordings give {len(files)} plots: name a folder for them")
+    if Path(plot).exists() and not Path(plot).is_dir():
+        raise ValueError(f"--plot {plot}: a file is there; plots go into a folder: name another")
+    stems = Counter(Path(f).stem for f in files)
+    base = os.path.commonpath([os.path.abspath(os.path.dirname(f)) for f in files])
+    return {f: Path(plot) / (f"{Path(f).stem}.png" if stems[Path(f).stem] == 1 else
+                             "_".join(Path(os.path.relpath(os.path.abspath(f), base)).parts) + ".png")
+            for f in files}
+
+
 def predict_timelines(args: argparse.Namespace, s: PredictSettings, predictor, files: list[str]) -> int:
     """serkit predict --timeline: emotions over time of long recordings (see serkit.timeline)."""
     from pathlib import Path
@@ -198,9 +224,8 @@ def predict_timelines(args: argparse.Namespace, s: PredictSettings, predictor, f
     if args.output and Path(args.output).suffix not in (".json", ".csv"):
         raise ValueError(f"--output {args.output}: a timeline is written to .json or .csv")
     not_a_folder(args.output, "--output")
-    plot_folder = args.plot and (len(files) > 1 or not args.plot.lower().endswith(".png"))
-    pngs = {file: Path(args.plot) / f"{Path(file).stem}.png" if plot_folder else Path(args.plot)
-            for file in files} if args.plot else {}
+    pngs = plot_paths(args.plot, files) if args.plot else {}
+    plot_folder = args.plot and not any(png == Path(args.plot) for png in pngs.values())
     # before any work: replace only timelines and plots serkit wrote (or any file, with --force)
     targets = ([(args.output, "--output")] if args.output else []) + [(png, "--plot") for png in pngs.values()]
     for path, flag in targets:
@@ -282,6 +307,6 @@ def add_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
     long.add_argument("--timeline", action="store_true",
                       help="emotions over time: speech segments, each with an emotion and probabilities")
     long.add_argument("--plot", metavar="PNG", help="plot emotion probabilities over time to PNG "
-                      "(a folder when there are several files)")
+                      "(a folder for several files, or a name without .png: one plot per recording)")
     add_dataclass_arguments(p, PredictSettings)
     p.set_defaults(func=cmd_predict)
