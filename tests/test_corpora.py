@@ -216,13 +216,18 @@ def test_nemo_table_without_needed_columns_names_the_file(tmp_path):
         nemo.scan(tmp_path)
 
 
-@pytest.mark.parametrize("module,stem", [(nemo, "samples/EB0_anger_1"), (ased, "05Angry/a5-01-01-02-50")])
-def test_one_clip_in_two_formats_is_kept_once(tmp_path, module, stem):
+@pytest.mark.parametrize("module,stem,other", [
+    (nemo, "samples/EB0_anger_1", ".ogg"), (ased, "05Angry/a5-01-01-02-50", ".ogg"),
+    (ravdess, "Actor_05/03-01-05-01-01-01-05", ".ogg"), (emodb, "wav/03a01Fa", ".mp3"),
+    (cremad, "AudioWAV/1001_DFA_ANG_XX", ".ogg"), (tess, "OAF_angry/OAF_back_angry", ".ogg"),
+    (savee, "DC/a01", ".ogg"), (folder, "angry/clip", ".ogg")], ids=lambda v: getattr(v, "NAME", None))
+def test_one_clip_in_two_formats_is_kept_once(tmp_path, module, stem, other):
     wav = write_wav(tmp_path / f"{stem}.wav")
-    ogg = write_wav(tmp_path / f"{stem}.ogg")
+    copy = tmp_path / f"{stem}{other}"
+    copy.write_bytes(b"a lossy copy of the same clip")    # never decoded: the lossless copy is chosen first
     utts, report = scan_one(module, tmp_path)
     assert [u.path for u in utts] == [wav.resolve()]
-    assert report.items == [(module.NAME, DUPLICATE, ogg)]
+    assert report.items == [(module.NAME, DUPLICATE, copy)]
 
 
 @pytest.mark.parametrize("ext", [".wav", ".ogg"])

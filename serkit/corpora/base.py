@@ -137,12 +137,13 @@ def scan_with(
     """Turn ``files`` into utterances of corpus ``name``, counting every file not kept.
 
     ``labels`` maps the corpus's codes to canonical emotions; ``genders`` (speaker -> gender)
-    overrides what ``parse`` says where a side table knows better.
+    overrides what ``parse`` says where a side table knows better. Where a clip is there in two
+    formats in one folder, the lossless copy is kept (:func:`one_per_stem`).
     """
     report = report if report is not None else SkipReport()
     keep = set(emotions)
     out: list[Utterance] = []
-    for path in files:
+    for path in one_per_stem(name, files, report):     # a clip there in two formats is one clip
         if not is_utf8_name(path):
             report.add(name, NOT_UTF8, path)
             continue
