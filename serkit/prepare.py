@@ -49,6 +49,7 @@ def prepare(roots: Sequence[str | os.PathLike], output: str | os.PathLike | None
     utts: list[Utterance] = []
     for root in roots:
         utts += corpora.scan(root, corpus=corpus, emotions=chosen, report=report)
+    report.drop_repeats()
     utts = corpora.dedupe(utts, report)
     manifest = None
     if output is not None and utts:
