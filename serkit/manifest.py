@@ -75,17 +75,12 @@ class SkipReport:
     def counts(self) -> Counter[tuple[str, str]]:
         return Counter((c, r) for c, r, _ in self.items)
 
-    def drop_repeats(self) -> None:
-        """Each file skipped for one reason once (by its real path), in order: roots that overlap
-        (a folder and its subfolder, a linked folder) see the same strays twice."""
-        seen: set[tuple[str, str, str]] = set()
-        items = []
-        for corpus, reason, path in self.items:
-            key = (corpus, reason, os.path.realpath(path))     # realpath: a symlink loop does not raise
-            if key not in seen:
-                seen.add(key)
-                items.append((corpus, reason, path))
-        self.items = items
+    def merge_new(self, other: SkipReport) -> None:
+        """Add ``other``'s files, except those this report already has for the same reason (by
+        real path): roots that overlap (a folder and its subfolder, a linked folder) see the same
+        strays twice, while one root's own repeats (two rows of a CSV) are all kept."""
+        seen = {(c, r, os.path.realpath(p)) for c, r, p in self.items}    # realpath: a loop does not raise
+        self.items += [(c, r, p) for c, r, p in other.items if (c, r, os.path.realpath(p)) not in seen]
 
     def __len__(self) -> int:
         return len(self.items)

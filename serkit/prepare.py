@@ -48,8 +48,9 @@ def prepare(roots: Sequence[str | os.PathLike], output: str | os.PathLike | None
     report = SkipReport()
     utts: list[Utterance] = []
     for root in roots:
-        utts += corpora.scan(root, corpus=corpus, emotions=chosen, report=report)
-    report.drop_repeats()
+        found = SkipReport()
+        utts += corpora.scan(root, corpus=corpus, emotions=chosen, report=found)
+        report.merge_new(found)
     utts = corpora.dedupe(utts, report)
     manifest = None
     if output is not None and utts:
