@@ -216,6 +216,17 @@ def test_cli_predict_folder_expansion(bundle, audio_dir, capsys):
     assert not any(g.endswith(".txt") for g in got)
 
 
+def test_cli_predict_answers_a_file_named_twice_once(bundle, audio_dir, capsys, monkeypatch):
+    d, files = audio_dir
+    monkeypatch.chdir(files[0].parent)
+    code, out, err = run_cli(capsys, "predict", "-m", str(bundle), "-f", "json",
+                             str(files[0]), f"./{files[0].name}", str(d))
+    assert code == 0, err
+    got = [r["file"] for r in json.loads(out)]
+    assert got[0] == str(files[0]) and sorted(got) == sorted(str(f) for f in files)   # each once
+    assert "2 repeated path(s) left out" in err
+
+
 def test_cli_predict_glob_expansion(bundle, audio_dir, capsys):
     d, files = audio_dir
     code, out, err = run_cli(capsys, "predict", "-m", str(bundle), "-f", "json", str(d / "*.wav"))

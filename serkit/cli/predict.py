@@ -73,6 +73,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     note_skipped(skipped)
     if not files:
         raise FileNotFoundError("no audio files found in " + ", ".join(args.paths))
+    if args.timeline or not args.output:                 # (a batch job counts its repeats in its summary)
+        files = once_each(files)
     if args.timeline:
         return predict_timelines(args, s, predictor, files)
     if args.output:
@@ -132,6 +134,18 @@ def note_skipped(skipped: Sequence[str]) -> None:
     if skipped:
         common.err_console.print(f"note: {len(skipped)} file(s) in the folders given are not audio by name and "
                                  f"were left out (e.g. {skipped[0]})", highlight=False, markup=False, soft_wrap=True)
+
+
+def once_each(files: list[str]) -> list[str]:
+    """Each file once, in the spelling of its first mention (``a.wav ./a.wav dir/`` name one file
+    up to three times), saying on stderr how many repeats were left out."""
+    from serkit.batch import unique
+
+    files, repeats = unique(files)
+    if repeats:
+        common.err_console.print(f"note: {repeats} repeated path(s) left out (a file named again is answered once)",
+                                 highlight=False, markup=False, soft_wrap=True)
+    return files
 
 
 def note_found(s: PredictSettings, files: int, groups: int) -> None:
