@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from serkit.bundle import save_bundle
@@ -225,6 +226,15 @@ def test_cli_predict_answers_a_file_named_twice_once(bundle, audio_dir, capsys, 
     got = [r["file"] for r in json.loads(out)]
     assert got[0] == str(files[0]) and sorted(got) == sorted(str(f) for f in files)   # each once
     assert "2 repeated path(s) left out" in err
+
+
+def test_cli_predict_finds_opus_files_in_a_folder(bundle, tmp_path, capsys):
+    t = np.arange(48000) / 48000
+    sf.write(tmp_path / "talk.opus", (0.1 * np.sin(2 * np.pi * 220 * t)).astype("float32"), 48000,
+             format="OGG", subtype="OPUS")
+    code, out, err = run_cli(capsys, "predict", "-m", str(bundle), "-f", "json", str(tmp_path))
+    assert code == 0, err
+    assert [(r["file"], r["error"]) for r in json.loads(out)] == [(str(tmp_path / "talk.opus"), None)]
 
 
 def test_cli_predict_glob_expansion(bundle, audio_dir, capsys):

@@ -18,7 +18,7 @@ from serkit.emotions import ALL_EMOTIONS
 from serkit.manifest import SkipReport, Utterance
 
 #: File endings that are tried as audio; anything else in a corpus folder is a counted stray.
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"})
 
 # Skip reasons, spelled once.
 NOT_AUDIO = "not audio"
@@ -32,7 +32,7 @@ REPEATED = "repeated (the same file again)"
 CONFLICTING = "conflicting duplicates (one file, different labels)"
 
 #: Which of two copies of one clip (``x.wav`` and ``x.ogg``) is kept: the first in this order.
-_FORMAT_PREFERENCE = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".oga", ".mp3")
+_FORMAT_PREFERENCE = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".oga", ".opus", ".mp3")
 NOT_UTF8 = "name is not UTF-8 (rename it)"
 
 
