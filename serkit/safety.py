@@ -169,12 +169,26 @@ def check_output_file(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
     for item in inputs:
         if Path(item).resolve() == real:
             raise OutputError(f"{flag} {shown} is also an input; write to another file")
-    if not path.is_file() or path.stat().st_size == 0 or resume or force:
-        return path
-    if ours is not None and ours(path):
-        return path
-    raise OutputError(f"{flag} {shown} exists" + ("" if ours is None else " and serkit did not write it")
-                      + f"; {hint}")
+    if path.is_file() and path.stat().st_size > 0 and not (resume or force or (ours is not None and ours(path))):
+        raise OutputError(f"{flag} {shown} exists" + ("" if ours is None else " and serkit did not write it")
+                          + f"; {hint}")
+    check_writable(path, f"{flag} {shown}")
+    return path
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Before any work, that a file can be created beside ``path`` (in the nearest folder of it
+    that exists: the others are created on writing), by creating and removing one there; so a
+    read-only or full place fails now, naming the option, not after hours of scoring."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".serkit-check.", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{what}: cannot write in {folder} ({exc.strerror or exc}); choose another place") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 # --------------------------------------------------------------------------- atomic writes

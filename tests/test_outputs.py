@@ -328,6 +328,37 @@ def test_plots_of_recordings_that_share_a_name_do_not_replace_each_other(bundle,
     assert snapshot(tmp_path) == before
 
 
+def test_a_place_that_cannot_be_written_is_refused_before_any_work(bundle, tmp_path, capsys, monkeypatch):
+    """A read-only or full folder (simulated: the tests may run as root, whom permissions do not
+    stop) fails every output option before scoring, naming the option, and leaves nothing."""
+    import tempfile
+
+    import serkit.inference
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kw):
+        if dir is not None and Path(dir).resolve() == ro.resolve():
+            raise OSError(30, "Read-only file system")
+        return real(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(serkit.inference.Predictor, "predict_timeline", lambda *a, **k: pytest.fail("scored"))
+    monkeypatch.setattr(serkit.inference.Predictor, "predict_files", lambda *a, **k: pytest.fail("scored"))
+    rec = write_clip(tmp_path / "rec.wav", tone_clip("angry", 4.0, np.random.default_rng(0)))
+    for args, flag in ((["--timeline", "-o", str(ro / "t.json")], "--output"),
+                       (["--timeline", "--plot", str(ro / "sub" / "p.png")], "--plot"),
+                       (["-o", str(ro / "rows.csv")], "--output")):
+        assert main(["predict", str(rec), "--model", str(bundle), "--no-progress", *args]) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert line.startswith(f"error: {flag} ") and f"cannot write in {ro} (Read-only file system)" in line
+    assert main(["prepare", str(tmp_path / "rec.wav"), "-o", str(ro / "m.csv")]) == 2
+    assert "cannot write in" in one_error_line(capsys.readouterr().err)
+    assert list(ro.iterdir()) == []
+
+
 # ------------------------------------------------------------------------------- helpers
 
 def test_output_checks(tmp_path, monkeypatch):
