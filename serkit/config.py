@@ -148,13 +148,16 @@ class PredictSettings:
     actors: int = setting(2, "--engine ray: model actors", rule=AT_LEAST_1, group=BATCH_JOBS)
     ray_address: str | None = setting(None, "--engine ray: a cluster to join (auto, ray://HOST:10001); "
                                       "default: a local Ray", metavar="ADDR", group=BATCH_JOBS)
-    vad: str = setting("auto", "speech detector: silero (needs serkit[timeline]), energy (level above the noise "
-                       "floor), none (fixed segments, digitally silent ones left out); auto: silero when installed, else energy",
+    vad: str = setting("auto", "speech detector: silero (Silero VAD, shipped inside serkit), energy (level above the "
+                       "noise floor), none (fixed segments, digitally silent ones left out); auto: silero when "
+                       "onnxruntime is installed (it is in every install), else energy",
                        choices=VADS, group=LONG_RECORDINGS)
     max_segment: float = setting(10.0, "split longer speech segments into equal parts", rule=POSITIVE,
                                  metavar="SECONDS", group=LONG_RECORDINGS)
+    # at least serkit.scorer.MIN_SECONDS: a shorter piece is "no speech" whatever it holds
     segment_seconds: float | None = setting(None, "segment length with --vad none (default: the model's "
-                                            "window)", rule=POSITIVE, metavar="SECONDS", group=LONG_RECORDINGS)
+                                            "window; at least 0.25)", rule=Rule(0.25), metavar="SECONDS",
+                                            group=LONG_RECORDINGS)
 
     def __post_init__(self) -> None:
         check_settings(self)

@@ -211,8 +211,8 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
     sr = predictor.sample_rate
     stream = AudioStream(source, sr, block_seconds)
     detector = None if vad == "none" else make_vad(vad)
-    if segment_s is not None and segment_s <= 0:
-        raise ValueError(f"--segment-seconds must be positive, not {segment_s}")
+    if segment_s is not None and not segment_s >= MIN_SECONDS:     # a shorter piece can only be "no speech"
+        raise ValueError(f"--segment-seconds must be at least {MIN_SECONDS}, not {segment_s}")
     if max_segment_s <= 0:
         raise ValueError(f"--max-segment must be positive, not {max_segment_s}")
     step = int(round((segment_s or predictor.clip_samples / sr) * sr))      # the fixed pieces' length

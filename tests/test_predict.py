@@ -353,6 +353,14 @@ def test_cli_predict_flags_that_need_another_say_why(bundle, audio_dir, tmp_path
     png = tmp_path / "t.png"
     code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "--plot", str(png), str(files[0]))
     assert code == 2 and "--plot" in err and "add --timeline" in err and not png.exists()
+    code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "--timeline", "--segment-seconds", "2", str(files[0]))
+    assert code == 2 and "--segment-seconds" in err and "add --vad none" in err
+    from serkit.scorer import MIN_SECONDS       # a shorter piece could only be answered "no speech"
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "-m", str(bundle), "--timeline", "--vad", "none", "--segment-seconds",
+              str(MIN_SECONDS * 0.9), str(files[0])])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--segment-seconds" in err and f">= {MIN_SECONDS}" in err
     out = tmp_path / "preds.json"
     code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "-o", str(out), str(files[0]))
     assert code == 2 and ".jsonl" in err and "--format json" in err and not out.exists()

@@ -161,6 +161,9 @@ def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
         for flag, value in (("--plot", args.plot), ("--segment-seconds", s.segment_seconds)):
             if value is not None:
                 raise ValueError(f"{flag} belongs to emotion timelines of long recordings: add --timeline")
+    if s.segment_seconds is not None and s.vad != "none":
+        raise ValueError(f"--segment-seconds sets the fixed pieces of --vad none; with --vad {s.vad} the "
+                         "detector's stretches of speech are scored (split at --max-segment): add --vad none")
     if args.output and not args.timeline and args.output.lower().endswith(".json"):
         raise ValueError(f"--output {args.output}: a batch job appends rows as it goes (so a killed job can "
                          "--resume), which a .json array cannot do; write .jsonl (one JSON object a line) "
