@@ -84,10 +84,10 @@ def read_done(path: str | os.PathLike, labels: Sequence[str], voices: bool = Fal
     data = path.read_bytes()
     complete = data[:data.rfind(b"\n") + 1]
     text = complete.decode("utf-8", errors="surrogateescape")   # file names that are not UTF-8 round-trip
-    files = _csv_files(path, text, labels, voices) if path.suffix == ".csv" else _jsonl_files(path, text, labels)
+    files = _csv_files(path, text, labels, voices) if path.suffix.lower() == ".csv" else _jsonl_files(path, text, labels)
     tail = data[len(complete):]
     if tail:   # a row cut by a kill: dropped, once it is sure to be the start of one of serkit's
-        start = (b'{"file": ' if path.suffix == ".jsonl" else
+        start = (b'{"file": ' if path.suffix.lower() == ".jsonl" else
                  b"" if complete else ",".join(csv_columns(labels, voices)).encode() + b"\n")
         if not (tail.startswith(start) or start.startswith(tail)):
             raise OutputError(f"{path}: its last line is not the start of a row serkit wrote; "
@@ -147,7 +147,7 @@ class ResultWriter:
     def __init__(self, path: str | os.PathLike, labels: Sequence[str], resume: bool = False,
                  force: bool = False, inputs: Sequence[str | os.PathLike] = (), voices: bool = False):
         self.path = Path(path)
-        if self.path.suffix not in OUTPUT_SUFFIXES:
+        if self.path.suffix.lower() not in OUTPUT_SUFFIXES:
             raise ValueError(f"--output {self.path}: use a .csv or .jsonl file")
         self.labels, self.voices = list(labels), voices     # voices: CSV rows carry a voice column
         check_output_file(self.path, inputs=inputs, resume=resume, force=force, flag="--output",
@@ -158,7 +158,7 @@ class ResultWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # surrogateescape: a file name that is not UTF-8 is written as its own bytes (and read back so)
         self.fh = open(self.path, "a" if resume else "w", newline="", encoding="utf-8", errors="surrogateescape")
-        if self.path.suffix == ".csv" and self.fh.tell() == 0:
+        if self.path.suffix.lower() == ".csv" and self.fh.tell() == 0:
             self.fh.write(self._csv_line(csv_columns(self.labels, self.voices)))
             self._sync()
 
@@ -175,7 +175,7 @@ class ResultWriter:
     def write(self, results: Iterable[Prediction]) -> None:
         """Append ``results`` in one write, then flush: a kill leaves whole rows (and at most one
         cut line, which :func:`read_done` drops)."""
-        if self.path.suffix == ".csv":
+        if self.path.suffix.lower() == ".csv":
             text = "".join(self._csv_line(csv_row(r, self.labels, self.voices)) for r in results)
         else:
             text = "".join(to_json(prediction_dict(r), ensure_ascii=False) + "\n" for r in results)

@@ -146,10 +146,10 @@ TIMELINE_KEYS = frozenset({"file", "duration_s", "vad", "labels", "segments"})
 def is_timeline_file(path: str | os.PathLike) -> bool:
     """True for a timeline file serkit wrote (``.json``, ``.csv``) or a timeline plot (``.png``)."""
     path = Path(path)
-    if path.suffix == ".png":
+    if path.suffix.lower() == ".png":
         with open(path, "rb") as fh:
             return b"Software\x00" + PLOT_SOFTWARE.encode() in fh.read(4096)
-    if path.suffix == ".csv":
+    if path.suffix.lower() == ".csv":
         header = first_line(path).split(",")
         return header[:5] == ["file", "start", "end", "emotion", "confidence"] and header[-1] == "windows"
     try:
@@ -164,10 +164,10 @@ def write_timelines(timelines: list[Timeline], path: str | os.PathLike) -> Path:
     """Write timelines to ``.json`` (one object, or a list for several files) or ``.csv``,
     atomically (callers check first that ``path`` may be written: see :func:`is_timeline_file`)."""
     path = Path(path)
-    if path.suffix == ".json":
+    if path.suffix.lower() == ".json":
         data = timelines[0].to_dict() if len(timelines) == 1 else [t.to_dict() for t in timelines]
         atomic_write_text(path, to_json(data, indent=2) + "\n")
-    elif path.suffix == ".csv":
+    elif path.suffix.lower() == ".csv":
         atomic_write_text(path, timelines_csv(timelines))
     else:
         raise ValueError(f"--output {path}: a timeline is written to .json or .csv")

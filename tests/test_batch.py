@@ -180,6 +180,18 @@ def test_output_guards(bundle, tmp_path):
         read_done(jl, ["neutral", "sad"])
 
 
+@pytest.mark.parametrize("name", ["OUT.CSV", "Out.JSONL"])
+def test_an_output_named_in_capitals_is_the_same_format(bundle, tmp_path, name):
+    files = [str(f) for f in make_files(tmp_path / "audio", n=4, corrupt=())]
+    predictor = load_model(bundle)
+    out = tmp_path / name
+    run_batch(predictor, files[:2], out, progress=False)
+    lines = out.read_text().splitlines()
+    assert (lines[0].startswith("file,emotion") if name.endswith("CSV") else json.loads(lines[0])["file"] == files[0])
+    summary = run_batch(predictor, files, out, resume=True, progress=False)
+    assert (summary.skipped, summary.scored) == (2, 2)
+
+
 def test_manifest_paths(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "list.csv").write_text("Dataset,Emotion,File\nx,angry,wav/a.wav\nx,sad,/abs/b.wav\nx,sad,\n")

@@ -238,7 +238,7 @@ def predict_timelines(args: argparse.Namespace, s: PredictSettings, predictor, f
     err = common.err_console
     if args.resume:
         raise ValueError("--resume is for batch jobs, not --timeline")
-    if args.output and Path(args.output).suffix not in (".json", ".csv"):
+    if args.output and Path(args.output).suffix.lower() not in (".json", ".csv"):
         raise ValueError(f"--output {args.output}: a timeline is written to .json or .csv")
     not_a_folder(args.output, "--output")
     pngs = plot_paths(args.plot, files) if args.plot else {}
