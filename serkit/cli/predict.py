@@ -161,6 +161,9 @@ def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
         for flag, value in (("--plot", args.plot), ("--segment-seconds", s.segment_seconds)):
             if value is not None:
                 raise ValueError(f"{flag} belongs to emotion timelines of long recordings: add --timeline")
+    if args.output and s.format != "table":
+        raise ValueError(f"--format {s.format} is what is printed; with --output the file's suffix sets its "
+                         f"format ({'.json or .csv' if args.timeline else '.csv or .jsonl'}): drop one of them")
     if s.segment_seconds is not None and s.vad != "none":
         raise ValueError(f"--segment-seconds sets the fixed pieces of --vad none; with --vad {s.vad} the "
                          "detector's stretches of speech are scored (split at --max-segment): add --vad none")
