@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from collections.abc import Iterator, Sequence
@@ -121,7 +122,9 @@ DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, EOFError)
 
 
 def _undecodable(name: str, exc: Exception) -> AudioError:
-    return AudioError(f"{name}: cannot decode audio ({exc})")
+    """libsndfile's reason, without the "Error opening b'...': " that repeats the name as bytes."""
+    reason = getattr(exc, "error_string", None) or re.sub(r"^Error opening .*?: ", "", str(exc))
+    return AudioError(f"{name}: cannot decode audio ({reason.rstrip('.')})")
 
 
 def _open(name: str, opened: Any) -> sf.SoundFile:
