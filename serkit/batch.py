@@ -6,29 +6,29 @@
   previous batch; the model sees ``batch_size`` files' windows per call.
 - Each batch's rows are appended and flushed (and fsync'ed) before the next batch starts, so a
   job killed at any point keeps every row written before the kill.
-- ``resume`` first checks that the output is serkit's (its header, every row) without changing
-  it, then drops a half-written last line (the kill may have cut one), and skips every file that
-  already has a row, so a resumed job ends with each file exactly once. A file recorded with an
-  error counts as done: start a new output (or ``force``) to retry those.
+- ``resume`` first checks that the output is serkit's, answered by the same model (its header,
+  every row's ``model``: :func:`model_id`) without changing it, then drops a half-written last
+  line, and skips every file that already has a row, so a resumed job ends with each file exactly
+  once. A file recorded with an error counts as done: start over (``force``) to retry those.
 - Paths are compared resolved: ``../x.wav``, ``./../x.wav`` and ``/abs/x.wav`` are one file,
   scored once, and a resumed job finds it done however it is spelled. Rows keep the spelling of
   the first mention.
 - A file that cannot be decoded or scored gets a row with its error and the job goes on.
-- An existing output is never replaced without ``force``; an output that is one of the inputs
-  (a manifest CSV) is refused.
+- An existing output is never replaced without ``force``; an output that is an input is refused.
 - ``same_speaker`` (``--same-speaker``): each group of files that is one voice (all of them, each
   folder's or each speaker's of a manifest: ``--speakers``) is answered adapted to that voice, so
   a group's rows are written once its last file is scored; resuming scores an unfinished group
   again, whole, and writes only the rows it lacks.
 
 Rows have the columns of ``serkit predict --format csv``: ``file, emotion, confidence, uncertain,
-<one column per label>, duration_s, speech_s, reason, error``; JSONL rows are
-:meth:`Prediction.to_dict` objects (both rounded as :mod:`serkit.display` says: probabilities to
-4 decimals, seconds to 3). A clip without speech has an empty emotion and a reason.
+<one column per label>, duration_s, speech_s, reason, error``, then ``model``; JSONL rows are
+:meth:`Prediction.to_dict` objects with a ``model`` (both rounded as :mod:`serkit.display` says:
+probabilities to 4 decimals, seconds to 3). A clip without speech has an empty emotion and a reason.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -48,13 +48,22 @@ from serkit.speaker import units_heard
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 # ------------------------------------------------------------------------------------- output
 
-def csv_columns(labels: Sequence[str], voices: bool = False) -> list[str]:
-    """A CSV output's header; ``voices`` (``--speakers voice``): a ``voice`` column after ``uncertain``."""
+def csv_columns(labels: Sequence[str], voices: bool = False, model: bool = False) -> list[str]:
+    """A CSV output's header; ``voices`` (``--speakers voice``): a ``voice`` column after
+    ``uncertain``; ``model`` (a batch job's file): a last ``model`` column (:func:`model_id`)."""
     return ["file", "emotion", "confidence", "uncertain", *(["voice"] if voices else []), *labels, "duration_s",
-            "speech_s", "reason", "error"]
+            "speech_s", "reason", "error", *(["model"] if model else [])]
 
 
-def csv_row(r: Prediction, labels: Sequence[str], voices: bool = False) -> list[str]:
+def model_id(predictor: Predictor, same_speaker: bool = False, speakers: str = "one") -> str:
+    """What answered a batch job's rows (its ``model`` column or field): the model's name, a
+    fingerprint of its bundle's config.json (a retrained model or another of the same name
+    differs) and the speaker adaptation, if any. ``--resume`` continues only a job answered so."""
+    digest = hashlib.sha256(json.dumps(predictor.config, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{predictor.name}@{digest}" + (f" same-speaker:{speakers}" if same_speaker else "")
+
+
+def csv_row(r: Prediction, labels: Sequence[str], voices: bool = False, model: str | None = None) -> list[str]:
     """One CSV row in the number convention of :mod:`serkit.display` (4-decimal probabilities,
     durations in seconds to the millisecond)."""
     p, s = f".{PROB_DECIMALS}f", f".{SECONDS_DECIMALS}f"
@@ -63,20 +72,23 @@ def csv_row(r: Prediction, labels: Sequence[str], voices: bool = False) -> list[
             *([str(r.voice) if r.voice is not None else ""] if voices else []),
             *[format(r.probabilities[l], p) if r.probabilities else "" for l in labels],
             format(r.duration_s, s) if r.duration_s is not None else "",
-            format(r.speech_s, s) if r.speech_s is not None else "", r.reason or "", r.error or ""]
+            format(r.speech_s, s) if r.speech_s is not None else "", r.reason or "", r.error or "",
+            *([model] if model is not None else [])]
 
 
 #: Keys of a JSONL row: every row serkit writes has the first four, and no others than these
 #: (``voice`` only in rows of ``--speakers voice``, hence the Prediction with a voice).
-ROW_KEYS, REQUIRED_KEYS = frozenset(Prediction(file="", voice=0).to_dict()), {"file", "emotion", "probabilities", "error"}
+ROW_KEYS = frozenset(Prediction(file="", voice=0).to_dict()) | {"model"}
+REQUIRED_KEYS = {"file", "emotion", "probabilities", "error"}
 
 
-def read_done(path: str | os.PathLike, labels: Sequence[str], voices: bool = False) -> set[str]:
+def read_done(path: str | os.PathLike, labels: Sequence[str], voices: bool = False,
+              model: str | None = None) -> set[str]:
     """Keys (:func:`file_key`) of the files that already have a row in the output at ``path``.
 
     The whole file is checked first and left unchanged when it is not this model's serkit output
-    (ValueError: another model's labels, or not a serkit output at all); only then is a last line
-    cut by a kill (no newline) dropped.
+    (ValueError: another model's labels, rows another ``model`` answered (:func:`model_id`), or
+    not a serkit output at all); only then is a last line cut by a kill (no newline) dropped.
     """
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
@@ -84,11 +96,12 @@ def read_done(path: str | os.PathLike, labels: Sequence[str], voices: bool = Fal
     data = path.read_bytes()
     complete = data[:data.rfind(b"\n") + 1]
     text = complete.decode("utf-8", errors="surrogateescape")   # file names that are not UTF-8 round-trip
-    files = _csv_files(path, text, labels, voices) if path.suffix.lower() == ".csv" else _jsonl_files(path, text, labels)
+    files = (_csv_files(path, text, labels, voices, model) if path.suffix.lower() == ".csv"
+             else _jsonl_files(path, text, labels, model))
     tail = data[len(complete):]
     if tail:   # a row cut by a kill: dropped, once it is sure to be the start of one of serkit's
         start = (b'{"file": ' if path.suffix.lower() == ".jsonl" else
-                 b"" if complete else ",".join(csv_columns(labels, voices)).encode() + b"\n")
+                 b"" if complete else ",".join(csv_columns(labels, voices, model is not None)).encode() + b"\n")
         if not (tail.startswith(start) or start.startswith(tail)):
             raise OutputError(f"{path}: its last line is not the start of a row serkit wrote; "
                               "--resume left the file unchanged: write to a new file")
@@ -97,16 +110,24 @@ def read_done(path: str | os.PathLike, labels: Sequence[str], voices: bool = Fal
     return {file_key(f) for f in files}
 
 
-def _csv_files(path: Path, text: str, labels: Sequence[str], voices: bool = False) -> list[str]:
+def other_model(path: Path, n: int, found: str | None, model: str) -> ValueError:
+    return ValueError(f"{path}:{n}: rows answered by {found or 'a model serkit did not name (an older serkit)'}, not "
+                      f"{model}: --resume would mix their answers; --force starts the output over, or write to a new file")
+
+
+def _csv_files(path: Path, text: str, labels: Sequence[str], voices: bool = False,
+               model: str | None = None) -> list[str]:
     with reading_csv(path):      # fields as long as serkit's own rows may be
         rows = list(csv.reader(io.StringIO(text)))
     if not rows:        # only a cut header line: nothing was scored
         return []
-    header = rows[0]
-    if header != csv_columns(labels, voices):
-        if header[:1] == ["file"] and header[-1:] == ["error"]:
+    header, columns = rows[0], csv_columns(labels, voices, model is not None)
+    if header != columns:
+        if header[:1] == ["file"] and "error" in header:
+            if model is not None and header == columns[:-1]:
+                raise other_model(path, 1, None, model)
             raise ValueError(f"{path}: its columns ({', '.join(header)}) are not this model's "
-                             f"({', '.join(csv_columns(labels, voices))}"
+                             f"({', '.join(columns)}"
                              f"{', with --speakers voice' if voices else ''}); write to a new file")
         raise OutputError(f"{path}: not a serkit output (its first line is not serkit's header); "
                           "--resume left it unchanged: write to a new file")
@@ -114,10 +135,12 @@ def _csv_files(path: Path, text: str, labels: Sequence[str], voices: bool = Fals
         if row and len(row) != len(header):
             raise OutputError(f"{path}:{n}: not a row serkit wrote ({len(row)} fields, not {len(header)}); "
                               "--resume left the file unchanged")
+        if row and model is not None and row[-1] != model:
+            raise other_model(path, n, row[-1], model)
     return [row[0] for row in rows[1:] if row]
 
 
-def _jsonl_files(path: Path, text: str, labels: Sequence[str]) -> list[str]:
+def _jsonl_files(path: Path, text: str, labels: Sequence[str], model: str | None = None) -> list[str]:
     files = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -133,6 +156,8 @@ def _jsonl_files(path: Path, text: str, labels: Sequence[str]) -> list[str]:
         if row.get("probabilities") and sorted(row["probabilities"]) != sorted(labels):
             raise ValueError(f"{path}:{n}: rows of other labels ({', '.join(row['probabilities'])}); "
                              "write to a new file")
+        if model is not None and row.get("model") != model:
+            raise other_model(path, n, row.get("model"), model)
         files.append(row["file"])
     return files
 
@@ -145,21 +170,23 @@ class ResultWriter:
     """
 
     def __init__(self, path: str | os.PathLike, labels: Sequence[str], resume: bool = False,
-                 force: bool = False, inputs: Sequence[str | os.PathLike] = (), voices: bool = False):
+                 force: bool = False, inputs: Sequence[str | os.PathLike] = (), voices: bool = False,
+                 model: str | None = None):
         self.path = Path(path)
         if self.path.suffix.lower() not in OUTPUT_SUFFIXES:
             raise ValueError(f"--output {self.path}: use a .csv or .jsonl file")
         self.labels, self.voices = list(labels), voices     # voices: CSV rows carry a voice column
+        self.model = model                                  # what answers the rows (model_id), in each
         check_output_file(self.path, inputs=inputs, resume=resume, force=force, flag="--output",
                           hint="pass --resume to continue that job, --force to start it over, or "
                                "choose another file")
         exists = self.path.is_file() and self.path.stat().st_size > 0
-        self.done = read_done(self.path, self.labels, voices) if exists and resume else set()
+        self.done = read_done(self.path, self.labels, voices, model) if exists and resume else set()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # surrogateescape: a file name that is not UTF-8 is written as its own bytes (and read back so)
         self.fh = open(self.path, "a" if resume else "w", newline="", encoding="utf-8", errors="surrogateescape")
         if self.path.suffix.lower() == ".csv" and self.fh.tell() == 0:
-            self.fh.write(self._csv_line(csv_columns(self.labels, self.voices)))
+            self.fh.write(self._csv_line(csv_columns(self.labels, self.voices, model is not None)))
             self._sync()
 
     @staticmethod
@@ -176,9 +203,10 @@ class ResultWriter:
         """Append ``results`` in one write, then flush: a kill leaves whole rows (and at most one
         cut line, which :func:`read_done` drops)."""
         if self.path.suffix.lower() == ".csv":
-            text = "".join(self._csv_line(csv_row(r, self.labels, self.voices)) for r in results)
+            text = "".join(self._csv_line(csv_row(r, self.labels, self.voices, self.model)) for r in results)
         else:
-            text = "".join(to_json(prediction_dict(r), ensure_ascii=False) + "\n" for r in results)
+            named = {} if self.model is None else {"model": self.model}
+            text = "".join(to_json({**prediction_dict(r), **named}, ensure_ascii=False) + "\n" for r in results)
         self.fh.write(text)
         self._sync()
 
@@ -346,7 +374,8 @@ def run_batch(predictor: Predictor, files: Iterable[str | os.PathLike], output: 
         predictor.check_can_adapt()
         groups = speaker_groups(files, speakers, inputs)      # before the output is touched
     by_voice = same_speaker and speakers == "voice"
-    with ResultWriter(output, predictor.labels, resume=resume, force=force, inputs=inputs, voices=by_voice) as writer:
+    with ResultWriter(output, predictor.labels, resume=resume, force=force, inputs=inputs, voices=by_voice,
+                      model=model_id(predictor, same_speaker, speakers)) as writer:
         todo = [f for f in files if file_key(f) not in writer.done]
         skipped = len(files) - len(todo)
         if same_speaker:

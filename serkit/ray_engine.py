@@ -68,10 +68,11 @@ def _predictions(batch: dict[str, np.ndarray], labels: list[str]) -> list[Predic
 def run_ray(model: str | os.PathLike | None, files: Iterable[str | os.PathLike], output: str | os.PathLike, *,
             labels: list[str], runtime: str = "auto", batch_size: int = 32, actors: int = 2,
             address: str | None = None, resume: bool = False, progress: bool = True, force: bool = False,
-            inputs: list[str | os.PathLike] | tuple = ()) -> BatchSummary:
+            inputs: list[str | os.PathLike] | tuple = (), model_id: str | None = None) -> BatchSummary:
     """Score ``files`` into ``output`` (.csv or .jsonl) on Ray Data with ``actors`` model actors.
 
-    ``labels`` are the model's (the driver writes the header without loading the model);
+    ``labels`` are the model's (the driver writes the header without loading the model), and
+    ``model_id`` (:func:`serkit.batch.model_id`) names it in every row;
     ``address`` is a Ray cluster's (``auto``, ``ray://host:10001``) or None for a local Ray.
     """
     ray = _require_ray()
@@ -79,7 +80,7 @@ def run_ray(model: str | os.PathLike | None, files: Iterable[str | os.PathLike],
         raise ValueError("--actors and --batch-size must be at least 1")
     files, duplicates = unique(str(f) for f in files)
     model = str(Path(model).resolve()) if model is not None else None
-    with ResultWriter(output, labels, resume=resume, force=force, inputs=inputs) as writer:
+    with ResultWriter(output, labels, resume=resume, force=force, inputs=inputs, model=model_id) as writer:
         todo = [f for f in files if file_key(f) not in writer.done]
         skipped = len(files) - len(todo)
         scored = failed = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from serkit.batch import ResultWriter, manifest_paths, read_done, run_batch
+from serkit.batch import ResultWriter, manifest_paths, model_id, read_done, run_batch
 from serkit.bundle import save_bundle
 from serkit.cli import main
 from serkit.inference import load_model
@@ -192,6 +193,40 @@ def test_an_output_named_in_capitals_is_the_same_format(bundle, tmp_path, name):
     assert (summary.skipped, summary.scored) == (2, 2)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_resume_continues_only_a_job_the_same_model_answered(bundle, tmp_path, suffix):
+    """Another model (here: the same architecture trained again, so the same labels), or the same
+    one adapting to speakers, would mix its answers into the file: refused, the file unchanged."""
+    files = [str(f) for f in make_files(tmp_path / "audio", n=6, corrupt=())]
+    predictor = load_model(bundle)
+    out = tmp_path / f"out{suffix}"
+    run_batch(predictor, files[:3], out, progress=False)
+    assert {r["model"] for r in rows_of(out)} == {model_id(predictor)} and model_id(predictor).startswith("bundle@")
+    before = out.read_bytes()
+    torch.manual_seed(1)
+    other = save_bundle(tmp_path / "other" / "bundle", CNNLSTM(CNNLSTMConfig(n_classes=3, channels=[4, 8, 8],
+                        lstm_hidden=16)).eval(), list(EMOTIONS), {"sample_rate": SR, "clip_seconds": 0.6})
+    with pytest.raises(ValueError, match=f"rows answered by {re.escape(model_id(predictor))}, not "
+                                         f"{re.escape(model_id(load_model(other)))}: --resume would mix"):
+        run_batch(load_model(other), files, out, resume=True, progress=False)
+    assert out.read_bytes() == before
+    with pytest.raises(ValueError, match="--resume would mix"):          # the same model, adapting to speakers
+        read_done(out, EMOTIONS, model=model_id(predictor, same_speaker=True, speakers="folder"))
+    assert out.read_bytes() == before
+    summary = run_batch(predictor, files, out, resume=True, progress=False)      # the same model: goes on
+    assert (summary.skipped, summary.scored) == (3, 3)
+    # an output written before rows named their model (no model column or field) is not continued
+    old = tmp_path / f"old{suffix}"
+    lines = out.read_text().splitlines()
+    if suffix == ".csv":
+        old.write_text("".join(",".join(line.split(",")[:-1]) + "\n" for line in lines))
+    else:
+        old.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "model"}) + "\n"
+                               for line in lines))
+    with pytest.raises(ValueError, match="a model serkit did not name"):
+        run_batch(predictor, files, old, resume=True, progress=False)
+
+
 def test_manifest_paths(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "list.csv").write_text("Dataset,Emotion,File\nx,angry,wav/a.wav\nx,sad,/abs/b.wav\nx,sad,\n")
@@ -264,7 +299,9 @@ def test_every_many_file_path_records_the_same_rows_through_one_loop(tmp_path):
     actor.predictor = predictor
     ray_rows = [prediction_dict(p) for p in _predictions(actor({"file": np.array(files, dtype=object)}), list(EMOTIONS))]
     assert (summary.scored, summary.failed) == (3, 3)
-    assert decoded == api and rows_of(tmp_path / "out.jsonl") == api and ray_rows == api
+    job = rows_of(tmp_path / "out.jsonl")
+    assert {r.pop("model") for r in job} == {model_id(predictor)}     # each row names what answered it
+    assert decoded == api and job == api and ray_rows == api
 
 
 def test_speaker_groups_by_folder_and_by_manifest(tmp_path):

@@ -187,13 +187,14 @@ def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
 
 def predict_batch(args: argparse.Namespace, s: PredictSettings, predictor, files: list[str]) -> int:
     """serkit predict --output FILE: a resumable batch job (see serkit.batch)."""
-    from serkit.batch import run_batch
+    from serkit.batch import model_id, run_batch
 
     if s.engine == "ray":
         from serkit.ray_engine import run_ray
         summary = run_ray(args.model, files, args.output, labels=predictor.labels, runtime=s.runtime,
                           batch_size=s.batch_size, actors=s.actors, address=s.ray_address,
-                          resume=args.resume, progress=s.progress, force=args.force, inputs=args.paths)
+                          resume=args.resume, progress=s.progress, force=args.force, inputs=args.paths,
+                          model_id=model_id(predictor))
     else:
         summary = run_batch(predictor, files, args.output, batch_size=s.batch_size, workers=s.workers,
                             resume=args.resume, progress=s.progress, force=args.force, inputs=args.paths,
