@@ -9,6 +9,7 @@ or in pytest's tmp dir. Skipped when /usr/bin/chromium or playwright is missing.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 from pathlib import Path
@@ -184,11 +185,17 @@ def test_old_result_is_dimmed_with_progress_while_a_new_clip_is_analysed(page, t
     assert page.is_visible("#progress") and "Analysing second.wav" in page.inner_text("#status")
     assert float(page.evaluate("getComputedStyle(document.getElementById('result')).opacity")) < 0.5
     page.screenshot(path=str(artifacts / "desktop-analysing.png"))
-    page.wait_for_function("() => document.getElementById('status').textContent.match(/ [0-9]+ s$/)")   # time runs
+    # the status line is announced once; the seconds tick apart from it, hidden from screen readers
+    said = page.inner_text("#status")
+    page.wait_for_function("() => /^[1-9][0-9]* s$/.test(document.getElementById('elapsed').textContent)")
+    assert page.inner_text("#status") == said and page.get_attribute("#elapsed", "aria-hidden") == "true"
+    assert page.evaluate("!document.getElementById('status').contains(document.getElementById('elapsed'))")
+    assert page.is_visible("#cancel")
     held[0].continue_()
     page.unroute("**/api/predict")
     read_result(page)
     assert page.is_hidden("#progress") and page.inner_text("#meta-duration") == "2.500 s"
+    assert page.is_hidden("#cancel") and page.inner_text("#elapsed") == ""
 
 
 def test_a_segment_plays_when_its_row_or_cell_is_pressed(page, tmp_path):
@@ -380,6 +387,7 @@ def test_one_voice_is_offered_for_a_model_that_adapts_and_answers_as_one_voice(b
         page.check("#several-voices")
         sync_api.expect(page.locator("#timeline-hint")).to_contain_text("told apart", timeout=TIMEOUT_MS)
         assert not page.is_checked("#same-speaker") and "· voice A" in page.inner_text("#segments")
+        assert "one speaker can be split" in page.inner_text("#timeline-hint")      # a rough count, said so
         page.check("#same-speaker")
         sync_api.expect(page.locator("#timeline-hint")).to_contain_text("judged as one voice", timeout=TIMEOUT_MS)
         assert not page.is_checked("#several-voices") and "voice A" not in page.inner_text("#segments")
@@ -393,3 +401,221 @@ def test_one_voice_is_offered_for_a_model_that_adapts_and_answers_as_one_voice(b
         proc.terminate()
         proc.wait(10)
     assert "Traceback" not in log.read_text()
+
+
+# -- requests, recording and conversions at their edges (stubs where the real thing is slow) -----
+
+def requests_to(page, answer=None) -> list:
+    """Hold every /api/predict request (answer=None) or answer each with ``answer(route)``; the
+    list fills with the requests' routes as they come."""
+    seen: list = []
+    page.route("**/api/predict", lambda route: (seen.append(route), answer and answer(route)))
+    return seen
+
+
+def unsupported(route):
+    """The server's reply to a format it does not read (the page converts such a file itself)."""
+    route.fulfill(status=415, content_type="application/json", body=json.dumps({
+        "status": 415, "error": "unsupported_format", "message": "WebM/Matroska audio is not supported; "
+        "convert it to WAV (the page does this for you in most browsers)."}))
+
+
+def wait_until(page, check, ms: int = 10_000):
+    for _ in range(ms // 50):
+        if check():
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("timed out")
+
+
+def drop_bytes(page, n: int, name: str):
+    """Drop a file of ``n`` zero bytes, made in the page (nothing large crosses the wire)."""
+    page.evaluate("""([n, name]) => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([new ArrayBuffer(n)], name, { type: "audio/ogg" }));
+        const drop = document.getElementById("drop");
+        for (const type of ["dragenter", "dragover", "drop"])
+            drop.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }""", [n, name])
+
+
+def with_script(page, script: str):
+    """The page again, with ``script`` run before its own (a stub of a browser API)."""
+    page.context.add_init_script(script)
+    page.reload()
+
+
+def test_cancel_stops_a_slow_request_and_restores_the_controls(page, tmp_path):
+    clip = tmp_path / "slow.wav"
+    clip.write_bytes(audio_bytes(1.0))
+    held = requests_to(page)
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#cancel:not([hidden])")
+    assert page.is_disabled("#model") and page.is_disabled("#file")
+    page.click("#cancel")
+    assert page.inner_text("#status") == "Cancelled: slow.wav was not analysed."
+    assert page.is_hidden("#cancel") and page.is_hidden("#progress") and page.is_hidden("#result")
+    assert not page.is_disabled("#model") and not page.is_disabled("#file") and not page.is_disabled("#record")
+    assert page.get_attribute("#result-card", "aria-busy") == "false" and len(held) == 1
+    page.unroute("**/api/predict")
+    assert upload(page, clip)["model"] == "tiny"            # and the next clip is analysed as usual
+
+
+def test_one_request_at_a_time_while_recording(page, tmp_path):
+    """A clip on show, then a recording: a setting changed while recording does not send the clip
+    on show again (it applies to the recording), and the recording's reply is the one shown."""
+    clip = tmp_path / "shown.wav"
+    clip.write_bytes(audio_bytes(2.0))
+    upload(page, clip)
+    held = requests_to(page)
+    page.click("#record")
+    page.wait_for_selector("#record.recording")
+    page.select_option("#vad", "none")
+    page.wait_for_timeout(1500)
+    assert held == [] and not page.is_disabled("#vad")
+    page.click("#record")
+    wait_until(page, lambda: held)
+    body = held[0].request.post_data_buffer
+    assert b'filename="recording.wav"' in body and b'name="vad"\r\n\r\nnone' in body
+    page.wait_for_timeout(300)
+    assert len(held) == 1
+    held[0].continue_()
+    page.unroute("**/api/predict")
+    read_result(page)
+    assert page.inner_text("#clip-name") == "recording.wav" and not page.is_disabled("#model")
+    assert page.get_attribute("#result-card", "aria-busy") == "false"
+
+
+STREAMS = """
+  window.__asked = 0; window.__streams = [];
+  const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = (c) => { window.__asked++;     // a slow permission prompt
+    return new Promise((r) => setTimeout(r, 800)).then(() => real(c))
+      .then((s) => { window.__streams.push(s); return s; }); };
+"""
+ALL_ENDED = "() => window.__streams.every((s) => s.getTracks().every((t) => t.readyState === 'ended'))"
+
+
+def test_record_pressed_twice_while_the_browser_asks_leaves_no_microphone_open(page):
+    with_script(page, STREAMS)
+    page.click("#record")
+    assert "press to cancel" in page.inner_text("#record")
+    assert "Waiting for the microphone" in page.inner_text("#status")
+    page.wait_for_timeout(150)
+    page.click("#record")                                  # given up before the microphone came
+    assert page.inner_text("#status") == "Recording cancelled."
+    assert page.get_attribute("#record", "aria-pressed") == "false"
+    page.wait_for_function("() => window.__streams.length === 1")
+    page.wait_for_function(ALL_ENDED)                      # the late stream is closed at once
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__asked") == 1 and page.is_hidden("#error")
+    assert page.get_attribute("#record", "aria-pressed") == "false"
+    page.click("#record")                                  # a real recording after it
+    page.wait_for_selector("#record.recording")
+    page.wait_for_timeout(1200)
+    page.click("#record")
+    assert read_result(page)["emotion"] in LABELS
+    page.wait_for_function(ALL_ENDED)
+    assert page.evaluate("window.__asked") == 2
+
+
+def test_a_recording_stopped_at_once_is_called_empty(page):
+    page.evaluate("""() => new Promise((done) => {      // Stop pressed the moment recording starts
+        const b = document.getElementById("record");
+        new MutationObserver((_, seen) => {
+            if (b.classList.contains("recording")) { seen.disconnect(); b.click(); done(); }
+        }).observe(b, { attributes: true });
+        b.click();
+    })""")
+    page.wait_for_selector("#error:not([hidden])")
+    text = page.inner_text("#error")
+    assert "empty or too short" in text and "converted" not in text
+
+
+def test_a_refused_microphone_says_how_to_allow_it(page):
+    with_script(page, "navigator.mediaDevices.getUserMedia = () => "
+                      "Promise.reject(new DOMException('denied', 'NotAllowedError'));")
+    page.click("#record")
+    page.wait_for_selector("#error:not([hidden])")
+    text = page.inner_text("#error")
+    assert "not allowed to use the microphone" in text and "address bar" in text and "settings" in text
+    assert page.get_attribute("#record", "aria-pressed") == "false" and not page.is_disabled("#record")
+
+
+def test_a_silent_clip_shows_no_strip_and_no_advice(page, tmp_path):
+    clip = tmp_path / "silence.wav"
+    clip.write_bytes(wav_bytes(np.zeros(8 * 16000, np.float32)))      # longer than a window
+    r = upload(page, clip)
+    assert r["emotion"] == "No speech" and "silent" in page.inner_text("#confidence")
+    assert page.is_hidden("#timeline-block") and "Equal pieces" not in page.inner_text("#result")
+
+
+def test_voice_count_is_given_as_rough(page, tmp_path):
+    probs = {"angry": 0.6, "happy": 0.3, "sad": 0.1}
+    reply = {"emotion": "angry", "confidence": 0.6, "uncertain": False, "reason": None, "probabilities": probs,
+             "model": "tiny", "duration_s": 12.0, "speech_s": 10.0, "window_s": 3.0, "elapsed_ms": 5.0,
+             "vad": "energy", "adapted": True, "voices": 5,
+             "timeline": [{"start": 2.0 * k, "end": 2.0 * k + 2, "emotion": "angry", "confidence": 0.6,
+                           "uncertain": False, "probabilities": probs, "windows": 1, "voice": k} for k in range(5)]}
+    requests_to(page, lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(reply)))
+    clip = tmp_path / "call.wav"
+    clip.write_bytes(audio_bytes(1.0))
+    upload(page, clip)
+    hint = page.inner_text("#timeline-hint")
+    assert "5 voices told apart" in hint and "roughly: one speaker can be split" in hint
+    assert "told apart roughly" in page.text_content("#voice-hint")
+
+
+def test_sizes_in_mib_that_tell_the_file_from_the_limit(page):
+    assert "up to 20 MiB and 120 s" in page.inner_text("#file-hint")
+    held = requests_to(page)
+    drop_bytes(page, 20 * 1048576 + 105, "big.ogg")                   # 20.0001 MiB
+    page.wait_for_selector("#error:not([hidden])")
+    assert "The file is 20.0001 MiB; this server takes at most 20 MiB per upload" in page.inner_text("#error")
+    drop_bytes(page, 20 * 1048576 - 100, "big.ogg")                   # under the limit, but not with the form
+    page.wait_for_function("() => document.getElementById('error').textContent.includes('19.9999 MiB')")
+    assert "form data" in page.inner_text("#error") and held == []
+
+
+def small_limit(page, server, limit: int):
+    """The page as served, with a smaller byte limit in its settings."""
+    def answer(route):
+        html = route.fetch().text()
+        route.fulfill(status=200, content_type="text/html", body=re.sub(r'"max_upload_bytes": *\d+',
+                                                                      f'"max_upload_bytes": {limit}', html))
+    page.route(server, answer)
+    page.reload()
+
+
+def test_a_file_converted_in_the_page_is_checked_against_the_limits(page, server, tmp_path):
+    """A file the server does not read (stubbed: every reply is 415 unsupported_format) is decoded
+    in the page; too long, or too large as WAV, it is refused there, and only the first request
+    (the original file) is sent."""
+    held = requests_to(page, unsupported)
+    t = np.arange(125 * 16000) / 16000
+    chirp = (0.3 * np.sin(2 * np.pi * (200 + 2 * t) * t)).astype(np.float32)
+    long_ogg = tmp_path / "long.ogg"
+    sf.write(str(long_ogg), chirp, 16000, format="OGG", subtype="VORBIS")
+    page.set_input_files("#file", str(long_ogg))
+    page.wait_for_selector("#error:not([hidden])")
+    assert "The file is 2:05 (125 s) long; this server takes at most 120 s" in page.inner_text("#error")
+    assert len(held) == 1
+    small_limit(page, server, 1_000_000)
+    minute = tmp_path / "minute.ogg"                          # 60 s: 1.92 MB once a 16 kHz WAV
+    sf.write(str(minute), chirp[:60 * 16000], 16000, format="OGG", subtype="VORBIS")
+    assert minute.stat().st_size < 500_000
+    page.set_input_files("#file", str(minute))
+    page.wait_for_function("() => document.getElementById('error').textContent.includes('converted to WAV')")
+    assert "1.83 MiB; this server takes at most 0.954 MiB" in page.inner_text("#error") and len(held) == 2
+    drop_bytes(page, 1_200_000, "big.ogg")                    # compressed, and already over the limit
+    page.wait_for_function("() => document.getElementById('error').textContent.includes('The file is 1.14 MiB')")
+    assert len(held) == 2
+
+
+def test_a_file_neither_the_server_nor_the_browser_reads(page, tmp_path):
+    webm = tmp_path / "broken.webm"
+    webm.write_bytes(b"\x1a\x45\xdf\xa3" + bytes(4000))      # the server says 415 unsupported_format
+    page.set_input_files("#file", str(webm))
+    page.wait_for_selector("#error:not([hidden])")
+    text = page.inner_text("#error")
+    assert "this browser could not convert the file to WAV either" in text and "does this for you" not in text

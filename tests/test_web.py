@@ -137,6 +137,32 @@ def test_openapi_documents_every_api_route_and_error_status(app, client):
     assert spec["paths"]["/api/predict"]["post"]["parameters"][0]["schema"]["enum"] == ["tiny"]
 
 
+def test_the_docs_name_the_errors_and_fields_the_server_gives(client):
+    """docs/web.md's error table and uploads.py's status rules name only codes the server answers
+    with (the OpenAPI list) at their status; short, silent and no-speech clips are answers (200),
+    with a `vad` and a `speech_s` as for any clip, as the docs say."""
+    import serkit.web.uploads as uploads
+
+    spec = client.get("/api/openapi.json").get_json()
+    codes = set(re.findall(r"\b[a-z_]+\b", spec["components"]["schemas"]["Error"]["properties"]["error"]
+                           ["description"].split(":", 1)[1]))
+    statuses = set(spec["paths"]["/api/predict"]["post"]["responses"])
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "web.md").read_text(encoding="utf-8")
+    table = docs.split("### Errors", 1)[1].split("\n\n| status |", 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| (\d{3}) \| ([^|]*) \|", table, re.M)
+    assert len(rows) >= 5
+    for status, named in rows:
+        assert status in statuses and set(re.findall(r"`(\w+)`", named)) <= codes, (status, named)
+    rules = re.findall(r"^- (\d{3}) ``(\w+)``", uploads.__doc__, re.M)
+    assert ("400", "empty") in rules and all(s in statuses and c in codes for s, c in rules), rules
+    assert_error(post_file(client, b""), 400, "empty")
+    for data in (audio_bytes(2.5), audio_bytes(0.1), wav_bytes(np.zeros(SR, np.float32))):
+        r = post_file(client, data, vad="energy")
+        body = r.get_json()
+        assert r.status_code == 200 and body["vad"] == "energy" and isinstance(body["speech_s"], float)
+    assert "`vad` is never null" in docs and "are null" not in docs
+
+
 def test_page_has_model_choice_upload_record_and_strict_csp(client, bundle):
     r = client.get("/")
     html = r.get_data(as_text=True)
@@ -320,6 +346,16 @@ def test_empty_upload_is_400(client):
 def test_missing_file_field_is_400(client):
     assert_error(client.post("/api/predict", data={"other": (io.BytesIO(b"x"), "a.wav")},
                              content_type="multipart/form-data"), 400, "no_file")
+
+
+def test_file_sent_as_a_text_field_says_so(client):
+    """curl -F "file=<clip.wav" sends the bytes as a text field, without a file name."""
+    body = assert_error(client.post("/api/predict", data={"file": "RIFF$\x00\x00\x00WAVEfmt ", "model": "tiny"},
+                                    content_type="multipart/form-data"), 400, "no_file")
+    assert "'file' was sent as text" in body["message"] and "curl -F file=@clip.wav" in body["message"]
+    body = assert_error(client.post("/api/predict", data={"model": "tiny"}, content_type="multipart/form-data"),
+                        400, "no_file")
+    assert "as text" not in body["message"]
 
 
 def test_random_bytes_are_415(client):

@@ -37,9 +37,12 @@ def read_upload() -> tuple[str | None, str, tuple[bool, bool], bytes]:
                 raise                    # the body itself is too large: the 413 handler says so
             raise ApiError(400, "bad_request", f"The multipart body has more than {request.max_form_parts} "
                            f"parts or a form field over {request.max_form_memory_size} bytes; send the audio "
-                           "in the field 'file' and at most the fields 'model', 'vad', 'same_speaker' and 'speakers'.") from None
+                           "as a file in the field 'file' (curl -F file=@clip.wav) and at most the fields 'model', 'vad', 'same_speaker' and 'speakers'.") from None
         same = check_same_speaker(name, same, who)    # an unknown model is a 404 even without a file
         vad = check_vad(vad)
+        if upload is None and "file" in request.form:     # curl -F "file=<clip.wav": the bytes as text
+            raise ApiError(400, "no_file", "The field 'file' was sent as text, not as a file: send the file "
+                           "itself (a part with a file name), e.g. curl -F file=@clip.wav.")
         if upload is None:
             raise ApiError(400, "no_file", "No audio in the request: send it in the multipart field "
                            "'file', or as the raw request body.")

@@ -6,14 +6,17 @@ audio is refused before a single sample is decoded.
 
 Status rules (decided by the content, never by the file name or the declared type):
 
-- 413 ``too_large``     the audio is longer than the duration limit, or holds more raw samples
-                         than that duration at 48 kHz stereo (the byte limit is Flask's
-                         ``MAX_CONTENT_LENGTH``);
-- 415 ``not_audio``     no audio signature (text, images, random bytes), or an audio container
-                         libsndfile does not read (WebM, MP4/M4A, AAC, AMR, WMA);
+- 413 ``too_long``      the audio is longer than the duration limit (from the header);
+- 413 ``too_large``     the audio holds more raw samples than that duration at 48 kHz stereo
+                         (the body over the byte limit, Flask's ``MAX_CONTENT_LENGTH``, is a
+                         ``too_large`` too);
+- 415 ``not_audio``     no audio signature (text, images, random bytes);
+- 415 ``unsupported_format``  an audio container libsndfile does not read (WebM, MP4/M4A, AAC,
+                         AMR, WMA);
+- 400 ``empty``         an empty upload (0 bytes);
 - 400 ``undecodable``   an audio signature, but the data cannot be decoded (corrupt, truncated,
                          an unsupported codec inside the container, a silly sample rate, a
-                         header that leaves the length open); also an empty upload;
+                         header that leaves the length open);
 - 422 ``out_of_range``  decodable audio whose samples lie far outside [-1, 1] (float audio not
                          scaled to +-1); audio that is too short, silent or not speech is no
                          error: the scorer answers it with no emotion and a reason.

@@ -9,7 +9,7 @@
     model: $("model"), modelHint: $("model-hint"), file: $("file"), fileHint: $("file-hint"),
     drop: $("drop"), record: $("record"), recordText: $("record-text"), recordTime: $("record-time"),
     clip: $("clip"), clipName: $("clip-name"), player: $("player"),
-    status: $("status"), error: $("error"), result: $("result"),
+    status: $("status"), elapsed: $("elapsed"), cancel: $("cancel"), error: $("error"), result: $("result"),
     emotion: $("emotion"), confidence: $("confidence"), bars: $("bars"),
     metaModel: $("meta-model"), metaDuration: $("meta-duration"), metaServer: $("meta-server"),
     metaTotal: $("meta-total"), timelineBlock: $("timeline-block"), timeline: $("timeline"),
@@ -24,7 +24,14 @@
   // One palette, defined in serkit/display.py and shared with the PNG timeline plot.
   const colorOf = (label, i) => settings.colors[label] || settings.extra_colors[Math.max(i, 0) % settings.extra_colors.length];
   const pct = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
-  const mb = (bytes) => `${Math.round(bytes / 1048576)} MB`;
+  // Sizes in MiB, as the server states its limit ("20 MiB", "0.954 MiB"); two sizes get as many
+  // digits as it takes to tell them apart ("20.0001 MiB" against "20 MiB"), else exact bytes.
+  const MiB = 1048576;
+  const mib = (bytes, digits = 3) => `${+(bytes / MiB).toPrecision(digits)} MiB`;
+  function twoSizes(a, b) {
+    for (let d = 3; d <= 7; d++) if (mib(a, d) !== mib(b, d)) return [mib(a, d), mib(b, d)];
+    return [a, b].map((n) => `${n.toLocaleString("en")} bytes`);
+  }
   const secs = (s) => (s < 10 ? s.toFixed(1) : Math.round(s)) + " s";
   // A time on the clip: "4.5 s" in short clips, "1:04.5" from a minute on.
   const clock = (s, long, digits = 1) => {
@@ -64,7 +71,7 @@
     el.voicesField.hidden = !m.can_tell_voices;         // and "Several voices" where the server can tell them apart
   }
   describeModel();
-  el.fileHint.textContent = `WAV, FLAC, OGG, MP3 or AIFF, up to ${mb(settings.max_upload_bytes)} and ` +
+  el.fileHint.textContent = `WAV, FLAC, OGG, MP3 or AIFF, up to ${mib(settings.max_upload_bytes)} and ` +
     `${settings.max_seconds} s; other formats your browser plays are converted first.`;
 
   // -- showing state ---------------------------------------------------------------------------
@@ -73,25 +80,56 @@
   let ticker = 0;
   function setBusy(on, text) {
     busy = on;
-    el.file.disabled = on;
+    el.file.disabled = on || !!recording || !!opening;
     el.model.disabled = on;
     el.vad.disabled = on;
     el.sameSpeaker.disabled = on;
     el.severalVoices.disabled = on;
-    el.drop.classList.toggle("disabled", on);
-    if (!recording) el.record.disabled = on || !canRecord;
+    el.drop.classList.toggle("disabled", on || !!recording || !!opening);
+    if (!recording && !opening) el.record.disabled = on || !canRecord;
+    el.cancel.hidden = !on;
+    // The status line is announced once per step; the seconds tick in a line of their own that
+    // screen readers skip (aria-hidden), so they do not read the status out again every second.
     if (text) el.status.textContent = text;
     el.progress.hidden = !on;
     el.result.classList.toggle("stale", on);      // the previous result stays, dimmed, until the new one
     el.resultCard.setAttribute("aria-busy", on ? "true" : "false");
     clearInterval(ticker);
-    if (on && text) {
+    el.elapsed.textContent = "";
+    if (on) {
       const started = performance.now();
       ticker = setInterval(() => {
-        el.status.textContent = `${text} ${Math.floor((performance.now() - started) / 1000)} s`;
+        el.elapsed.textContent = `${Math.floor((performance.now() - started) / 1000)} s`;
       }, 1000);
     }
   }
+
+  // One job at a time (encoding a recording, sending a clip, converting it): starting one aborts
+  // the one in flight, and only the latest job may show its reply or end the busy state, so a
+  // slow reply that arrives late never replaces a newer one.
+  let job = null;           // {controller, name, returnTo}
+  function begin(text, name, returnTo = null) {
+    if (job) job.controller.abort();
+    job = { controller: new AbortController(), name, returnTo };
+    setBusy(true, text);
+    return job;
+  }
+  const current = (j) => job === j;
+  function end(j) {
+    if (!current(j)) return;
+    job = null;
+    setBusy(false);
+  }
+  function cancel() {
+    const j = job;
+    if (!j) return;
+    j.controller.abort();
+    end(j);
+    el.status.textContent = `Cancelled: ${j.name} was not analysed.`;
+    const back = j.returnTo && j.returnTo !== document.body && !j.returnTo.disabled ? j.returnTo : el.file;
+    back.focus();
+  }
+  el.cancel.addEventListener("click", cancel);
   // Bring what just arrived into view (on a phone the result card is below the fold) and move
   // the focus there, so keyboard and screen-reader users land on it too.
   // After a changed setting the focus stays on that setting (arrow keys may still be moving it).
@@ -190,8 +228,11 @@
     const t = r.timeline || [];
     stopSegment();
     const long = r.duration_s > r.window_s;   // clips of one window have no timeline
-    el.timelineBlock.hidden = !long;
-    if (!long) return;
+    // A silent clip, or one too short for speech, is answered before any speech is looked for: no
+    // strip and no advice to cut it in equal pieces (pieces of digital silence are left out too).
+    const nothing = r.emotion === null && /\b(silent|shorter than)\b/.test(r.reason || "");
+    el.timelineBlock.hidden = !long || nothing;
+    if (el.timelineBlock.hidden) return;
     shown = { segments: t, duration: Math.max(r.duration_s, 0.001), long: r.duration_s >= 60, labels };
     const at = (s) => `${(100 * Math.min(Math.max(s / shown.duration, 0), 1)).toFixed(3)}%`;
     el.timeline.replaceChildren(...t.map((w, i) => {
@@ -235,11 +276,17 @@
     el.timelineHint.textContent = r.vad === "none"
       ? `(${n} piece${n === 1 ? "" : "s"} of ${r.window_s} s)`
       : `(${n} stretch${n === 1 ? "" : "es"} of speech, ${secs(r.speech_s)} in all, ${HOW_FOUND[r.vad] || r.vad})`;
-    if (r.voices) el.timelineHint.textContent += `, ${r.voices} voice${r.voices === 1 ? "" : "s"} told apart`;
-    else if (r.adapted) el.timelineHint.textContent += ", judged as one voice";
+    // Voices are told apart by the sound of them (clustering): one speaker is often split in two or
+    // more, so the count is given as what it is, a rough one.
+    if (r.voices) {
+      el.timelineHint.textContent += `, ${r.voices} voice${r.voices === 1 ? "" : "s"} told apart ` +
+        "(roughly: one speaker can be split into several)";
+    } else if (r.adapted) el.timelineHint.textContent += ", judged as one voice";
     el.timelineEmpty.hidden = n > 0;
-    el.timelineEmpty.textContent = n ? "" : `No speech was found in this clip (${HOW_FOUND[r.vad] || r.vad}). ` +
-      "Choose “Equal pieces” under Long recordings to see every part of it.";
+    el.timelineEmpty.textContent = n ? "" : r.vad === "none"
+      ? "Every piece of this clip is silent or too short: there is nothing to score."
+      : `No speech was found in this clip (${HOW_FOUND[r.vad] || r.vad}). ` +
+        "Choose “Equal pieces” under Long recordings to see every part of it.";
     el.readout.textContent = n ? "Choose a segment to hear it; paler means less sure." : "";
     el.readout.classList.add("is-idle");
     const seen = [...new Set(t.map((w) => w.emotion))];
@@ -359,7 +406,7 @@
   el.player.addEventListener("pause", () => { if (segmentEnd === null) markPlaying(-1); });
 
   // -- talking to the API ----------------------------------------------------------------------
-  async function post(blob, filename) {
+  async function post(blob, filename, signal) {
     const form = new FormData();
     form.append("file", blob, filename);
     form.append("model", el.model.value);
@@ -369,44 +416,73 @@
       form.append("speakers", "voice");
     } else if (currentModel().can_adapt && el.sameSpeaker.checked) form.append("same_speaker", "true");
     const started = performance.now();
-    let response;
+    let response, body;
     try {
-      response = await fetch("api/predict", { method: "POST", body: form, headers: { Accept: "application/json" } });
+      response = await fetch("api/predict", { method: "POST", body: form, headers: { Accept: "application/json" }, signal });
     } catch (e) {
+      if (signal.aborted) return { aborted: true };
       return { ok: false, status: 0, body: { message: "The server cannot be reached. Is it still running?" } };
     }
-    let body;
     try {
       body = await response.json();
     } catch (e) {
-      body = { message: `The server answered ${response.status} ${response.statusText} without details.` };
+      if (signal.aborted) return { aborted: true };
+      body = { message: response.status === 413   // refused by the server in front, before serkit read it
+        ? `The upload is larger than this server takes (at most ${mib(settings.max_upload_bytes)} per upload).`
+        : `The server answered ${response.status} ${response.statusText} without details.` };
     }
     return { ok: response.ok, status: response.status, body, ms: performance.now() - started };
   }
 
+  // The server's byte limit is on the whole request: the file and the form around it (its name,
+  // the model, the settings; about 600 bytes), which this margin covers.
+  const formBytes = (filename) => 1024 + 3 * (filename.length + el.model.value.length);
+  function sizeError(bytes, filename, what) {
+    const limit = settings.max_upload_bytes;
+    if (!limit || bytes + formBytes(filename) <= limit) return null;
+    const [size, most] = twoSizes(bytes, limit);
+    return `${what} is ${size}; this server takes at most ${most} per upload ` +
+      "(the file and about 1 KiB of form data). Send a smaller or shorter file.";
+  }
+
   async function analyse(blob, filename, again = false) {
-    if (busy) return;
     keepFocus = again;
     const returnTo = again ? document.activeElement : null;   // disabled while busy, it loses the focus
     clearError();
-    if (blob.size > settings.max_upload_bytes) {
-      showError(`The file is ${mb(blob.size)}; this server takes at most ${mb(settings.max_upload_bytes)}.`);
+    const tooLarge = sizeError(blob.size, filename, "The file");
+    if (tooLarge) {            // also before any conversion: a compressed file over the limit is refused as it is
+      showError(tooLarge);
       return;
     }
     if (blob.size === 0) {
       showError("The file is empty.");
       return;
     }
-    setBusy(true, `Analysing ${filename}…`);
+    const j = begin(`Analysing ${filename}…`, filename, returnTo);
     try {
-      let r = await post(blob, filename);
+      let r = await post(blob, filename, j.controller.signal);
+      if (!current(j)) return;                  // cancelled, or a newer clip took its place
       // A format the server cannot read (WebM, M4A…) but this browser can: convert it here.
       if (!r.ok && r.status === 415 && r.body.error === "unsupported_format") {
         setBusy(true, `Converting ${filename} to WAV in the browser…`);
-        const wav = await toWav(blob).catch(() => null);
-        if (wav) r = await post(wav, filename.replace(/\.[^.]*$/, "") + ".wav");
+        const name = filename.replace(/\.[^.]*$/, "") + ".wav";
+        let wav;
+        try {
+          wav = await toWav(blob, name, "The file");
+        } catch (e) {
+          if (!current(j)) return;
+          end(j);
+          showError(e instanceof Refused ? e.message : "The server does not read this format, and this browser " +
+            "could not convert the file to WAV either (it may be damaged, or in a format this browser does " +
+            "not play). Convert it to WAV (for example: ffmpeg -i in.webm out.wav) and send that.");
+          return;
+        }
+        if (!current(j)) return;
+        setBusy(true, `Analysing ${name}…`);
+        r = await post(wav, name, j.controller.signal);
+        if (!current(j)) return;
       }
-      setBusy(false);
+      end(j);
       if (returnTo && returnTo !== document.body && document.activeElement === document.body) returnTo.focus();
       if (r.ok) {
         if (!held || held.blob !== blob) showClip(blob, filename);
@@ -416,14 +492,15 @@
         showError(r.body.message || `The server answered ${r.status}.`);
       }
     } finally {
-      setBusy(false);
+      end(j);
     }
   }
 
   // A changed setting applies to the clip on show at once.
   function reanalyse() {
     describeModel();
-    if (held && !busy) analyse(held.blob, held.name, true);
+    // Not while recording: the recording is the next clip, and the new setting applies to it.
+    if (held && !busy && !recording && !opening) analyse(held.blob, held.name, true);
   }
   el.model.addEventListener("change", reanalyse);
   el.vad.addEventListener("change", reanalyse);
@@ -440,7 +517,7 @@
   for (const type of ["dragenter", "dragover"]) {
     el.drop.addEventListener(type, (e) => {
       e.preventDefault();
-      if (!busy) el.drop.classList.add("over");
+      if (!busy && !recording && !opening) el.drop.classList.add("over");
     });
   }
   for (const type of ["dragleave", "dragend"]) {
@@ -450,18 +527,28 @@
     e.preventDefault();
     el.drop.classList.remove("over");
     const f = e.dataTransfer && e.dataTransfer.files[0];
-    if (f) analyse(f, f.name);
+    if (f && !busy && !recording && !opening) analyse(f, f.name);    // as the disabled file picker
   });
   // A file dropped outside the zone must not replace the page.
   window.addEventListener("dragover", (e) => e.preventDefault());
   window.addEventListener("drop", (e) => e.preventDefault());
 
   // -- audio in the browser: decode, mix to mono, resample, encode 16-bit WAV -------------------
-  async function toWav(blob) {
+  // Audio the server would refuse (too long, or too large once converted) is refused here, before
+  // it is rendered or sent, with the reason in words: a Refused error's message.
+  class Refused extends Error {}
+  async function toWav(blob, filename, what) {
     const Offline = window.OfflineAudioContext || window.webkitOfflineAudioContext;
     if (!Offline) throw new Error("no Web Audio");
     const decoded = await new Offline(1, 1, TARGET_RATE).decodeAudioData(await blob.arrayBuffer());
+    if (decoded.duration > settings.max_seconds) {
+      const d = decoded.duration;
+      throw new Refused(`${what} is ${d >= 60 ? clock(d, true, 0) + " (" + Math.round(d) + " s)" : d.toFixed(1) + " s"} ` +
+        `long; this server takes at most ${settings.max_seconds} s of audio. Send a shorter clip.`);
+    }
     const n = Math.ceil(decoded.duration * TARGET_RATE);
+    const tooLarge = sizeError(44 + 2 * n, filename, `${what}, converted to WAV,`);
+    if (tooLarge) throw new Refused(tooLarge);
     const ctx = new Offline(1, Math.max(n, 1), TARGET_RATE);   // one output channel: mixes to mono
     const src = ctx.createBufferSource();
     src.buffer = decoded;
@@ -488,39 +575,55 @@
 
   // -- recording -------------------------------------------------------------------------------
   const canRecord = !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia && window.MediaRecorder);
-  let recording = null;   // {recorder, stream, chunks, started, timer}
+  let recording = null;   // {recorder, stream, chunks, started, seconds, timer}
+  let opening = null;     // {cancelled}: the microphone asked for, not given yet (the browser may be asking)
   if (!canRecord) {
     el.record.disabled = true;
     $("record-hint").textContent = window.isSecureContext
       ? "This browser cannot record audio."
       : "Recording needs a secure page: open it as https:// or on localhost.";
   }
+  const release = (stream) => stream.getTracks().forEach((t) => t.stop());
 
   async function startRecording() {
     clearError();
+    const ask = { cancelled: false };       // pressed again before the microphone came: given up
+    opening = ask;
+    showRecording("opening");
+    el.status.textContent = "Waiting for the microphone: allow it if the browser asks, or press the button again to cancel.";
     let stream;
     try {
       stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: false } });
     } catch (e) {
+      if (ask.cancelled) return;
+      opening = null;
+      showRecording("off");
       showError(e && e.name === "NotAllowedError"
-        ? "The browser was not allowed to use the microphone."
+        ? "The browser was not allowed to use the microphone. To allow it, click the microphone or lock " +
+          "icon in the address bar (or open this site's settings), allow the microphone, then press Record again."
         : "No microphone could be opened.");
       return;
     }
+    if (ask.cancelled) {                     // a stream nobody wants any more: close it at once
+      release(stream);
+      return;
+    }
+    opening = null;
     let recorder;
     try {
       recorder = new MediaRecorder(stream);
     } catch (e) {
-      stream.getTracks().forEach((t) => t.stop());
+      release(stream);
+      showRecording("off");
       showError("This browser cannot record from the microphone.");
       return;
     }
-    const rec = { recorder, stream, chunks: [], started: performance.now(), timer: 0 };
+    const rec = { recorder, stream, chunks: [], started: performance.now(), seconds: 0, timer: 0 };
     recorder.addEventListener("dataavailable", (e) => { if (e.data.size) rec.chunks.push(e.data); });
     recorder.addEventListener("stop", () => finishRecording(rec));
     recorder.start();
     recording = rec;
-    showRecording(true);
+    showRecording("on");
     el.status.textContent = "Recording…";
     rec.timer = setInterval(() => {
       const s = (performance.now() - rec.started) / 1000;
@@ -529,37 +632,59 @@
     }, 200);
   }
 
-  function showRecording(on) {
-    el.record.setAttribute("aria-pressed", String(on));
-    el.record.classList.toggle("recording", on);
-    el.recordText.textContent = on ? "Stop recording" : "Record a clip";
-    if (!on) el.recordTime.textContent = "";
-    el.file.disabled = on;
+  function giveUp() {
+    opening.cancelled = true;
+    opening = null;
+    showRecording("off");
+    el.status.textContent = "Recording cancelled.";
+  }
+
+  // "off", "opening" (waiting for the microphone: pressing again gives up) or "on"
+  function showRecording(state) {
+    el.record.setAttribute("aria-pressed", String(state !== "off"));
+    el.record.classList.toggle("recording", state === "on");
+    el.record.classList.toggle("opening", state === "opening");
+    el.recordText.textContent = { off: "Record a clip", opening: "Waiting… (press to cancel)",
+      on: "Stop recording" }[state];
+    if (state !== "on") el.recordTime.textContent = "";
+    el.file.disabled = state !== "off" || busy;
+    el.drop.classList.toggle("disabled", state !== "off" || busy);
   }
 
   function stopRecording() {
     if (!recording) return;
     clearInterval(recording.timer);
+    recording.seconds = (performance.now() - recording.started) / 1000;
     if (recording.recorder.state !== "inactive") recording.recorder.stop();
   }
 
   async function finishRecording(rec) {
-    rec.stream.getTracks().forEach((t) => t.stop());
+    release(rec.stream);
+    clearInterval(rec.timer);
     recording = null;
-    showRecording(false);
-    const raw = new Blob(rec.chunks, { type: rec.recorder.mimeType || "audio/webm" });
-    setBusy(true, "Encoding the recording…");
-    let wav;
-    try {
-      wav = await toWav(raw);
-    } catch (e) {
-      setBusy(false);
-      showError("The recording could not be converted to WAV in this browser.");
+    showRecording("off");
+    const seconds = rec.seconds || (performance.now() - rec.started) / 1000;
+    const tooShort = `The recording is empty or too short (${seconds.toFixed(2)} s): press Record, speak, then press Stop.`;
+    if (!rec.chunks.length || seconds < settings.min_seconds) {
+      showError(tooShort);
       return;
     }
-    setBusy(false);
+    const raw = new Blob(rec.chunks, { type: rec.recorder.mimeType || "audio/webm" });
+    const j = begin("Encoding the recording…", "the recording");
+    let wav;
+    try {
+      wav = await toWav(raw, "recording.wav", "The recording");
+    } catch (e) {
+      if (!current(j)) return;
+      end(j);
+      showError(e instanceof Refused ? e.message : seconds < 1 ? tooShort
+        : "The recording could not be converted to WAV in this browser.");
+      return;
+    }
+    if (!current(j)) return;
+    end(j);
     analyse(wav, "recording.wav");
   }
 
-  el.record.addEventListener("click", () => (recording ? stopRecording() : startRecording()));
+  el.record.addEventListener("click", () => (opening ? giveUp() : recording ? stopRecording() : startRecording()));
 })();
