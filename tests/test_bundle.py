@@ -122,8 +122,14 @@ def test_folder_without_config_is_not_a_bundle(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BundleError, match="not a serkit bundle.*config.json"):
         load_bundle(tmp_path / "empty")
-    with pytest.raises(BundleError, match="not a serkit bundle"):
+    with pytest.raises(BundleError, match="nowhere: no such folder; give a bundle folder, or a shipped model"):
         read_config(tmp_path / "nowhere")
+    run = tmp_path / "run"                            # a training run's folder names its model
+    (run / "bundle").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "bundle" / "config.json").write_text("{}")
+    with pytest.raises(BundleError, match=f"a training run's folder; its model is {run / 'bundle'}"):
+        load_model(run)
 
 
 def test_other_json_is_not_a_bundle(tmp_path):

@@ -161,7 +161,7 @@ def test_cli_errors_are_one_line(exported, tmp_path, capsys):
     assert main(["export", str(bundle), "-o", str(tmp_path / "e")]) == 2
     assert "--onnx" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nothing"), "--onnx", "-o", str(tmp_path / "e")]) == 2
-    assert "not a serkit bundle" in capsys.readouterr().err
+    assert "nothing: no such folder" in capsys.readouterr().err
 
 
 def test_a_failed_parity_check_leaves_nothing_behind(exported, tmp_path):

@@ -550,8 +550,10 @@ def test_model_specs_for_serve(tmp_path, bundle):
     assert parse_model_specs([]) is None
     with pytest.raises(ValueError, match="two models"):
         parse_model_specs([str(bundle), f"tiny={run}"])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="or a shipped model: default, fast"):
         parse_model_specs([str(tmp_path / "missing")])
+    shipped = parse_model_specs(["fast", "mine=default"])           # shipped models by name
+    assert list(shipped) == ["fast", "mine"] and all((f / "config.json").is_file() for f in shipped.values())
 
 
 def test_serve_subcommand_parses(monkeypatch):

@@ -80,10 +80,12 @@ def parse_model_specs(specs: Sequence[str]) -> dict[str, Path] | None:
         name, sep, path = spec.partition("=")
         if not sep or not NAME.match(name):   # a plain path (which may itself contain '=')
             name, path = "", spec
-        folder = Path(path)
+        from serkit.inference import SHIPPED, resolve_model
+        folder = resolve_model(path)                 # a shipped model by name: default, fast
         if not folder.is_dir():
-            raise FileNotFoundError(f"--model {spec}: no bundle folder at {folder}")
-        name = name or model_name(folder)
+            raise FileNotFoundError(f"--model {spec}: no bundle folder at {folder} (give a bundle folder, "
+                                    f"or a shipped model: {', '.join(SHIPPED)})")
+        name = name or (path if path in SHIPPED and not Path(path).exists() else model_name(folder))
         if not NAME.match(name):
             raise ValueError(f"--model {spec}: {name!r} is not a usable name; give one as NAME=PATH")
         if name in models:
