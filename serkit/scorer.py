@@ -38,7 +38,8 @@ from serkit.vad import clip_speech, fixed_segments, split_long, vad_name
 
 AGGREGATION = "mean_logits"
 MIN_SECONDS = 0.25        # shorter clips cannot hold speech the VAD would keep (its 250 ms minimum)
-SILENCE_DBFS = -60.0      # RMS at or below this: digital silence (also the web's 422 threshold before)
+SILENCE_DBFS = -60.0      # no sample above this (the peak): digital silence. A peak, not an RMS level: a
+                          # soft sentence after a second of silence has a whole-clip RMS under -60 dBFS
 UNCERTAIN_BELOW = 0.5
 UNCERTAIN_MARGIN = 0.1
 MAX_SEGMENT_S = 10.0
@@ -104,21 +105,25 @@ def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
     return starts
 
 
-def too_little(n_samples: int, mean_square: float, sample_rate: int, what: str = "clip") -> str | None:
-    """Why audio of ``n_samples`` with this mean square has nothing to score (shorter than
-    :data:`MIN_SECONDS`, or at or below :data:`SILENCE_DBFS`), or None: the one rule of every
-    entry point, timelines included."""
+def too_little(n_samples: int, peak: float, sample_rate: int, what: str = "clip") -> str | None:
+    """Why audio of ``n_samples`` whose largest absolute sample is ``peak`` has nothing to score
+    (shorter than :data:`MIN_SECONDS`, or no sample above :data:`SILENCE_DBFS`: digital silence),
+    or None: the one rule of every entry point, timelines included."""
     if n_samples < MIN_SECONDS * sample_rate:
         return f"{NO_SPEECH}: the {what} is {n_samples / sample_rate:.2f} s long, shorter than {MIN_SECONDS} s"
-    if mean_square <= 1e-20 or 10 * np.log10(mean_square) <= SILENCE_DBFS:
-        return f"{NO_SPEECH}: the {what} is silent (level at or below {SILENCE_DBFS:.0f} dBFS)"
+    if peak <= 10 ** (SILENCE_DBFS / 20):
+        return f"{NO_SPEECH}: the {what} is silent (no sample above {SILENCE_DBFS:.0f} dBFS)"
     return None
 
 
-def sounding(pieces: Sequence[tuple[int, int]], squares: Sequence[float], sample_rate: int) -> list[tuple[int, int]]:
+def peak(wave: np.ndarray) -> float:
+    return float(np.abs(wave).max()) if len(wave) else 0.0
+
+
+def sounding(pieces: Sequence[tuple[int, int]], peaks: Sequence[float], sample_rate: int) -> list[tuple[int, int]]:
     """The fixed pieces (``vad="none"``) that :func:`too_little` lets through, given each piece's
-    sum of squares: a piece of digital silence is left out, as a clip of it is answered "no speech"."""
-    return [(s, e) for (s, e), q in zip(pieces, squares) if too_little(e - s, q / max(e - s, 1), sample_rate) is None]
+    peak: a piece of digital silence is left out, as a clip of it is answered "no speech"."""
+    return [(s, e) for (s, e), q in zip(pieces, peaks) if too_little(e - s, q, sample_rate) is None]
 
 
 @dataclass
@@ -212,12 +217,12 @@ class Scorer:
         vad = vad or self.vad
         check_samples(wave, "the audio")     # NaN/inf or absurd amplitude: an error, not an answer
         sr = self.spec.sample_rate
-        reason = too_little(len(wave), float(np.mean(np.square(wave, dtype=np.float64))) if len(wave) else 0.0, sr)
+        reason = too_little(len(wave), peak(wave), sr)
         if reason:
             return [], reason
         if vad == "none":    # no detection: the clip in consecutive pieces of one window, but not its silent ones
             pieces = fixed_segments(len(wave), self.spec.window_samples, int(MIN_SECONDS * sr))
-            return sounding(pieces, [float(np.square(wave[s:e], dtype=np.float64).sum()) for s, e in pieces], sr), None
+            return sounding(pieces, [peak(wave[s:e]) for s, e in pieces], sr), None
         segments = clip_speech(wave, sr, vad)
         if not segments:
             return [], f"{NO_SPEECH} (voice-activity detector: {vad_name(vad)})"

@@ -35,7 +35,7 @@ import numpy as np
 
 from serkit.audio import AudioStream
 import serkit.display as display
-from serkit.display import progress_bar
+from serkit.display import PROB_DECIMALS, progress_bar
 from serkit.safety import atomic_file, atomic_write_text, first_line, to_json
 from serkit.scorer import MIN_SECONDS, sounding, too_little, window_starts
 from serkit.vad import FRAME, fixed_segments, frames_of, make_vad, speech_segments, split_long
@@ -231,7 +231,7 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
                                                   min_silence_ms, speech_pad_ms), int(max_segment_s * sr))
         else:               # pieces of digital silence are left out, as the scorer leaves them out of a clip
             pieces = fixed_segments(n_samples, step, int(MIN_SECONDS * sr))
-            segments = sounding(pieces, [reader.pieces[s // step:(e - 1) // step + 1].sum() for s, e in pieces], sr)
+            segments = sounding(pieces, [reader.pieces[s // step:(e - 1) // step + 1].max() for s, e in pieces], sr)
         segments = [(s, e) for s, e in segments if e > s]
         # pass 2: score each segment's windows
         sums, counts, voice, heard = _score_segments(predictor, _Counted(stream, bar, "emotion (s)"), segments,
@@ -252,8 +252,8 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
     for (s, e), mean, n, w in zip(segments, probs, counts, who):
         best = int(np.argmax(mean))
         out.append(Segment(start=round(s / sr, 3), end=round(e / sr, 3), emotion=labels[best],
-                           confidence=round(float(mean[best]), 6),
-                           probabilities={l: round(float(v), 6) for l, v in zip(labels, mean)}, windows=int(n),
+                           confidence=round(float(mean[best]), PROB_DECIMALS),
+                           probabilities={l: round(float(v), PROB_DECIMALS) for l, v in zip(labels, mean)}, windows=int(n),
                            uncertain=predictor.scorer.is_uncertain(mean),
                            voice=int(w) if heard is not None else None))
     return Timeline(file=stream.name, duration_s=n_samples / sr, labels=labels,
@@ -262,11 +262,11 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
 
 
 class _Counted:
-    """One pass over the stream that counts samples and their energy (with ``step``, also the
-    energy of each ``step``-sample piece: ``pieces``) and advances a progress-bar task (seconds)."""
+    """One pass over the stream that counts samples and their peak (with ``step``, also the peak
+    of each ``step``-sample piece: ``pieces``) and advances a progress-bar task (seconds)."""
 
     def __init__(self, stream: AudioStream, bar, description: str, step: int | None = None):
-        self.stream, self.bar, self.samples, self.squares = stream, bar, 0, 0.0
+        self.stream, self.bar, self.samples, self.peak = stream, bar, 0, 0.0
         self.step, self.pieces = step, np.zeros(0, np.float64)
         self.total = max(1, round(stream.duration_s))
         self.task = bar.add_task(description, total=self.total, rate="")
@@ -274,14 +274,14 @@ class _Counted:
     def __iter__(self) -> Iterator[np.ndarray]:
         sr = self.stream.sample_rate
         for block in self.stream:
-            squares = np.square(block, dtype=np.float64)
+            size = np.abs(block)
             if self.step and len(block):
                 first = self.samples // self.step
-                add = np.bincount((np.arange(len(block)) + self.samples) // self.step - first, weights=squares)
-                self.pieces = np.pad(self.pieces, (0, max(0, first + len(add) - len(self.pieces))))
-                self.pieces[first:first + len(add)] += add
+                which = (np.arange(len(block)) + self.samples) // self.step - first
+                self.pieces = np.pad(self.pieces, (0, max(0, first + int(which[-1]) + 1 - len(self.pieces))))
+                np.maximum.at(self.pieces, first + which, size)
             self.samples += len(block)
-            self.squares += float(squares.sum())
+            self.peak = max(self.peak, float(size.max()) if len(block) else 0.0)
             self.bar.update(self.task, completed=min(self.samples / sr, self.total),
                             rate=f"{self.samples / sr:,.0f} s read")
             yield block
@@ -289,7 +289,7 @@ class _Counted:
 
     def no_speech(self, sample_rate: int) -> str | None:
         """After a pass: why the recording has nothing to score (the scorer's rule), or None."""
-        return too_little(self.samples, self.squares / max(self.samples, 1), sample_rate, "recording")
+        return too_little(self.samples, self.peak, sample_rate, "recording")
 
 
 def _score_segments(predictor: Predictor, stream: _Counted, segments: list[tuple[int, int]], batch_size: int,

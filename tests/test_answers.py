@@ -301,6 +301,26 @@ def test_fixed_pieces_of_digital_silence_are_not_answered(bundle):
     assert predictor.scorer.units(hush, "none")[1].startswith("no speech")
 
 
+def test_soft_speech_after_silence_is_not_silence(bundle):
+    """Silence is digital silence, no sample above -60 dBFS: a soft sentence after a second of
+    silence (five RAVDESS clips of the pool, peaks -38 to -44 dBFS) has a whole-clip RMS level
+    under -60 dBFS and was answered "silent"."""
+    from serkit.scorer import SILENCE_DBFS, too_little
+
+    predictor = load_model(bundle)
+    t = np.arange(int(1.5 * SR)) / SR
+    soft = 10 ** (-40 / 20) * np.sin(2 * np.pi * 200 * t) * ((t % 0.5) < 0.01)     # 10 ms bursts peaking at -40 dBFS
+    wave = np.concatenate([np.zeros(SR), soft]).astype(np.float32)
+    assert 10 * np.log10(np.mean(wave.astype(np.float64) ** 2)) < SILENCE_DBFS                 # an RMS under it
+    assert too_little(len(wave), float(np.abs(wave).max()), SR) is None
+    units, reason = predictor.scorer.units(wave, "none")                 # the silent second alone left out
+    assert reason is None and units[0][0] == SR and units[-1][1] == len(wave)
+    assert "silent" not in (predictor.predict_waveform(wave).reason or "")
+    tl = predictor.predict_timeline(wave, vad="none", segment_s=1.0)
+    assert tl.reason is None and [(s.start, s.end) for s in tl.segments] == [(1.0, 2.0), (2.0, 2.5)]
+    assert too_little(SR, 10 ** (SILENCE_DBFS / 20), SR).startswith("no speech detected: the clip is silent")
+
+
 @pytest.mark.parametrize("wave", [np.full(1, 0.5, np.float32), np.zeros(SR * 2, np.float32)],
                          ids=["one sample", "digital silence"])
 def test_one_rule_for_too_little_audio(bundle, tmp_path, capsys, wave):

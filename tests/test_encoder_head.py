@@ -422,7 +422,7 @@ def test_a_linear_head_carries_a_speaker_head_and_adapts_clips_of_one_voice(adap
     plain_logp = np.log([[g.probabilities[label] for label in model.labels] for g in alone.segments])
     want = calibrate(adapt(plain_logp, np.array(u), rt.head.speaker.table), model.temperature)
     np.testing.assert_allclose([[g.probabilities[label] for label in model.labels] for g in tl.segments], want,
-                               atol=1e-4)
+                               atol=1e-3)     # the plain segments' probabilities come rounded to 4 decimals
     # voices told apart (speakers="voice"): one voice when everything merges, the plain answers when
     # nothing does (a stretch alone is not adapted); each segment says its voice, in every format
     import serkit.voices as voices

@@ -113,10 +113,10 @@ def test_segments_are_scored_like_clips_and_a_file_like_its_waveform(predictor, 
     assert [(s.start, s.end, s.emotion, s.windows) for s in from_file.segments] == \
            [(s.start, s.end, s.emotion, s.windows) for s in from_wave.segments]
     for a, b in zip(from_file.segments, from_wave.segments):
-        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1.1e-4)   # each rounded to 4 decimals
         seg = wave[int(round(a.start * SR)):int(round(a.end * SR))]
         expected = predictor.predict_proba([seg])[0]
-        assert [a.probabilities[l] for l in predictor.labels] == pytest.approx(expected.tolist(), abs=1e-5)
+        assert [a.probabilities[l] for l in predictor.labels] == pytest.approx(expected.tolist(), abs=5.1e-5)
         hop = predictor.clip_samples // 2
         assert a.windows == max(1, -(-(len(seg) - predictor.clip_samples) // hop) + 1)
 
