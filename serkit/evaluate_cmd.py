@@ -16,9 +16,14 @@ from serkit.splits import PARTS, split
 
 def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str = "test",
                     out: str | os.PathLike | None = None, progress: bool = True,
-                    force: bool = False, same_speaker: bool = False) -> dict[str, Any]:
+                    force: bool = False, same_speaker: bool = False,
+                    card: str | os.PathLike | None = None) -> dict[str, Any]:
     """Evaluate ``predictor`` on the ``part`` (train/val/test, or ``all``) of ``manifest``;
     ``same_speaker``: each speaker's clips answered as one voice (see :func:`evaluate_predictor`).
+    ``card``: the bundle folder of ``predictor``, whose card's test figures (``metrics.test`` of
+    its config.json) are replaced by these, so that a card shows what the bundle as it is scores
+    (an ONNX int8 export of a model trained in PyTorch, a model scored after a change to the
+    scorer); the test part only, answered clip by clip.
 
     The split is rebuilt from the protocol, seed and sizes stored in the bundle; for speaker
     and corpus splits the held-out speakers must be the ones the bundle records, otherwise the
@@ -27,6 +32,8 @@ def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str
     """
     if same_speaker:
         predictor.check_can_adapt()          # before any work
+    if card is not None and (part != "test" or same_speaker):
+        raise ValueError("--card records the held-out test figures: use it with --split test, without --same-speaker")
     if out is not None:
         check_output_folder(out, "eval", force=force, inputs=[manifest], flag="--out")
     utts = [u for u in read_manifest(manifest) if u.emotion in predictor.labels]
@@ -47,8 +54,25 @@ def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str
                 f"was trained with ({', '.join(expected[:4])}…); pass the training manifest or --split all")
         utts = [u for u, p in zip(utts, parts) if p == part]
     title = f"{part}, each speaker's clips as one voice" if same_speaker else part
-    return evaluate_predictor(predictor, utts, Path(out) if out else None, title=title, progress=progress,
-                              force=force, same_speaker=same_speaker)
+    report = evaluate_predictor(predictor, utts, Path(out) if out else None, title=title, progress=progress,
+                                force=force, same_speaker=same_speaker)
+    if card is not None:
+        record_on_card(Path(card), predictor, report)
+    return report
+
+
+def record_on_card(folder: Path, predictor: Predictor, report: dict[str, Any]) -> None:
+    """Write ``report``'s test figures into the card of the bundle at ``folder`` (atomically; the
+    rest of its config.json as it was), after checking it is the bundle that was scored."""
+    from serkit.bundle import read_config
+    from serkit.evaluation import card_metrics
+    from serkit.safety import CONFIG, atomic_write_text, to_json
+
+    config = read_config(folder)
+    if config != predictor.config:
+        raise ValueError(f"--card {folder}: not the bundle that was scored")
+    config["metrics"] = {**config.get("metrics", {}), "test": card_metrics(report)}
+    atomic_write_text(folder / CONFIG, to_json(config, indent=2, default=str) + "\n")
 
 
 def evaluate_predictor(predictor: Predictor, utts: list[Utterance], out: Path | None = None, title: str = "test",

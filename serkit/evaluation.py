@@ -139,6 +139,15 @@ def flag_figures(probs: np.ndarray, y: np.ndarray, below: float = UNCERTAIN_BELO
             "accuracy_unflagged": acc(~flag)}
 
 
+def card_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """The test figures a bundle's card keeps (``metrics.test`` of its config.json) from a report
+    of :func:`evaluate_logits`."""
+    return {**{k: report[k] for k in ("accuracy", "macro_f1", "weighted_f1", "uar", "n")},
+            "ece": report["calibration"]["ece_after"], "uncertain": report["calibration"]["uncertain_after"],
+            "per_corpus": {c: {k: round(v, 4) for k, v in m.items()} for c, m in report["per_corpus"].items()},
+            "left_out": report["left_out"]}      # clips whose words give the emotion away
+
+
 def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str],
                     temperature: float = 1.0, out_dir: str | os.PathLike | None = None,
                     title: str = "test", no_speech: np.ndarray | None = None,

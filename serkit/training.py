@@ -45,7 +45,7 @@ from serkit.audio import SAMPLE_RATE, AudioSpec
 from serkit.callbacks import AveragedWeights, BestWeights, leave_process_group  # noqa: F401  (BestWeights re-exported)
 from serkit.scorer import AGGREGATION, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, Scorer
 from serkit.data import ClipDataset, UnitDataset, collate_units, decode_all, training_augment
-from serkit.evaluation import evaluate_logits, fit_temperature, plot_curves
+from serkit.evaluation import card_metrics, evaluate_logits, fit_temperature, plot_curves
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
 from serkit.corpora import judged, licence_note
 from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
@@ -379,12 +379,7 @@ def finish(model: torch.nn.Module, cfg: TrainConfig, labels: list[str], utts: li
         test_logits, test_none = predictor.scorer.as_logits(predictor.analyse([waves[i] for i in test]))
         report = evaluate_logits([utts[i] for i in test], test_logits, labels, temperature, out / "eval",
                                  title="test", no_speech=test_none, force=True)
-    summary = {k: report[k] for k in ("accuracy", "macro_f1", "weighted_f1", "uar", "n")} if report else {}
-    if report:
-        summary["ece"] = report["calibration"]["ece_after"]
-        summary["uncertain"] = report["calibration"]["uncertain_after"]
-        summary["per_corpus"] = {c: {k: round(v, 4) for k, v in m.items()} for c, m in report["per_corpus"].items()}
-        summary["left_out"] = report["left_out"]      # clips whose words give the emotion away
+    summary = card_metrics(report) if report else {}
     train_info = keep_cache_counts(out, train_info)
     files = {}
     if cfg.model == "encoder_head":

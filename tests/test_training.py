@@ -336,6 +336,30 @@ def test_evaluate_bundle_rebuilds_the_training_split(tmp_path_factory, tmp_path,
     assert everything["n"] == len(other.utterances)
 
 
+def test_evaluate_card_records_what_the_bundle_as_it_is_scores(tmp_path_factory, tmp_path, capsys, monkeypatch):
+    """serkit evaluate --card writes the test figures of the bundle as scored now into its card
+    (here a copy whose temperature changed, as an export or a scorer change would change its
+    answers), leaving the rest of its config.json as it was; refused for other parts."""
+    import shutil
+
+    monkeypatch.setattr(serkit.audio, "CACHE_ROOT", tmp_path / "cache")
+    corpus, run, report = trained_run(tmp_path_factory)
+    bundle = shutil.copytree(run / "bundle", tmp_path / "bundle")
+    config = json.loads((bundle / "config.json").read_text())
+    config["temperature"] = 0.05                      # sharper answers: other ECE
+    (bundle / "config.json").write_text(json.dumps(config))
+    assert main(["evaluate", str(bundle), str(corpus.manifest), "--card", "--out", str(tmp_path / "e")]) == 0
+    assert "card: these test figures are now" in capsys.readouterr().out
+    after = json.loads((bundle / "config.json").read_text())
+    scored = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert after["metrics"]["test"]["ece"] == pytest.approx(scored["calibration"]["ece_after"])
+    assert after["metrics"]["test"]["ece"] != pytest.approx(config["metrics"]["test"]["ece"])
+    assert {k: v for k, v in after.items() if k != "metrics"} == {k: v for k, v in config.items() if k != "metrics"}
+    before = (bundle / "config.json").read_bytes()
+    assert main(["evaluate", str(bundle), str(corpus.manifest), "--card", "--split", "val"]) == 2
+    assert "--split test" in capsys.readouterr().err and (bundle / "config.json").read_bytes() == before
+
+
 def test_too_few_emotions_or_missing_emotion_is_refused(tmp_path):
     corpus = write_tone_corpus(tmp_path / "c", speakers=3, per_emotion=1, emotions=("sad",))
     with pytest.raises(ValueError, match="at least two emotions"):

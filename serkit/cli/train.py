@@ -82,8 +82,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if len(args.paths) > 2:
         raise ValueError("evaluate takes [BUNDLE] MANIFEST")
     bundle, manifest = (args.paths if len(args.paths) == 2 else (args.model, args.paths[0]))
+    from serkit.inference import resolve_model
+
     predictor = load_model(bundle)
-    r = evaluate_bundle(predictor, manifest, args.split, args.out, force=args.force, same_speaker=args.same_speaker)
+    r = evaluate_bundle(predictor, manifest, args.split, args.out, force=args.force, same_speaker=args.same_speaker,
+                        card=resolve_model(bundle) if args.card else None)
     console = common.console
     console.print(f"{predictor.name} on {r['split']} ({r['n']} clips): accuracy {r['accuracy']:.3f}  "
                   f"macro-F1 {r['macro_f1']:.3f}  UAR {r['uar']:.3f}  ECE {r['calibration']['ece_after']:.3f}",
@@ -94,6 +97,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         console.print(line, highlight=False, markup=False)
     if args.out:
         console.print(f"report: {args.out}/report.md", highlight=False, markup=False)
+    if args.card:
+        console.print(f"card: these test figures are now {resolve_model(bundle)}'s (serkit info shows them)",
+                      highlight=False, markup=False)
     return 0
 
 
@@ -140,7 +146,8 @@ def add_parsers(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_ensemble)
 
     p = add("evaluate", help="evaluate a bundle on a manifest split (metrics, plots, reports)",
-            usage="%(prog)s [-h] [--model BUNDLE] [--split SPLIT] [--out DIR] [--same-speaker] [BUNDLE] MANIFEST")
+            usage="%(prog)s [-h] [--model BUNDLE] [--split SPLIT] [--out DIR] [--same-speaker] [--card] [--force] "
+                  "[BUNDLE] MANIFEST")
     p.add_argument("paths", nargs="+", metavar="[BUNDLE] MANIFEST",
                    help="a bundle folder (optional; default model otherwise) and a manifest")
     add_model_option(p)
@@ -149,6 +156,9 @@ def add_parsers(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--out", "-o", metavar="DIR", help="folder for report.json, report.md and plots")
     p.add_argument("--same-speaker", action="store_true", help="answer each speaker's clips (the manifest's "
                    "Dataset and Speaker) as one voice, as predict --same-speaker --speakers manifest does")
+    p.add_argument("--card", action="store_true", help="write these test figures into the bundle's card "
+                   "(its config.json), replacing those of its training: for a bundle scored otherwise than "
+                   "it was trained (an ONNX int8 export, a changed scorer); --split test only")
     add_force_option(p, "write the report into an --out folder holding other files")
     p.set_defaults(func=cmd_evaluate)
 
