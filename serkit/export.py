@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from serkit.bundle import CONFIG, load_bundle
+from serkit.bundle import CONFIG, load_bundle, read_config
 from serkit.models.quantize import INT8_OPS, quantize_int8  # noqa: F401  (re-exported)
 from serkit.safety import atomic_folder, check_output_folder, to_json
 from serkit.scorer import softmax
@@ -179,6 +180,10 @@ def export_onnx(bundle: str | os.PathLike, out: str | os.PathLike, int8: bool = 
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; choose {' or '.join(EXPORTERS)}")
     bundle, out = Path(bundle), Path(out)
+    if read_config(bundle)["model_type"] == "encoder_head":      # before any work
+        raise ExportError(f"{bundle}: an encoder-head model runs on onnxruntime already (its encoder is an "
+                          "int8 ONNX graph, its head a linear layer read with numpy): predict with or serve it "
+                          "as it is; serkit export is for CNN-LSTM, ensemble and pretrained bundles")
     check_output_folder(out, "export", force=force, inputs=[bundle])
     model, config = load_bundle(bundle)
     model = model.float().eval()
@@ -192,9 +197,11 @@ def export_onnx(bundle: str | os.PathLike, out: str | os.PathLike, int8: bool = 
         except ExportError:
             raise
         except Exception as exc:  # the exporters raise many kinds; name the model and exporter
-            hint = " (the dynamo exporter may manage: --exporter dynamo)" if exporter == "torchscript" else ""
-            raise ExportError(f"{bundle}: the {exporter} exporter failed for model type "
-                              f"{config['model_type']!r}{hint}: {type(exc).__name__}: {exc}") from exc
+            other = "dynamo" if exporter == "torchscript" else "torchscript"
+            first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()     # one plain line
+            raise ExportError(f"{bundle}: the {exporter} exporter failed for model type {config['model_type']!r} "
+                              f"(the {other} exporter may manage: --exporter {other}): {type(exc).__name__}: "
+                              f"{first[0] if first else ''}") from exc
         wave, lengths = parity_inputs(clip_samples)
         files = {"fp32": ONNX_FP32}
         parity = {"fp32": compare(model, tmp / ONNX_FP32, wave, lengths, temperature)}

@@ -162,6 +162,10 @@ def test_cli_errors_are_one_line(exported, tmp_path, capsys):
     assert "--onnx" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nothing"), "--onnx", "-o", str(tmp_path / "e")]) == 2
     assert "nothing: no such folder" in capsys.readouterr().err
+    from serkit.inference import shipped_model_path     # an encoder head is ONNX already: said in one line
+    assert main(["export", str(shipped_model_path("default")), "--onnx", "-o", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "runs on onnxruntime already" in err and not (tmp_path / "e").exists()
 
 
 def test_a_failed_parity_check_leaves_nothing_behind(exported, tmp_path):
