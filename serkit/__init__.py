@@ -9,10 +9,13 @@ from __future__ import annotations
 from serkit.version import __version__
 
 
-def load_model(path=None):
-    """A Predictor for the bundle folder at ``path`` (the shipped default model when None)."""
+def load_model(path=None, runtime: str = "auto", warmup: bool = True):
+    """A Predictor for the model at ``path``: a bundle folder, an ONNX export (its folder or one
+    of its ``.onnx`` files), a shipped model's name (``"default"``, ``"fast"``), or None (the
+    default). ``runtime``: ``"torch"``, ``"onnx"`` or ``"auto"``; see
+    :func:`serkit.inference.load_model` (imported only when called, so ``import serkit`` stays light)."""
     from serkit.inference import load_model as _load
-    return _load(path)
+    return _load(path, runtime=runtime, warmup=warmup)
 
 
 def default_model_path():

@@ -173,8 +173,9 @@ class ServeSettings:
     server down (waitress settings, plus serkit's request deadline against clients that trickle their
     headers or body, "slowloris")."""
 
-    models: list[str] | None = setting(None, "bundle folder to serve; repeat for several (default: the "
-                                       "shipped default model)", flags=("--model", "-m"), metavar="[NAME=]BUNDLE",
+    models: list[str] | None = setting(None, "bundle folder or shipped model (default, fast) to serve; repeat "
+                                       "for several (default: both shipped models, the default first)",
+                                       flags=("--model", "-m"), metavar="[NAME=]BUNDLE",
                                        repeat=True)
     host: str = setting("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
     port: int = setting(5000, "port to listen on; 0 picks a free one (printed at start-up)", rule=Rule(0, 65535))

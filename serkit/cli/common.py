@@ -47,7 +47,8 @@ def add_force_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, what:
 
 def add_model_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", metavar="BUNDLE", default=None,
-                   help="model bundle folder (default: the shipped default model)")
+                   help="a bundle folder, an ONNX export (folder or .onnx file), or a shipped model: "
+                        "default, fast (default: default)")
 
 
 def not_a_folder(path: str | None, flag: str) -> None:
