@@ -11,7 +11,7 @@ from serkit.evaluation import evaluate_logits
 from serkit.inference import Predictor
 from serkit.manifest import Utterance, read_manifest
 from serkit.safety import check_output_folder
-from serkit.splits import PARTS, split
+from serkit.splits import PARTS
 
 
 def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str = "test",
@@ -25,10 +25,13 @@ def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str
     (an ONNX int8 export of a model trained in PyTorch, a model scored after a change to the
     scorer); the test part only, answered clip by clip.
 
-    The split is rebuilt from the protocol, seed and sizes stored in the bundle; for speaker
-    and corpus splits the held-out speakers must be the ones the bundle records, otherwise the
-    manifest is not the one the model was trained on and a ValueError says so. ``out`` is
-    checked before any work (see :func:`serkit.evaluation.evaluate_logits` and ``force``).
+    For speaker and corpus splits the parts are the speakers the bundle records as held out
+    (test, validation; the rest is train), so any manifest holding some of them can be scored (a
+    note says how many are there; none is a ValueError); a random split is rebuilt from the
+    protocol, seeds and sizes stored in the bundle. The report says which model and manifest it
+    scored, with notes when its clips' speakers trained the model (``all``, ``train``, a refitted
+    model's ``val``, a random split). ``out`` is checked before any work (see
+    :func:`serkit.evaluation.evaluate_logits` and ``force``).
     """
     if same_speaker:
         predictor.check_can_adapt()          # before any work
@@ -39,23 +42,13 @@ def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str
     utts = [u for u in read_manifest(manifest) if u.emotion in predictor.labels]
     if not utts:
         raise ValueError(f"{manifest}: no clip has an emotion the model knows ({', '.join(predictor.labels)})")
-    if part != "all":
-        if part not in PARTS:
-            raise ValueError(f"unknown split part {part!r}; choose one of: {', '.join(PARTS)}, all")
-        training = predictor.config.get("training", {})
-        cfg = TrainConfig.from_dict(training.get("config", {}))
-        parts = split(utts, cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed,
-                      test_corpus=cfg.test_corpus)
-        expected = training.get("data", {}).get(f"{part}_speakers")
-        got = sorted({u.group for u, p in zip(utts, parts) if p == part})
-        if cfg.split != "random" and part in ("test", "val") and expected is not None and got != expected:
-            raise ValueError(
-                f"{manifest}: its {part} speakers ({', '.join(got[:4])}…) are not the ones the model "
-                f"was trained with ({', '.join(expected[:4])}…); pass the training manifest or --split all")
-        utts = [u for u, p in zip(utts, parts) if p == part]
+    if part != "all" and part not in PARTS:
+        raise ValueError(f"unknown split part {part!r}; choose one of: {', '.join(PARTS)}, all")
+    utts, notes = select_part(predictor, utts, part, manifest)
     title = f"{part}, each speaker's clips as one voice" if same_speaker else part
+    about = {"model": predictor.name, "manifest": str(manifest), "notes": notes}
     report = evaluate_predictor(predictor, utts, Path(out) if out else None, title=title, progress=progress,
-                                force=force, same_speaker=same_speaker)
+                                force=force, same_speaker=same_speaker, about=about)
     if card is not None:
         record_on_card(Path(card), predictor, report)
     return report
@@ -75,8 +68,49 @@ def record_on_card(folder: Path, predictor: Predictor, report: dict[str, Any]) -
     atomic_write_text(folder / CONFIG, to_json(config, indent=2, default=str) + "\n")
 
 
+def select_part(predictor: Predictor, utts: list[Utterance], part: str, manifest) -> tuple[list[Utterance], list[str]]:
+    """The clips of ``utts`` in ``part`` of the model's split (see :func:`evaluate_bundle`), and
+    notes on what the figures will mean."""
+    training = predictor.config.get("training", {})
+    cfg = TrainConfig.from_dict(training.get("config", {}))
+    held = {p: training.get("data", {}).get(f"{p}_speakers") for p in ("test", "val")}
+    notes = []
+    if cfg.split == "random" or None in held.values():
+        if part != "all":
+            from serkit.training import split_for
+            utts = [u for u, p in zip(utts, split_for(utts, cfg)) if p == part]
+        if cfg.split == "random":
+            notes.append("the model was trained on a random split: its test clips' speakers were in its training "
+                         "too, so no figure here says how it does on voices it never heard")
+        return utts, notes
+    which = {g: p for p in ("test", "val") for g in held[p]}
+    refitted = cfg.refit if cfg.model == "encoder_head" else cfg.refit_epochs
+    if part != "all":
+        utts = [u for u in utts if which.get(u.group, "train") == part]
+    if part in ("test", "val"):
+        present, named = {u.group for u in utts}, held[part]
+        if not present:
+            raise ValueError(f"{manifest}: none of the model's {len(named)} {part} speakers is in it ("
+                             f"{', '.join(named[:4])}{'…' if len(named) > 4 else ''}); pass a manifest holding "
+                             "them, or --split all")
+        recorded = training.get("data", {}).get("parts", {}).get(part, {}).get("clips")
+        if len(present) < len(named):
+            notes.append(f"{len(present)} of the model's {len(named)} {part} speakers are in {manifest}: "
+                         "the figures are theirs alone")
+        elif recorded is not None and recorded != len(utts):
+            notes.append(f"{manifest} holds {len(utts)} clips of the model's {part} speakers where its training "
+                         f"manifest held {recorded}: another manifest, whose clips these figures are")
+    trained = sum(which.get(u.group, "train") == "train" or (refitted and which.get(u.group) == "val") for u in utts)
+    if trained:
+        notes.append(f"{trained} of these {len(utts)} clips are of speakers the model was trained on"
+                     + (" (its validation speakers joined its training)" if refitted and part != "train" else "")
+                     + ": these figures flatter it")
+    return utts, notes
+
+
 def evaluate_predictor(predictor: Predictor, utts: list[Utterance], out: Path | None = None, title: str = "test",
-                       progress: bool = True, force: bool = False, same_speaker: bool = False) -> dict[str, Any]:
+                       progress: bool = True, force: bool = False, same_speaker: bool = False,
+                       about: dict[str, Any] | None = None) -> dict[str, Any]:
     """Metrics of ``predictor`` on ``utts`` through the same speech-first scoring that
     ``serkit predict`` and the web app use (a clip without speech counts as a wrong answer).
     ``same_speaker``: the clips of each speaker (corpus and speaker) are answered as one voice,
@@ -99,4 +133,4 @@ def evaluate_predictor(predictor: Predictor, utts: list[Utterance], out: Path | 
     logits, none = predictor.scorer.as_logits(analyses)
     return evaluate_logits(utts, logits, predictor.labels, predictor.temperature, out, title=title,
                            no_speech=none, force=force, uncertain_below=predictor.scorer.uncertain_below,
-                           uncertain_margin=predictor.scorer.uncertain_margin)
+                           uncertain_margin=predictor.scorer.uncertain_margin, about=about)

@@ -152,7 +152,7 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
                     temperature: float = 1.0, out_dir: str | os.PathLike | None = None,
                     title: str = "test", no_speech: np.ndarray | None = None,
                     force: bool = False, uncertain_below: float = UNCERTAIN_BELOW,
-                    uncertain_margin: float = UNCERTAIN_MARGIN) -> dict[str, Any]:
+                    uncertain_margin: float = UNCERTAIN_MARGIN, about: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score ``logits`` (n, classes; uncalibrated) against the utterances' emotions.
 
     ``no_speech`` marks clips the scorer gave no emotion (no speech found): they count as wrong
@@ -168,6 +168,8 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
     :func:`flag_figures`) are counted with and without the temperature. With ``out_dir``, writes
     report.json, report.md, predictions.csv and the plots (:data:`EVAL_FILES`) there: a new
     folder, an earlier evaluation's, or with ``force`` a folder holding other files (which stay).
+    ``about`` (``model``, ``manifest``, ``notes``: what was scored, on what, and how far to trust
+    the figures) is kept in the report and shown in report.md.
     """
     index = {l: i for i, l in enumerate(labels)}
     keep = np.array([u.emotion in index for u in utts], dtype=bool)
@@ -211,6 +213,7 @@ def evaluate_logits(utts: list[Utterance], logits: np.ndarray, labels: list[str]
         report["all_clips"] = metrics(y_all, pred_all)
     if caveat:
         report["caveat"] = caveat
+    report.update(about or {})
     if out_dir is not None:
         out = claim_output_folder(out_dir, "eval", force=force, flag="--out")
         write_json(out / "report.json", report)
@@ -256,11 +259,13 @@ def left_out_lines(r: dict[str, Any]) -> list[str]:
                   f"UAR {a.get('uar', float('nan')):.3f} on {a.get('n')} clips.", ""]
     if r.get("caveat"):
         lines += [f"Caveat: {r['caveat']}.", ""]
+    lines += [f"Note: {n}" for n in r.get("notes", [])] + ([""] if r.get("notes") else [])
     return lines
 
 
 def markdown_report(r: dict[str, Any]) -> str:
     lines = [f"# Evaluation: {r['split']} ({r['n']} clips)", "",
+             *([f"Model {r['model']}, manifest {r['manifest']}.", ""] if r.get("model") else []),
              "| accuracy | macro-F1 | weighted F1 | UAR | ECE before | ECE after (T={:.2f}) |".format(
                  r["calibration"]["temperature"]),
              "|---|---|---|---|---|---|",

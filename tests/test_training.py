@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -13,7 +15,7 @@ import serkit.training as training
 from serkit.cli import main
 from serkit.evaluation import evaluate_logits, expected_calibration_error, fit_temperature
 from serkit.inference import softmax
-from serkit.manifest import Utterance, read_manifest
+from serkit.manifest import Utterance, read_manifest, write_manifest
 from synth import EMOTIONS, tiny_config, trained_run, write_ravdess_tree, write_tone_corpus
 
 
@@ -328,12 +330,39 @@ def test_evaluate_bundle_rebuilds_the_training_split(tmp_path_factory, tmp_path,
     assert again["confusion_matrix"] == report["confusion_matrix"]
     assert (tmp_path / "eval" / "report.json").is_file()
 
-    # a different manifest (other speakers held out) is refused rather than silently scored
+    assert again["model"] == "bundle" and again["manifest"] == str(corpus.manifest) and again["notes"] == []
+    # the parts are the speakers the model recorded: another manifest holding them is scored,
+    # saying so; one holding only some of them is scored on those; one holding none is refused
     other = write_tone_corpus(tmp_path / "other", speakers=7, per_emotion=2, seed=5)
-    with pytest.raises(ValueError, match="not the ones the model was trained with"):
-        ev.evaluate_bundle(predictor, other.manifest, "test", progress=False)
+    scored = ev.evaluate_bundle(predictor, other.manifest, "test", progress=False)
+    assert any("another manifest" in n for n in scored["notes"]), scored["notes"]
+    test_speakers = json.loads((run / "bundle" / "config.json").read_text())["training"]["data"]["test_speakers"]
+    some = tmp_path / "some.csv"
+    write_manifest([u for u in corpus.utterances if u.group in test_speakers][::2], some)
+    half = ev.evaluate_bundle(predictor, some, "test", progress=False)
+    assert half["n"] == report["n"] // 2 and "another manifest" in half["notes"][0]
+    # a manifest holding some of the held-out speakers is scored on those (a split with two)
+    two = SimpleNamespace(config={"training": {"config": {"split": "speaker"},
+                                               "data": {"test_speakers": ["c/a", "c/b"], "val_speakers": ["c/v"]}}})
+    clips = [Utterance(corpus="c", speaker=s, emotion="sad", path=Path(f"{s}.wav")) for s in ("a", "v", "t")]
+    chosen, notes = ev.select_part(two, clips, "test", "m.csv")
+    assert [u.speaker for u in chosen] == ["a"] and notes == ["1 of the model's 2 test speakers are in m.csv: "
+                                                             "the figures are theirs alone"]
+    assert [u.speaker for u in ev.select_part(two, clips, "train", "m.csv")[0]] == ["t"]
+    # a random split is rebuilt as training built it: with --split-seed when the run had one
+    rnd = SimpleNamespace(config={"training": {"config": {"split": "random", "seed": 1, "split_seed": 0}}})
+    utts = read_manifest(corpus.manifest)
+    cfg0 = training.TrainConfig(split="random", seed=0)
+    want = [u.path for u, p in zip(utts, training.split_for(utts, cfg0)) if p == "test"]
+    chosen, notes = ev.select_part(rnd, utts, "test", "m.csv")
+    assert [u.path for u in chosen] == want and "random split" in notes[0]
+    none = tmp_path / "none.csv"
+    write_manifest([u for u in corpus.utterances if u.group not in test_speakers], none)
+    with pytest.raises(ValueError, match="none of the model's .* test speakers is in it"):
+        ev.evaluate_bundle(predictor, none, "test", progress=False)
     everything = ev.evaluate_bundle(predictor, other.manifest, "all", progress=False)
     assert everything["n"] == len(other.utterances)
+    assert any("of speakers the model was trained on" in n and "flatter" in n for n in everything["notes"])
 
 
 def test_evaluate_card_records_what_the_bundle_as_it_is_scores(tmp_path_factory, tmp_path, capsys, monkeypatch):
