@@ -73,7 +73,7 @@ def room_view(wave: np.ndarray, rng: np.random.Generator, voices: list[np.ndarra
     noise = rng.standard_normal(len(y))
     if rng.random() < 0.5:                               # brown-tinted: more low-frequency rumble
         noise = np.cumsum(noise)
-        noise -= np.convolve(noise, np.ones(64) / 64, "same")
+        noise -= np.convolve(noise, np.ones(64) / 64, "full")[31:31 + len(noise)]   # "same", also under 64 samples
         noise /= noise.std() + 1e-9
     return _at_snr(y, noise, rng.uniform(*NOISE_SNR_DB)).astype(np.float32)
 

@@ -57,7 +57,7 @@ def test_ravdess_reader(tmp_path):
     assert {u.speaker: u.gender for u in utts} == {
         "01": "male", "02": "female", "03": "male", "04": "female"}
     assert {u.sample_rate for u in utts} == {48000}
-    assert sorted({round(u.duration, 4) for u in utts}) == [0.2, 0.25, 0.3, 0.35]
+    assert sorted({round(u.duration, 4) for u in utts}) == [0.25, 0.3, 0.35, 0.4]
     assert report.counts() == {("ravdess", SONG): 1}
     assert report.items[0][2].name == "03-02-05-01-01-01-01.wav"
 
@@ -359,6 +359,19 @@ def test_empty_and_corrupt_files_are_told_apart(combined):
     assert reasons["1002_IEO_ANG_HI.wav"] == ("cremad", UNREADABLE)     # random bytes
     assert reasons["03-01-04-02-02-02-02.wav"] == ("ravdess", EMPTY)   # 0 bytes
     assert reasons["KL_h09.wav"] == ("savee", EMPTY)                   # header, no frames
+
+
+def test_a_clip_too_short_to_hold_speech_is_counted_not_kept(tmp_path):
+    """28 samples (a WAV cut to 100 bytes) trained a room view into a crash; the scorer answers
+    anything under its minimum "no speech", so prepare leaves such clips out and counts them."""
+    from serkit.corpora.base import MIN_CLIP_SECONDS, TOO_SHORT
+    from serkit.scorer import MIN_SECONDS
+
+    assert MIN_CLIP_SECONDS == MIN_SECONDS
+    short = write_wav(tmp_path / "Actor_01" / "03-01-05-01-01-01-01.wav", seconds=28 / 16000)
+    kept = write_wav(tmp_path / "Actor_01" / "03-01-05-01-01-02-01.wav", seconds=MIN_SECONDS)
+    utts, report = scan_one(ravdess, tmp_path)
+    assert [u.path for u in utts] == [kept.resolve()] and report.items == [("ravdess", TOO_SHORT, short)]
 
 
 def test_detection_on_the_shared_layout(shared_like):

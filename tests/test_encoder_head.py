@@ -218,6 +218,8 @@ def test_a_room_view_keeps_length_and_loudness_and_smears_the_speech_in_time():
     assert np.array_equal(room_view(burst, np.random.default_rng([7, 0])), views[0])
     assert not np.allclose(views[0], views[1])
     assert room_view(np.zeros(0, np.float32), rng).shape == (0,)
+    tiny = (0.1 * np.random.default_rng(3).standard_normal(28)).astype(np.float32)    # 28 samples: every draw
+    assert all(room_view(tiny, np.random.default_rng([9, k])).shape == (28,) for k in range(20))
     # with other voices given, about half of the views carry their babble: in the burst's
     # silence, the voice's 144 Hz dominates the spectrum (stationary noise spreads over all bins)
     voice = 0.2 * np.sin(2 * np.pi * 144 * np.arange(16000) / 16000).astype(np.float32)

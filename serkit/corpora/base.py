@@ -27,6 +27,8 @@ UNKNOWN_LABEL = "unknown label"
 NOT_SELECTED = "emotion not selected"
 UNREADABLE = "unreadable audio"
 EMPTY = "empty audio"
+TOO_SHORT = "shorter than 0.25 s (too short to hold speech)"
+MIN_CLIP_SECONDS = 0.25     # serkit.scorer.MIN_SECONDS: a shorter clip is answered "no speech"
 DUPLICATE = "same clip in another format"
 REPEATED = "repeated (the same file again)"
 CONFLICTING = "conflicting duplicates (one file, different labels)"
@@ -172,6 +174,9 @@ def scan_with(
             continue
         if duration <= 0:
             report.add(name, EMPTY, path)
+            continue
+        if round(duration, 2) < MIN_CLIP_SECONDS:     # a few samples: nothing to train on; scored "no speech"
+            report.add(name, TOO_SHORT, path)
             continue
         gender = (genders or {}).get(parsed.speaker, parsed.gender)
         out.append(Utterance(
