@@ -77,7 +77,7 @@ def select_part(predictor: Predictor, utts: list[Utterance], part: str, manifest
     notes = []
     if cfg.split == "random" or None in held.values():
         if part != "all":
-            from serkit.training import split_for
+            from serkit.splits import split_for
             utts = [u for u, p in zip(utts, split_for(utts, cfg)) if p == part]
         if cfg.split == "random":
             notes.append("the model was trained on a random split: its test clips' speakers were in its training "

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from serkit.config import SPLITS  # one list, shared with the CLI
-from serkit.manifest import Utterance
+from serkit.manifest import Utterance, read_manifest
 
 PARTS = ("train", "val", "test")
 
@@ -162,3 +163,22 @@ def summarize(utts: list[Utterance], parts: list[str]) -> dict[str, dict[str, in
                     for c in sorted({u.corpus for u in sel})})
         out[part] = row
     return out
+
+
+def split_for(utts: list[Utterance], cfg) -> list[str]:
+    """The parts of ``utts`` as ``serkit train`` makes them for ``cfg`` (a TrainConfig): its
+    protocol and sizes, seeded with ``split_seed`` when given, else ``seed``."""
+    seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    return split(utts, cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=seed,
+                 test_corpus=cfg.test_corpus)
+
+
+def check_same_split(out: Path, manifest, utts: list[Utterance], parts: list[str]) -> None:
+    """A resumed run goes on with the clips and split it started with (its split.csv), or not at all."""
+    before = {(str(Path(u.path).resolve()), u.split) for u in read_manifest(out / "split.csv")}
+    now = {(str(Path(u.path).resolve()), p) for u, p in zip(utts, parts)}
+    if before != now:
+        name = "the clips given" if isinstance(manifest, list) else manifest
+        raise ValueError(f"{name}: not the clips and split {out} was trained on ({len(before)} clips in its "
+                         f"split.csv, {len(now)} here, {len(before ^ now)} differing): --resume continues a run "
+                         "on its own data; pass its manifest, or start over with --force")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import warnings
 from collections import Counter
 from dataclasses import asdict
@@ -53,7 +54,7 @@ from serkit.pool import PoolPlan, judged_loader, masked_cross_entropy, plan_pool
 from serkit.run_folder import (BEST_WEIGHTS, AtomicCheckpointIO, check_run_folder, claim_run_folder, fit_without_validation,
                                keep_cache_counts, prepend_metrics)
 from serkit.safety import write_json
-from serkit.splits import split, summarize
+from serkit.splits import check_same_split, split_for, summarize
 from serkit.val_metrics import answers, first_visits, score_batch, validation_metrics
 
 def check_model_options(cfg: TrainConfig) -> None:
@@ -188,12 +189,6 @@ def spec_of(cfg: TrainConfig, model: torch.nn.Module | None = None) -> AudioSpec
     return AudioSpec(sample_rate=SAMPLE_RATE, clip_seconds=window)
 
 
-def split_for(utts: list[Utterance], cfg: TrainConfig) -> list[str]:
-    seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
-    return split(utts, cfg.split, test_size=cfg.test_size, val_size=cfg.val_size, seed=seed,
-                 test_corpus=cfg.test_corpus)
-
-
 def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
           cfg: TrainConfig | None = None, resume: bool = False, force: bool = False) -> dict[str, Any]:
     """Train a model on ``manifest`` into the run folder ``out``; returns the test report.
@@ -212,6 +207,8 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     utts, labels = select_labels(utts, cfg.emotions)
     cfg.emotions = labels
     parts = split_for(utts, cfg)
+    if resume and (out / "split.csv").is_file():
+        check_same_split(out, manifest, utts, parts)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     model = build_model(cfg, len(labels))  # before decoding: a bad backbone fails fast
@@ -299,8 +296,14 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         # the best epoch and early stopping watch the validation clips every figure judges
         watched = judged_loader(loader("val", False), judged([utts[i] for i in sel["val"]]))
-        trainer.fit(module, loader("train", True), watched,
-                    ckpt_path=str(last_ckpt) if resume and last_ckpt.is_file() else None)
+        try:
+            trainer.fit(module, loader("train", True), watched,
+                        ckpt_path=str(last_ckpt) if resume and last_ckpt.is_file() else None)
+        except SystemExit:      # Lightning's answer to Ctrl-C: it saved what it could, then exit(1)
+            if not trainer.interrupted:
+                raise
+            signal.signal(signal.SIGINT, signal.default_int_handler)    # it had set SIGINT to be ignored
+            raise KeyboardInterrupt from None
     if earlier is not None and trainer.is_global_zero:
         prepend_metrics(earlier, log_csv)
     if not leave_process_group(trainer.is_global_zero):

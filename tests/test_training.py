@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -353,7 +354,7 @@ def test_evaluate_bundle_rebuilds_the_training_split(tmp_path_factory, tmp_path,
     rnd = SimpleNamespace(config={"training": {"config": {"split": "random", "seed": 1, "split_seed": 0}}})
     utts = read_manifest(corpus.manifest)
     cfg0 = training.TrainConfig(split="random", seed=0)
-    want = [u.path for u, p in zip(utts, training.split_for(utts, cfg0)) if p == "test"]
+    want = [u.path for u, p in zip(utts, training.split_for(utts, cfg0)) if p == "test"]   # as training splits
     chosen, notes = ev.select_part(rnd, utts, "test", "m.csv")
     assert [u.path for u in chosen] == want and "random split" in notes[0]
     none = tmp_path / "none.csv"
@@ -444,6 +445,38 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
 def test_resume_without_a_run_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no run to resume"):
         training.train(tmp_path / "manifest.csv", tmp_path / "run", resume=True)
+
+
+def test_ctrl_c_then_resume_on_the_command_line(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in the middle of training (Lightning catches it and exits 1) ends serkit train with
+    130 and how to go on; --resume goes on only with the run's own clips, split and settings."""
+    corpus = write_tone_corpus(tmp_path / "c", speakers=7, per_emotion=3, seed=3)
+    run = tmp_path / "run"
+    options = ["--model-options", json.dumps({"channels": [4, 8, 8], "lstm_hidden": 16}), "--batch-size", "16",
+               "--vad", "energy", "--clip-seconds", "0.5", "--no-rooms", "--no-progress"]
+
+    class CtrlCAtEpoch1(training.BestWeights):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(training, "BestWeights", CtrlCAtEpoch1)
+        assert main(["train", str(corpus.manifest), "--out", str(run), "--epochs", "3", *options]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and f"--out {run} --resume" in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # Ctrl-C works again
+    other = write_tone_corpus(tmp_path / "other", speakers=7, per_emotion=2, seed=4)
+    before = sorted(p.name for p in run.rglob("*"))
+    refusals = [([str(other.manifest), "--out", str(run), "--resume"], "not the clips and split"),
+                ([str(corpus.manifest), "--out", str(run), "--resume", "--epochs", "5"], "--epochs 5 (the run: 3)"),
+                ([str(corpus.manifest), "--out", str(run), "--resume", "--force"], "give one of them")]
+    for args, words in refusals:
+        assert main(["train", *args]) == 2
+        assert words in capsys.readouterr().err
+        assert sorted(p.name for p in run.rglob("*")) == before
+    assert main(["train", str(corpus.manifest), "--out", str(run), "--resume", *options]) == 0
+    assert json.loads((run / "bundle" / "config.json").read_text())["training"]["epochs_run"] == 3
 
 
 # ---------------------------------------------------------------------------------- CLI flow
