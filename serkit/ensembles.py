@@ -102,7 +102,7 @@ def ensemble_runs(runs: list[str | os.PathLike], out: str | os.PathLike, force: 
 
     paths, configs = read_members(runs)
     out = Path(out)
-    clean = check_run_folder(out, [p / "bundle" for p in paths], resume=False, force=force)
+    clean = check_run_folder(out, [p / "bundle" for p in paths], resume=False, force=force, resumable=False)
     cfgs = [TrainConfig.from_dict(json.loads((p / "config.json").read_text(encoding="utf-8"))) for p in paths]
     cfg = cfgs[0]
     cfg.progress = progress

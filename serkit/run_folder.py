@@ -42,12 +42,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, fh)
 
 
-def check_run_folder(out: Path, inputs: list[str | os.PathLike], resume: bool, force: bool) -> bool:
+def check_run_folder(out: Path, inputs: list[str | os.PathLike], resume: bool, force: bool,
+                     resumable: bool = True) -> bool:
     """Check, before any work, that a run may be written to ``out``: a new or empty folder; the
     run to continue (``resume``); a run that never trained; with ``force``, a folder that holds a
     run (started over) or other files (left alone). Anything else raises :class:`OutputError`
     (FileNotFoundError for a ``resume`` with no run). Returns whether the previous run's files
-    must go first (pass it to :func:`claim_run_folder`)."""
+    must go first (pass it to :func:`claim_run_folder`). ``resumable``: the command has --resume
+    (``serkit ensemble`` has not), which the refusal then suggests."""
     if rank_zero_only.rank != 0:   # DDP's other processes start after (or beside) rank 0's checks
         return False
     kind = folder_kind(out) if out.is_dir() else None
@@ -56,8 +58,8 @@ def check_run_folder(out: Path, inputs: list[str | os.PathLike], resume: bool, f
             raise FileNotFoundError(f"--resume: no run to resume in {out} (no serkit run's config.json)")
     else:
         if kind == "run" and not force and any((out / name).exists() for name in STARTED):
-            raise OutputError(f"--out {out} holds a serkit run; pass --resume to continue it, --force to "
-                              "start it over (its files are replaced), or choose a new folder")
+            raise OutputError(f"--out {out} holds a serkit run; " + ("pass --resume to continue it, " if resumable else "")
+                              + "pass --force to start it over (its files are replaced), or choose a new folder")
         check_output_folder(out, "run", force=force, inputs=inputs, flag="--out")
     # where the run's bundle and report go at the end: never a serkit folder of another kind
     check_output_folder(out / "bundle", "bundle", force=True, flag="--out")

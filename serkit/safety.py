@@ -109,7 +109,8 @@ def check_output_folder(folder: str | os.PathLike, kind: str, *, force: bool = F
     if found == kind:
         return path
     if found is not None:
-        raise OutputError(f"{flag} {shown} is a serkit {found} folder, not a {kind} folder; choose another folder")
+        article = "an" if kind[:1] in "aeiou" else "a"
+        raise OutputError(f"{flag} {shown} is a serkit {found} folder, not {article} {kind} folder; choose another folder")
     others = sorted(p.name for p in path.iterdir())
     if others and not force:
         listed = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")

@@ -66,7 +66,7 @@ def check_model_options(cfg: TrainConfig) -> None:
     known = {f.name for f in fields(CONFIG_CLASSES[cfg.model])} - {"n_classes"}
     unknown = sorted(set(cfg.model_options) - known)
     if unknown:
-        raise ValueError(f"--model-options: {', '.join(map(repr, unknown))} is not a {cfg.model} setting; "
+        raise ValueError(f"--model-options: {', '.join(map(repr, unknown))} is not {'an' if cfg.model[:1] in 'aeiou' else 'a'} {cfg.model} setting; "
                          f"choose from {', '.join(sorted(known))}")
 
 

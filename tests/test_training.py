@@ -477,6 +477,9 @@ def test_ctrl_c_then_resume_on_the_command_line(tmp_path, capsys, monkeypatch):
         assert sorted(p.name for p in run.rglob("*")) == before
     assert main(["train", str(corpus.manifest), "--out", str(run), "--resume", *options]) == 0
     assert json.loads((run / "bundle" / "config.json").read_text())["training"]["epochs_run"] == 3
+    capsys.readouterr()
+    assert main(["evaluate", str(run / "bundle"), str(corpus.manifest), "--model", "fast"]) == 2
+    assert "the model once" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------- CLI flow

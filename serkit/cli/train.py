@@ -114,6 +114,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if len(args.paths) > 2:
         raise ValueError("evaluate takes [BUNDLE] MANIFEST")
+    if len(args.paths) == 2 and args.model:
+        raise ValueError(f"evaluate takes the model once: --model {args.model} or {args.paths[0]}, not both")
     bundle, manifest = (args.paths if len(args.paths) == 2 else (args.model, args.paths[0]))
     from serkit.inference import resolve_model
 
