@@ -357,6 +357,9 @@ def test_cli_predict_flags_that_need_another_say_why(bundle, audio_dir, tmp_path
         code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "-f", "json", "-o", str(tmp_path / "p.csv"),
                                *extra, str(files[0]))
         assert code == 2 and "--format json" in err and "suffix" in err and not (tmp_path / "p.csv").exists()
+    for flag, value in (("--vad", "none"), ("--max-segment", "4")):       # they did nothing without --timeline
+        code, _, err = run_cli(capsys, "predict", "-m", str(bundle), flag, value, str(files[0]))
+        assert code == 2 and flag in err and "add --timeline" in err
     code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "--timeline", "--segment-seconds", "2", str(files[0]))
     assert code == 2 and "--segment-seconds" in err and "add --vad none" in err
     from serkit.scorer import MIN_SECONDS       # a shorter piece could only be answered "no speech"

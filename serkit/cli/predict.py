@@ -158,9 +158,12 @@ def note_found(s: PredictSettings, files: int, groups: int) -> None:
 def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
     """Flags that only make sense together: refuse, saying why, rather than ignore one."""
     if not args.timeline:
-        for flag, value in (("--plot", args.plot), ("--segment-seconds", s.segment_seconds)):
-            if value is not None:
-                raise ValueError(f"{flag} belongs to emotion timelines of long recordings: add --timeline")
+        defaults = PredictSettings()
+        for flag, value, unset in (("--plot", args.plot, None), ("--segment-seconds", s.segment_seconds, None),
+                                   ("--vad", s.vad, defaults.vad), ("--max-segment", s.max_segment, defaults.max_segment)):
+            if value != unset:
+                raise ValueError(f"{flag} belongs to emotion timelines of long recordings: add --timeline "
+                                 "(a file is answered with the model's own speech detector)")
     if args.output and s.format != "table":
         raise ValueError(f"--format {s.format} is what is printed; with --output the file's suffix sets its "
                          f"format ({'.json or .csv' if args.timeline else '.csv or .jsonl'}): drop one of them")
