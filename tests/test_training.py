@@ -480,6 +480,9 @@ def test_ctrl_c_then_resume_on_the_command_line(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["evaluate", str(run / "bundle"), str(corpus.manifest), "--model", "fast"]) == 2
     assert "the model once" in capsys.readouterr().err
+    report = (run / "eval" / "report.json").read_bytes()        # a run's report is its own model's
+    assert main(["evaluate", "fast", str(corpus.manifest), "--split", "all", "--out", str(run / "eval")]) == 2
+    assert "holds the report of the run" in capsys.readouterr().err and (run / "eval" / "report.json").read_bytes() == report
 
 
 # ---------------------------------------------------------------------------------- CLI flow

@@ -108,20 +108,26 @@ def pretrained_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from serkit.evaluate_cmd import evaluate_bundle
     from serkit.evaluation import left_out_lines, uncertain_lines
-    from serkit.inference import load_model
+    from serkit.inference import load_model, resolve_model
 
     if len(args.paths) > 2:
         raise ValueError("evaluate takes [BUNDLE] MANIFEST")
     if len(args.paths) == 2 and args.model:
         raise ValueError(f"evaluate takes the model once: --model {args.model} or {args.paths[0]}, not both")
     bundle, manifest = (args.paths if len(args.paths) == 2 else (args.model, args.paths[0]))
-    from serkit.inference import resolve_model
-
+    folder = resolve_model(bundle)
+    run = Path(args.out).parent if args.out else None
+    if (run is not None and Path(args.out).name == "eval" and (run / "bundle" / "config.json").is_file()
+            and (run / "bundle").resolve() != folder.resolve() and not args.force):
+        raise ValueError(f"--out {args.out} holds the report of the run {run} on its own model; evaluating "
+                         "another model there would replace it: write elsewhere, or pass --force")
     predictor = load_model(bundle)
     r = evaluate_bundle(predictor, manifest, args.split, args.out, force=args.force, same_speaker=args.same_speaker,
-                        card=resolve_model(bundle) if args.card else None)
+                        card=folder if args.card else None)
     console = common.console
     console.print(f"{predictor.name} on {r['split']} ({r['n']} clips): accuracy {r['accuracy']:.3f}  "
                   f"macro-F1 {r['macro_f1']:.3f}  UAR {r['uar']:.3f}  ECE {r['calibration']['ece_after']:.3f}",
@@ -133,7 +139,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         console.print(f"report: {args.out}/report.md", highlight=False, markup=False)
     if args.card:
-        console.print(f"card: these test figures are now {resolve_model(bundle)}'s (serkit info shows them)",
+        console.print(f"card: these test figures are now {folder}'s (serkit info shows them)",
                       highlight=False, markup=False)
     return 0
 
