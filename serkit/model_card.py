@@ -149,7 +149,9 @@ def model_card_rows(bundle: str | os.PathLike | None = None) -> tuple[str, list[
     if test:
         rows.append(("test metrics", f"accuracy {_num(test.get('accuracy'))}, macro-F1 {_num(test.get('macro_f1'))}, "
                                      f"UAR {_num(test.get('uar'))}, ECE {_num(test.get('ece', float('nan')))} "
-                                     f"({test.get('n')} clips, held-out speakers{_left_out_text(test)})"))
+                                     f"({test.get('n')} clips, "
+                                     f"{'speakers also in training' if tcfg.get('split') == 'random' else 'held-out speakers'}"
+                                     f"{_left_out_text(test)})"))
         for corpus, m in _obj(test.get("per_corpus")).items():
             m = _obj(m)
             rows.append(("", f"{corpus}: accuracy {_num(m.get('accuracy'))}, UAR {_num(m.get('uar'))} ({m.get('n')} clips)"))

@@ -250,6 +250,20 @@ def test_refit_epochs_is_refused_for_a_frozen_encoder_head(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_random_splits_card_does_not_call_its_test_speakers_held_out(tmp_path):
+    import shutil
+
+    from serkit.inference import resolve_model
+    from serkit.model_card import model_card
+
+    bundle = shutil.copytree(resolve_model("fast"), tmp_path / "b")
+    config = json.loads((bundle / "config.json").read_text())
+    config["training"]["config"]["split"] = "random"
+    (bundle / "config.json").write_text(json.dumps(config))
+    card = " ".join(model_card(bundle).split())
+    assert "clips, speakers also in training" in card and "held-out speakers" not in card
+
+
 @pytest.mark.parametrize("name", ["default", "fast"])
 def test_the_shipped_models_figures_leave_out_clips_whose_words_give_the_emotion_away(name):
     """What the card and the page quote for a shipped model is judged as every report judges:
