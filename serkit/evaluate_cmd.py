@@ -45,6 +45,8 @@ def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str
     if part != "all" and part not in PARTS:
         raise ValueError(f"unknown split part {part!r}; choose one of: {', '.join(PARTS)}, all")
     utts, notes = select_part(predictor, utts, part, manifest)
+    if card is not None and notes:           # a card's figures are of all its held-out clips, nothing else
+        raise ValueError(f"--card writes the model's own test figures, which these would not be: {notes[0]}")
     title = f"{part}, each speaker's clips as one voice" if same_speaker else part
     about = {"model": predictor.name, "manifest": str(manifest), "notes": notes}
     report = evaluate_predictor(predictor, utts, Path(out) if out else None, title=title, progress=progress,

@@ -356,6 +356,8 @@ def test_evaluate_bundle_rebuilds_the_training_split(tmp_path_factory, tmp_path,
     write_manifest([u for u in corpus.utterances if u.group in test_speakers][::2], some)
     half = ev.evaluate_bundle(predictor, some, "test", progress=False)
     assert half["n"] == report["n"] // 2 and "another manifest" in half["notes"][0]
+    with pytest.raises(ValueError, match="--card writes the model's own test figures"):    # nor onto a card
+        ev.evaluate_bundle(predictor, some, "test", progress=False, card=run / "bundle")
     # a manifest holding some of the held-out speakers is scored on those (a split with two)
     two = SimpleNamespace(config={"training": {"config": {"split": "speaker"},
                                                "data": {"test_speakers": ["c/a", "c/b"], "val_speakers": ["c/v"]}}})
