@@ -42,6 +42,11 @@ def devices(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
+#: TrainConfig fields that say how one run ran, not what it learned: left out of a bundle's card,
+#: and free to differ when a run is resumed.
+RUN_ONLY = ("cache_dir", "progress", "num_workers", "accelerator", "devices", "num_nodes", "strategy")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run depends on; written to the run folder and the bundle."""

@@ -49,7 +49,7 @@ from serkit.data import ClipDataset, UnitDataset, collate_units, decode_all, tra
 from serkit.evaluation import card_metrics, evaluate_logits, fit_temperature, plot_curves
 from serkit.manifest import Utterance, read_manifest, with_split, write_manifest
 from serkit.corpora import judged, licence_note
-from serkit.config import MONITORS, TrainConfig  # noqa: F401  (re-exported)
+from serkit.config import MONITORS, RUN_ONLY, TrainConfig  # noqa: F401  (re-exported)
 from serkit.pool import PoolPlan, judged_loader, masked_cross_entropy, plan_pool, pool_loader
 from serkit.run_folder import (BEST_WEIGHTS, AtomicCheckpointIO, check_run_folder, claim_run_folder, fit_without_validation,
                                keep_cache_counts, prepend_metrics)
@@ -175,11 +175,6 @@ def select_labels(utts: list[Utterance], emotions: list[str] | None) -> tuple[li
     if len(labels) < 2:
         raise ValueError(f"need at least two emotions to train, the manifest has {', '.join(labels) or 'none'}")
     return [u for u in utts if u.emotion in labels], labels
-
-
-#: Settings of how a run ran, not of what it made: left out of bundles (a bundle records no
-#: machine's cache folder or device count).
-RUN_ONLY = ("cache_dir", "progress", "num_workers", "accelerator", "devices", "num_nodes", "strategy")
 
 
 def spec_of(cfg: TrainConfig, model: torch.nn.Module | None = None) -> AudioSpec:

@@ -56,7 +56,7 @@ def resumable(cfg: TrainConfig, args: argparse.Namespace) -> None:
     from dataclasses import fields
     from pathlib import Path
 
-    from serkit.training import RUN_ONLY
+    from serkit.config import RUN_ONLY
 
     if args.force:
         raise ValueError("--resume continues a run and --force starts it over: give one of them")
