@@ -35,7 +35,10 @@ if not ok:
     print(f"note: {url} cannot be reached (3 s check); torch comes from pip's usual index", file=sys.stderr)
 endef
 export TORCH_PROBE
-PIP_INSTALL = $(BIN)/pip install -q -c constraints.txt $(if $(TORCH_INDEX),$$($(PYTHON) -c "$$TORCH_PROBE" "$(TORCH_INDEX)"))
+# pip with the constraints, and PyTorch's index (probed) only for extras that bring torch
+comma := ,
+with_torch = $(filter train dev onnx,$(subst $(comma), ,$(1)))
+pip_install = $(BIN)/pip install -q -c constraints.txt $(if $(and $(TORCH_INDEX),$(call with_torch,$(1))),$$($(PYTHON) -c "$$TORCH_PROBE" "$(TORCH_INDEX)"))
 extras = $(if $(1),[$(1)])
 
 $(BIN)/pip:
@@ -44,12 +47,12 @@ $(BIN)/pip:
 
 # What running serkit needs (versions pinned in constraints.txt).
 $(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/pip
-	$(PIP_INSTALL) -e '.$(call extras,$(RUN_EXTRAS))'
+	$(call pip_install,$(RUN_EXTRAS)) -e '.$(call extras,$(RUN_EXTRAS))'
 	touch $@
 
 # ...plus what its tests need.
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/pip
-	$(PIP_INSTALL) -e '.$(call extras,$(TEST_EXTRAS))'
+	$(call pip_install,$(TEST_EXTRAS)) -e '.$(call extras,$(TEST_EXTRAS))'
 	touch $@
 
 install: $(VENV)/.installed-run

@@ -1,4 +1,5 @@
-"""The Makefile's install: PyTorch's CPU index only where it answers, the test extras only for tests.
+"""The Makefile's install: PyTorch's CPU index only where it answers and only for extras that bring
+torch, the test extras only for tests.
 
 A stand-in ``pip`` in a fake venv records its arguments, so nothing is installed; the "index" is
 an HTTP server on 127.0.0.1, and the unreachable one a closed local port.
@@ -61,15 +62,23 @@ def closed_port_url() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}/"
 
 
-def test_reachable_cpu_index_is_added(venv, index_url):
-    calls, _ = make(venv, "install", f"TORCH_INDEX={index_url}")
-    assert calls == [f"install -q -c constraints.txt --extra-index-url {index_url} -e .[eval]"]
+def test_reachable_cpu_index_is_added_for_the_extras_that_bring_torch(venv, index_url):
+    calls, _ = make(venv, "install-test", f"TORCH_INDEX={index_url}")
+    assert calls == [f"install -q -c constraints.txt --extra-index-url {index_url} -e .[dev]"]
+    calls, err = make(venv, "install", f"TORCH_INDEX={index_url}", "RUN_EXTRAS=eval,train")
+    assert calls[-1] == f"install -q -c constraints.txt --extra-index-url {index_url} -e .[eval,train]"
+
+
+def test_an_install_without_torch_neither_probes_nor_adds_the_index(venv):
+    url = closed_port_url()                  # a probe would take its time and print a note
+    calls, err = make(venv, "install", f"TORCH_INDEX={url}")
+    assert calls == ["install -q -c constraints.txt -e .[eval]"] and "cannot be reached" not in err
 
 
 def test_unreachable_index_is_left_out_with_a_note(venv):
     url = closed_port_url()
-    calls, err = make(venv, "install", f"TORCH_INDEX={url}")
-    assert calls == ["install -q -c constraints.txt -e .[eval]"]
+    calls, err = make(venv, "install-test", f"TORCH_INDEX={url}")
+    assert calls == ["install -q -c constraints.txt -e .[dev]"]
     assert f"{url} cannot be reached" in err
 
 
