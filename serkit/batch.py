@@ -28,7 +28,6 @@ probabilities to 4 decimals, seconds to 3). A clip without speech has an empty e
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -57,10 +56,12 @@ def csv_columns(labels: Sequence[str], voices: bool = False, model: bool = False
 
 def model_id(predictor: Predictor, same_speaker: bool = False, speakers: str = "one") -> str:
     """What answered a batch job's rows (its ``model`` column or field): the model's name, a
-    fingerprint of its bundle's config.json (a retrained model or another of the same name
-    differs) and the speaker adaptation, if any. ``--resume`` continues only a job answered so."""
-    digest = hashlib.sha256(json.dumps(predictor.config, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{predictor.name}@{digest}" + (f" same-speaker:{speakers}" if same_speaker else "")
+    fingerprint of its configuration and weights (:func:`serkit.runtimes.fingerprint`: a retrained
+    model or another of the same name differs) and the speaker adaptation, if any. ``--resume``
+    continues only a job answered so."""
+    from serkit.runtimes import fingerprint
+
+    return f"{predictor.name}@{fingerprint(predictor)[:10]}" + (f" same-speaker:{speakers}" if same_speaker else "")
 
 
 def csv_row(r: Prediction, labels: Sequence[str], voices: bool = False, model: str | None = None) -> list[str]:

@@ -155,7 +155,8 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
         raise BundleError(f"{folder}: a training run's folder; its model is {folder / 'bundle'}")
     if not path.is_file():
         raise BundleError(f"{folder}: " + (f"not a serkit bundle (no {CONFIG})" if folder.is_dir() else
-                          "no such folder") + "; give a bundle folder, or a shipped model: default, fast")
+                          "no such folder") + "; give a bundle folder (predict, evaluate, info and serve "
+                          "also take a shipped model: default, fast)")
     size = path.stat().st_size
     if size > MAX_CONFIG_BYTES:
         raise BundleError(f"{path}: {size / 1e6:.1f} MB is far too large for a bundle's config "

@@ -45,8 +45,11 @@ def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str
     if part != "all" and part not in PARTS:
         raise ValueError(f"unknown split part {part!r}; choose one of: {', '.join(PARTS)}, all")
     utts, notes = select_part(predictor, utts, part, manifest)
-    if card is not None and notes:           # a card's figures are of all its held-out clips, nothing else
-        raise ValueError(f"--card writes the model's own test figures, which these would not be: {notes[0]}")
+    if card is not None:                     # a card's figures are of all its own test clips, nothing else
+        card = check_card(Path(card))
+        others = [n for n in notes if not n.startswith("the model was trained on a random split")]
+        if others:
+            raise ValueError(f"--card writes the model's own test figures, which these would not be: {others[0]}")
     title = f"{part}, each speaker's clips as one voice" if same_speaker else part
     about = {"model": predictor.name, "manifest": str(manifest), "notes": notes}
     report = evaluate_predictor(predictor, utts, Path(out) if out else None, title=title, progress=progress,
@@ -54,6 +57,18 @@ def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str
     if card is not None:
         record_on_card(Path(card), predictor, report)
     return report
+
+
+def check_card(folder: Path) -> Path:
+    """Before any work: the bundle folder whose card --card rewrites (an export's folder, not one of
+    its files), and that its config.json can be replaced there."""
+    from serkit.bundle import CONFIG
+    from serkit.safety import check_writable
+
+    if not (folder.is_dir() and (folder / CONFIG).is_file()):
+        raise ValueError(f"--card {folder}: give the bundle's folder (with its config.json), not a file of it")
+    check_writable(folder / CONFIG, "--card")
+    return folder
 
 
 def record_on_card(folder: Path, predictor: Predictor, report: dict[str, Any]) -> None:
@@ -87,8 +102,16 @@ def select_part(predictor: Predictor, utts: list[Utterance], part: str, manifest
         return utts, notes
     which = {g: p for p in ("test", "val") for g in held[p]}
     refitted = cfg.refit if cfg.model == "encoder_head" else cfg.refit_epochs
-    if part != "all":
-        utts = [u for u in utts if which.get(u.group, "train") == part]
+    corpora = set(training.get("data", {}).get("corpora", [])) or None     # None: not recorded
+
+    def heard(u: Utterance) -> bool:          # a clip of a speaker the model trained on
+        part_of = which.get(u.group, "train")
+        return (part_of == "train" and (corpora is None or u.corpus in corpora)) or (refitted and part_of == "val")
+
+    if part == "train":
+        utts = [u for u in utts if which.get(u.group, "train") == "train" and (corpora is None or u.corpus in corpora)]
+    elif part != "all":
+        utts = [u for u in utts if which.get(u.group) == part]
     if part in ("test", "val"):
         present, named = {u.group for u in utts}, held[part]
         if not present:
@@ -102,10 +125,11 @@ def select_part(predictor: Predictor, utts: list[Utterance], part: str, manifest
         elif recorded is not None and recorded != len(utts):
             notes.append(f"{manifest} holds {len(utts)} clips of the model's {part} speakers where its training "
                          f"manifest held {recorded}: another manifest, whose clips these figures are")
-    trained = sum(which.get(u.group, "train") == "train" or (refitted and which.get(u.group) == "val") for u in utts)
+    trained = sum(map(heard, utts))
     if trained:
+        joined = refitted and any(which.get(u.group) == "val" for u in utts)
         notes.append(f"{trained} of these {len(utts)} clips are of speakers the model was trained on"
-                     + (" (its validation speakers joined its training)" if refitted and part != "train" else "")
+                     + (" (its validation speakers joined its training)" if joined else "")
                      + ": these figures flatter it")
     return utts, notes
 

@@ -8,7 +8,9 @@ serkit's file names are written there). Lightning's ``last.ckpt`` is written ato
 """
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
+from serkit.config import RUN_ONLY, TrainConfig
 from serkit.safety import (MARKER, OutputError, atomic_file, check_output_folder, folder_kind, mark_folder,
                            remove_owned, write_json)
 
@@ -135,3 +138,18 @@ def fit_without_validation(module: Any, loader: Any, cfg: Any, epochs: int, out:
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")    # none on purpose
         trainer.fit(module, loader)
+
+
+def resumed_config(out: Path, cfg: TrainConfig | None) -> TrainConfig:
+    """The run's own settings (its config.json), with ``cfg``'s of this machine (:data:`RUN_ONLY`);
+    ValueError when ``cfg`` differs from the run in anything else (its emotions aside, which a run
+    stores resolved)."""
+    saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+    if cfg is None:
+        return saved
+    changed = [f.name for f in fields(TrainConfig) if f.name not in (*RUN_ONLY, "emotions")
+               and getattr(cfg, f.name) != getattr(saved, f.name)]
+    if changed:
+        raise ValueError(f"resume: {out} was trained with other {', '.join(changed)} than given; resume it with "
+                         "its own settings (cfg=None), or start over")
+    return replace(saved, **{k: getattr(cfg, k) for k in RUN_ONLY})

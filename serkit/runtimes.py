@@ -175,3 +175,29 @@ class EncoderHeadRuntime:
     def logits_and_speaker(self, windows: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The head's logits and its speaker head's, from one pass of the encoder."""
         return self.head.both(*self.stats(windows, lengths))
+
+
+def fingerprint(predictor: Any) -> str:
+    """A digest of what decides a model's answers: its configuration less the card's figures and
+    training notes (``metrics``, ``training``, which ``evaluate --card`` and a retrain rewrite),
+    and its weights: the ONNX graph it runs (an export's file, an encoder head's encoder graph),
+    an encoder head's arrays, a PyTorch module's tensors. Two seeds of one recipe differ; the
+    same bundle copied elsewhere, or its card rewritten, does not."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in predictor.config.items() if k not in ("metrics", "training")},
+                        sort_keys=True, default=str).encode())
+    rt = predictor.runtime
+    for path in (getattr(predictor, "model_path", None), getattr(rt, "encoder_path", None)):
+        if path is not None and Path(path).is_file():
+            with open(path, "rb") as fh:
+                h.update(hashlib.file_digest(fh, "sha256").digest())
+    for key, array in sorted(getattr(getattr(rt, "head", None), "s", {}).items()):
+        h.update(key.encode() + np.ascontiguousarray(array).tobytes())
+    module = getattr(rt, "module", None)
+    if module is not None:
+        for key, tensor in module.state_dict().items():
+            h.update(key.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -173,14 +173,16 @@ def check_output_file(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
     if path.is_file() and path.stat().st_size > 0 and not (resume or force or (ours is not None and ours(path))):
         raise OutputError(f"{flag} {shown} exists" + ("" if ours is None else " and serkit did not write it")
                           + f"; {hint}")
-    check_writable(path, f"{flag} {shown}")
+    if not (resume and path.is_file()):      # a job resumed appends to its file: the folder may be closed
+        check_writable(path, f"{flag} {shown}")
     return path
 
 
 def check_writable(path: Path, what: str) -> None:
     """Before any work, that a file can be created beside ``path`` (in the nearest folder of it
-    that exists: the others are created on writing), by creating and removing one there; so a
-    read-only or full place fails now, naming the option, not after hours of scoring."""
+    that exists: the others are created on writing), by creating and removing an empty one there;
+    so a read-only place (or one this user may not write) fails now, naming the option, not after
+    hours of scoring. (A full disk usually still lets an empty file be made, and fails later.)"""
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

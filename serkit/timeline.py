@@ -217,7 +217,7 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
         raise ValueError(f"--max-segment must be positive, not {max_segment_s}")
     step = int(round((segment_s or predictor.clip_samples / sr) * sr))      # the fixed pieces' length
     with progress_bar(progress) as bar:
-        # pass 1: score frames for speech (or only count the samples and each piece's energy)
+        # pass 1: score frames for speech (or only count the samples and each piece's peak)
         reader = _Counted(stream, bar, "speech detection (s)" if detector else "reading (s)", None if detector else step)
         scores = [detector(frames) for frames in frames_of(iter(reader))] if detector else [len(b) for b in reader]
         n_samples = reader.samples
@@ -276,10 +276,11 @@ class _Counted:
         for block in self.stream:
             size = np.abs(block)
             if self.step and len(block):
-                first = self.samples // self.step
-                which = (np.arange(len(block)) + self.samples) // self.step - first
-                self.pieces = np.pad(self.pieces, (0, max(0, first + int(which[-1]) + 1 - len(self.pieces))))
-                np.maximum.at(self.pieces, first + which, size)
+                first, last = self.samples // self.step, (self.samples + len(block) - 1) // self.step
+                cuts = np.arange(first, last + 1) * self.step - self.samples     # where each piece starts
+                cuts[0] = 0
+                self.pieces = np.pad(self.pieces, (0, max(0, last + 1 - len(self.pieces))))
+                self.pieces[first:last + 1] = np.maximum(self.pieces[first:last + 1], np.maximum.reduceat(size, cuts))
             self.samples += len(block)
             self.peak = max(self.peak, float(size.max()) if len(block) else 0.0)
             self.bar.update(self.task, completed=min(self.samples / sr, self.total),

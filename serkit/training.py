@@ -52,7 +52,7 @@ from serkit.corpora import judged, licence_note
 from serkit.config import MONITORS, RUN_ONLY, TrainConfig  # noqa: F401  (re-exported)
 from serkit.pool import PoolPlan, judged_loader, masked_cross_entropy, plan_pool, pool_loader
 from serkit.run_folder import (BEST_WEIGHTS, AtomicCheckpointIO, check_run_folder, claim_run_folder, fit_without_validation,
-                               keep_cache_counts, prepend_metrics)
+                               keep_cache_counts, prepend_metrics, resumed_config)
 from serkit.safety import write_json
 from serkit.splits import check_same_split, split_for, summarize
 from serkit.val_metrics import answers, first_visits, score_batch, validation_metrics
@@ -196,7 +196,7 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     out = Path(out)
     clean = check_run_folder(out, [] if isinstance(manifest, list) else [manifest], resume, force)
     if resume:
-        cfg = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+        cfg = resumed_config(out, cfg)
     cfg = cfg or TrainConfig()
     utts = read_manifest(manifest) if not isinstance(manifest, list) else manifest
     utts, labels = select_labels(utts, cfg.emotions)

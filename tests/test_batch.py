@@ -203,9 +203,14 @@ def test_resume_continues_only_a_job_the_same_model_answered(bundle, tmp_path, s
     run_batch(predictor, files[:3], out, progress=False)
     assert {r["model"] for r in rows_of(out)} == {model_id(predictor)} and model_id(predictor).startswith("bundle@")
     before = out.read_bytes()
-    torch.manual_seed(1)
+    torch.manual_seed(1)        # the same configuration, other weights: another model, another id
     other = save_bundle(tmp_path / "other" / "bundle", CNNLSTM(CNNLSTMConfig(n_classes=3, channels=[4, 8, 8],
-                        lstm_hidden=16)).eval(), list(EMOTIONS), {"sample_rate": SR, "clip_seconds": 0.6})
+                        lstm_hidden=16)).eval(), list(EMOTIONS), {"sample_rate": SR, "clip_seconds": 0.5})
+    assert load_model(other).config == predictor.config and model_id(load_model(other)) != model_id(predictor)
+    carded = json.loads((bundle / "config.json").read_text())          # a card rewritten: the same model
+    carded["metrics"] = {"test": {"uar": 0.5}}
+    (bundle / "config.json").write_text(json.dumps(carded))
+    assert model_id(load_model(bundle)) == model_id(predictor)
     with pytest.raises(ValueError, match=f"rows answered by {re.escape(model_id(predictor))}, not "
                                          f"{re.escape(model_id(load_model(other)))}: --resume would mix"):
         run_batch(load_model(other), files, out, resume=True, progress=False)

@@ -314,6 +314,9 @@ def test_plots_of_recordings_that_share_a_name_do_not_replace_each_other(bundle,
     plots = tmp_path / "plots"
     assert main(base + [*map(str, recs), "--plot", str(plots)]) == 0
     assert sorted(p.name for p in plots.iterdir()) == ["a_x.wav.png", "b_x.wav.png"]
+    from serkit.cli.predict import plot_paths                        # names that still meet get a number
+    names = plot_paths(str(plots), ["a/b/x.wav", "a_b/x.wav", "a/x.wav", "b/x.wav", "a_x.wav.mp3"])
+    assert len(set(names.values())) == 5 and {p.name for p in names.values()} >= {"a_b_x.wav-1.png", "a_b_x.wav-2.png"}
     assert main(base + [str(recs[0]), "--plot", str(tmp_path / "one")]) == 0     # no suffix: a folder
     assert [p.name for p in (tmp_path / "one").iterdir()] == ["x.png"]
     capsys.readouterr()

@@ -366,6 +366,12 @@ def test_evaluate_bundle_rebuilds_the_training_split(tmp_path_factory, tmp_path,
     assert [u.speaker for u in chosen] == ["a"] and notes == ["1 of the model's 2 test speakers are in m.csv: "
                                                              "the figures are theirs alone"]
     assert [u.speaker for u in ev.select_part(two, clips, "train", "m.csv")[0]] == ["t"]
+    # speakers of a corpus the model never trained on are not "trained on" (its corpora recorded)
+    two.config["training"]["data"]["corpora"] = ["c"]
+    strangers = [Utterance(corpus="cremad", speaker="1001", emotion="sad", path=Path("x.wav"))]
+    assert ev.select_part(two, strangers, "all", "m.csv") == (strangers, [])
+    assert ev.select_part(two, strangers + clips, "all", "m.csv")[1] == [
+        "1 of these 4 clips are of speakers the model was trained on: these figures flatter it"]
     # a random split is rebuilt as training built it: with --split-seed when the run had one
     rnd = SimpleNamespace(config={"training": {"config": {"split": "random", "seed": 1, "split_seed": 0}}})
     utts = read_manifest(corpus.manifest)
@@ -446,7 +452,9 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
             started.append(trainer.current_epoch)
 
     monkeypatch.setattr(training, "BestWeights", Watch)
-    report = training.train(corpus.manifest, run, resume=True)           # config comes from the run
+    with pytest.raises(ValueError, match="other epochs than given"):      # a config that is not the run's
+        training.train(corpus.manifest, run, tiny_config(epochs=9), resume=True)
+    report = training.train(corpus.manifest, run, tiny_config(epochs=4, progress=True), resume=True)  # its own
     assert started == [2, 3]
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert sorted({int(r["epoch"]) for r in rows}) == [0, 1, 2, 3]       # the history is kept

@@ -229,9 +229,15 @@ def plot_paths(plot: str, files: list[str]) -> dict:
         raise ValueError(f"--plot {plot}: a file is there; plots go into a folder: name another")
     stems = Counter(Path(f).stem for f in files)
     base = os.path.commonpath([os.path.abspath(os.path.dirname(f)) for f in files])
-    return {f: Path(plot) / (f"{Path(f).stem}.png" if stems[Path(f).stem] == 1 else
-                             "_".join(Path(os.path.relpath(os.path.abspath(f), base)).parts) + ".png")
-            for f in files}
+    names = {f: (f"{Path(f).stem}.png" if stems[Path(f).stem] == 1 else
+                 "_".join(Path(os.path.relpath(os.path.abspath(f), base)).parts) + ".png") for f in files}
+    taken = Counter(names.values())
+    seen: Counter = Counter()
+    for f, name in names.items():           # names that still meet (a/b/x.wav, a_b/x.wav) get a number
+        if taken[name] > 1:
+            seen[name] += 1
+            names[f] = f"{name[:-4]}-{seen[name]}.png"
+    return {f: Path(plot) / name for f, name in names.items()}
 
 
 def predict_timelines(args: argparse.Namespace, s: PredictSettings, predictor, files: list[str]) -> int:

@@ -36,24 +36,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = dataclass_from_args(TrainConfig, args,
                               model_options={**(args.model_options or {}), **pretrained_options(args)})
     if args.resume:
-        resumable(cfg, args)
+        cfg = resumable(cfg, args)
     try:
         report = train(args.manifest, args.out, cfg, resume=args.resume, force=args.force)
     except KeyboardInterrupt:
+        import shlex
         common.err_console.print(f"interrupted: the epochs done so far are kept; continue with serkit train "
-                                 f"{args.manifest} --out {args.out} --resume", highlight=False, markup=False,
-                                 soft_wrap=True)
+                                 f"{shlex.quote(args.manifest)} --out {shlex.quote(args.out)} --resume",
+                                 highlight=False, markup=False, soft_wrap=True)
         return 130
     print_run(report, args.out)
     return 0
 
 
-def resumable(cfg: TrainConfig, args: argparse.Namespace) -> None:
-    """--resume continues a run with its own settings (its config.json): refuse --force beside it,
+def resumable(cfg: TrainConfig, args: argparse.Namespace) -> TrainConfig:
+    """--resume continues a run with its own settings (its config.json), with this machine's
+    (:data:`RUN_ONLY`: devices, workers, cache, progress) from ``cfg``: refuse --force beside it,
     and settings given now that differ from the run's (those left at their defaults cannot be
     told from ones not given, and are not checked), rather than drop them without a word."""
     import json
-    from dataclasses import fields
+    from dataclasses import fields, replace
     from pathlib import Path
 
     from serkit.config import RUN_ONLY
@@ -62,7 +64,7 @@ def resumable(cfg: TrainConfig, args: argparse.Namespace) -> None:
         raise ValueError("--resume continues a run and --force starts it over: give one of them")
     saved_file = Path(args.out) / "config.json"
     if not saved_file.is_file():
-        return                                         # train() says what is missing
+        return cfg                                     # train() says what is missing
     saved, default = TrainConfig.from_dict(json.loads(saved_file.read_text())), TrainConfig()
     changed = [f"--{f.name.replace('_', '-')} {getattr(cfg, f.name)} (the run: {getattr(saved, f.name)})"
                for f in fields(TrainConfig) if f.name not in (*RUN_ONLY, "emotions")
@@ -70,6 +72,7 @@ def resumable(cfg: TrainConfig, args: argparse.Namespace) -> None:
     if changed:
         raise ValueError(f"--resume continues {args.out} with its own settings ({saved_file}); given now: "
                          f"{'; '.join(changed)}. Drop them, or start over with --force")
+    return replace(saved, **{k: getattr(cfg, k) for k in RUN_ONLY})
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:

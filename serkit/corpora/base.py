@@ -175,7 +175,7 @@ def scan_with(
         if duration <= 0:
             report.add(name, EMPTY, path)
             continue
-        if round(duration, 2) < MIN_CLIP_SECONDS:     # a few samples: nothing to train on; scored "no speech"
+        if round(duration * 16000) < MIN_CLIP_SECONDS * 16000:   # at the models' 16 kHz, as the scorer counts
             report.add(name, TOO_SHORT, path)
             continue
         gender = (genders or {}).get(parsed.speaker, parsed.gender)
