@@ -208,6 +208,9 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
         clustering()
     if same_speaker:
         predictor.check_can_adapt()
+    if segment_s is not None and vad != "none":
+        raise ValueError(f"--segment-seconds (segment_s) sets the fixed pieces of --vad none; with vad {vad!r} "
+                         "the detector's stretches of speech are scored (split at --max-segment)")
     sr = predictor.sample_rate
     stream = AudioStream(source, sr, block_seconds)
     detector = None if vad == "none" else make_vad(vad)
