@@ -19,6 +19,8 @@ import soxr
 from rich.progress import track
 
 SAMPLE_RATE = 16000          # Hz: every model in serkit sees 16 kHz mono
+MIN_SECONDS = 0.25           # shorter audio cannot hold speech the VAD would keep (its 250 ms minimum):
+                             # the scorer answers it "no speech", prepare leaves such clips out
 CLIP_SECONDS = 3.0           # default model window
 CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)  # 48000 samples in a 3 s window
 MAX_SECONDS = 1200.0         # load_audio refuses longer inputs: 20 min is 77 MB of float32 at 16 kHz, and

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from serkit.audio import CACHE_ROOT as DEFAULT_CACHE  # one cache root
+from serkit.audio import CACHE_ROOT as DEFAULT_CACHE, MIN_SECONDS  # one cache root, one minimum
 from serkit.bundle_schema import MAX_CLIP_SECONDS, Rule
 from serkit.settings import check_settings, setting
 
@@ -159,10 +159,10 @@ class PredictSettings:
                        choices=VADS, group=LONG_RECORDINGS)
     max_segment: float = setting(10.0, "split longer speech segments into equal parts", rule=POSITIVE,
                                  metavar="SECONDS", group=LONG_RECORDINGS)
-    # at least serkit.scorer.MIN_SECONDS: a shorter piece is "no speech" whatever it holds
+    # at least MIN_SECONDS: a shorter piece is "no speech" whatever it holds
     segment_seconds: float | None = setting(None, "segment length with --vad none (default: the model's "
-                                            "window; at least 0.25)", rule=Rule(0.25), metavar="SECONDS",
-                                            group=LONG_RECORDINGS)
+                                            f"window; at least {MIN_SECONDS})", rule=Rule(MIN_SECONDS),
+                                            metavar="SECONDS", group=LONG_RECORDINGS)
 
     def __post_init__(self) -> None:
         check_settings(self)

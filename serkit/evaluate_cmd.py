@@ -14,6 +14,10 @@ from serkit.safety import check_output_folder
 from serkit.splits import PARTS
 
 
+RANDOM_SPLIT = ("the model was trained on a random split: its test clips' speakers were in its training too, "
+                "so no figure here says how it does on voices it never heard")
+
+
 def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str = "test",
                     out: str | os.PathLike | None = None, progress: bool = True,
                     force: bool = False, same_speaker: bool = False,
@@ -39,6 +43,12 @@ def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str
         raise ValueError("--card records the held-out test figures: use it with --split test, without --same-speaker")
     if out is not None:
         check_output_folder(out, "eval", force=force, inputs=[manifest], flag="--out")
+        run = Path(out).parent          # a training run's own report is of its own model
+        if Path(out).name == "eval" and (run / "bundle" / "config.json").is_file() and not force:
+            from serkit.bundle import read_config
+            if read_config(run / "bundle") != predictor.config:
+                raise ValueError(f"--out {out} holds the report of the run {run} on its own model; evaluating "
+                                 "another model there would replace it: write elsewhere, or pass --force")
     utts = [u for u in read_manifest(manifest) if u.emotion in predictor.labels]
     if not utts:
         raise ValueError(f"{manifest}: no clip has an emotion the model knows ({', '.join(predictor.labels)})")
@@ -47,7 +57,7 @@ def evaluate_bundle(predictor: Predictor, manifest: str | os.PathLike, part: str
     utts, notes = select_part(predictor, utts, part, manifest)
     if card is not None:                     # a card's figures are of all its own test clips, nothing else
         card = check_card(Path(card))
-        others = [n for n in notes if not n.startswith("the model was trained on a random split")]
+        others = [n for n in notes if n != RANDOM_SPLIT]    # a random split's card is of its own test clips
         if others:
             raise ValueError(f"--card writes the model's own test figures, which these would not be: {others[0]}")
     title = f"{part}, each speaker's clips as one voice" if same_speaker else part
@@ -97,8 +107,7 @@ def select_part(predictor: Predictor, utts: list[Utterance], part: str, manifest
             from serkit.splits import split_for
             utts = [u for u, p in zip(utts, split_for(utts, cfg)) if p == part]
         if cfg.split == "random":
-            notes.append("the model was trained on a random split: its test clips' speakers were in its training "
-                         "too, so no figure here says how it does on voices it never heard")
+            notes.append(RANDOM_SPLIT)
         return utts, notes
     which = {g: p for p in ("test", "val") for g in held[p]}
     refitted = cfg.refit if cfg.model == "encoder_head" else cfg.refit_epochs

@@ -147,9 +147,9 @@ def resumed_config(out: Path, cfg: TrainConfig | None) -> TrainConfig:
     saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
     if cfg is None:
         return saved
-    changed = [f.name for f in fields(TrainConfig) if f.name not in (*RUN_ONLY, "emotions")
-               and getattr(cfg, f.name) != getattr(saved, f.name)]
+    changed = [f"{f.name} {getattr(cfg, f.name)} (the run: {getattr(saved, f.name)})" for f in fields(TrainConfig)
+               if f.name not in (*RUN_ONLY, "emotions") and getattr(cfg, f.name) != getattr(saved, f.name)]
     if changed:
-        raise ValueError(f"resume: {out} was trained with other {', '.join(changed)} than given; resume it with "
-                         "its own settings (cfg=None), or start over")
+        raise ValueError(f"resume: {out} goes on with its own settings ({out / 'config.json'}); given: "
+                         f"{'; '.join(changed)}. Drop them, or start over (--force)")
     return replace(saved, **{k: getattr(cfg, k) for k in RUN_ONLY})

@@ -109,8 +109,7 @@ def check_output_folder(folder: str | os.PathLike, kind: str, *, force: bool = F
     if found == kind:
         return path
     if found is not None:
-        article = "an" if kind[:1] in "aeiou" else "a"
-        raise OutputError(f"{flag} {shown} is a serkit {found} folder, not {article} {kind} folder; choose another folder")
+        raise OutputError(f"{flag} {shown} is a serkit {found} folder, not {with_article(kind)} folder; choose another folder")
     others = sorted(p.name for p in path.iterdir())
     if others and not force:
         listed = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
@@ -176,6 +175,11 @@ def check_output_file(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
     if not (resume and path.is_file()):      # a job resumed appends to its file: the folder may be closed
         check_writable(path, f"{flag} {shown}")
     return path
+
+
+def with_article(word: str) -> str:
+    """``word`` with its indefinite article: "an eval", "a run"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def check_writable(path: Path, what: str) -> None:

@@ -33,11 +33,10 @@ from typing import Protocol
 
 import numpy as np
 
-from serkit.audio import AudioError, AudioSpec, check_samples
+from serkit.audio import MIN_SECONDS, AudioError, AudioSpec, check_samples  # noqa: F401  (MIN_SECONDS re-exported)
 from serkit.vad import clip_speech, fixed_segments, split_long, vad_name
 
 AGGREGATION = "mean_logits"
-MIN_SECONDS = 0.25        # shorter clips cannot hold speech the VAD would keep (its 250 ms minimum)
 SILENCE_DBFS = -60.0      # no sample above this (the peak): digital silence. A peak, not an RMS level: a
                           # soft sentence after a second of silence has a whole-clip RMS under -60 dBFS
 UNCERTAIN_BELOW = 0.5

@@ -209,8 +209,8 @@ def predict_timeline(predictor: Predictor, source: str | os.PathLike | np.ndarra
     if same_speaker:
         predictor.check_can_adapt()
     if segment_s is not None and vad != "none":
-        raise ValueError(f"--segment-seconds (segment_s) sets the fixed pieces of --vad none; with vad {vad!r} "
-                         "the detector's stretches of speech are scored (split at --max-segment)")
+        raise ValueError(f"--segment-seconds sets the fixed pieces of --vad none; with --vad {vad} the "
+                         "detector's stretches of speech are scored (split at --max-segment): add --vad none")
     sr = predictor.sample_rate
     stream = AudioStream(source, sr, block_seconds)
     detector = None if vad == "none" else make_vad(vad)

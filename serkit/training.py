@@ -53,7 +53,7 @@ from serkit.config import MONITORS, RUN_ONLY, TrainConfig  # noqa: F401  (re-exp
 from serkit.pool import PoolPlan, judged_loader, masked_cross_entropy, plan_pool, pool_loader
 from serkit.run_folder import (BEST_WEIGHTS, AtomicCheckpointIO, check_run_folder, claim_run_folder, fit_without_validation,
                                keep_cache_counts, prepend_metrics, resumed_config)
-from serkit.safety import write_json
+from serkit.safety import with_article, write_json
 from serkit.splits import check_same_split, split_for, summarize
 from serkit.val_metrics import answers, first_visits, score_batch, validation_metrics
 
@@ -66,7 +66,7 @@ def check_model_options(cfg: TrainConfig) -> None:
     known = {f.name for f in fields(CONFIG_CLASSES[cfg.model])} - {"n_classes"}
     unknown = sorted(set(cfg.model_options) - known)
     if unknown:
-        raise ValueError(f"--model-options: {', '.join(map(repr, unknown))} is not {'an' if cfg.model[:1] in 'aeiou' else 'a'} {cfg.model} setting; "
+        raise ValueError(f"--model-options: {', '.join(map(repr, unknown))} is not {with_article(cfg.model)} setting; "
                          f"choose from {', '.join(sorted(known))}")
 
 

@@ -452,7 +452,7 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
             started.append(trainer.current_epoch)
 
     monkeypatch.setattr(training, "BestWeights", Watch)
-    with pytest.raises(ValueError, match="other epochs than given"):      # a config that is not the run's
+    with pytest.raises(ValueError, match=r"given: epochs 9 \(the run: 4\)"):    # a config that is not the run's
         training.train(corpus.manifest, run, tiny_config(epochs=9), resume=True)
     report = training.train(corpus.manifest, run, tiny_config(epochs=4, progress=True), resume=True)  # its own
     assert started == [2, 3]
@@ -493,7 +493,7 @@ def test_ctrl_c_then_resume_on_the_command_line(tmp_path, capsys, monkeypatch):
     other = write_tone_corpus(tmp_path / "other", speakers=7, per_emotion=2, seed=4)
     before = sorted(p.name for p in run.rglob("*"))
     refusals = [([str(other.manifest), "--out", str(run), "--resume"], "not the clips and split"),
-                ([str(corpus.manifest), "--out", str(run), "--resume", "--epochs", "5"], "--epochs 5 (the run: 3)"),
+                ([str(corpus.manifest), "--out", str(run), "--resume", "--epochs", "5"], "epochs 5 (the run: 3)"),
                 ([str(corpus.manifest), "--out", str(run), "--resume", "--force"], "give one of them")]
     for args, words in refusals:
         assert main(["train", *args]) == 2

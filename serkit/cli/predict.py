@@ -167,9 +167,6 @@ def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
     if args.output and s.format != "table":
         raise ValueError(f"--format {s.format} is what is printed; with --output the file's suffix sets its "
                          f"format ({'.json or .csv' if args.timeline else '.csv or .jsonl'}): drop one of them")
-    if s.segment_seconds is not None and s.vad != "none":
-        raise ValueError(f"--segment-seconds sets the fixed pieces of --vad none; with --vad {s.vad} the "
-                         "detector's stretches of speech are scored (split at --max-segment): add --vad none")
     if args.output and not args.timeline and args.output.lower().endswith(".json"):
         raise ValueError(f"--output {args.output}: a batch job appends rows as it goes (so a killed job can "
                          "--resume), which a .json array cannot do; write .jsonl (one JSON object a line) "

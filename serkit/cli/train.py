@@ -50,10 +50,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def resumable(cfg: TrainConfig, args: argparse.Namespace) -> TrainConfig:
-    """--resume continues a run with its own settings (its config.json), with this machine's
-    (:data:`RUN_ONLY`: devices, workers, cache, progress) from ``cfg``: refuse --force beside it,
-    and settings given now that differ from the run's (those left at their defaults cannot be
-    told from ones not given, and are not checked), rather than drop them without a word."""
+    """--resume: ``cfg`` with every setting left at its default taken from the run (an option not
+    given cannot be told from one given at its default), so that train() refuses only the options
+    given that differ from the run's (:func:`serkit.run_folder.resumed_config`); this machine's
+    settings (:data:`RUN_ONLY`: devices, workers, cache, progress) stay as given. --force beside
+    it is refused."""
     import json
     from dataclasses import fields, replace
     from pathlib import Path
@@ -66,13 +67,8 @@ def resumable(cfg: TrainConfig, args: argparse.Namespace) -> TrainConfig:
     if not saved_file.is_file():
         return cfg                                     # train() says what is missing
     saved, default = TrainConfig.from_dict(json.loads(saved_file.read_text())), TrainConfig()
-    changed = [f"--{f.name.replace('_', '-')} {getattr(cfg, f.name)} (the run: {getattr(saved, f.name)})"
-               for f in fields(TrainConfig) if f.name not in (*RUN_ONLY, "emotions")
-               and getattr(cfg, f.name) != getattr(default, f.name) and getattr(cfg, f.name) != getattr(saved, f.name)]
-    if changed:
-        raise ValueError(f"--resume continues {args.out} with its own settings ({saved_file}); given now: "
-                         f"{'; '.join(changed)}. Drop them, or start over with --force")
-    return replace(saved, **{k: getattr(cfg, k) for k in RUN_ONLY})
+    return replace(cfg, **{f.name: getattr(saved, f.name) for f in fields(TrainConfig)     # this machine's own
+                           if f.name not in RUN_ONLY and getattr(cfg, f.name) == getattr(default, f.name)})
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
@@ -111,8 +107,6 @@ def pretrained_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from serkit.evaluate_cmd import evaluate_bundle
     from serkit.evaluation import left_out_lines, uncertain_lines
     from serkit.inference import load_model, resolve_model
@@ -123,11 +117,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"evaluate takes the model once: --model {args.model} or {args.paths[0]}, not both")
     bundle, manifest = (args.paths if len(args.paths) == 2 else (args.model, args.paths[0]))
     folder = resolve_model(bundle)
-    run = Path(args.out).parent if args.out else None
-    if (run is not None and Path(args.out).name == "eval" and (run / "bundle" / "config.json").is_file()
-            and (run / "bundle").resolve() != folder.resolve() and not args.force):
-        raise ValueError(f"--out {args.out} holds the report of the run {run} on its own model; evaluating "
-                         "another model there would replace it: write elsewhere, or pass --force")
     predictor = load_model(bundle)
     r = evaluate_bundle(predictor, manifest, args.split, args.out, force=args.force, same_speaker=args.same_speaker,
                         card=folder if args.card else None)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from serkit.audio import MIN_SECONDS, SAMPLE_RATE
 from serkit.emotions import ALL_EMOTIONS
 from serkit.manifest import SkipReport, Utterance
 
@@ -27,8 +28,7 @@ UNKNOWN_LABEL = "unknown label"
 NOT_SELECTED = "emotion not selected"
 UNREADABLE = "unreadable audio"
 EMPTY = "empty audio"
-TOO_SHORT = "shorter than 0.25 s (too short to hold speech)"
-MIN_CLIP_SECONDS = 0.25     # serkit.scorer.MIN_SECONDS: a shorter clip is answered "no speech"
+TOO_SHORT = f"shorter than {MIN_SECONDS} s (too short to hold speech)"
 DUPLICATE = "same clip in another format"
 REPEATED = "repeated (the same file again)"
 CONFLICTING = "conflicting duplicates (one file, different labels)"
@@ -175,7 +175,7 @@ def scan_with(
         if duration <= 0:
             report.add(name, EMPTY, path)
             continue
-        if round(duration * 16000) < MIN_CLIP_SECONDS * 16000:   # at the models' 16 kHz, as the scorer counts
+        if round(duration * SAMPLE_RATE) < MIN_SECONDS * SAMPLE_RATE:   # in the models' samples, as the scorer counts
             report.add(name, TOO_SHORT, path)
             continue
         gender = (genders or {}).get(parsed.speaker, parsed.gender)
