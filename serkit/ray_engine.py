@@ -41,12 +41,17 @@ def _require_ray():
 class ScoreActor:
     """A Ray actor: loads the model once, then decodes and scores batches of paths."""
 
-    def __init__(self, model: str | None, runtime: str = "auto", threads: int = 1):
+    def __init__(self, model: str | None, runtime: str = "auto", threads: int = 1, vad: str | None = None,
+                 max_segment_s: float | None = None):
         import torch
 
         from serkit.inference import load_model
         torch.set_num_threads(threads)
         self.predictor = load_model(model, runtime=runtime)
+        if vad is not None:                 # the driver's detector, as the local engine scores
+            self.predictor.scorer.vad = vad
+        if max_segment_s is not None:
+            self.predictor.scorer.max_segment_s = max_segment_s
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         items = [decode_item(str(file), self.predictor.sample_rate) for file in batch["file"]]
@@ -68,12 +73,14 @@ def _predictions(batch: dict[str, np.ndarray], labels: list[str]) -> list[Predic
 def run_ray(model: str | os.PathLike | None, files: Iterable[str | os.PathLike], output: str | os.PathLike, *,
             labels: list[str], runtime: str = "auto", batch_size: int = 32, actors: int = 2,
             address: str | None = None, resume: bool = False, progress: bool = True, force: bool = False,
-            inputs: list[str | os.PathLike] | tuple = (), model_id: str | None = None) -> BatchSummary:
+            inputs: list[str | os.PathLike] | tuple = (), model_id: str | None = None,
+            vad: str | None = None, max_segment_s: float | None = None) -> BatchSummary:
     """Score ``files`` into ``output`` (.csv or .jsonl) on Ray Data with ``actors`` model actors.
 
     ``labels`` are the model's (the driver writes the header without loading the model), and
     ``model_id`` (:func:`serkit.batch.model_id`) names it in every row;
-    ``address`` is a Ray cluster's (``auto``, ``ray://host:10001``) or None for a local Ray.
+    ``vad``/``max_segment_s``: the speech detector and segment limit the actors score with
+    (default: the model's own); ``address`` is a Ray cluster's (``auto``, ``ray://host:10001``) or None for a local Ray.
     """
     ray = _require_ray()
     if actors < 1 or batch_size < 1:
@@ -96,7 +103,8 @@ def run_ray(model: str | os.PathLike | None, files: Iterable[str | os.PathLike],
                 ctx.enable_progress_bars = False
                 ds = ray.data.from_items([{"file": f} for f in todo], override_num_blocks=max(1, min(
                     len(todo) // batch_size + 1, 4 * actors)))
-                ds = ds.map_batches(ScoreActor, fn_constructor_kwargs={"model": model, "runtime": runtime},
+                ds = ds.map_batches(ScoreActor, fn_constructor_kwargs={"model": model, "runtime": runtime, "vad": vad,
+                                                                     "max_segment_s": max_segment_s},
                                     batch_size=batch_size, concurrency=actors, num_cpus=1, batch_format="numpy")
                 batches = (_predictions(batch, labels)
                            for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"))

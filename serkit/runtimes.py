@@ -180,6 +180,7 @@ class EncoderHeadRuntime:
 def fingerprint(predictor: Any) -> str:
     """A digest of what decides a model's answers: its configuration less the card's figures and
     training notes (``metrics``, ``training``, which ``evaluate --card`` and a retrain rewrite),
+    the speech detector and segment limit it answers with where they are not its own,
     and its weights: the ONNX graph it runs (an export's file, an encoder head's encoder graph),
     an encoder head's arrays, a PyTorch module's tensors. Two seeds of one recipe differ; the
     same bundle copied elsewhere, or its card rewritten, does not."""
@@ -189,6 +190,12 @@ def fingerprint(predictor: Any) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({k: v for k, v in predictor.config.items() if k not in ("metrics", "training")},
                         sort_keys=True, default=str).encode())
+    scorer = getattr(predictor, "scorer", None)     # a detector other than the model's own (--vad, $SERKIT_VAD)
+    if scorer is not None:
+        from serkit.scorer import MAX_SEGMENT_S
+        used = (scorer.vad, float(scorer.max_segment_s))
+        if used != (predictor.config.get("scoring", {}).get("vad") or "auto", MAX_SEGMENT_S):
+            h.update(repr(used).encode())
     rt = predictor.runtime
     for path in (getattr(predictor, "model_path", None), getattr(rt, "encoder_path", None)):
         if path is not None and Path(path).is_file():

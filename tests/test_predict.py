@@ -357,9 +357,8 @@ def test_cli_predict_flags_that_need_another_say_why(bundle, audio_dir, tmp_path
         code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "-f", "json", "-o", str(tmp_path / "p.csv"),
                                *extra, str(files[0]))
         assert code == 2 and "--format json" in err and "suffix" in err and not (tmp_path / "p.csv").exists()
-    for flag, value in (("--vad", "none"), ("--max-segment", "4")):       # they did nothing without --timeline
-        code, _, err = run_cli(capsys, "predict", "-m", str(bundle), flag, value, str(files[0]))
-        assert code == 2 and flag in err and "add --timeline" in err
+    code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "--segment-seconds", "2", str(files[0]))
+    assert code == 2 and "--segment-seconds" in err and "add --timeline" in err
     code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "--timeline", "--segment-seconds", "2", str(files[0]))
     assert code == 2 and "--segment-seconds" in err and "add --vad none" in err
     from serkit.scorer import MIN_SECONDS       # a shorter piece could only be answered "no speech"
@@ -376,3 +375,30 @@ def test_cli_predict_flags_that_need_another_say_why(bundle, audio_dir, tmp_path
     assert code == 0
     row = json.loads((tmp_path / "p.jsonl").read_text())
     assert all(v == round(v, 4) for v in row["probabilities"].values())
+
+
+def test_cli_predict_vad_answers_files_as_the_web_api_does(bundle, tmp_path, capsys):
+    """--vad/--max-segment without --timeline: each file is answered in that detector's stretches
+    of speech (the web API's ``vad`` field), not the model's own; a batch job's model id says so."""
+    rng = np.random.default_rng(3)
+    clip = np.concatenate([0.003 * rng.standard_normal(int(0.3 * SR)), tone_clip("happy", 0.4, rng)]).astype(np.float32)
+    path = write_clip(tmp_path / "late.wav", clip)
+    long = write_clip(tmp_path / "long.wav", np.concatenate([tone_clip("sad", 1.0, rng), tone_clip("angry", 1.0, rng)]))
+    answers = {}
+    for name, file, options in (("none", path, ["--vad", "none"]), ("energy", path, ["--vad", "energy"]),
+                                ("whole", long, ["--vad", "energy"]), ("split", long, ["--vad", "energy", "--max-segment", "0.5"])):
+        code, out, err = run_cli(capsys, "predict", "-m", str(bundle), *options, "-f", "json", str(file))
+        assert code == 0, err
+        answers[name] = json.loads(out)[0]
+        predictor = load_model(bundle)                   # the same numbers as the scorer given that detector
+        predictor.scorer.max_segment_s = 0.5 if name == "split" else 10.0
+        expected = predictor.scorer.analyse([sf.read(file, dtype="float32")[0]], vad=options[1])[0]
+        assert (len(expected.segments) > 1) == (name == "split")
+        assert answers[name]["probabilities"] == pytest.approx(dict(zip(EMOTIONS, expected.probabilities)), abs=5e-5)
+    assert answers["none"]["speech_s"] > answers["energy"]["speech_s"] + 0.1   # the noisy lead-in is heard only by none
+    assert answers["split"]["probabilities"] != answers["whole"]["probabilities"]
+    out = tmp_path / "job.csv"
+    assert main(["predict", "-m", str(bundle), "-o", str(out), "--no-progress", str(path)]) == 0
+    code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "--vad", "none", "-o", str(out), "--resume",
+                           "--no-progress", str(path), str(long))
+    assert code == 2 and "rows answered by" in err and len(out.read_text().splitlines()) == 2

@@ -68,6 +68,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     s = dataclass_from_args(PredictSettings, args)
     check_predict_flags(args, s)
     predictor = load_model(args.model, runtime=s.runtime)   # a shipped model is named as on the page
+    use_detector(predictor, args)
     skipped: list[str] = []
     files = expand_paths(args.paths, skipped)
     note_skipped(skipped)
@@ -158,12 +159,10 @@ def note_found(s: PredictSettings, files: int, groups: int) -> None:
 def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
     """Flags that only make sense together: refuse, saying why, rather than ignore one."""
     if not args.timeline:
-        defaults = PredictSettings()
-        for flag, value, unset in (("--plot", args.plot, None), ("--segment-seconds", s.segment_seconds, None),
-                                   ("--vad", s.vad, defaults.vad), ("--max-segment", s.max_segment, defaults.max_segment)):
-            if value != unset:
+        for flag, value in (("--plot", args.plot), ("--segment-seconds", s.segment_seconds)):
+            if value is not None:
                 raise ValueError(f"{flag} belongs to emotion timelines of long recordings: add --timeline "
-                                 "(a file is answered with the model's own speech detector)")
+                                 "(a file is answered in the detector's stretches of speech: --vad, --max-segment)")
     if args.output and s.format != "table":
         raise ValueError(f"--format {s.format} is what is printed; with --output the file's suffix sets its "
                          f"format ({'.json or .csv' if args.timeline else '.csv or .jsonl'}): drop one of them")
@@ -185,6 +184,18 @@ def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
         raise ValueError(f"--engine {s.engine} runs batch jobs: add --output FILE")
 
 
+DETECTOR = ("vad", "max_segment")
+
+
+def use_detector(predictor, args: argparse.Namespace) -> None:
+    """--vad and --max-segment given: files are answered with that detector and segment limit
+    (as the web API's ``vad`` field does), not the model's own; a batch job's model id says so."""
+    if getattr(args, "vad", None) is not None:
+        predictor.scorer.vad = args.vad
+    if getattr(args, "max_segment", None) is not None:
+        predictor.scorer.max_segment_s = args.max_segment
+
+
 def predict_batch(args: argparse.Namespace, s: PredictSettings, predictor, files: list[str]) -> int:
     """serkit predict --output FILE: a resumable batch job (see serkit.batch)."""
     from serkit.batch import model_id, run_batch
@@ -194,7 +205,8 @@ def predict_batch(args: argparse.Namespace, s: PredictSettings, predictor, files
         summary = run_ray(args.model, files, args.output, labels=predictor.labels, runtime=s.runtime,
                           batch_size=s.batch_size, actors=s.actors, address=s.ray_address,
                           resume=args.resume, progress=s.progress, force=args.force, inputs=args.paths,
-                          model_id=model_id(predictor))
+                          model_id=model_id(predictor), vad=predictor.scorer.vad,
+                          max_segment_s=predictor.scorer.max_segment_s)
     else:
         summary = run_batch(predictor, files, args.output, batch_size=s.batch_size, workers=s.workers,
                             resume=args.resume, progress=s.progress, force=args.force, inputs=args.paths,
@@ -335,5 +347,6 @@ def add_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
                       help="emotions over time: speech segments, each with an emotion and probabilities")
     long.add_argument("--plot", metavar="PNG", help="plot emotion probabilities over time to PNG "
                       "(a folder for several files, or a name without .png: one plot per recording)")
-    add_dataclass_arguments(p, PredictSettings)
+    add_dataclass_arguments(p, PredictSettings, exclude=DETECTOR)
+    add_dataclass_arguments(p, PredictSettings, only=DETECTOR, unset=True)   # None: the model's own, for files
     p.set_defaults(func=cmd_predict)
