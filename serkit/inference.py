@@ -329,11 +329,11 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", war
 
 
 def model_name(folder: Path) -> str:
-    """A shipped model's name (``default``, ``fast``), else the folder's name."""
-    for name, sub in SHIPPED.items():
-        if folder.resolve() == (Path(__file__).parent / sub).resolve():
-            return name
-    return folder.name
+    """A shipped model's name (``default``, ``fast``), a run's name for ``<run>/bundle``, else the folder's."""
+    folder = folder.resolve()
+    shipped = {(Path(__file__).parent / sub).resolve(): name for name, sub in SHIPPED.items()}
+    run = folder.name == "bundle" and folder.parent.name        # serkit train's <run>/bundle
+    return shipped.get(folder) or (folder.parent.name if run else folder.name)
 
 
 def encoder_head_runtime(folder: Path, config: dict[str, Any]) -> EncoderHeadRuntime:

@@ -201,7 +201,7 @@ def test_resume_continues_only_a_job_the_same_model_answered(bundle, tmp_path, s
     predictor = load_model(bundle)
     out = tmp_path / f"out{suffix}"
     run_batch(predictor, files[:3], out, progress=False)
-    assert {r["model"] for r in rows_of(out)} == {model_id(predictor)} and model_id(predictor).startswith("bundle@")
+    assert {r["model"] for r in rows_of(out)} == {model_id(predictor)} and model_id(predictor).startswith(f"{bundle.parent.name}@")   # <run>/bundle: the run's name
     before = out.read_bytes()
     torch.manual_seed(1)        # the same configuration, other weights: another model, another id
     other = save_bundle(tmp_path / "other" / "bundle", CNNLSTM(CNNLSTMConfig(n_classes=3, channels=[4, 8, 8],

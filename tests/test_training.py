@@ -345,7 +345,7 @@ def test_evaluate_bundle_rebuilds_the_training_split(tmp_path_factory, tmp_path,
     assert again["confusion_matrix"] == report["confusion_matrix"]
     assert (tmp_path / "eval" / "report.json").is_file()
 
-    assert again["model"] == "bundle" and again["manifest"] == str(corpus.manifest) and again["notes"] == []
+    assert again["model"] == "run" and again["manifest"] == str(corpus.manifest) and again["notes"] == []
     # the parts are the speakers the model recorded: another manifest holding them is scored,
     # saying so; one holding only some of them is scored on those; one holding none is refused
     other = write_tone_corpus(tmp_path / "other", speakers=7, per_emotion=2, seed=5)

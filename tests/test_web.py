@@ -547,6 +547,8 @@ def test_model_specs_for_serve(tmp_path, bundle):
     run = make_bundle(tmp_path / "run7" / "bundle")
     specs = parse_model_specs([str(bundle), str(run), f"cnn={bundle}"])
     assert specs == {"tiny": bundle, "run7": run, "cnn": bundle}
+    # the name reports, tables and batch rows give it too
+    assert load_model(run, warmup=False).name == "run7" and load_model(bundle, warmup=False).name == "tiny"
     assert parse_model_specs([]) is None
     with pytest.raises(ValueError, match="two models"):
         parse_model_specs([str(bundle), f"tiny={run}"])

@@ -65,12 +65,6 @@ class _CountedBody:
             self.done(self.size)
 
 
-def model_name(folder: Path) -> str:
-    """A served name from a bundle folder: its own name, or its run's name for ``<run>/bundle``."""
-    folder = folder.resolve()
-    return folder.parent.name if folder.name == "bundle" and folder.parent.name else folder.name
-
-
 def parse_model_specs(specs: Sequence[str]) -> dict[str, Path] | None:
     """``PATH`` or ``NAME=PATH`` items -> {name: folder}; None (the default model) when empty."""
     if not specs:
@@ -80,12 +74,12 @@ def parse_model_specs(specs: Sequence[str]) -> dict[str, Path] | None:
         name, sep, path = spec.partition("=")
         if not sep or not NAME.match(name):   # a plain path (which may itself contain '=')
             name, path = "", spec
-        from serkit.inference import SHIPPED, resolve_model
+        from serkit.inference import SHIPPED, model_name, resolve_model
         folder = resolve_model(path)                 # a shipped model by name: default, fast
         if not folder.is_dir():
             raise FileNotFoundError(f"--model {spec}: no bundle folder at {folder} (give a bundle folder, "
                                     f"or a shipped model: {', '.join(SHIPPED)})")
-        name = name or (path if path in SHIPPED and not Path(path).exists() else model_name(folder))
+        name = name or model_name(folder)
         if not NAME.match(name):
             raise ValueError(f"--model {spec}: {name!r} is not a usable name; give one as NAME=PATH")
         if name in models:
