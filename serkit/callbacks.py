@@ -1,15 +1,20 @@
 """Lightning callbacks of serkit's training: the best epoch's weights kept without pickling
 (:class:`BestWeights`), and an exponential moving average of the weights (:class:`AveragedWeights`,
 ``--ema``) that validation, the best-epoch choice and the bundle read instead of the raw weights;
-and leaving the process group of a run on several devices (:func:`leave_process_group`).
+leaving the process group of a run on several devices (:func:`leave_process_group`); and
+Lightning's output kept to what is about the run (:func:`quiet_fit`, :class:`ProgressBar`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import Callback, WeightAveraging
+from lightning.pytorch.callbacks import Callback, RichProgressBar, WeightAveraging
 from safetensors.torch import load_file, save
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
@@ -81,3 +86,43 @@ def leave_process_group(rank_zero: bool = True) -> bool:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     return rank_zero
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's progress bar without the logger's version (``v_num: logs``: serkit names the
+    logs folder, not a version)."""
+
+    def get_metrics(self, trainer, pl_module):
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
+
+
+#: Lightning's lines that are not about the run: a product tip, and how it counts the batches.
+NOT_ABOUT_THE_RUN = ("\N{ELECTRIC LIGHT BULB} Tip:", "Loading `train_dataloader` to estimate")
+#: Its warnings a user cannot act on: the data is in memory (few loader workers is right), the
+#: loss is logged per epoch (a logging interval longer than an epoch loses nothing), a
+#: deprecation inside Lightning itself, and no validation where none is meant (``--refit-epochs``).
+UNACTIONABLE = (".*does not have many workers.*", ".*smaller than the logging interval.*",
+                ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*", ".*no `val_dataloader`.*")
+
+
+@contextlib.contextmanager
+def quiet_fit() -> Iterator[None]:
+    """Around ``trainer.fit``: Lightning's :data:`NOT_ABOUT_THE_RUN` lines and
+    :data:`UNACTIONABLE` warnings left out; everything else it says (devices, why it stopped) stays."""
+    def about_the_run(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(NOT_ABOUT_THE_RUN)
+
+    logs = [logging.getLogger(n) for n in ("lightning.pytorch.utilities.rank_zero",
+                                             "lightning.fabric.utilities.rank_zero")]
+    for log in logs:
+        log.addFilter(about_the_run)
+    try:
+        with warnings.catch_warnings():
+            for pattern in UNACTIONABLE:
+                warnings.filterwarnings("ignore", pattern)
+            yield
+    finally:
+        for log in logs:
+            log.removeFilter(about_the_run)

@@ -125,18 +125,17 @@ def fit_without_validation(module: Any, loader: Any, cfg: Any, epochs: int, out:
     """Train ``module`` on ``loader`` for ``epochs`` epochs, no validation and no checkpoints, on
     one device, its loss logged to ``out/refit_logs/`` (``--refit-epochs``: the epoch count was
     chosen by the run before)."""
-    import warnings
-
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
-    trainer = L.Trainer(max_epochs=epochs, accelerator=cfg.accelerator, devices=1, default_root_dir=out,
-                        logger=CSVLogger(out, name="", version="refit_logs"), enable_checkpointing=False,
-                        limit_val_batches=0, enable_progress_bar=cfg.progress, enable_model_summary=False,
-                        log_every_n_steps=10, num_sanity_val_steps=0, deterministic=False)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")    # none on purpose
+    from serkit.callbacks import ProgressBar, quiet_fit
+
+    with quiet_fit():
+        trainer = L.Trainer(max_epochs=epochs, accelerator=cfg.accelerator, devices=1, default_root_dir=out,
+                            logger=CSVLogger(out, name="", version="refit_logs"), enable_checkpointing=False,
+                            limit_val_batches=0, enable_progress_bar=cfg.progress, enable_model_summary=False,
+                            callbacks=[ProgressBar()] if cfg.progress else [],
+                            log_every_n_steps=10, num_sanity_val_steps=0, deterministic=False)
         trainer.fit(module, loader)
 
 

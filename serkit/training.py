@@ -25,11 +25,11 @@ A folder that already holds a run is continued only with ``resume`` and started 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import signal
-import warnings
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -43,7 +43,8 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from serkit.audio import SAMPLE_RATE, AudioSpec
-from serkit.callbacks import AveragedWeights, BestWeights, leave_process_group  # noqa: F401  (BestWeights re-exported)
+from serkit.callbacks import (AveragedWeights, BestWeights, ProgressBar, leave_process_group,  # noqa: F401  (BestWeights re-exported)
+                              quiet_fit)
 from serkit.scorer import AGGREGATION, UNCERTAIN_BELOW, UNCERTAIN_MARGIN, Scorer
 from serkit.data import ClipDataset, UnitDataset, collate_units, decode_all, training_augment
 from serkit.evaluation import card_metrics, evaluate_logits, fit_temperature, plot_curves
@@ -271,24 +272,24 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
 
     best = BestWeights(out / BEST_WEIGHTS, cfg.monitor, resume=resume)
     last_ckpt = out / "checkpoints" / "last.ckpt"
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy, logger=CSVLogger(out, name="", version="logs"), default_root_dir=out,
-        callbacks=[best, EarlyStopping(cfg.monitor, mode="max", patience=cfg.patience),
-                   # validation and `best` read the averaged weights; swapped back before last.ckpt
-                   *([AveragedWeights(cfg.ema)] if cfg.ema else []),
-                   # last.ckpt rewritten after every epoch, for --resume (save_last with
-                   # save_top_k=0 only writes it when training ends, too late for a crash)
-                   ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
-                                   enable_version_counter=False)],
-        enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=10,
-        deterministic=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
-    )
-    # Lightning's CSV logger deletes logs/metrics.csv when it starts: keep the interrupted run's rows
-    log_csv = out / "logs" / "metrics.csv"
-    earlier = log_csv.read_text(encoding="utf-8") if resume and log_csv.is_file() else None
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    with quiet_fit():           # from Trainer() on: Lightning's lines that are not about the run left out
+        trainer = L.Trainer(
+            max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+            strategy=cfg.strategy, logger=CSVLogger(out, name="", version="logs"), default_root_dir=out,
+            callbacks=[best, EarlyStopping(cfg.monitor, mode="max", patience=cfg.patience),
+                       # validation and `best` read the averaged weights; swapped back before last.ckpt
+                       *([AveragedWeights(cfg.ema)] if cfg.ema else []),
+                       # last.ckpt rewritten after every epoch, for --resume (save_last with
+                       # save_top_k=0 only writes it when training ends, too late for a crash)
+                       ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
+                                       enable_version_counter=False),
+                       *([ProgressBar()] if cfg.progress else [])],
+            enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=10,
+            deterministic=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
+        )
+        # Lightning's CSV logger deletes logs/metrics.csv when it starts: keep the interrupted run's rows
+        log_csv = out / "logs" / "metrics.csv"
+        earlier = log_csv.read_text(encoding="utf-8") if resume and log_csv.is_file() else None
         # the best epoch and early stopping watch the validation clips every figure judges
         watched = judged_loader(loader("val", False), judged([utts[i] for i in sel["val"]]))
         try:
@@ -311,6 +312,8 @@ def train(manifest: str | os.PathLike | list[Utterance], out: str | os.PathLike,
     if metrics_csv.is_file():
         os.replace(metrics_csv, out / "metrics.csv")
         plot_curves(out / "metrics.csv", out / "curves.png")
+        with contextlib.suppress(OSError):      # left empty (an interrupted run's rows live there until the end)
+            metrics_csv.parent.rmdir()
     if cfg.refit_epochs:
         # the epoch count is chosen; the validation speakers join the training for that many epochs, from the
         # same initialisation. The model before them fits the temperature and reports on validation (finish()).

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import signal
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
 import serkit.audio
+import serkit.callbacks as callbacks
 import pytest
 
 import serkit.training as training
@@ -295,6 +298,7 @@ def test_run_folder_contents(tmp_path_factory):
                  "bundle/config.json", "eval/report.json", "eval/report.md", "eval/reliability.png",
                  "checkpoints/best.safetensors"):
         assert (run / name).is_file(), name
+    assert not (run / "logs").exists()          # Lightning's log folder, emptied into metrics.csv
 
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["epochs"] == 5 and cfg["emotions"] == list(EMOTIONS)
@@ -532,8 +536,20 @@ def test_cli_prepare_train_evaluate_predict_info(tmp_path, capsys, monkeypatch):
 
     run = tmp_path / "run"
     options = json.dumps({"channels": [4, 8, 8], "lstm_hidden": 16})
-    assert main(["train", str(manifest), "--out", str(run), "--epochs", "2", "--batch-size", "16",
-                 "--lr", "0.01", "--model-options", options, "--vad", "energy"]) == 0   # tones: not speech to silero
+    said = []                                   # what Lightning logs (its own handler prints it)
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("lightning.pytorch").addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            assert main(["train", str(manifest), "--out", str(run), "--epochs", "2", "--batch-size", "16",
+                         "--lr", "0.01", "--model-options", options, "--vad", "energy"]) == 0   # tones: not speech to silero
+    finally:
+        logging.getLogger("lightning.pytorch").removeHandler(handler)
+    assert any(m.startswith("GPU available") for m in said)        # what is about the run stays
+    assert not any(m.startswith(callbacks.NOT_ABOUT_THE_RUN) for m in said)
+    assert not any("LeafSpec" in str(w.message) or "logging interval" in str(w.message) for w in warned)
     out = capsys.readouterr().out
     assert "test: accuracy" in out and "UAR" in out and str(run / "bundle") in out
     assert "  ravdess: accuracy" in out  # per corpus, as evaluate prints it
