@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import re
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from collections.abc import Iterator, Sequence
@@ -76,6 +77,29 @@ class AudioSpec:
 
 class AudioError(ValueError):
     """Audio that cannot be used: undecodable, empty, non-finite or too long. Names the source."""
+
+
+class CutShortAudio(UserWarning):
+    """A file that holds less audio than its header names (an interrupted copy or download): it is
+    scored on what it holds, and this warning says so (the CLI prints it as a ``note:``)."""
+
+
+def header_frames(f: sf.SoundFile) -> int:
+    """The frames ``f``'s header names: more than ``f.frames`` (what it holds) for a WAV or AIFF
+    cut short, by libsndfile's own header check (``data : N (should be M)``, N > M bytes);
+    ``f.frames`` otherwise (formats without a length, such as Ogg, cannot tell)."""
+    m = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", f.extra_info, re.MULTILINE)
+    named, held = (int(m[1]), int(m[2])) if m else (0, 0)
+    return round(f.frames * named / held) if held and named > held else f.frames
+
+
+def warn_if_cut_short(f: sf.SoundFile, name: str) -> None:
+    """Warn :class:`CutShortAudio` when ``f`` holds less than its header names."""
+    named = header_frames(f)
+    if named > f.frames:
+        warnings.warn(CutShortAudio(f"{name} is cut short: it holds {f.frames / f.samplerate:.2f} s of the "
+                                    f"{named / f.samplerate:.2f} s its header names (scored on what it holds)"),
+                      stacklevel=3)
 
 
 class OutOfRangeAudio(AudioError):
@@ -207,6 +231,7 @@ def load_audio(
     name, opened = _source(source)
     with _open(name, opened) as f:
         rate, frames, channels = f.samplerate, f.frames, f.channels
+        warn_if_cut_short(f, name)
         cap = None if max_seconds is None else int(max_seconds * rate)
         limit = None
         if frames < UNKNOWN_LENGTH:
@@ -269,6 +294,7 @@ class AudioStream:
         self.name, opened = _source(source)
         with _open(self.name, opened) as f:
             self.source_rate, frames = f.samplerate, f.frames
+            warn_if_cut_short(f, self.name)
         if frames == 0:
             raise AudioError(f"{self.name}: contains no samples")
         self.open_length = frames >= UNKNOWN_LENGTH      # a streamed file: the header has no length

@@ -346,3 +346,31 @@ def test_the_timeline_stream_and_load_audio_decode_alike(tmp_path, make):
         assert str(got.value) == str(exc)
         return
     np.testing.assert_array_equal(np.concatenate(list(AudioStream(path, SAMPLE_RATE, block_seconds=0.1))), expected)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
+def test_a_wav_cut_short_is_scored_on_what_it_holds_with_a_note(tmp_path, subtype, capsys):
+    """An interrupted copy: the header names 3 s, the file holds half. The audio there is used
+    (as before), and a CutShortAudio warning names what is missing; the CLI prints it as a note."""
+    from serkit.audio import AudioStream, CutShortAudio
+    from serkit.cli import main
+
+    wave = sine(seconds=3.0)
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, wave, SAMPLE_RATE, subtype=subtype)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[:44 + (len(data) - 44) // 2])
+    with pytest.warns(CutShortAudio, match=r"cut\.wav is cut short: it holds 1\.50 s of the 3\.00 s"):
+        got = load_audio(cut)
+    assert len(got) == pytest.approx(1.5 * SAMPLE_RATE, abs=8)
+    with pytest.warns(CutShortAudio):
+        AudioStream(str(cut), SAMPLE_RATE)                   # timelines read it the same way
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # a whole file says nothing
+        assert len(load_audio(whole)) == 3 * SAMPLE_RATE
+        load_audio(data)
+    assert main(["predict", "-f", "json", "--vad", "none", str(cut)]) == 0
+    out, err = capsys.readouterr()
+    assert "note: " in err and "cut.wav is cut short" in err and '"emotion"' in out

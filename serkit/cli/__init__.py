@@ -13,6 +13,7 @@ import argparse
 import functools
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from serkit.cli import bundles, common, predict, train
@@ -47,13 +48,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def note_cut_short(show):
+    """``warnings.showwarning`` that prints serkit's :class:`~serkit.audio.CutShortAudio` as a
+    ``note:`` line on stderr (each file once), and any other warning as ``show`` does."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        from serkit.audio import CutShortAudio      # (imported when a warning comes, not at start-up)
+
+        if issubclass(category, CutShortAudio):
+            common.err_console.print(f"note: {message}", highlight=False, markup=False, soft_wrap=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for stream in (sys.stdout, sys.stderr):   # a file name that is not UTF-8 prints as escapes, never fails
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     try:
-        status = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = note_cut_short(warnings.showwarning)
+            status = args.func(args)
         sys.stdout.flush()    # a reader that went away shows here, not at the interpreter's exit
         return status
     except BrokenPipeError:

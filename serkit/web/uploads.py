@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from serkit.audio import AudioError, OutOfRangeAudio, load_audio, sample_budget
+from serkit.audio import AudioError, OutOfRangeAudio, header_frames, load_audio, sample_budget
 
 MIN_RATE, MAX_RATE = 4000, 192000     # Hz: input sample rates accepted
 MAX_CHANNELS = 8
@@ -112,7 +112,7 @@ def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> np.ndarray:
     kind = sniff(data)
     try:
         with sf.SoundFile(_Bytes(data)) as f:               # reads the header only
-            rate, frames, channels = f.samplerate, f.frames, f.channels
+            rate, frames, channels, promised = f.samplerate, f.frames, f.channels, header_frames(f)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError):
         raise not_decodable(kind) from None
     if not MIN_RATE <= rate <= MAX_RATE:
@@ -135,7 +135,7 @@ def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> np.ndarray:
     except AudioError as exc:
         detail = str(exc).split(": ", 1)[-1]
         raise ApiError(400, "undecodable", f"The audio cannot be decoded ({detail}).") from None
-    promised = max(frames, wav_data_frames(data, channels, f_subtype_bytes(data))) / rate
+    promised = promised / rate      # a header that promises hours over a few bytes must not pass for a short clip
     if promised >= TRUNCATED_CHECK_S and len(wave) < 0.5 * promised * sample_rate:
         raise ApiError(400, "undecodable", f"The header promises {promised:.3g} s of audio but only "
                        f"{len(wave) / sample_rate:.3g} s decode; the upload is truncated or corrupt.")
@@ -143,25 +143,6 @@ def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> np.ndarray:
         raise ApiError(400, "undecodable", "The upload looks like audio but holds no samples; "
                        "it may be corrupt or truncated.")
     return wave   # too short, silent or not speech: the scorer answers "no speech", as everywhere
-
-
-def f_subtype_bytes(data: bytes) -> int:
-    """Bytes per sample of a PCM WAV header (its bits-per-sample field), 2 when it cannot be read."""
-    i = data.find(b"fmt ", 12, 4096)
-    if i < 0 or len(data) < i + 24:
-        return 2
-    return max(1, int.from_bytes(data[i + 22:i + 24], "little") // 8)
-
-
-def wav_data_frames(data: bytes, channels: int, width: int) -> int:
-    """Frames a RIFF/WAVE header's ``data`` chunk claims (libsndfile reports what the file holds,
-    so a header promising hours over a few bytes looks like a tiny clip); 0 for other formats."""
-    if not (data[:4] == b"RIFF" and data[8:12] == b"WAVE"):
-        return 0
-    i = data.find(b"data", 12, 4096)
-    if i < 0 or len(data) < i + 8:
-        return 0
-    return int.from_bytes(data[i + 4:i + 8], "little") // max(1, channels * width)
 
 
 def check_length(frames: int, rate: int, channels: int, limits: Limits) -> None:
