@@ -12,6 +12,7 @@ import torch
 
 from serkit.bundle import save_bundle
 from serkit.cli import main
+from serkit.batch import model_id
 from serkit.inference import load_model, softmax, window_starts
 from serkit.models.cnn_lstm import CNNLSTM, CNNLSTMConfig
 from synth import EMOTIONS, SR, tone_clip, write_clip, write_corrupt
@@ -163,7 +164,7 @@ def test_cli_predict_csv(bundle, audio_dir, capsys):
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == ["file", "emotion", "confidence", "uncertain", *EMOTIONS, "duration_s", "speech_s",
-                            "reason", "error"]
+                            "reason", "error", "model"]
     assert [r["file"] for r in rows] == [str(f) for f in files]
     for r in rows:
         probs = [float(r[e]) for e in EMOTIONS]
@@ -172,6 +173,13 @@ def test_cli_predict_csv(bundle, audio_dir, capsys):
         assert float(r["confidence"]) == pytest.approx(max(probs), abs=1e-4)
         assert r["error"] == ""
     assert float(rows[1]["duration_s"]) == pytest.approx(1.3)
+    assert {r["model"] for r in rows} == {model_id(load_model(bundle))}
+    printed = files[0].parent.parent / "printed.csv"      # printed, then continued as a batch job
+    printed.write_text(out)
+    code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "-o", str(printed), "--resume", "--no-progress",
+                           *map(str, files), str(write_clip(files[0].parent / "d_angry.wav", tone_clip("angry", 0.4))))
+    assert code == 0 and "3 already done" in err and printed.read_bytes().startswith(out.encode())
+    assert len(list(csv.DictReader(open(printed)))) == 4
 
 
 def test_cli_predict_table(bundle, audio_dir, capsys):

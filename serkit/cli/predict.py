@@ -97,16 +97,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         results = []
         for group in budget_batches(files, s.batch_size):   # bounded audio in memory per batch
             results += predictor.predict_files([files[i] for i in group], batch_size=s.batch_size)
+    if s.format in ("json", "csv"):     # as a batch job writes them, with the model that answered
+        from serkit.batch import model_id
+        answered = model_id(predictor, s.same_speaker, s.speakers)
     if s.format == "json":
-        print(to_json([prediction_dict(r) for r in results], indent=2))
-    elif s.format == "csv":
+        print(to_json([{**prediction_dict(r), "model": answered} for r in results], indent=2))
+    elif s.format == "csv":             # (so `-f csv > out.csv` can go on with `-o out.csv --resume`)
         import csv
 
         from serkit.batch import csv_columns, csv_row
         w = csv.writer(sys.stdout)
         told = s.same_speaker and s.speakers == "voice"
-        w.writerow(csv_columns(predictor.labels, told))
-        w.writerows(csv_row(r, predictor.labels, told) for r in results)
+        w.writerow(csv_columns(predictor.labels, told, model=True))
+        w.writerows(csv_row(r, predictor.labels, told, answered) for r in results)
     else:
         name = (f"{predictor.name}, adapted to one speaker" + (f" per {s.speakers}" if s.speakers != "one" else "")
                 if any(n > 1 for n in voices) else predictor.name)
