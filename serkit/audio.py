@@ -84,19 +84,24 @@ class CutShortAudio(UserWarning):
     scored on what it holds, and this warning says so (the CLI prints it as a ``note:``)."""
 
 
+#: Data sizes a writer puts in a WAV header when it cannot know the length (a pipe): not a claim.
+PLACEHOLDER_BYTES = 0x7FFFF000
+
+
 def header_frames(f: sf.SoundFile) -> int:
-    """The frames ``f``'s header names: more than ``f.frames`` (what it holds) for a WAV or AIFF
-    cut short, by libsndfile's own header check (``data : N (should be M)``, N > M bytes);
-    ``f.frames`` otherwise (formats without a length, such as Ogg, cannot tell)."""
+    """The frames ``f``'s header names: more than ``f.frames`` (what it holds) for a WAV cut short,
+    by libsndfile's own header check (``data : N (should be M)``, N > M bytes); ``f.frames``
+    otherwise, and for sizes of :data:`PLACEHOLDER_BYTES` or more, which streaming writers put
+    there (AIFF, RF64 and formats without a length, such as Ogg, cannot tell)."""
     m = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", f.extra_info, re.MULTILINE)
     named, held = (int(m[1]), int(m[2])) if m else (0, 0)
-    return round(f.frames * named / held) if held and named > held else f.frames
+    return round(f.frames * named / held) if held and held < named < PLACEHOLDER_BYTES else f.frames
 
 
 def warn_if_cut_short(f: sf.SoundFile, name: str) -> None:
-    """Warn :class:`CutShortAudio` when ``f`` holds less than its header names."""
+    """Warn :class:`CutShortAudio` when ``f`` holds at least 10 ms less than its header names."""
     named = header_frames(f)
-    if named > f.frames:
+    if named - f.frames >= f.samplerate / 100:
         warnings.warn(CutShortAudio(f"{name} is cut short: it holds {f.frames / f.samplerate:.2f} s of the "
                                     f"{named / f.samplerate:.2f} s its header names (scored on what it holds)"),
                       stacklevel=3)
@@ -216,6 +221,7 @@ def load_audio(
     sample_rate: int = SAMPLE_RATE,
     max_seconds: float | None = MAX_SECONDS,
     max_samples: int | None = MAX_SAMPLES,
+    note_cut_short: bool = True,
 ) -> np.ndarray:
     """Decode ``source`` (a path, raw bytes or a binary file object) to mono float32 at ``sample_rate``.
 
@@ -225,13 +231,15 @@ def load_audio(
     Raises :class:`AudioError` for undecodable, zero-length, NaN/inf-filled input, for input
     longer than ``max_seconds`` and for input holding more than ``max_samples`` samples x channels
     (both checked from the header, before decoding; a header without a length is checked while
-    decoding); ``None`` disables a cap.
+    decoding); ``None`` disables a cap. A WAV cut short is decoded for what it holds, with a
+    :class:`CutShortAudio` warning unless ``note_cut_short`` is False (a caller with its own rule).
     Samples beyond :data:`MAX_AMPLITUDE` raise :class:`OutOfRangeAudio`.
     """
     name, opened = _source(source)
     with _open(name, opened) as f:
         rate, frames, channels = f.samplerate, f.frames, f.channels
-        warn_if_cut_short(f, name)
+        if note_cut_short:
+            warn_if_cut_short(f, name)
         cap = None if max_seconds is None else int(max_seconds * rate)
         limit = None
         if frames < UNKNOWN_LENGTH:

@@ -10,20 +10,16 @@
   every row's ``model``: :func:`model_id`) without changing it, then drops a half-written last
   line, and skips every file that already has a row, so a resumed job ends with each file exactly
   once. A file recorded with an error counts as done: start over (``force``) to retry those.
-- Paths are compared resolved: ``../x.wav``, ``./../x.wav`` and ``/abs/x.wav`` are one file,
-  scored once, and a resumed job finds it done however it is spelled. Rows keep the spelling of
-  the first mention.
-- A file that cannot be decoded or scored gets a row with its error and the job goes on.
-- An existing output is never replaced without ``force``; an output that is an input is refused.
+- Paths are compared resolved (``../x.wav`` and ``/abs/x.wav`` are one file, scored once, found
+  done however spelled; rows keep the first spelling). A file that cannot be decoded or scored
+  gets a row with its error. An output is never replaced without ``force``, nor one that is an input.
 - ``same_speaker`` (``--same-speaker``): each group of files that is one voice (all of them, each
   folder's or each speaker's of a manifest: ``--speakers``) is answered adapted to that voice, so
   a group's rows are written once its last file is scored; resuming scores an unfinished group
   again, whole, and writes only the rows it lacks.
 
-Rows have the columns of ``serkit predict --format csv``: ``file, emotion, confidence, uncertain,
-<one column per label>, duration_s, speech_s, reason, error``, then ``model``; JSONL rows are
-:meth:`Prediction.to_dict` objects with a ``model`` (both rounded as :mod:`serkit.display` says:
-probabilities to 4 decimals, seconds to 3). A clip without speech has an empty emotion and a reason.
+Rows are those ``serkit predict --format csv`` prints (:func:`csv_columns`), or JSONL of
+:meth:`Prediction.to_dict` with a ``model``, rounded as :mod:`serkit.display` says.
 """
 from __future__ import annotations
 
@@ -48,17 +44,15 @@ OUTPUT_SUFFIXES = (".csv", ".jsonl")
 # ------------------------------------------------------------------------------------- output
 
 def csv_columns(labels: Sequence[str], voices: bool = False, model: bool = False) -> list[str]:
-    """A CSV output's header; ``voices`` (``--speakers voice``): a ``voice`` column after
-    ``uncertain``; ``model`` (a batch job's file): a last ``model`` column (:func:`model_id`)."""
+    """A CSV output's header; ``voices`` (``--speakers voice``): a ``voice`` after ``uncertain``; ``model``: a last ``model``."""
     return ["file", "emotion", "confidence", "uncertain", *(["voice"] if voices else []), *labels, "duration_s",
             "speech_s", "reason", "error", *(["model"] if model else [])]
 
 
 def model_id(predictor: Predictor, same_speaker: bool = False, speakers: str = "one") -> str:
     """What answered a batch job's rows (its ``model`` column or field): the model's name, a
-    fingerprint of its configuration and weights (:func:`serkit.runtimes.fingerprint`: a retrained
-    model or another of the same name differs) and the speaker adaptation, if any. ``--resume``
-    continues only a job answered so."""
+    fingerprint of what decides its answers (:func:`serkit.runtimes.fingerprint`) and the speaker
+    adaptation, if any. ``--resume`` continues only a job answered so (:func:`answered_alike`)."""
     from serkit.runtimes import fingerprint
 
     return f"{predictor.name}@{fingerprint(predictor)[:10]}" + (f" same-speaker:{speakers}" if same_speaker else "")
@@ -111,6 +105,12 @@ def read_done(path: str | os.PathLike, labels: Sequence[str], voices: bool = Fal
     return {file_key(f) for f in files}
 
 
+def answered_alike(found: str | None, model: str) -> bool:
+    """Rows ``found`` answered as ``model`` answers: the same fingerprint and adaptation (the name
+    before ``@`` is a label; a run's bundle was called ``bundle`` before it was named by its run)."""
+    return found is not None and found.partition("@")[2] == model.partition("@")[2]
+
+
 def other_model(path: Path, n: int, found: str | None, model: str) -> ValueError:
     return ValueError(f"{path}:{n}: rows answered by {found or 'a model serkit did not name (an older serkit)'}, not "
                       f"{model}: --resume would mix their answers; --force starts the output over, or write to a new file")
@@ -136,7 +136,7 @@ def _csv_files(path: Path, text: str, labels: Sequence[str], voices: bool = Fals
         if row and len(row) != len(header):
             raise OutputError(f"{path}:{n}: not a row serkit wrote ({len(row)} fields, not {len(header)}); "
                               "--resume left the file unchanged")
-        if row and model is not None and row[-1] != model:
+        if row and model is not None and not answered_alike(row[-1], model):
             raise other_model(path, n, row[-1], model)
     return [row[0] for row in rows[1:] if row]
 
@@ -157,7 +157,7 @@ def _jsonl_files(path: Path, text: str, labels: Sequence[str], model: str | None
         if row.get("probabilities") and sorted(row["probabilities"]) != sorted(labels):
             raise ValueError(f"{path}:{n}: rows of other labels ({', '.join(row['probabilities'])}); "
                              "write to a new file")
-        if model is not None and row.get("model") != model:
+        if model is not None and not answered_alike(row.get("model"), model):
             raise other_model(path, n, row.get("model"), model)
         files.append(row["file"])
     return files

@@ -127,7 +127,7 @@ SPEAKER_GROUPS = ("one", "folder", "manifest", "voice")
 #: Help sections of ``serkit predict`` (the CLI adds its run-only options to them).
 BATCH_JOBS = "batch jobs (PATH may also be a manifest CSV with a File/path column)"
 LONG_RECORDINGS = "long recordings (--timeline; --output FILE.json|.csv)"
-SPEECH_DETECTION = "speech detection (files and --timeline; default: the model's own)"
+SPEECH_DETECTION = "speech detection (files and --timeline)"
 
 
 @dataclass
@@ -156,9 +156,10 @@ class PredictSettings:
                                       "default: a local Ray", metavar="ADDR", group=BATCH_JOBS)
     vad: str = setting("auto", "speech detector: silero (Silero VAD, shipped inside serkit), energy (level above the "
                        "noise floor), none (fixed segments, digitally silent ones left out); auto: silero when "
-                       "onnxruntime is installed (it is in every install), else energy",
+                       "onnxruntime is installed (it is in every install), else energy; default: the model's own "
+                       "(auto for the shipped models)",
                        choices=VADS, group=SPEECH_DETECTION)
-    max_segment: float = setting(10.0, "split longer speech segments into equal parts", rule=POSITIVE,
+    max_segment: float = setting(10.0, "split longer speech segments into equal parts (default: 10)", rule=POSITIVE,
                                  metavar="SECONDS", group=SPEECH_DETECTION)
     # at least MIN_SECONDS: a shorter piece is "no speech" whatever it holds
     segment_seconds: float | None = setting(None, "segment length with --vad none (default: the model's "

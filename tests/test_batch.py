@@ -332,3 +332,20 @@ def test_speaker_groups_by_folder_and_by_manifest(tmp_path):
     m.write_text("path,emotion\na/1.wav,angry\n")
     with pytest.raises(ValueError, match="needs a column of audio paths and one of speakers"):
         speaker_groups(files, "manifest", [str(m)])
+
+
+def test_a_job_answered_by_a_run_bundle_before_it_was_named_by_its_run_resumes(bundle, tmp_path):
+    """Rows written when a run's bundle was called ``bundle`` (same fingerprint) are the same
+    model's: --resume continues them; another fingerprint is still refused."""
+    files = [str(f) for f in make_files(tmp_path / "audio", n=4, corrupt=())]
+    predictor = load_model(bundle)
+    out = tmp_path / "out.csv"
+    run_batch(predictor, files[:2], out, progress=False)
+    mine = model_id(predictor)
+    old = "bundle@" + mine.partition("@")[2]
+    out.write_text(out.read_text().replace(mine, old))
+    summary = run_batch(predictor, files, out, progress=False, resume=True)
+    assert summary.skipped == 2 and summary.scored == 2
+    out.write_text(out.read_text().replace(mine, "bundle@0123456789"))
+    with pytest.raises(ValueError, match="rows answered by bundle@0123456789"):
+        run_batch(predictor, files, out, progress=False, resume=True)

@@ -410,3 +410,21 @@ def test_cli_predict_vad_answers_files_as_the_web_api_does(bundle, tmp_path, cap
     code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "--vad", "none", "-o", str(out), "--resume",
                            "--no-progress", str(path), str(long))
     assert code == 2 and "rows answered by" in err and len(out.read_text().splitlines()) == 2
+
+
+def test_timelines_and_ray_actors_use_the_detector_given_else_the_models_own(bundle, tmp_path, capsys):
+    """A bundle naming its detector: a timeline without --vad uses it (as files and the web API
+    do), --vad replaces it; Ray's model actors take the driver's detector."""
+    config = json.loads((bundle / "config.json").read_text())
+    config["scoring"] = {**config.get("scoring", {}), "vad": "none"}
+    (bundle / "config.json").write_text(json.dumps(config))
+    rec = write_clip(tmp_path / "rec.wav", tone_clip("sad", 1.2))
+    for options, used in (([], "none"), (["--vad", "energy"], "energy")):
+        code, out, err = run_cli(capsys, "predict", "-m", str(bundle), "--timeline", "-f", "json", "--no-progress",
+                                 *options, str(rec))
+        assert code == 0, err
+        assert json.loads(out)["vad"] == used
+    from serkit.ray_engine import ScoreActor          # (constructed here without Ray)
+    actor = ScoreActor(str(bundle), vad="energy", max_segment_s=0.5)
+    assert (actor.predictor.scorer.vad, actor.predictor.scorer.max_segment_s) == ("energy", 0.5)
+    assert ScoreActor(str(bundle)).predictor.scorer.vad == "none"

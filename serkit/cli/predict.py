@@ -191,8 +191,9 @@ DETECTOR = ("vad", "max_segment")
 
 
 def use_detector(predictor, args: argparse.Namespace) -> None:
-    """--vad and --max-segment given: files are answered with that detector and segment limit
-    (as the web API's ``vad`` field does), not the model's own; a batch job's model id says so."""
+    """--vad and --max-segment given: files and timelines are answered with that detector and
+    segment limit (as the web API's ``vad`` field does), not the model's own; a batch job's model
+    id says so."""
     if getattr(args, "vad", None) is not None:
         predictor.scorer.vad = args.vad
     if getattr(args, "max_segment", None) is not None:
@@ -277,7 +278,8 @@ def predict_timelines(args: argparse.Namespace, s: PredictSettings, predictor, f
     timelines, failed = [], 0
     for file in files:
         try:
-            tl = predictor.predict_timeline(file, vad=s.vad, max_segment_s=s.max_segment,
+            detector = predictor.scorer           # --vad/--max-segment, else the model's own
+            tl = predictor.predict_timeline(file, vad=detector.vad, max_segment_s=detector.max_segment_s,
                                             segment_s=s.segment_seconds, batch_size=s.batch_size,
                                             progress=s.progress, same_speaker=s.same_speaker,
                                             speakers=s.speakers)

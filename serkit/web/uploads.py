@@ -129,7 +129,7 @@ def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> np.ndarray:
                        "header only); it is truncated or corrupt.")
     check_length(frames, rate, channels, limits)
     try:
-        wave = load_audio(_Bytes(data), sample_rate, max_seconds=None, max_samples=None)
+        wave = load_audio(_Bytes(data), sample_rate, max_seconds=None, max_samples=None, note_cut_short=False)
     except OutOfRangeAudio as exc:
         raise ApiError(422, "out_of_range", f"The audio cannot be scored ({str(exc).split(': ', 1)[-1]}).") from None
     except AudioError as exc:
