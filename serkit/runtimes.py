@@ -193,8 +193,9 @@ def fingerprint(predictor: Any) -> str:
     scorer = getattr(predictor, "scorer", None)     # a detector other than the model's own (--vad, $SERKIT_VAD)
     if scorer is not None:
         from serkit.scorer import MAX_SEGMENT_S
-        used = (scorer.vad, float(scorer.max_segment_s))
-        if used != (predictor.config.get("scoring", {}).get("vad") or "auto", MAX_SEGMENT_S):
+        from serkit.vad import vad_name          # (auto is silero where silero runs)
+        used = (vad_name(scorer.vad), float(scorer.max_segment_s))
+        if used != (vad_name(predictor.config.get("scoring", {}).get("vad") or "auto"), MAX_SEGMENT_S):
             h.update(repr(used).encode())
     rt = predictor.runtime
     for path in (getattr(predictor, "model_path", None), getattr(rt, "encoder_path", None)):

@@ -410,6 +410,11 @@ def test_cli_predict_vad_answers_files_as_the_web_api_does(bundle, tmp_path, cap
     code, _, err = run_cli(capsys, "predict", "-m", str(bundle), "--vad", "none", "-o", str(out), "--resume",
                            "--no-progress", str(path), str(long))
     assert code == 2 and "rows answered by" in err and len(out.read_text().splitlines()) == 2
+    config = json.loads((bundle / "config.json").read_text())     # a model whose own detector is auto:
+    (bundle / "config.json").write_text(json.dumps({**config, "scoring": {"vad": "auto"}}))
+    own, silero, energy = load_model(bundle), load_model(bundle), load_model(bundle)
+    silero.scorer.vad, energy.scorer.vad = "silero", "energy"     # auto is silero where silero runs
+    assert model_id(silero) == model_id(own) != model_id(energy)
 
 
 def test_timelines_and_ray_actors_use_the_detector_given_else_the_models_own(bundle, tmp_path, capsys):
