@@ -385,6 +385,24 @@ def test_corrupt_and_truncated_audio_is_400(client):
     assert_error(post_file(client, b"OggS" + np.random.default_rng(1).bytes(3000)), 400, "undecodable")
 
 
+def test_a_wav_cut_short_is_answered_with_a_note_or_refused(client):
+    """An upload holding 60 % of what its WAV header names is answered on what it holds, and
+    the reply's note says so (the CLI's note, in the API); under half is refused; a whole file
+    and a streaming writer's placeholder size have no note."""
+    wav = audio_bytes(2.0)
+    r = post_file(client, wav[:44 + int(0.6 * (len(wav) - 44)) // 2 * 2], vad="energy")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    body = r.get_json()
+    assert "cut short: it holds 1.20 s of the 2.00 s" in body["note"] and body["duration_s"] == pytest.approx(1.2, abs=1e-3)
+    assert post_file(client, wav, vad="energy").get_json()["note"] is None
+    placeholder = bytearray(wav)
+    i = wav.find(b"data")
+    placeholder[i + 4:i + 8] = (0xFFFFFFFF).to_bytes(4, "little")
+    r = post_file(client, bytes(placeholder), vad="energy")
+    assert r.status_code == 200 and r.get_json()["note"] is None and r.get_json()["duration_s"] == pytest.approx(2.0)
+    assert_error(post_file(client, wav[:44 + (len(wav) - 44) // 3 // 2 * 2]), 400, "undecodable")
+
+
 def test_unsupported_rate_or_channels_is_400(client):
     assert_error(post_file(client, audio_bytes(1.0, sr=2000)), 400, "undecodable")
     assert_error(post_file(client, wav_header(32 * 2 * SR, channels=32) + bytes(32 * 2 * SR)), 400, "undecodable")

@@ -90,7 +90,7 @@ def predict():
     started = time.perf_counter()
     name, vad, same, data = read_upload()
     served = service().model(name)
-    wave = decode_upload(data, served.predictor.sample_rate, service().limits)
+    wave, note = decode_upload(data, served.predictor.sample_rate, service().limits)
     try:                                                                  # the model runs once
         analysis = (served.predictor.analyse_one_voice(wave, vad=vad, voices=same[1]) if same[0]
                     else served.predictor.scorer.analyse([wave], vad=vad)[0])
@@ -98,7 +98,7 @@ def predict():
         current_app.logger.error("model %s on an upload: %s", served.name, exc)
         raise ApiError(500, "non_finite_scores", "The model gave no finite scores for this audio; "
                        "this is a fault of the model, please report it.") from None
-    return jsonify(prediction(served, wave, analysis, started))
+    return jsonify({**prediction(served, wave, analysis, started), "note": note})
 
 
 def prediction(served: ServedModel, wave: np.ndarray, a: Analysis, started: float) -> dict[str, Any]:

@@ -132,6 +132,9 @@ def openapi_spec(models: list[str], default: str, limits: dict[str, Any], vad: s
                                 "(same_speaker, with two segments or more)"},
                     "voices": {"type": ["integer", "null"], "description": "Voices told apart (speakers=voice); "
                                "null otherwise"},
+                    "note": {"type": ["string", "null"], "description": "What the answer should be read "
+                             "with: a WAV cut short (it holds less than its header names) is scored on what "
+                             "it holds; null otherwise"},
                     "timeline": {"type": "array", "description": "For clips longer than one window: the "
                                  "scored speech in time order, each piece scored like a clip (the mean of "
                                  "its 50 %-overlapping windows' logits); empty for shorter clips and when "

@@ -105,8 +105,9 @@ def sniff(data: bytes) -> tuple[str, bool] | None:
     return None
 
 
-def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> np.ndarray:
-    """Decode uploaded bytes to mono float32 at ``sample_rate``; raises :class:`ApiError`."""
+def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> tuple[np.ndarray, str | None]:
+    """Decode uploaded bytes to mono float32 at ``sample_rate``, with a note for a WAV cut short
+    that still holds half of what its header names (under half is refused); raises :class:`ApiError`."""
     if not data:
         raise ApiError(400, "empty", "The upload is empty (0 bytes); send an audio file.")
     kind = sniff(data)
@@ -142,7 +143,10 @@ def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> np.ndarray:
     if not len(wave):
         raise ApiError(400, "undecodable", "The upload looks like audio but holds no samples; "
                        "it may be corrupt or truncated.")
-    return wave   # too short, silent or not speech: the scorer answers "no speech", as everywhere
+    held = len(wave) / sample_rate
+    note = (f"The file is cut short: it holds {held:.2f} s of the {promised:.2f} s its header names; "
+            "scored on what it holds." if promised - frames / rate >= 0.01 else None)
+    return wave, note   # too short, silent or not speech: the scorer answers "no speech", as everywhere
 
 
 def check_length(frames: int, rate: int, channels: int, limits: Limits) -> None:

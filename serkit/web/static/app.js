@@ -216,6 +216,7 @@
     if (r.emotion !== null && !r.adapted && r.voices === null && el.sameSpeaker.checked && currentModel().can_adapt) {
       el.status.textContent += " Not adapted to the voice: it needs two stretches of speech or more.";
     }
+    if (r.note) el.status.textContent += ` ${r.note}`;   // e.g. a WAV cut short, scored on what it holds
     reveal(el.result);
   }
 
