@@ -98,13 +98,18 @@ def header_frames(f: sf.SoundFile) -> int:
     return round(f.frames * named / held) if held and held < named < PLACEHOLDER_BYTES else f.frames
 
 
-def warn_if_cut_short(f: sf.SoundFile, name: str) -> None:
-    """Warn :class:`CutShortAudio` when ``f`` holds at least 10 ms less than its header names."""
+def cut_short(f: sf.SoundFile) -> tuple[float, float] | None:
+    """(seconds ``f`` holds, seconds its header names) when it holds at least 10 ms less, else None."""
     named = header_frames(f)
-    if named - f.frames >= f.samplerate / 100:
-        warnings.warn(CutShortAudio(f"{name} is cut short: it holds {f.frames / f.samplerate:.2f} s of the "
-                                    f"{named / f.samplerate:.2f} s its header names (scored on what it holds)"),
-                      stacklevel=3)
+    return (f.frames / f.samplerate, named / f.samplerate) if named - f.frames >= f.samplerate / 100 else None
+
+
+def warn_if_cut_short(f: sf.SoundFile, name: str) -> None:
+    """Warn :class:`CutShortAudio` when ``f`` is :func:`cut_short`."""
+    seconds = cut_short(f)
+    if seconds:
+        warnings.warn(CutShortAudio(f"{name} is cut short: it holds {seconds[0]:.2f} s of the {seconds[1]:.2f} s "
+                                    "its header names (scored on what it holds)"), stacklevel=3)
 
 
 class OutOfRangeAudio(AudioError):

@@ -113,12 +113,14 @@ def select_part(predictor: Predictor, utts: list[Utterance], part: str, manifest
     refitted = cfg.refit if cfg.model == "encoder_head" else cfg.refit_epochs
     corpora = set(training.get("data", {}).get("corpora", [])) or None     # None: not recorded
 
-    def heard(u: Utterance) -> bool:          # a clip of a speaker the model trained on
-        part_of = which.get(u.group, "train")
-        return (part_of == "train" and (corpora is None or u.corpus in corpora)) or (refitted and part_of == "val")
+    def trained_on(u: Utterance) -> bool:     # a training speaker (of a corpus the model trained on)
+        return which.get(u.group, "train") == "train" and (corpora is None or u.corpus in corpora)
+
+    def heard(u: Utterance) -> bool:          # ... or a validation speaker who joined the training
+        return trained_on(u) or (refitted and which.get(u.group) == "val")
 
     if part == "train":
-        utts = [u for u in utts if which.get(u.group, "train") == "train" and (corpora is None or u.corpus in corpora)]
+        utts = [u for u in utts if trained_on(u)]
     elif part != "all":
         utts = [u for u in utts if which.get(u.group) == part]
     if part in ("test", "val"):

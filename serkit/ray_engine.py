@@ -48,10 +48,7 @@ class ScoreActor:
         from serkit.inference import load_model
         torch.set_num_threads(threads)
         self.predictor = load_model(model, runtime=runtime)
-        if vad is not None:                 # the driver's detector, as the local engine scores
-            self.predictor.scorer.vad = vad
-        if max_segment_s is not None:
-            self.predictor.scorer.max_segment_s = max_segment_s
+        self.predictor.scorer.use_detector(vad, max_segment_s)   # the driver's, as the local engine scores
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         items = [decode_item(str(file), self.predictor.sample_rate) for file in batch["file"]]

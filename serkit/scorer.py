@@ -34,7 +34,7 @@ from typing import Protocol
 import numpy as np
 
 from serkit.audio import MIN_SECONDS, AudioError, AudioSpec, check_samples  # noqa: F401  (MIN_SECONDS re-exported)
-from serkit.vad import clip_speech, fixed_segments, split_long, vad_name
+from serkit.vad import VADS, clip_speech, fixed_segments, split_long, vad_name
 
 AGGREGATION = "mean_logits"
 SILENCE_DBFS = -60.0      # no sample above this (the peak): digital silence. A peak, not an RMS level: a
@@ -159,6 +159,16 @@ class Scorer:
         # a model's bundle names its detector; for one that does not, $SERKIT_VAD or auto (silero)
         self.vad, self.max_segment_s = vad or os.environ.get("SERKIT_VAD") or "auto", max_segment_s
         self.uncertain_below, self.uncertain_margin = uncertain_below, uncertain_margin
+
+    def use_detector(self, vad: str | None = None, max_segment_s: float | None = None) -> None:
+        """Answer with the speech detector ``vad`` and segment limit ``max_segment_s`` instead of
+        the model's own (None: keep it); ``serkit predict --vad/--max-segment``, Ray's actors."""
+        if vad is not None and vad not in VADS:
+            raise ValueError(f"unknown vad {vad!r}; choose {', '.join(VADS)}")
+        if max_segment_s is not None and not max_segment_s > 0:
+            raise ValueError(f"max_segment_s must be positive, not {max_segment_s}")
+        self.vad = vad or self.vad
+        self.max_segment_s = max_segment_s or self.max_segment_s
 
     # -- audio as given ------------------------------------------------------------------------
     def window_logits(self, windows: np.ndarray, lengths: np.ndarray, batch_size: int = 64) -> np.ndarray:

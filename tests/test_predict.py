@@ -433,3 +433,5 @@ def test_timelines_and_ray_actors_use_the_detector_given_else_the_models_own(bun
     actor = ScoreActor(str(bundle), vad="energy", max_segment_s=0.5)
     assert (actor.predictor.scorer.vad, actor.predictor.scorer.max_segment_s) == ("energy", 0.5)
     assert ScoreActor(str(bundle)).predictor.scorer.vad == "none"
+    with pytest.raises(ValueError, match="unknown vad 'loud'"):
+        ScoreActor(str(bundle), vad="loud")

@@ -68,7 +68,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     s = dataclass_from_args(PredictSettings, args)
     check_predict_flags(args, s)
     predictor = load_model(args.model, runtime=s.runtime)   # a shipped model is named as on the page
-    use_detector(predictor, args)
+    # files and timelines are answered with the detector given (as the web API's vad field does);
+    # a batch job's model id says so
+    predictor.scorer.use_detector(args.vad, args.max_segment)
     skipped: list[str] = []
     files = expand_paths(args.paths, skipped)
     note_skipped(skipped)
@@ -187,17 +189,7 @@ def check_predict_flags(args: argparse.Namespace, s: PredictSettings) -> None:
         raise ValueError(f"--engine {s.engine} runs batch jobs: add --output FILE")
 
 
-DETECTOR = ("vad", "max_segment")
-
-
-def use_detector(predictor, args: argparse.Namespace) -> None:
-    """--vad and --max-segment given: files and timelines are answered with that detector and
-    segment limit (as the web API's ``vad`` field does), not the model's own; a batch job's model
-    id says so."""
-    if getattr(args, "vad", None) is not None:
-        predictor.scorer.vad = args.vad
-    if getattr(args, "max_segment", None) is not None:
-        predictor.scorer.max_segment_s = args.max_segment
+DETECTOR = ("vad", "max_segment")      # None when not given: the model's own
 
 
 def predict_batch(args: argparse.Namespace, s: PredictSettings, predictor, files: list[str]) -> int:

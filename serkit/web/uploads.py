@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from serkit.audio import AudioError, OutOfRangeAudio, header_frames, load_audio, sample_budget
+from serkit.audio import AudioError, OutOfRangeAudio, cut_short, header_frames, load_audio, sample_budget
 
 MIN_RATE, MAX_RATE = 4000, 192000     # Hz: input sample rates accepted
 MAX_CHANNELS = 8
@@ -113,7 +113,7 @@ def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> tuple[np.nda
     kind = sniff(data)
     try:
         with sf.SoundFile(_Bytes(data)) as f:               # reads the header only
-            rate, frames, channels, promised = f.samplerate, f.frames, f.channels, header_frames(f)
+            rate, frames, channels, promised, cut = f.samplerate, f.frames, f.channels, header_frames(f), cut_short(f)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError):
         raise not_decodable(kind) from None
     if not MIN_RATE <= rate <= MAX_RATE:
@@ -143,9 +143,8 @@ def decode_upload(data: bytes, sample_rate: int, limits: Limits) -> tuple[np.nda
     if not len(wave):
         raise ApiError(400, "undecodable", "The upload looks like audio but holds no samples; "
                        "it may be corrupt or truncated.")
-    held = len(wave) / sample_rate
-    note = (f"The file is cut short: it holds {held:.2f} s of the {promised:.2f} s its header names; "
-            "scored on what it holds." if promised - frames / rate >= 0.01 else None)
+    note = (f"The file is cut short: it holds {cut[0]:.2f} s of the {cut[1]:.2f} s its header names; "
+            "scored on what it holds." if cut else None)
     return wave, note   # too short, silent or not speech: the scorer answers "no speech", as everywhere
 
 
